@@ -1,0 +1,53 @@
+#include "common/bytes.h"
+
+#include <cstring>
+
+namespace cdcp11 {
+
+void secure_zero(void* p, std::size_t n) noexcept {
+  if (p == nullptr || n == 0) return;
+  volatile std::uint8_t* vp = static_cast<volatile std::uint8_t*>(p);
+  while (n--) *vp++ = 0;
+  // Keep the stores from being treated as dead.
+  __asm__ __volatile__("" : : "r"(p) : "memory");
+}
+
+std::string to_hex(ByteView v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(v.size() * 2);
+  for (auto b : v) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool from_hex(std::string_view hex, Bytes& out) {
+  if (hex.size() % 2) return false;
+  Bytes r;
+  r.reserve(hex.size() / 2);
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    r.push_back(static_cast<std::uint8_t>(hi << 4 | lo));
+  }
+  out = std::move(r);
+  return true;
+}
+
+bool ct_equal(ByteView a, ByteView b) noexcept {
+  if (a.size() != b.size()) return false;
+  std::uint8_t acc = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) acc |= a[i] ^ b[i];
+  return acc == 0;
+}
+
+}  // namespace cdcp11

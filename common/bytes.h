@@ -1,0 +1,49 @@
+// Byte buffers. SecureBytes zeroizes its storage when freed or reallocated, for key material,
+// PINs and anything derived from them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cdcp11 {
+
+// Overwrites memory in a way the optimizer may not elide.
+void secure_zero(void* p, std::size_t n) noexcept;
+
+template <class T>
+struct ZeroizingAllocator {
+  using value_type = T;
+  ZeroizingAllocator() noexcept = default;
+  template <class U>
+  ZeroizingAllocator(const ZeroizingAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return std::allocator<T>{}.allocate(n); }
+  void deallocate(T* p, std::size_t n) noexcept {
+    secure_zero(p, n * sizeof(T));
+    std::allocator<T>{}.deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const ZeroizingAllocator<U>&) const noexcept { return true; }
+};
+
+using Bytes = std::vector<std::uint8_t>;
+using SecureBytes = std::vector<std::uint8_t, ZeroizingAllocator<std::uint8_t>>;
+using ByteView = std::span<const std::uint8_t>;
+
+inline ByteView view(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+inline Bytes to_bytes(ByteView v) { return Bytes(v.begin(), v.end()); }
+inline SecureBytes to_secure(ByteView v) { return SecureBytes(v.begin(), v.end()); }
+
+std::string to_hex(ByteView v);
+// Returns false on odd length or a non-hex character.
+bool from_hex(std::string_view hex, Bytes& out);
+
+// Constant-time comparison of equal-length buffers; false when lengths differ.
+bool ct_equal(ByteView a, ByteView b) noexcept;
+
+}  // namespace cdcp11

@@ -1,0 +1,102 @@
+// Durable on-disk store of one token: a meta record and a set of object records, each an opaque
+// blob (the soft token encrypts what needs it before it gets here). Several processes may open
+// the same directory at once; every change is visible to the others after their next refresh().
+//
+// Guarantees
+// - Every put/remove/write_meta is atomic and durable before it returns: write a temp file,
+//   fsync it, rename over the target, fsync the directory. A process killed at any instant leaves
+//   each record either wholly old or wholly new; open() discards stale temp files.
+// - Every record file carries a header (magic, format version, length, checksum): a damaged file
+//   is reported (and skipped by refresh, with its uid in the Changes::corrupt list), never
+//   silently returned as data.
+// - Writers serialise on an exclusive flock of DIR/lock; each committed change bumps a generation
+//   counter kept in DIR/lock, so refresh() is a cheap read when nothing changed.
+//
+// Layout (format version 1):
+//   DIR/format           "cdcp11-token-store 1\n"
+//   DIR/lock             flock target; holds the 8-byte little-endian generation counter
+//   DIR/meta             meta record
+//   DIR/objects/<uid>    one file per object record; uid = 32 lowercase hex chars
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/result.h"
+
+namespace cdcp11::store {
+
+struct Error {
+  enum class Code {
+    not_found,      // record (or store, on open without create) does not exist
+    corrupt,        // header/checksum mismatch, unknown format version
+    io,             // filesystem error: message names the path and strerror
+    no_space,       // ENOSPC / EDQUOT: nothing was changed
+    bad_argument,   // malformed uid etc.
+  } code = Code::io;
+  std::string message;
+};
+template <class T>
+using R = Result<T, Error>;
+
+struct Record {
+  std::string uid;
+  Bytes data;
+};
+
+struct Changes {
+  std::vector<Record> upserted;        // new or changed since the last refresh (or all, first time)
+  std::vector<std::string> removed;    // uids gone since the last refresh
+  std::vector<std::string> corrupt;    // uids whose file failed its check (left on disk)
+  bool full_reload = false;            // true on the first refresh after open
+};
+
+class ObjectStore {
+ public:
+  // Opens DIR; with create=true, creates it (mode 0700) and its layout if absent.
+  static R<std::unique_ptr<ObjectStore>> open(const std::string& dir, bool create);
+  ~ObjectStore();
+  ObjectStore(const ObjectStore&) = delete;
+  ObjectStore& operator=(const ObjectStore&) = delete;
+
+  const std::string& dir() const;
+
+  // A fresh random uid (32 lowercase hex chars).
+  static std::string new_uid();
+
+  // Meta record; not_found when never written.
+  R<Bytes> read_meta();
+  R<void> write_meta(ByteView data);
+
+  R<void> put(const std::string& uid, ByteView data);
+  R<void> remove(const std::string& uid);  // not_found if absent
+  R<Bytes> get(const std::string& uid);    // reads the file now
+
+  // Removes every object record and the meta record (token re-initialisation), atomically with
+  // respect to other processes (under the lock).
+  R<void> wipe();
+
+  // What changed on disk since the previous refresh() of this instance (by any process).
+  R<Changes> refresh();
+  // Current generation counter (reads DIR/lock).
+  R<std::uint64_t> generation();
+
+  // Not thread-safe: the owning token serialises calls on one instance.
+
+  // Runs fn while holding the exclusive cross-process lock, for read-modify-write sequences (PIN
+  // retry counters). put/remove/write_meta/wipe called from inside fn must not deadlock: the lock
+  // is re-entrant within this instance and thread.
+  R<void> locked(const std::function<R<void>()>& fn);
+
+ private:
+  struct Impl;
+  explicit ObjectStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cdcp11::store
