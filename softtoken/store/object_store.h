@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/bytes.h"
@@ -54,7 +55,16 @@ struct Changes {
   std::vector<std::string> removed;    // uids gone since the last refresh
   std::vector<std::string> corrupt;    // uids whose file failed its check (left on disk)
   bool full_reload = false;            // true on the first refresh after open
+  // The meta record was written or removed since the last refresh (always true on the first):
+  // re-read it with read_meta() to pick up e.g. another process's C_InitToken or C_SetPIN.
+  bool meta_changed = false;
 };
+// Notes on refresh():
+// - A uid listed in `corrupt` is no longer valid data: drop it from any index. `removed` lists
+//   uids reported by an earlier refresh (as upserted or corrupt) whose file is gone now.
+// - It detects changes through the generation counter, which every put/remove/write_meta/wipe
+//   bumps; a file edited behind the store's back is only noticed after the next such change
+//   (get() always checks the file it reads).
 
 class ObjectStore {
  public:
@@ -68,6 +78,8 @@ class ObjectStore {
 
   // A fresh random uid (32 lowercase hex chars).
   static std::string new_uid();
+  // Exactly 32 lowercase hex chars; every uid argument is checked with this (bad_argument).
+  static bool is_valid_uid(std::string_view uid);
 
   // Meta record; not_found when never written.
   R<Bytes> read_meta();

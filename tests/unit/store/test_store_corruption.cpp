@@ -1,0 +1,181 @@
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "store_test_util.h"
+
+using namespace cdcp11;
+using namespace cdcp11::store;
+using namespace cdcp11::store::test;
+using Code = Error::Code;
+
+namespace {
+
+void flip_byte(const std::string& path, off_t off) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  std::uint8_t b = 0;
+  REQUIRE(::pread(fd, &b, 1, off) == 1);
+  b ^= 0x40;
+  REQUIRE(::pwrite(fd, &b, 1, off) == 1);
+  ::close(fd);
+}
+
+void write_file(const std::string& path, const std::string& content) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << content;
+  REQUIRE(f.good());
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+}  // namespace
+
+TEST_CASE("a damaged object file is reported corrupt, never returned as data") {
+  TempDir t;
+  auto s = must_open(t.path());
+  const std::string good = ObjectStore::new_uid(), bad = ObjectStore::new_uid();
+  REQUIRE(s->put(good, payload_for(good, 1)));
+  REQUIRE(s->put(bad, payload_for(bad, 1)));
+  const std::string path = t.sub("objects/" + bad);
+
+  SUBCASE("flipped payload byte") { flip_byte(path, 30); }
+  SUBCASE("flipped header byte") { flip_byte(path, 9); }
+  SUBCASE("truncated inside the header") { REQUIRE(::truncate(path.c_str(), 10) == 0); }
+  SUBCASE("truncated payload") {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    REQUIRE(::truncate(path.c_str(), st.st_size - 1) == 0);
+  }
+  SUBCASE("empty file") { REQUIRE(::truncate(path.c_str(), 0) == 0); }
+
+  auto g = s->get(bad);
+  REQUIRE(!g);
+  CHECK(g.error().code == Code::corrupt);
+  CHECK(g.error().message.find(path) != std::string::npos);
+  CHECK(*s->get(good) == payload_for(good, 1));
+
+  auto r = must_open(t.path(), false);
+  auto ch = r->refresh();
+  REQUIRE(ch);
+  CHECK(ch->corrupt == std::vector<std::string>{bad});
+  REQUIRE(ch->upserted.size() == 1);
+  CHECK(ch->upserted[0].uid == good);
+
+  // Reported once; it stays on disk and is not re-reported while unchanged.
+  REQUIRE(s->put(ObjectStore::new_uid(), view("bump")));
+  auto again = r->refresh();
+  REQUIRE(again);
+  CHECK(again->corrupt.empty());
+  CHECK(::access(path.c_str(), F_OK) == 0);
+
+  // Repairing it by a put makes it data again.
+  REQUIRE(s->put(bad, payload_for(bad, 2)));
+  auto fixed = r->refresh();
+  REQUIRE(fixed);
+  REQUIRE(fixed->upserted.size() == 1);
+  CHECK(fixed->upserted[0].uid == bad);
+  CHECK(fixed->upserted[0].data == payload_for(bad, 2));
+}
+
+TEST_CASE("damage to a file an instance already indexed is found by its next refresh") {
+  TempDir t;
+  auto s = must_open(t.path());
+  const std::string u = ObjectStore::new_uid();
+  REQUIRE(s->put(u, payload_for(u, 1)));
+  auto r = must_open(t.path(), false);
+  REQUIRE(r->refresh());
+  flip_byte(t.sub("objects/" + u), 25);
+  // Edits behind the store's back are noticed once the generation moves.
+  REQUIRE(s->put(ObjectStore::new_uid(), view("bump")));
+  auto ch = r->refresh();
+  REQUIRE(ch);
+  CHECK(ch->corrupt == std::vector<std::string>{u});
+  CHECK(ch->removed.empty());
+}
+
+TEST_CASE("a record file copied under another uid is corrupt") {
+  TempDir t;
+  auto s = must_open(t.path());
+  const std::string a = ObjectStore::new_uid(), b = ObjectStore::new_uid();
+  REQUIRE(s->put(a, view("a")));
+  REQUIRE(::link(t.sub("objects/" + a).c_str(), t.sub("objects/" + b).c_str()) == 0);
+  auto g = s->get(b);
+  REQUIRE(!g);
+  CHECK(g.error().code == Code::corrupt);
+}
+
+TEST_CASE("a damaged meta record is corrupt") {
+  TempDir t;
+  auto s = must_open(t.path());
+  REQUIRE(s->write_meta(view("token meta")));
+  flip_byte(t.sub("meta"), 22);
+  auto m = s->read_meta();
+  REQUIRE(!m);
+  CHECK(m.error().code == Code::corrupt);
+}
+
+TEST_CASE("odd entries in objects/: symlinks and directories are corrupt, others ignored") {
+  TempDir t;
+  auto s = must_open(t.path());
+  const std::string link = ObjectStore::new_uid(), dir = ObjectStore::new_uid();
+  const std::string good = ObjectStore::new_uid();
+  REQUIRE(s->put(good, view("g")));
+  REQUIRE(::symlink("/etc/passwd", t.sub("objects/" + link).c_str()) == 0);
+  REQUIRE(::mkdir(t.sub("objects/" + dir).c_str(), 0700) == 0);
+  write_file(t.sub("objects/README"), "not a record");
+
+  auto ch = must_open(t.path(), false)->refresh();
+  REQUIRE(ch);
+  CHECK(ch->corrupt.size() == 2);
+  CHECK(contains(ch->corrupt, link));
+  CHECK(contains(ch->corrupt, dir));
+  REQUIRE(ch->upserted.size() == 1);
+  CHECK(ch->upserted[0].uid == good);
+  auto g = s->get(link);
+  REQUIRE(!g);
+  CHECK(g.error().code == Code::corrupt);
+}
+
+TEST_CASE("unknown or garbage format file: open fails with corrupt") {
+  TempDir t;
+  { auto s = must_open(t.path()); }
+  SUBCASE("future version") { write_file(t.sub("format"), "cdcp11-token-store 2\n"); }
+  SUBCASE("garbage") { write_file(t.sub("format"), "hello"); }
+  SUBCASE("empty") { write_file(t.sub("format"), ""); }
+  for (bool create : {false, true}) {
+    auto r = ObjectStore::open(t.path(), create);
+    REQUIRE(!r);
+    CHECK(r.error().code == Code::corrupt);
+    CHECK(r.error().message.find(t.sub("format")) != std::string::npos);
+  }
+}
+
+TEST_CASE("open removes stale temp files and an interrupted wipe's directory") {
+  TempDir t;
+  const std::string u = ObjectStore::new_uid();
+  {
+    auto s = must_open(t.path());
+    REQUIRE(s->put(u, view("kept")));
+  }
+  write_file(t.sub("objects/.tmp-" + u + "-abcdef"), "half written");
+  write_file(t.sub("objects/.tmp-" + ObjectStore::new_uid() + "-123456"), "");
+  write_file(t.sub(".tmp-meta-aaaaaa"), "half meta");
+  REQUIRE(::mkdir(t.sub("objects.wipe").c_str(), 0700) == 0);
+  write_file(t.sub("objects.wipe/" + ObjectStore::new_uid()), "old");
+
+  auto s = must_open(t.path(), false);
+  CHECK(entries(t.sub("objects"), ".tmp-").empty());
+  CHECK(entries(t.path(), ".tmp-").empty());
+  CHECK(entries(t.path(), "objects.wipe").empty());
+  CHECK(*s->get(u) == to_bytes(view("kept")));
+  auto ch = s->refresh();
+  REQUIRE(ch);
+  CHECK(ch->upserted.size() == 1);
+  CHECK(ch->corrupt.empty());
+}
