@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <unordered_map>
@@ -26,6 +27,27 @@ const std::string kWipeDir = "objects.wipe";
 const std::string kMeta = "meta";
 const std::string kLock = "lock";
 const std::string kFormat = "format";
+const std::string kWipeName = "wipe";  // journal entry of wipe()
+
+// DIR/lock: u64 generation, then a journal of the last kJournalSlots changes, slot g % N
+// holding (u64 generation, name padded to 32 bytes), so refresh() after a few changes
+// re-checks only those names instead of stat()ing every file.
+constexpr std::uint64_t kJournalSlots = 256;
+constexpr std::size_t kSlotSize = 40;
+constexpr off_t kJournalOffset = 8;
+constexpr off_t kLockFileSize = kJournalOffset + kJournalSlots * kSlotSize;
+off_t slot_offset(std::uint64_t g) {
+  return kJournalOffset + static_cast<off_t>((g % kJournalSlots) * kSlotSize);
+}
+
+void put_le64(std::uint8_t* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+std::uint64_t get_le64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t(p[i]) << (8 * i);
+  return v;
+}
 
 Error make_error(Error::Code c, std::string msg) { return Error{c, std::move(msg)}; }
 
@@ -117,25 +139,60 @@ struct ObjectStore::Impl {
     do n = ::pread(lockfd.get(), b, sizeof b, 0);
     while (n < 0 && errno == EINTR);
     if (n < 0) return fail(sys_error(errno, "read", lock_path));
-    std::uint64_t g = 0;
-    for (int i = 0; i < 8; ++i) g |= std::uint64_t(b[i]) << (8 * i);
+    return get_le64(b);
+  }
+
+  // Called under the exclusive lock *before* a change to `name` (a uid, kMeta or kWipeName) is
+  // made: a reader that sees the new generation then waits on the lock (refresh takes it
+  // shared) and sees the finished change; a writer killed mid-change leaves a bumped
+  // generation, so nothing is missed. The journal slot goes first so that a reader never sees
+  // a generation whose slot is not written yet.
+  R<std::uint64_t> bump_gen(std::string_view name) {
+    CDC_ASSIGN(std::uint64_t g, read_gen());
+    ++g;
+    std::uint8_t slot[kSlotSize] = {};
+    put_le64(slot, g);
+    std::copy(name.begin(), name.end(), slot + 8);
+    CDC_TRY(pwrite_all(slot, kSlotSize, slot_offset(g)));
+    std::uint8_t b[8];
+    put_le64(b, g);
+    CDC_TRY(pwrite_all(b, sizeof b, 0));
     return g;
   }
 
-  // Called under the exclusive lock *before* a change is made: a reader that sees the new
-  // generation then waits on the lock (refresh takes it shared) and sees the finished change;
-  // a writer killed mid-change leaves a bumped generation, so nothing is missed.
-  R<std::uint64_t> bump_gen() {
-    CDC_ASSIGN(std::uint64_t g, read_gen());
-    ++g;
-    std::uint8_t b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<std::uint8_t>(g >> (8 * i));
+  R<void> pwrite_all(const std::uint8_t* p, std::size_t n, off_t off) {
+    ssize_t w;
+    do w = ::pwrite(lockfd.get(), p, n, off);
+    while (w < 0 && errno == EINTR);
+    if (w < 0) return fail(sys_error(errno, "write", lock_path));
+    if (static_cast<std::size_t>(w) != n)
+      return fail(make_error(Error::Code::no_space, "write " + lock_path + ": short write"));
+    return {};
+  }
+
+  // Names changed in generations (seen_gen, gen], from the journal; nullopt when the journal
+  // no longer covers that range (or a wipe happened), so a full listing is needed.
+  R<std::optional<std::vector<std::string>>> journal_since(std::uint64_t gen) {
+    using Out = std::optional<std::vector<std::string>>;
+    if (gen < seen_gen || gen - seen_gen > kJournalSlots) return Out{};
+    std::vector<std::uint8_t> ring(kJournalSlots * kSlotSize, 0);
     ssize_t n;
-    do n = ::pwrite(lockfd.get(), b, sizeof b, 0);
+    do n = ::pread(lockfd.get(), ring.data(), ring.size(), kJournalOffset);
     while (n < 0 && errno == EINTR);
-    if (n < 0) return fail(sys_error(errno, "write", lock_path));
-    if (n != sizeof b) return fail(make_error(Error::Code::no_space, "write " + lock_path + ": short write"));
-    return g;
+    if (n < 0) return fail(sys_error(errno, "read", lock_path));
+    std::vector<std::string> names;
+    for (std::uint64_t g = seen_gen + 1; g <= gen; ++g) {
+      const std::uint8_t* slot = ring.data() + (slot_offset(g) - kJournalOffset);
+      if (get_le64(slot) != g) return Out{};
+      std::string name(reinterpret_cast<const char*>(slot + 8), 32);
+      name.resize(name.find('\0') == std::string::npos ? 32 : name.find('\0'));
+      if (name == kMeta) continue;  // meta is always re-checked
+      if (!is_valid_uid(name)) return Out{};  // wipe, or garbage: list everything
+      names.push_back(std::move(name));
+    }
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    return Out{std::move(names)};
   }
 
   // mtime for a record written at generation g: (now, g mod 1e9 ns). Coarse kernel timestamps
@@ -170,10 +227,10 @@ struct ObjectStore::Impl {
   R<void> create_layout() {
     struct stat st {};
     if (::fstat(lockfd.get(), &st) != 0) return fail(sys_error(errno, "stat", lock_path));
-    if (st.st_size < 8) {
-      const std::uint8_t zero[8] = {};
-      if (::pwrite(lockfd.get(), zero, sizeof zero, 0) != sizeof zero)
-        return fail(sys_error(errno ? errno : ENOSPC, "write", lock_path));
+    if (st.st_size < kLockFileSize) {
+      // Allocate it all now so that later journal writes do not need new blocks.
+      const std::vector<std::uint8_t> zero(kLockFileSize, 0);
+      CDC_TRY(pwrite_all(zero.data(), zero.size(), 0));
       CDC_TRY(fsync_fd(lockfd.get(), lock_path));
     }
     if (::mkdirat(dirfd.get(), kObjects.c_str(), 0700) != 0 && errno != EEXIST)
@@ -259,7 +316,7 @@ R<Bytes> ObjectStore::read_meta() {
 
 R<void> ObjectStore::write_meta(ByteView data) {
   CDC_ASSIGN(auto held, impl_->hold(LOCK_EX));
-  CDC_ASSIGN(std::uint64_t g, impl_->bump_gen());
+  CDC_ASSIGN(std::uint64_t g, impl_->bump_gen(kMeta));
   const timespec ts = Impl::stamp(g);
   return replace_file_at(impl_->dirfd.get(), impl_->dir, kMeta, encode_record(kMeta, data), &ts);
 }
@@ -267,7 +324,7 @@ R<void> ObjectStore::write_meta(ByteView data) {
 R<void> ObjectStore::put(const std::string& uid, ByteView data) {
   CDC_TRY(check_uid(uid));
   CDC_ASSIGN(auto held, impl_->hold(LOCK_EX));
-  CDC_ASSIGN(std::uint64_t g, impl_->bump_gen());
+  CDC_ASSIGN(std::uint64_t g, impl_->bump_gen(uid));
   CDC_ASSIGN(UniqueFd od, impl_->objects_dir());
   const timespec ts = Impl::stamp(g);
   return replace_file_at(od.get(), impl_->objects_path, uid, encode_record(uid, data), &ts);
@@ -281,7 +338,7 @@ R<void> ObjectStore::remove(const std::string& uid) {
   struct stat st {};
   if (::fstatat(od.get(), uid.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
     return fail(sys_error(errno, "stat", path, true));
-  CDC_TRY(impl_->bump_gen());
+  CDC_TRY(impl_->bump_gen(uid));
   if (::unlinkat(od.get(), uid.c_str(), 0) != 0) return fail(sys_error(errno, "remove", path, true));
   return fsync_fd(od.get(), impl_->objects_path);
 }
@@ -301,7 +358,7 @@ R<Bytes> ObjectStore::get(const std::string& uid) {
 R<void> ObjectStore::wipe() {
   Impl& s = *impl_;
   CDC_ASSIGN(auto held, s.hold(LOCK_EX));
-  CDC_TRY(s.bump_gen());
+  CDC_TRY(s.bump_gen(kWipeName));
   // Meta first: a crash part-way leaves an uninitialised token (which the next C_InitToken
   // wipes again), never an initialised one with objects missing.
   if (::unlinkat(s.dirfd.get(), kMeta.c_str(), 0) != 0 && errno != ENOENT)
@@ -335,14 +392,51 @@ R<void> ObjectStore::wipe() {
 
 R<std::uint64_t> ObjectStore::generation() { return impl_->read_gen(); }
 
+namespace {
+
+// Reads objects/<name> into ch (upserted or corrupt) unless its identity equals *known.
+// Returns the identity of what is on disk now, or nullopt if there is no such file.
+R<std::optional<FileId>> load_one(int od, const std::string& objects_path,
+                                  const std::string& name, const FileId* known, Changes& ch) {
+  using Out = std::optional<FileId>;
+  const std::string path = join(objects_path, name);
+  if (known) {
+    struct stat st {};
+    if (::fstatat(od, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) return Out{};
+      return fail(sys_error(errno, "stat", path));
+    }
+    if (FileId::of(st) == *known) return Out{*known};
+  }
+  FileId id;
+  auto file = read_file_at(od, name, path, &id);
+  if (!file) {
+    if (file.error().code == Error::Code::not_found) return Out{};
+    if (file.error().code != Error::Code::corrupt) return fail(file.error());
+    log::warn(kLog, file.error().message);
+    ch.corrupt.push_back(name);
+    return Out{id};
+  }
+  auto rec = decode_record(name, *file);
+  if (!rec) {
+    log::warn(kLog, path + " is corrupt: " + rec.error().reason);
+    ch.corrupt.push_back(name);
+  } else {
+    ch.upserted.push_back(Record{name, std::move(*rec)});
+  }
+  return Out{id};
+}
+
+}  // namespace
+
 R<Changes> ObjectStore::refresh() {
   Impl& s = *impl_;
   {
     CDC_ASSIGN(std::uint64_t g, s.read_gen());
     if (s.refreshed && g == s.seen_gen) return Changes{};
   }
-  // Shared lock: no writer is mid-change while we list, and the generation we record is the
-  // one the listing reflects.
+  // Shared lock: no writer is mid-change while we look, and the generation we record is the
+  // one what we read reflects.
   CDC_ASSIGN(auto held, s.hold(LOCK_SH));
   CDC_ASSIGN(std::uint64_t gen, s.read_gen());
 
@@ -351,49 +445,46 @@ R<Changes> ObjectStore::refresh() {
   std::optional<FileId> meta = stat_id(s.dirfd.get(), kMeta);
   ch.meta_changed = !s.refreshed || meta.has_value() != s.meta_id.has_value() ||
                     (meta && !(*meta == *s.meta_id));
-
   CDC_ASSIGN(UniqueFd od, s.objects_dir());
-  CDC_ASSIGN(auto names, list_dir(od.get(), s.objects_path));
-  std::unordered_map<std::string, FileId> now;
-  now.reserve(names.size());
-  for (auto& name : names) {
-    if (!is_valid_uid(name)) {
-      if (!std::string_view(name).starts_with(kTempPrefix))
-        log::debug(kLog, "ignoring unexpected file " + join(s.objects_path, name));
-      continue;
+
+  std::optional<std::vector<std::string>> journal;
+  if (s.refreshed) {
+    CDC_ASSIGN(journal, s.journal_since(gen));
+  }
+  if (journal) {
+    // Only the names changed since our last refresh; applied once all were read, so an error
+    // leaves this instance's state as it was.
+    std::vector<std::pair<std::string, std::optional<FileId>>> updates;
+    for (const auto& name : *journal) {
+      auto it = s.known.find(name);
+      const FileId* known = it == s.known.end() ? nullptr : &it->second;
+      CDC_ASSIGN(auto id, load_one(od.get(), s.objects_path, name, known, ch));
+      if (!id && known) ch.removed.push_back(name);
+      updates.emplace_back(name, id);
     }
-    if (auto it = s.known.find(name); it != s.known.end()) {
-      std::optional<FileId> id = stat_id(od.get(), name);
-      if (!id) continue;  // vanished (only possible behind the store's back)
-      if (*id == it->second) {
-        now.emplace(std::move(name), *id);
+    for (auto& [name, id] : updates) {
+      if (id) s.known.insert_or_assign(name, *id);
+      else s.known.erase(name);
+    }
+  } else {
+    CDC_ASSIGN(auto names, list_dir(od.get(), s.objects_path));
+    std::unordered_map<std::string, FileId> now;
+    now.reserve(names.size());
+    for (auto& name : names) {
+      if (!is_valid_uid(name)) {
+        if (!std::string_view(name).starts_with(kTempPrefix))
+          log::debug(kLog, "ignoring unexpected file " + join(s.objects_path, name));
         continue;
       }
+      auto it = s.known.find(name);
+      const FileId* known = it == s.known.end() ? nullptr : &it->second;
+      CDC_ASSIGN(auto id, load_one(od.get(), s.objects_path, name, known, ch));
+      if (id) now.emplace(std::move(name), *id);
     }
-    const std::string path = join(s.objects_path, name);
-    FileId id;
-    auto file = read_file_at(od.get(), name, path, &id);
-    if (!file) {
-      if (file.error().code == Error::Code::not_found) continue;
-      if (file.error().code != Error::Code::corrupt) return fail(file.error());
-      log::warn(kLog, file.error().message);
-      ch.corrupt.push_back(name);
-      now.emplace(std::move(name), id);
-      continue;
-    }
-    auto rec = decode_record(name, *file);
-    if (!rec) {
-      log::warn(kLog, path + " is corrupt: " + rec.error().reason);
-      ch.corrupt.push_back(name);
-    } else {
-      ch.upserted.push_back(Record{name, std::move(*rec)});
-    }
-    now.emplace(std::move(name), id);
+    for (const auto& [uid, id] : s.known)
+      if (!now.contains(uid)) ch.removed.push_back(uid);
+    s.known = std::move(now);
   }
-  for (const auto& [uid, id] : s.known)
-    if (!now.contains(uid)) ch.removed.push_back(uid);
-
-  s.known = std::move(now);
   s.meta_id = meta;
   s.seen_gen = gen;
   s.refreshed = true;

@@ -15,6 +15,7 @@
 // Layout (format version 1):
 //   DIR/format           "cdcp11-token-store 1\n"
 //   DIR/lock             flock target; holds the 8-byte little-endian generation counter
+//                        and a journal of the last 256 changed names (see object_store.cpp)
 //   DIR/meta             meta record
 //   DIR/objects/<uid>    one file per object record; uid = 32 lowercase hex chars
 #pragma once
@@ -62,9 +63,12 @@ struct Changes {
 // Notes on refresh():
 // - A uid listed in `corrupt` is no longer valid data: drop it from any index. `removed` lists
 //   uids reported by an earlier refresh (as upserted or corrupt) whose file is gone now.
-// - It detects changes through the generation counter, which every put/remove/write_meta/wipe
-//   bumps; a file edited behind the store's back is only noticed after the next such change
-//   (get() always checks the file it reads).
+// - It detects changes through the generation counter and change journal in DIR/lock, which
+//   every put/remove/write_meta/wipe updates: with the generation unchanged it costs one pread;
+//   after up to 256 changes it re-checks only the changed uids; after more (or a wipe) it lists
+//   objects/ and re-reads the files whose identity (inode, size, mtime, ctime) differs. A file
+//   edited behind the store's back is thus only noticed by such a full listing (get() always
+//   checks the file it reads).
 
 class ObjectStore {
  public:

@@ -83,7 +83,7 @@ TEST_CASE("a damaged object file is reported corrupt, never returned as data") {
   CHECK(fixed->upserted[0].data == payload_for(bad, 2));
 }
 
-TEST_CASE("damage to a file an instance already indexed is found by its next refresh") {
+TEST_CASE("damage behind the store's back: found by get() and by a full listing") {
   TempDir t;
   auto s = must_open(t.path());
   const std::string u = ObjectStore::new_uid();
@@ -91,12 +91,28 @@ TEST_CASE("damage to a file an instance already indexed is found by its next ref
   auto r = must_open(t.path(), false);
   REQUIRE(r->refresh());
   flip_byte(t.sub("objects/" + u), 25);
-  // Edits behind the store's back are noticed once the generation moves.
+  CHECK(r->get(u).error().code == Code::corrupt);
+
+  // A few changes are picked up from the journal, which names only the files written.
   REQUIRE(s->put(ObjectStore::new_uid(), view("bump")));
-  auto ch = r->refresh();
-  REQUIRE(ch);
-  CHECK(ch->corrupt == std::vector<std::string>{u});
-  CHECK(ch->removed.empty());
+  auto few = r->refresh();
+  REQUIRE(few);
+  CHECK(few->upserted.size() == 1);
+  CHECK(few->corrupt.empty());
+
+  // More changes than the journal holds force a full listing, which checks every identity.
+  std::vector<std::string> added;
+  for (int i = 0; i < 300; ++i) {
+    added.push_back(ObjectStore::new_uid());
+    REQUIRE(s->put(added.back(), payload_for(added.back(), 1)));
+  }
+  REQUIRE(s->remove(added.front()));
+  auto many = r->refresh();
+  REQUIRE(many);
+  CHECK_FALSE(many->full_reload);
+  CHECK(many->corrupt == std::vector<std::string>{u});
+  CHECK(many->upserted.size() == added.size() - 1);
+  CHECK(many->removed.empty());  // added.front() came and went between two refreshes
 }
 
 TEST_CASE("a record file copied under another uid is corrupt") {

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -95,6 +96,28 @@ TEST_CASE("multi-process: concurrent writers lose nothing and a reader sees exac
   }
   ::close(barrier[0]);
   ::close(barrier[1]);
+
+  // A live reader applies refresh() results to its own index while the children write.
+  auto live = must_open(t.path(), false);
+  std::map<std::string, Bytes> index;
+  auto apply = [&] {
+    auto ch = live->refresh();
+    REQUIRE(ch);
+    CHECK(ch->corrupt.empty());
+    for (auto& r : ch->upserted) index[r.uid] = std::move(r.data);
+    for (auto& u : ch->removed) index.erase(u);
+  };
+  for (;;) {
+    apply();
+    int status = 0;
+    pid_t done = ::waitpid(-1, &status, WNOHANG);
+    if (done > 0) {
+      CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), "child status " << status);
+      kids.erase(std::find(kids.begin(), kids.end(), done));
+      if (kids.empty()) break;
+    }
+    ::usleep(500);
+  }
   for (pid_t pid : kids) {
     int status = 0;
     REQUIRE(::waitpid(pid, &status, 0) == pid);
@@ -114,6 +137,8 @@ TEST_CASE("multi-process: concurrent writers lose nothing and a reader sees exac
   }
   expect[counter] = to_bytes(view(std::to_string(kChildren * kIncrements)));
   CHECK(snapshot(t.path()) == expect);
+  apply();
+  CHECK(index == expect);
 
   auto ch = reader->refresh();
   REQUIRE(ch);
