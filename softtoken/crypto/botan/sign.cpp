@@ -1,0 +1,1 @@
+// Botan backend: placeholder

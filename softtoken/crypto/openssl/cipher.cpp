@@ -1,0 +1,219 @@
+// OpenSSL 3 backend: AES-GCM / CBC-PAD / CTR and RSA-OAEP / RSAES-PKCS1-v1_5.
+#include <openssl/rsa.h>
+
+#include "softtoken/crypto/openssl/ossl.h"
+
+namespace cdcp11::crypto::ossl {
+
+namespace {
+
+using Scheme = CipherParams::Scheme;
+
+class AesCipher final : public Cipher {
+ public:
+  AesCipher(const CipherParams& p, bool enc) : p_(p), enc_(enc) {}
+
+  R<void> init(const OsslKey& key) {
+    CDC_TRY(detail::check_aes_params(p_, key.secret.size()));
+    const char* mode = p_.scheme == Scheme::aes_gcm ? "GCM" : p_.scheme == Scheme::aes_cbc_pad ? "CBC" : "CTR";
+    std::string name = "AES-" + std::to_string(key.secret.size() * 8) + "-" + mode;
+    CipherPtr cipher = fetch_cipher(name);
+    ctx_.reset(EVP_CIPHER_CTX_new());
+    if (!cipher || !ctx_) return ossl_err(Code::internal, "cannot fetch " + name);
+    if (p_.scheme == Scheme::aes_ctr && !budget_.init(p_.iv, p_.counter_bits))
+      return err(Code::bad_param, "AES-CTR counter parameters invalid");
+    int enc = enc_ ? 1 : 0;
+    if (p_.scheme == Scheme::aes_gcm) {
+      std::size_t ivlen = p_.iv.size();
+      OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen), OSSL_PARAM_construct_end()};
+      if (EVP_CipherInit_ex2(ctx_.get(), cipher.get(), nullptr, nullptr, enc, params) != 1)
+        return ossl_err(Code::bad_param, "AES-GCM IV length rejected");
+      cipher.reset();
+      if (EVP_CipherInit_ex2(ctx_.get(), nullptr, key.secret.data(), p_.iv.data(), enc, nullptr) != 1)
+        return ossl_err(Code::internal, "AES-GCM init failed");
+      if (enc_ && !p_.aad.empty()) {
+        int outl = 0;
+        if (EVP_CipherUpdate(ctx_.get(), nullptr, &outl, p_.aad.data(), static_cast<int>(p_.aad.size())) != 1)
+          return ossl_err(Code::internal, "AES-GCM AAD failed");
+      }
+    } else {
+      if (EVP_CipherInit_ex2(ctx_.get(), cipher.get(), key.secret.data(), p_.iv.data(), enc, nullptr) != 1)
+        return ossl_err(Code::internal, name + " init failed");
+      EVP_CIPHER_CTX_set_padding(ctx_.get(), p_.scheme == Scheme::aes_cbc_pad ? 1 : 0);
+    }
+    return {};
+  }
+
+  R<SecureBytes> update(ByteView in) override {
+    if (done_) return err(Code::internal, "operation already finished");
+    if (p_.scheme == Scheme::aes_gcm && !enc_) {  // released only after the tag verifies
+      held_.insert(held_.end(), in.begin(), in.end());
+      return SecureBytes{};
+    }
+    if (p_.scheme == Scheme::aes_ctr && !budget_.consume(in.size()))
+      return err(Code::bad_input_length, "AES-CTR counter would wrap");
+    total_ += in.size();
+    return run(in);
+  }
+
+  R<SecureBytes> finish() override {
+    if (done_) return err(Code::internal, "operation already finished");
+    done_ = true;
+    std::size_t tag_len = p_.tag_bits / 8;
+    if (p_.scheme == Scheme::aes_gcm && !enc_) {
+      if (held_.size() < tag_len) return err(Code::bad_encrypted_input, "AES-GCM input shorter than the tag");
+      std::size_t ct_len = held_.size() - tag_len;
+      OSSL_PARAM params[] = {
+          OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, held_.data() + ct_len, tag_len),
+          OSSL_PARAM_construct_end()};
+      if (EVP_CIPHER_CTX_set_params(ctx_.get(), params) != 1) return ossl_err(Code::internal, "AES-GCM tag");
+      if (!p_.aad.empty()) {
+        int outl = 0;
+        if (EVP_CipherUpdate(ctx_.get(), nullptr, &outl, p_.aad.data(), static_cast<int>(p_.aad.size())) != 1)
+          return ossl_err(Code::internal, "AES-GCM AAD failed");
+      }
+      CDC_ASSIGN(SecureBytes out, run(ByteView(held_).first(ct_len)));
+      int fin = 0;
+      if (EVP_CipherFinal_ex(ctx_.get(), nullptr, &fin) != 1) {
+        clear_errors();
+        return err(Code::bad_encrypted_input, "AES-GCM tag does not verify");
+      }
+      return out;
+    }
+    if (p_.scheme == Scheme::aes_cbc_pad && !enc_ && (total_ == 0 || total_ % 16))
+      return err(Code::bad_encrypted_input, "AES-CBC ciphertext length is not a positive multiple of 16");
+    SecureBytes out(32);
+    int fin = 0;
+    if (EVP_CipherFinal_ex(ctx_.get(), out.data(), &fin) != 1) {
+      if (!enc_) {
+        clear_errors();
+        return err(Code::bad_encrypted_input, "AES-CBC padding is invalid");
+      }
+      return ossl_err(Code::internal, "cipher final failed");
+    }
+    out.resize(static_cast<std::size_t>(fin));
+    if (p_.scheme == Scheme::aes_gcm) {
+      std::size_t off = out.size();
+      out.resize(off + tag_len);
+      OSSL_PARAM params[] = {
+          OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out.data() + off, tag_len),
+          OSSL_PARAM_construct_end()};
+      if (EVP_CIPHER_CTX_get_params(ctx_.get(), params) != 1) return ossl_err(Code::internal, "AES-GCM tag");
+    }
+    return out;
+  }
+
+ private:
+  R<SecureBytes> run(ByteView in) {
+    SecureBytes out(in.size() + 16);
+    int outl = 0;
+    // EVP takes int lengths; feed large inputs in chunks.
+    std::size_t off = 0, w = 0;
+    do {
+      std::size_t n = std::min<std::size_t>(in.size() - off, 1u << 30);
+      if (EVP_CipherUpdate(ctx_.get(), out.data() + w, &outl, in.data() + off, static_cast<int>(n)) != 1)
+        return ossl_err(Code::internal, "cipher update failed");
+      off += n;
+      w += static_cast<std::size_t>(outl);
+    } while (off < in.size());
+    out.resize(w);
+    return out;
+  }
+
+  CipherParams p_;
+  bool enc_;
+  bool done_ = false;
+  CipherCtxPtr ctx_;
+  SecureBytes held_;
+  std::size_t total_ = 0;
+  detail::CtrBudget budget_;
+};
+
+class RsaCipher final : public Cipher {
+ public:
+  RsaCipher(const OsslKey& key, KeyPtr hold, const CipherParams& p, bool enc)
+      : key_(key), hold_(std::move(hold)), p_(p), enc_(enc) {}
+
+  R<SecureBytes> update(ByteView in) override {
+    if (done_) return err(Code::internal, "operation already finished");
+    buf_.insert(buf_.end(), in.begin(), in.end());
+    return SecureBytes{};
+  }
+
+  R<SecureBytes> finish() override {
+    if (done_) return err(Code::internal, "operation already finished");
+    done_ = true;
+    std::size_t k = (key_.bits_ + 7) / 8;
+    bool oaep = p_.scheme == Scheme::rsa_oaep;
+    if (enc_) {
+      std::size_t max = oaep ? detail::oaep_max_input(k, p_.oaep_hash) : detail::pkcs1_max_input(k);
+      if (buf_.size() > max)
+        return err(Code::bad_input_length, "RSA plaintext longer than " + std::to_string(max) + " bytes");
+    } else if (buf_.size() != k) {
+      return err(Code::bad_encrypted_input, "RSA ciphertext must be " + std::to_string(k) + " bytes");
+    }
+    PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(libctx(), key_.pkey.get(), nullptr));
+    if (!ctx || (enc_ ? EVP_PKEY_encrypt_init(ctx.get()) : EVP_PKEY_decrypt_init(ctx.get())) != 1)
+      return ossl_err(Code::internal, "RSA cipher init failed");
+    if (EVP_PKEY_CTX_set_rsa_padding(ctx.get(), oaep ? RSA_PKCS1_OAEP_PADDING : RSA_PKCS1_PADDING) != 1)
+      return ossl_err(Code::internal, "RSA padding");
+    if (oaep) {
+      if (EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), md(p_.oaep_hash)) != 1 ||
+          EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), md(p_.mgf1)) != 1)
+        return ossl_err(Code::bad_param, "OAEP hash rejected");
+      if (!p_.label.empty()) {
+        void* label = OPENSSL_memdup(p_.label.data(), p_.label.size());
+        if (label == nullptr || EVP_PKEY_CTX_set0_rsa_oaep_label(ctx.get(), label, static_cast<int>(p_.label.size())) != 1) {
+          OPENSSL_free(label);
+          return ossl_err(Code::bad_param, "OAEP label rejected");
+        }
+      }
+    }
+    SecureBytes out(k);
+    std::size_t len = out.size();
+    int rc = enc_ ? EVP_PKEY_encrypt(ctx.get(), out.data(), &len, buf_.data(), buf_.size())
+                  : EVP_PKEY_decrypt(ctx.get(), out.data(), &len, buf_.data(), buf_.size());
+    if (rc != 1) {
+      if (!enc_) {
+        clear_errors();
+        return err(Code::bad_encrypted_input, "RSA decryption failed (padding or ciphertext invalid)");
+      }
+      return ossl_err(Code::internal, "RSA encryption failed");
+    }
+    out.resize(len);
+    return out;
+  }
+
+ private:
+  const OsslKey& key_;
+  KeyPtr hold_;
+  CipherParams p_;
+  bool enc_;
+  bool done_ = false;
+  SecureBytes buf_;
+};
+
+R<std::unique_ptr<Cipher>> make_cipher(const KeyPtr& key, const CipherParams& p, bool enc) {
+  CDC_ASSIGN(const OsslKey* k, as_ossl(key));
+  if (p.scheme == Scheme::rsa_oaep || p.scheme == Scheme::rsa_pkcs1) {
+    if (k->kind != KeyKind::rsa) return err(Code::bad_key, "RSA encryption needs an RSA key");
+    if (!enc && !k->is_private) return err(Code::bad_key, "RSA decryption needs a private key");
+    return std::unique_ptr<Cipher>(std::make_unique<RsaCipher>(*k, key, p, enc));
+  }
+  if (k->kind != KeyKind::secret) return err(Code::bad_key, "AES needs a secret key");
+  auto c = std::make_unique<AesCipher>(p, enc);
+  CDC_TRY(c->init(*k));
+  return std::unique_ptr<Cipher>(std::move(c));
+}
+
+}  // namespace
+
+R<std::unique_ptr<Cipher>> OpenSslBackend::encryptor(const KeyPtr& key, const CipherParams& p) {
+  return make_cipher(key, p, true);
+}
+
+R<std::unique_ptr<Cipher>> OpenSslBackend::decryptor(const KeyPtr& key, const CipherParams& p) {
+  return make_cipher(key, p, false);
+}
+
+}  // namespace cdcp11::crypto::ossl

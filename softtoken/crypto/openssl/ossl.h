@@ -1,0 +1,110 @@
+// OpenSSL 3 backend internals. Every algorithm is fetched from a private OSSL_LIB_CTX with only the
+// default provider loaded: OpenSSL's pkcs11-provider may load this module inside an application's
+// OpenSSL, and anything done through the default library context could be routed back into that
+// provider (and into us), deadlocking or recursing.
+#pragma once
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/rsa.h>
+#include <openssl/param_build.h>
+
+#include <memory>
+#include <string>
+
+#include "softtoken/crypto/internal.h"
+
+namespace cdcp11::crypto::ossl {
+
+using detail::Code;
+using detail::err;
+
+template <auto Fn>
+struct Deleter {
+  template <class T>
+  void operator()(T* p) const noexcept { Fn(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
+using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
+using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
+using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<EVP_CIPHER_CTX_free>>;
+using MacPtr = std::unique_ptr<EVP_MAC, Deleter<EVP_MAC_free>>;
+using MacCtxPtr = std::unique_ptr<EVP_MAC_CTX, Deleter<EVP_MAC_CTX_free>>;
+using BnPtr = std::unique_ptr<BIGNUM, Deleter<BN_clear_free>>;
+using BnCtxPtr = std::unique_ptr<BN_CTX, Deleter<BN_CTX_free>>;
+using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD_free>>;
+using ParamsPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
+using CipherPtr = std::unique_ptr<EVP_CIPHER, Deleter<EVP_CIPHER_free>>;
+using KdfPtr = std::unique_ptr<EVP_KDF, Deleter<EVP_KDF_free>>;
+using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, Deleter<EVP_KDF_CTX_free>>;
+
+// The private library context (created once, intentionally never freed: freeing it from a static
+// destructor could run after OpenSSL's own atexit cleanup and crash).
+OSSL_LIB_CTX* libctx();
+// Fetched digests, cached for the life of the process (same reasoning).
+const EVP_MD* md(Hash h);
+// "AES-128-GCM" style cipher from the private context; nullptr when unavailable.
+CipherPtr fetch_cipher(const std::string& name);
+
+// Builds an internal error from the OpenSSL error queue (and clears it).
+Unexpected<Error> ossl_err(Code c, const std::string& what);
+// Discards queued OpenSSL errors (after an expected failure such as a bad signature).
+inline void clear_errors() { ERR_clear_error(); }
+
+BnPtr bn_from(ByteView v, bool secret);
+Bytes bn_bytes(const BIGNUM* bn);
+SecureBytes bn_secure_bytes(const BIGNUM* bn);
+// Fixed-length big-endian (false if the number does not fit).
+bool bn_to_fixed(const BIGNUM* bn, std::uint8_t* out, std::size_t len);
+
+enum class KeyKind { rsa, ec, ed25519, secret };
+
+class OsslKey final : public Key {
+ public:
+  std::size_t bits() const override { return bits_; }
+
+  KeyKind kind = KeyKind::secret;
+  bool is_private = false;
+  Curve curve = Curve::p256;
+  std::size_t bits_ = 0;
+  PkeyPtr pkey;        // asymmetric keys
+  SecureBytes secret;  // secret keys
+};
+
+// Downcast helper: bad_key when the key was not made by this backend.
+R<const OsslKey*> as_ossl(const KeyPtr& k);
+
+class OpenSslBackend final : public Backend {
+ public:
+  const char* name() const override { return "openssl"; }
+  R<void> random(std::uint8_t* out, std::size_t n) override;
+  R<RsaPrivate> generate_rsa(std::size_t bits, ByteView public_exponent) override;
+  R<EcPrivate> generate_ec(Curve curve) override;
+  R<RsaPrivate> complete_rsa(const RsaPrivate& k) override;
+  R<EcPrivate> complete_ec(const EcPrivate& k) override;
+  R<KeyPtr> load_private(const PrivateMaterial& m) override;
+  R<KeyPtr> load_public(const PublicMaterial& m) override;
+  R<KeyPtr> load_secret(ByteView value) override;
+  R<std::unique_ptr<Signer>> signer(const KeyPtr& key, const SignParams& p) override;
+  R<std::unique_ptr<Verifier>> verifier(const KeyPtr& key, const SignParams& p) override;
+  R<std::unique_ptr<Cipher>> encryptor(const KeyPtr& key, const CipherParams& p) override;
+  R<std::unique_ptr<Cipher>> decryptor(const KeyPtr& key, const CipherParams& p) override;
+  std::unique_ptr<Digest> digest(Hash h) override;
+  R<SecureBytes> ecdh(const KeyPtr& private_key, ByteView peer_point) override;
+  R<Bytes> aes_key_wrap(ByteView kek, ByteView plaintext, bool pad, ByteView iv) override;
+  R<SecureBytes> aes_key_unwrap(ByteView kek, ByteView wrapped, bool pad, ByteView iv) override;
+  R<SecureBytes> encode_pkcs8(const PrivateMaterial& m) override;
+  R<PrivateMaterial> decode_pkcs8(ByteView der) override;
+  R<SecureBytes> scrypt(ByteView password, ByteView salt, std::uint64_t n, std::uint32_t r,
+                        std::uint32_t p, std::size_t out_len) override;
+};
+
+// keys.cpp helpers used elsewhere.
+R<PkeyPtr> ec_public_pkey(Curve c, ByteView point);
+R<std::unique_ptr<OsslKey>> make_private(const PrivateMaterial& m);
+
+}  // namespace cdcp11::crypto::ossl
