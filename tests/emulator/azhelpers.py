@@ -145,6 +145,9 @@ class Emulator:
                 rc = self.proc.wait()
         else:
             rc = self.proc.returncode
+        if getattr(self, "_session", None) is not None:
+            self._session.close()
+            self._session = None
         if _mapped_port["port"] == self.port:
             _mapped_port["port"] = None
         if cleanup:
@@ -155,6 +158,7 @@ class Emulator:
         """Stop and start again on the same state (a new port)."""
         self.stop(cleanup=False)
         new = self._launch(self.config, self.workdir)
+        new._session = None
         self.__dict__.update(new.__dict__)
         if _mapped_port["port"] is not None:
             self.map_hosts()
@@ -189,11 +193,17 @@ class Emulator:
     def cert_path(self):
         return os.path.join(self.state, "demo-app-cert.pem")
 
-    def session(self):
+    def session(self, new=False):
+        """A requests session trusting the emulator CA (shared unless new=True;
+        a requests Session is not safe to share across threads)."""
         import requests
-        s = requests.Session()
-        s.verify = self.ca
-        return s
+        if new or getattr(self, "_session", None) is None:
+            s = requests.Session()
+            s.verify = self.ca
+            if new:
+                return s
+            self._session = s
+        return self._session
 
     def token(self, client_id=SECRET_APP, secret=SECRET, resource="https://vault.azure.net",
               host="login.microsoftonline.com"):

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives import keywrap
 from cryptography.hazmat.primitives import padding as sympadding
 
-from .errors import bad_parameter, kv_error
+from .errors import bad_parameter
 from .jose import JoseError, b64_decode_any, b64_to_int, b64url_encode, int_to_b64
 
 CURVES = {  # JWK crv -> (curve class, field length in bytes)

@@ -3,7 +3,6 @@
 Request order, as the service does it: authenticate (401 + challenge),
 check api-version, rate limit, authorize (403), then the operation itself.
 """
-import base64
 import json
 import os
 import re
@@ -13,6 +12,7 @@ import uuid
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import authz, keycrypto
+from .config import CLOUDS
 from .entra import TokenProblem
 from .errors import HttpError, bad_parameter, deleted_key_not_found, key_not_found, kv_error
 from .faults import rsa_weight
@@ -74,8 +74,6 @@ class KeyVault:
 
     def _authenticate(self, req, vault):
         """Verify the bearer token or raise the 401 with the challenge."""
-        c = self.config
-        from .config import CLOUDS
         cloud = CLOUDS[vault.cloud]
         auth_host = cloud["mhsm_challenge_authority" if vault.kind == "mhsm" else "vault_challenge_authority"]
         challenge = 'Bearer authorization="%s/%s", resource="%s"' % (auth_host, vault.tenant_id, vault.resource)
@@ -166,25 +164,27 @@ class KeyVault:
             return
         hsm = vault.kind == "mhsm"
         if op in ("create", "import"):
-            if not hsm:
-                # The body's kty decides HSM vs software; create costs the same
-                # for any size, so the -HSM suffix is all that matters.
-                hsm = False
-            bucket = "create"
+            # CREATE costs the same for every size; HSM vs software is decided
+            # by the requested kty (-HSM suffix, Hsm flag or a BYOK blob).
+            try:
+                body = json.loads(req.body or b"{}")
+                key = body.get("key") if op == "import" else body
+                hsm = hsm or str(key.get("kty", "")).endswith("-HSM") or body.get("Hsm") is True \
+                    or bool(key.get("key_hsm"))
+            except (ValueError, AttributeError):
+                pass
+            self.faults.rate_check(vault.name, "create-%s" % ("hsm" if hsm else "sw"))
         elif name and op not in ("delete", "getdeleted", "purge", "recover", "backup", "restore"):
-            bucket, bits = "other", None
+            bits = None
             rec, st = store.get(name)
             if rec is not None:
                 ver = rec["versions"][-1]
                 hsm = hsm or ver["kty"].endswith("-HSM")
                 if ver["jwk"]["kty"] == "RSA":
                     bits = keycrypto.key_size_bits(ver["jwk"])
-            self.faults.rate_check(vault.name, "%s-%s" % (bucket, "hsm" if hsm else "sw"), rsa_weight(bits))
-            return
+            self.faults.rate_check(vault.name, "other-%s" % ("hsm" if hsm else "sw"), rsa_weight(bits))
         else:
             self.faults.rate_check(vault.name, "vault")
-            return
-        self.faults.rate_check(vault.name, "create-%s" % ("hsm" if hsm else "sw"))
 
     # ================================================================ shapes
     def kid(self, vault, name, version=None):
@@ -618,8 +618,6 @@ class KeyVault:
             ok = keycrypto.verify(jwk, live, alg, field("digest"), field("value"))
             return Response(200, {"value": ok})
         if op in ("encrypt", "wrapKey"):
-            if op == "wrapKey" and alg in keycrypto.AES_ALGS and keycrypto.AES_ALGS[alg][1] != "KW":
-                pass   # AES-GCM/CBC wrap is allowed on managed HSM, same as encrypt
             res = keycrypto.encrypt(jwk, live, alg, field("value"), field("iv", False), field("aad", False))
         else:
             res = keycrypto.decrypt(jwk, live, alg, field("value"), field("iv", False), field("aad", False),
