@@ -67,7 +67,7 @@ class KeyVault:
         if name is not None and not KEY_NAME_RE.match(name):
             raise bad_parameter("The request URI contains an invalid name: %s" % name)
         store = self.stores[vault.host]
-        self._rate(vault, store, op, name)
+        self._rate(req, vault, store, op, name)
         authz.check(vault, claims, op, name)
         with store.lock:
             return handler(req, vault, store, claims, name, version, op)
@@ -158,7 +158,7 @@ class KeyVault:
                 return self.recover, "recover", segs[1], None
         return None
 
-    def _rate(self, vault, store, op, name):
+    def _rate(self, req, vault, store, op, name):
         """Charge the rate limiter (reference §9) before anything else runs."""
         if not self.faults.rate.get("enabled"):
             return
