@@ -1,0 +1,114 @@
+// The authoritative key store behind one slot. core owns PKCS#11 policy (sessions, handles,
+// login state, the attribute and mechanism tables); a backend owns the key material and the
+// cryptography. Today: the software token (softtoken/). Later: a backend that forwards to another
+// PKCS#11 module (an HSM) — it implements this same interface, so p11module/ does not change.
+//
+// Objects are identified by uid (CKA_UNIQUE_ID). The backend returns each object's non-secret
+// attributes; secret attributes (is_secret_attribute) stay inside it and are reached only
+// through secret_attribute() (for extractable, non-sensitive keys) and the crypto operations.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/attributes.h"
+#include "core/errors.h"
+#include "core/mechanisms.h"
+
+namespace cdcp11::core {
+
+struct TokenStatus {
+  std::string label;          // as set by C_InitToken (32 chars max)
+  std::string serial;         // 16 chars max
+  bool initialized = false;   // C_InitToken done
+  bool user_pin_initialized = false;
+  bool user_pin_count_low = false, user_pin_final_try = false, user_pin_locked = false;
+  bool so_pin_count_low = false, so_pin_final_try = false, so_pin_locked = false;
+  std::size_t min_pin_len = 4, max_pin_len = 255;
+};
+
+struct StoredObject {
+  std::string uid;
+  AttrMap attrs;  // non-secret attributes, CKA_UNIQUE_ID included
+};
+
+struct ObjectChanges {
+  std::vector<StoredObject> upserted;
+  std::vector<std::string> removed;
+  bool full_reload = false;
+};
+
+// The mechanism a caller asked for: the table entry plus its raw parameter bytes.
+struct Mechanism {
+  const MechanismEntry* entry = nullptr;
+  Bytes param;
+};
+
+// A multi-part operation running in the backend. Input and output are plain bytes; core handles
+// buffers, length queries and operation state.
+class Operation {
+ public:
+  virtual ~Operation() = default;
+  virtual R<SecureBytes> update(ByteView in) = 0;   // sign/verify/digest return empty
+  virtual R<SecureBytes> finish() = 0;              // sign/digest: the result; encrypt/decrypt: tail
+  virtual R<void> verify(ByteView signature) = 0;   // verify operations only
+};
+
+enum class OpKind { sign, verify, encrypt, decrypt };
+
+class TokenBackend {
+ public:
+  virtual ~TokenBackend() = default;
+
+  virtual TokenStatus status() = 0;
+
+  // PINs. login/logout apply to this process (PKCS#11 login state is per application).
+  virtual R<void> init_token(ByteView so_pin, const std::string& label) = 0;
+  virtual R<void> init_pin(ByteView user_pin) = 0;  // requires SO login
+  virtual R<void> set_pin(CK_USER_TYPE who, ByteView old_pin, ByteView new_pin) = 0;
+  virtual R<void> login(CK_USER_TYPE who, ByteView pin) = 0;
+  virtual R<void> check_pin(ByteView pin) = 0;  // context-specific re-authentication
+  virtual void logout() = 0;
+
+  // Token objects: what changed since the last call (by this or any other process).
+  virtual R<ObjectChanges> refresh() = 0;
+
+  // Creates an object from full attributes; secret attributes among them are taken into the
+  // backend and are not in the returned StoredObject. Session objects (CKA_TOKEN false) live in
+  // memory only.
+  virtual R<StoredObject> create_object(const AttrMap& attrs) = 0;
+  // New object with the secret material of src and the given (non-secret) attributes.
+  virtual R<StoredObject> copy_object(const std::string& src_uid, const AttrMap& attrs) = 0;
+  // Replaces an object's non-secret attributes.
+  virtual R<void> update_object(const std::string& uid, const AttrMap& attrs) = 0;
+  virtual R<void> destroy_object(const std::string& uid) = 0;
+  virtual R<SecureBytes> secret_attribute(const std::string& uid, CK_ATTRIBUTE_TYPE t) = 0;
+  // Size of the object as C_GetObjectSize reports it.
+  virtual R<std::size_t> object_size(const std::string& uid) = 0;
+
+  // Key generation: attrs are the complete, policy-checked templates; the backend adds the key
+  // material attributes (CKA_MODULUS, CKA_EC_POINT, CKA_VALUE_LEN, ...) and stores the objects.
+  virtual R<StoredObject> generate_key(const Mechanism& m, const AttrMap& attrs) = 0;
+  virtual R<std::pair<StoredObject, StoredObject>> generate_key_pair(const Mechanism& m,
+                                                                     const AttrMap& pub,
+                                                                     const AttrMap& priv) = 0;
+
+  virtual R<std::unique_ptr<Operation>> begin(OpKind kind, const Mechanism& m,
+                                              const StoredObject& key) = 0;
+  virtual R<std::unique_ptr<Operation>> begin_digest(const Mechanism& m) = 0;
+  virtual R<SecureBytes> key_value_for_digest(const StoredObject& key) = 0;  // C_DigestKey
+
+  virtual R<Bytes> wrap_key(const Mechanism& m, const StoredObject& wrapping_key,
+                            const StoredObject& key) = 0;
+  // attrs: the complete, policy-checked template of the new key.
+  virtual R<StoredObject> unwrap_key(const Mechanism& m, const StoredObject& unwrapping_key,
+                                     ByteView wrapped, const AttrMap& attrs) = 0;
+  virtual R<StoredObject> derive_key(const Mechanism& m, const StoredObject& base_key,
+                                     const AttrMap& attrs) = 0;
+
+  virtual R<void> random(std::uint8_t* out, std::size_t n) = 0;
+};
+
+}  // namespace cdcp11::core

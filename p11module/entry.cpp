@@ -1,0 +1,605 @@
+// The Cryptoki ABI: every C_ function checks its pointer arguments, calls core, and maps the
+// result through p11::call (one CK_RV mapping, one log line per failed call).
+#include <cstring>
+#include <string>
+
+#include "cdcp11/cdcp11.h"
+#include "core/attributes.h"
+#include "core/mechanisms.h"
+#include "p11module/state.h"
+
+#define CDC_EXPORT extern "C" __attribute__((visibility("default")))
+
+using cdcp11::ByteView;
+using cdcp11::core::AttrMap;
+using cdcp11::core::Errc;
+using cdcp11::core::Library;
+using cdcp11::core::OpKind;
+using cdcp11::core::R;
+using cdcp11::core::err;
+using cdcp11::p11::call;
+
+namespace {
+
+constexpr CK_VERSION kLibraryVersion = {0, 1};
+
+void pad(CK_UTF8CHAR* dst, std::size_t n, const std::string& s) {
+  std::memset(dst, ' ', n);
+  std::memcpy(dst, s.data(), std::min(n, s.size()));
+}
+
+ByteView bytes(const CK_BYTE* p, CK_ULONG n) { return p ? ByteView(p, n) : ByteView(); }
+
+R<void> need(bool ok, const char* what) {
+  if (!ok) return err(Errc::arguments_bad, std::string(what) + " is NULL");
+  return {};
+}
+
+R<AttrMap> tmpl(CK_ATTRIBUTE_PTR t, CK_ULONG n) { return AttrMap::from_template(t, n); }
+
+}  // namespace
+
+extern CK_FUNCTION_LIST g_function_list;
+extern CK_FUNCTION_LIST_3_0 g_function_list_3_0;
+
+// ---------------------------------------------------------------- general
+
+CDC_EXPORT CK_RV C_Initialize(CK_VOID_PTR pInitArgs) { return cdcp11::p11::initialize(pInitArgs); }
+
+CDC_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved) { return cdcp11::p11::finalize(pReserved); }
+
+CDC_EXPORT CK_RV C_GetInfo(CK_INFO_PTR pInfo) {
+  return call("C_GetInfo", [&](Library&) -> R<void> {
+    CDC_TRY(need(pInfo, "pInfo"));
+    std::memset(pInfo, 0, sizeof *pInfo);
+    pInfo->cryptokiVersion = {3, 0};
+    pad(pInfo->manufacturerID, 32, "cdcp11");
+    pad(pInfo->libraryDescription, 32, "cdcp11 CDC group PKCS#11");
+    pInfo->libraryVersion = kLibraryVersion;
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR pp) {
+  if (!pp) return CKR_ARGUMENTS_BAD;
+  *pp = &g_function_list;
+  return CKR_OK;
+}
+
+namespace {
+CK_INTERFACE g_interfaces[] = {
+    {reinterpret_cast<CK_CHAR*>(const_cast<char*>("PKCS 11")), &g_function_list_3_0, 0},
+    {reinterpret_cast<CK_CHAR*>(const_cast<char*>("PKCS 11")), &g_function_list, 0},
+};
+constexpr CK_ULONG kInterfaceCount = sizeof g_interfaces / sizeof g_interfaces[0];
+}  // namespace
+
+CDC_EXPORT CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pList, CK_ULONG_PTR pulCount) {
+  if (!pulCount) return CKR_ARGUMENTS_BAD;
+  if (!pList) {
+    *pulCount = kInterfaceCount;
+    return CKR_OK;
+  }
+  if (*pulCount < kInterfaceCount) {
+    *pulCount = kInterfaceCount;
+    return CKR_BUFFER_TOO_SMALL;
+  }
+  std::memcpy(pList, g_interfaces, sizeof g_interfaces);
+  *pulCount = kInterfaceCount;
+  return CKR_OK;
+}
+
+CDC_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR pName, CK_VERSION_PTR pVersion, CK_INTERFACE_PTR_PTR pp,
+                                CK_FLAGS flags) {
+  if (!pp) return CKR_ARGUMENTS_BAD;
+  for (auto& i : g_interfaces) {
+    if (pName && std::strcmp(reinterpret_cast<const char*>(pName), reinterpret_cast<const char*>(i.pInterfaceName)))
+      continue;
+    auto* v = static_cast<CK_VERSION*>(i.pFunctionList);
+    if (pVersion && (pVersion->major != v->major || pVersion->minor != v->minor)) continue;
+    if ((i.flags & flags) != flags) continue;
+    *pp = &i;
+    return CKR_OK;
+  }
+  return CKR_ARGUMENTS_BAD;
+}
+
+// ---------------------------------------------------------------- slots and tokens
+
+CDC_EXPORT CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount) {
+  return call("C_GetSlotList", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pulCount, "pulCount"));
+    std::vector<CK_SLOT_ID> ids;
+    for (auto id : L.slot_ids())
+      if (!tokenPresent || L.slot_with_token(id)) ids.push_back(id);
+    if (!pSlotList) {
+      *pulCount = ids.size();
+      return {};
+    }
+    if (*pulCount < ids.size()) {
+      *pulCount = ids.size();
+      return err(Errc::buffer_too_small, "slot list buffer too small");
+    }
+    std::copy(ids.begin(), ids.end(), pSlotList);
+    *pulCount = ids.size();
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo) {
+  return call("C_GetSlotInfo", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pInfo, "pInfo"));
+    CDC_ASSIGN(auto* slot, L.slot(slotID));
+    std::memset(pInfo, 0, sizeof *pInfo);
+    std::string desc = slot->cfg.description.empty() ? "CDC group " + slot->cfg.name : slot->cfg.description;
+    pad(pInfo->slotDescription, 64, desc);
+    pad(pInfo->manufacturerID, 32, "cdcp11");
+    pInfo->flags = slot->backend ? CKF_TOKEN_PRESENT : 0;
+    pInfo->hardwareVersion = kLibraryVersion;
+    pInfo->firmwareVersion = kLibraryVersion;
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
+  return call("C_GetTokenInfo", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pInfo, "pInfo"));
+    CDC_ASSIGN(auto* slot, L.slot_with_token(slotID));
+    CDC_ASSIGN(auto st, L.token_status(slotID));
+    CDC_ASSIGN(auto counts, L.session_counts(slotID));
+    std::memset(pInfo, 0, sizeof *pInfo);
+    pad(pInfo->label, 32, slot->cfg.name);
+    pad(pInfo->manufacturerID, 32, "cdcp11");
+    pad(pInfo->model, 16, "soft token");
+    pad(pInfo->serialNumber, 16, st.serial);
+    CK_FLAGS f = CKF_RNG | CKF_LOGIN_REQUIRED;
+    if (st.initialized) f |= CKF_TOKEN_INITIALIZED;
+    if (st.user_pin_initialized) f |= CKF_USER_PIN_INITIALIZED;
+    if (st.user_pin_count_low) f |= CKF_USER_PIN_COUNT_LOW;
+    if (st.user_pin_final_try) f |= CKF_USER_PIN_FINAL_TRY;
+    if (st.user_pin_locked) f |= CKF_USER_PIN_LOCKED;
+    if (st.so_pin_count_low) f |= CKF_SO_PIN_COUNT_LOW;
+    if (st.so_pin_final_try) f |= CKF_SO_PIN_FINAL_TRY;
+    if (st.so_pin_locked) f |= CKF_SO_PIN_LOCKED;
+    pInfo->flags = f;
+    pInfo->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+    pInfo->ulSessionCount = counts.first;
+    pInfo->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+    pInfo->ulRwSessionCount = counts.second;
+    pInfo->ulMaxPinLen = st.max_pin_len;
+    pInfo->ulMinPinLen = st.min_pin_len;
+    pInfo->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+    pInfo->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+    pInfo->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+    pInfo->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+    pInfo->hardwareVersion = kLibraryVersion;
+    pInfo->firmwareVersion = kLibraryVersion;
+    pad(pInfo->utcTime, 16, "");
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList, CK_ULONG_PTR pulCount) {
+  return call("C_GetMechanismList", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pulCount, "pulCount"));
+    CDC_TRY(L.slot_with_token(slotID));
+    auto table = cdcp11::core::mechanism_table();
+    if (!pList) {
+      *pulCount = table.size();
+      return {};
+    }
+    if (*pulCount < table.size()) {
+      *pulCount = table.size();
+      return err(Errc::buffer_too_small, "mechanism list buffer too small");
+    }
+    for (std::size_t i = 0; i < table.size(); ++i) pList[i] = table[i].type;
+    *pulCount = table.size();
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo) {
+  return call("C_GetMechanismInfo", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pInfo, "pInfo"));
+    CDC_TRY(L.slot_with_token(slotID));
+    auto* e = cdcp11::core::find_mechanism(type);
+    if (!e) return err(Errc::mechanism_invalid, std::string(cdcp11::core::mechanism_name(type)) + " is not supported");
+    pInfo->ulMinKeySize = e->min_key;
+    pInfo->ulMaxKeySize = e->max_key;
+    pInfo->flags = e->flags;
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel) {
+  return call("C_InitToken", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pPin || !ulPinLen, "pPin"));
+    CDC_TRY(need(pLabel, "pLabel"));
+    std::string label(reinterpret_cast<const char*>(pLabel), 32);
+    label.erase(label.find_last_not_of(' ') + 1);
+    return L.init_token(slotID, bytes(pPin, ulPinLen), label);
+  });
+}
+
+CDC_EXPORT CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen) {
+  return call("C_InitPIN", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pPin || !ulPinLen, "pPin"));
+    return L.init_pin(h, bytes(pPin, ulPinLen));
+  });
+}
+
+CDC_EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pOld, CK_ULONG ulOld, CK_UTF8CHAR_PTR pNew,
+                          CK_ULONG ulNew) {
+  return call("C_SetPIN", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pOld || !ulOld, "pOldPin"));
+    CDC_TRY(need(pNew || !ulNew, "pNewPin"));
+    return L.set_pin(h, bytes(pOld, ulOld), bytes(pNew, ulNew));
+  });
+}
+
+// ---------------------------------------------------------------- sessions
+
+CDC_EXPORT CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR, CK_NOTIFY, CK_SESSION_HANDLE_PTR ph) {
+  return call("C_OpenSession", [&](Library& L) -> R<void> {
+    CDC_TRY(need(ph, "phSession"));
+    CDC_ASSIGN(*ph, L.open_session(slotID, flags));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_CloseSession(CK_SESSION_HANDLE h) {
+  return call("C_CloseSession", [&](Library& L) { return L.close_session(h); });
+}
+
+CDC_EXPORT CK_RV C_CloseAllSessions(CK_SLOT_ID slotID) {
+  return call("C_CloseAllSessions", [&](Library& L) { return L.close_all_sessions(slotID); });
+}
+
+CDC_EXPORT CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR pInfo) {
+  return call("C_GetSessionInfo", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pInfo, "pInfo"));
+    CDC_ASSIGN(*pInfo, L.session_info(h));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_SetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
+  return CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+CDC_EXPORT CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen) {
+  return call("C_Login", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pPin || !ulPinLen, "pPin"));
+    return L.login(h, userType, bytes(pPin, ulPinLen));
+  });
+}
+
+CDC_EXPORT CK_RV C_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen,
+                             CK_UTF8CHAR_PTR, CK_ULONG) {
+  // Tokens without user names treat C_LoginUser as C_Login (PKCS#11 3.0, 5.6).
+  return C_Login(h, userType, pPin, ulPinLen);
+}
+
+CDC_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE h) {
+  return call("C_Logout", [&](Library& L) { return L.logout(h); });
+}
+
+// ---------------------------------------------------------------- objects
+
+CDC_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
+  return call("C_CreateObject", [&](Library& L) -> R<void> {
+    CDC_TRY(need(t, "pTemplate"));
+    CDC_TRY(need(ph, "phObject"));
+    CDC_ASSIGN(auto a, tmpl(t, n));
+    CDC_ASSIGN(*ph, L.create_object(h, a));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                              CK_OBJECT_HANDLE_PTR ph) {
+  return call("C_CopyObject", [&](Library& L) -> R<void> {
+    CDC_TRY(need(ph, "phNewObject"));
+    CDC_ASSIGN(auto a, tmpl(t, n));
+    CDC_ASSIGN(*ph, L.copy_object(h, o, a));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o) {
+  return call("C_DestroyObject", [&](Library& L) { return L.destroy_object(h, o); });
+}
+
+CDC_EXPORT CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR pul) {
+  return call("C_GetObjectSize", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pul, "pulSize"));
+    CDC_ASSIGN(*pul, L.object_size(h, o));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+  return call("C_GetAttributeValue", [&](Library& L) -> R<void> {
+    CDC_TRY(need(t || !n, "pTemplate"));
+    return L.get_attributes(h, o, t, n);
+  });
+}
+
+CDC_EXPORT CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+  return call("C_SetAttributeValue", [&](Library& L) -> R<void> {
+    CDC_TRY(need(t || !n, "pTemplate"));
+    CDC_ASSIGN(auto a, tmpl(t, n));
+    return L.set_attributes(h, o, a);
+  });
+}
+
+CDC_EXPORT CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+  return call("C_FindObjectsInit", [&](Library& L) -> R<void> {
+    CDC_TRY(need(t || !n, "pTemplate"));
+    CDC_ASSIGN(auto a, tmpl(t, n));
+    return L.find_init(h, a);
+  });
+}
+
+CDC_EXPORT CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ph, CK_ULONG max, CK_ULONG_PTR pulCount) {
+  return call("C_FindObjects", [&](Library& L) -> R<void> {
+    CDC_TRY(need(ph || !max, "phObject"));
+    CDC_TRY(need(pulCount, "pulObjectCount"));
+    CDC_ASSIGN(*pulCount, L.find(h, ph, max));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) {
+  return call("C_FindObjectsFinal", [&](Library& L) { return L.find_final(h); });
+}
+
+// ---------------------------------------------------------------- encrypt / decrypt / sign / verify
+
+#define CDC_OP_FUNCTIONS(Name, Kind)                                                                   \
+  CDC_EXPORT CK_RV C_##Name##Init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {        \
+    return call("C_" #Name "Init", [&](Library& L) -> R<void> {                                         \
+      CDC_TRY(need(m, "pMechanism"));                                                                   \
+      return L.op_init(h, Kind, m, k);                                                                  \
+    });                                                                                                 \
+  }
+
+CDC_OP_FUNCTIONS(Encrypt, OpKind::encrypt)
+CDC_OP_FUNCTIONS(Decrypt, OpKind::decrypt)
+CDC_OP_FUNCTIONS(Sign, OpKind::sign)
+CDC_OP_FUNCTIONS(Verify, OpKind::verify)
+
+CDC_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_Encrypt", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pData"));
+    return L.op_single(h, OpKind::encrypt, bytes(in, n), out, outLen);
+  });
+}
+CDC_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_EncryptUpdate", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pPart"));
+    return L.op_update(h, OpKind::encrypt, bytes(in, n), out, outLen);
+  });
+}
+CDC_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_EncryptFinal", [&](Library& L) { return L.op_final(h, OpKind::encrypt, out, outLen); });
+}
+CDC_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_Decrypt", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pEncryptedData"));
+    return L.op_single(h, OpKind::decrypt, bytes(in, n), out, outLen);
+  });
+}
+CDC_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_DecryptUpdate", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pEncryptedPart"));
+    return L.op_update(h, OpKind::decrypt, bytes(in, n), out, outLen);
+  });
+}
+CDC_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_DecryptFinal", [&](Library& L) { return L.op_final(h, OpKind::decrypt, out, outLen); });
+}
+CDC_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_Sign", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pData"));
+    return L.op_single(h, OpKind::sign, bytes(in, n), out, outLen);
+  });
+}
+CDC_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
+  return call("C_SignUpdate", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pPart"));
+    return L.op_update(h, OpKind::sign, bytes(in, n), nullptr, nullptr);
+  });
+}
+CDC_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_SignFinal", [&](Library& L) { return L.op_final(h, OpKind::sign, out, outLen); });
+}
+CDC_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR sig, CK_ULONG sigLen) {
+  return call("C_Verify", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pData"));
+    CDC_TRY(need(sig || !sigLen, "pSignature"));
+    return L.verify_single(h, bytes(in, n), bytes(sig, sigLen));
+  });
+}
+CDC_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
+  return call("C_VerifyUpdate", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pPart"));
+    return L.verify_update(h, bytes(in, n));
+  });
+}
+CDC_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sigLen) {
+  return call("C_VerifyFinal", [&](Library& L) -> R<void> {
+    CDC_TRY(need(sig || !sigLen, "pSignature"));
+    return L.verify_final(h, bytes(sig, sigLen));
+  });
+}
+
+// ---------------------------------------------------------------- digest
+
+CDC_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m) {
+  return call("C_DigestInit", [&](Library& L) -> R<void> {
+    CDC_TRY(need(m, "pMechanism"));
+    return L.digest_init(h, m);
+  });
+}
+CDC_EXPORT CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_Digest", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pData"));
+    return L.digest_single(h, bytes(in, n), out, outLen);
+  });
+}
+CDC_EXPORT CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
+  return call("C_DigestUpdate", [&](Library& L) -> R<void> {
+    CDC_TRY(need(in || !n, "pPart"));
+    return L.digest_update(h, bytes(in, n));
+  });
+}
+CDC_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
+  return call("C_DigestKey", [&](Library& L) { return L.digest_key(h, k); });
+}
+CDC_EXPORT CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_DigestFinal", [&](Library& L) { return L.digest_final(h, out, outLen); });
+}
+
+// ---------------------------------------------------------------- not supported
+
+CDC_EXPORT CK_RV C_SignRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_SignRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_VerifyRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_DigestEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_DecryptDigestUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_SignEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_DecryptVerifyUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
+  CK_RV rv = call("C_SeedRandom", [&](Library& L) -> R<void> {
+    CDC_TRY(L.session_info(h));
+    return {};
+  });
+  return rv == CKR_OK ? CKR_RANDOM_SEED_NOT_SUPPORTED : rv;
+}
+CDC_EXPORT CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE) { return CKR_FUNCTION_NOT_PARALLEL; }
+CDC_EXPORT CK_RV C_CancelFunction(CK_SESSION_HANDLE) { return CKR_FUNCTION_NOT_PARALLEL; }
+CDC_EXPORT CK_RV C_WaitForSlotEvent(CK_FLAGS, CK_SLOT_ID_PTR, CK_VOID_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+
+// ---------------------------------------------------------------- keys and random
+
+CDC_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                               CK_OBJECT_HANDLE_PTR ph) {
+  return call("C_GenerateKey", [&](Library& L) -> R<void> {
+    CDC_TRY(need(m, "pMechanism"));
+    CDC_TRY(need(ph, "phKey"));
+    CDC_ASSIGN(auto a, tmpl(t, n));
+    CDC_ASSIGN(*ph, L.generate_key(h, m, a));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
+                                   CK_ATTRIBUTE_PTR vt, CK_ULONG vn, CK_OBJECT_HANDLE_PTR ppub,
+                                   CK_OBJECT_HANDLE_PTR ppriv) {
+  return call("C_GenerateKeyPair", [&](Library& L) -> R<void> {
+    CDC_TRY(need(m, "pMechanism"));
+    CDC_TRY(need(ppub && ppriv, "phPublicKey/phPrivateKey"));
+    CDC_ASSIGN(auto pub, tmpl(pt, pn));
+    CDC_ASSIGN(auto priv, tmpl(vt, vn));
+    CDC_ASSIGN(auto pair, L.generate_key_pair(h, m, pub, priv));
+    *ppub = pair.first;
+    *ppriv = pair.second;
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE k,
+                           CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
+  return call("C_WrapKey", [&](Library& L) -> R<void> {
+    CDC_TRY(need(m, "pMechanism"));
+    return L.wrap_key(h, m, wk, k, out, outLen);
+  });
+}
+
+CDC_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR w,
+                             CK_ULONG wn, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
+  return call("C_UnwrapKey", [&](Library& L) -> R<void> {
+    CDC_TRY(need(m, "pMechanism"));
+    CDC_TRY(need(w, "pWrappedKey"));
+    CDC_TRY(need(ph, "phKey"));
+    CDC_ASSIGN(auto a, tmpl(t, n));
+    CDC_ASSIGN(*ph, L.unwrap_key(h, m, uk, bytes(w, wn), a));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
+                             CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
+  return call("C_DeriveKey", [&](Library& L) -> R<void> {
+    CDC_TRY(need(m, "pMechanism"));
+    CDC_TRY(need(ph, "phKey"));
+    CDC_ASSIGN(auto a, tmpl(t, n));
+    CDC_ASSIGN(*ph, L.derive_key(h, m, base, a));
+    return {};
+  });
+}
+
+CDC_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG n) {
+  return call("C_GenerateRandom", [&](Library& L) -> R<void> {
+    CDC_TRY(need(out || !n, "pRandomData"));
+    return L.generate_random(h, out, n);
+  });
+}
+
+// ---------------------------------------------------------------- PKCS#11 3.0 additions
+
+CDC_EXPORT CK_RV C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags) {
+  return call("C_SessionCancel", [&](Library& L) { return L.cancel(h, flags); });
+}
+
+#define CDC_UNSUPPORTED(name, ...) \
+  CDC_EXPORT CK_RV name(__VA_ARGS__) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_UNSUPPORTED(C_MessageEncryptInit, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE)
+CDC_UNSUPPORTED(C_EncryptMessage, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR)
+CDC_UNSUPPORTED(C_EncryptMessageBegin, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG)
+CDC_UNSUPPORTED(C_EncryptMessageNext, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR, CK_FLAGS)
+CDC_UNSUPPORTED(C_MessageEncryptFinal, CK_SESSION_HANDLE)
+CDC_UNSUPPORTED(C_MessageDecryptInit, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE)
+CDC_UNSUPPORTED(C_DecryptMessage, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR)
+CDC_UNSUPPORTED(C_DecryptMessageBegin, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG)
+CDC_UNSUPPORTED(C_DecryptMessageNext, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR, CK_FLAGS)
+CDC_UNSUPPORTED(C_MessageDecryptFinal, CK_SESSION_HANDLE)
+CDC_UNSUPPORTED(C_MessageSignInit, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE)
+CDC_UNSUPPORTED(C_SignMessage, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR)
+CDC_UNSUPPORTED(C_SignMessageBegin, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG)
+CDC_UNSUPPORTED(C_SignMessageNext, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR)
+CDC_UNSUPPORTED(C_MessageSignFinal, CK_SESSION_HANDLE)
+CDC_UNSUPPORTED(C_MessageVerifyInit, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE)
+CDC_UNSUPPORTED(C_VerifyMessage, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG)
+CDC_UNSUPPORTED(C_VerifyMessageBegin, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG)
+CDC_UNSUPPORTED(C_VerifyMessageNext, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG)
+CDC_UNSUPPORTED(C_MessageVerifyFinal, CK_SESSION_HANDLE)
+
+// ---------------------------------------------------------------- function lists
+
+#define CDC_240_FUNCTIONS                                                                             \
+  C_Initialize, C_Finalize, C_GetInfo, C_GetFunctionList, C_GetSlotList, C_GetSlotInfo, C_GetTokenInfo, \
+      C_GetMechanismList, C_GetMechanismInfo, C_InitToken, C_InitPIN, C_SetPIN, C_OpenSession,          \
+      C_CloseSession, C_CloseAllSessions, C_GetSessionInfo, C_GetOperationState, C_SetOperationState,   \
+      C_Login, C_Logout, C_CreateObject, C_CopyObject, C_DestroyObject, C_GetObjectSize,                \
+      C_GetAttributeValue, C_SetAttributeValue, C_FindObjectsInit, C_FindObjects, C_FindObjectsFinal,   \
+      C_EncryptInit, C_Encrypt, C_EncryptUpdate, C_EncryptFinal, C_DecryptInit, C_Decrypt,              \
+      C_DecryptUpdate, C_DecryptFinal, C_DigestInit, C_Digest, C_DigestUpdate, C_DigestKey,             \
+      C_DigestFinal, C_SignInit, C_Sign, C_SignUpdate, C_SignFinal, C_SignRecoverInit, C_SignRecover,   \
+      C_VerifyInit, C_Verify, C_VerifyUpdate, C_VerifyFinal, C_VerifyRecoverInit, C_VerifyRecover,      \
+      C_DigestEncryptUpdate, C_DecryptDigestUpdate, C_SignEncryptUpdate, C_DecryptVerifyUpdate,         \
+      C_GenerateKey, C_GenerateKeyPair, C_WrapKey, C_UnwrapKey, C_DeriveKey, C_SeedRandom,              \
+      C_GenerateRandom, C_GetFunctionStatus, C_CancelFunction, C_WaitForSlotEvent
+
+CK_FUNCTION_LIST g_function_list = {{2, 40}, CDC_240_FUNCTIONS};
+
+CK_FUNCTION_LIST_3_0 g_function_list_3_0 = {
+    {3, 0}, CDC_240_FUNCTIONS, C_GetInterfaceList, C_GetInterface, C_LoginUser, C_SessionCancel,
+    C_MessageEncryptInit, C_EncryptMessage, C_EncryptMessageBegin, C_EncryptMessageNext,
+    C_MessageEncryptFinal, C_MessageDecryptInit, C_DecryptMessage, C_DecryptMessageBegin,
+    C_DecryptMessageNext, C_MessageDecryptFinal, C_MessageSignInit, C_SignMessage, C_SignMessageBegin,
+    C_SignMessageNext, C_MessageSignFinal, C_MessageVerifyInit, C_VerifyMessage, C_VerifyMessageBegin,
+    C_VerifyMessageNext, C_MessageVerifyFinal};

@@ -1,0 +1,99 @@
+#include "p11module/state.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "common/log.h"
+#include "p11module/rv.h"
+#include "softtoken/crypto/backend.h"
+#include "softtoken/soft_token.h"
+
+namespace cdcp11::p11 {
+namespace {
+
+// Leaked on purpose: C_Finalize may run from an atexit handler or a static destructor of the
+// application, after our own statics would have been destroyed.
+struct State {
+  std::unique_ptr<core::Library> lib;
+  pid_t pid = 0;
+};
+State& state() {
+  static auto* s = new State;
+  return *s;
+}
+
+core::R<std::unique_ptr<core::TokenBackend>> make_backend(const core::GroupConfig& g) {
+  auto t = softtoken::SoftToken::open(g, crypto::default_backend());
+  if (!t) return fail(std::move(t).error());
+  return std::unique_ptr<core::TokenBackend>(std::move(*t));
+}
+
+}  // namespace
+
+std::shared_mutex& state_mutex() {
+  static auto* m = new std::shared_mutex;
+  return *m;
+}
+
+bool initialized() { return state().lib && state().pid == ::getpid(); }
+
+core::Library& library() { return *state().lib; }
+
+CK_RV report(const char* fn, const core::Error& e) {
+  CK_RV rv = to_rv(e.code);
+  if (rv == CKR_BUFFER_TOO_SMALL) log::debug("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
+  else log::info("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
+  return rv;
+}
+
+CK_RV initialize(CK_VOID_PTR init_args) {
+  std::unique_lock lk(state_mutex());
+  State& s = state();
+  if (s.lib && s.pid == ::getpid()) return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+  // A forked child inherits the parent's state: it is not initialised here. The parent's
+  // Library (its locks may be held by threads that do not exist in the child) is abandoned.
+  (void)s.lib.release();
+  log::configure_from_env();
+  std::string path;
+  if (init_args) {
+    auto* a = static_cast<CK_C_INITIALIZE_ARGS*>(init_args);
+    const int given = (a->CreateMutex != nullptr) + (a->DestroyMutex != nullptr) + (a->LockMutex != nullptr) +
+                      (a->UnlockMutex != nullptr);
+    if (given != 0 && given != 4) {
+      log::info("p11", "C_Initialize: CKR_ARGUMENTS_BAD: some but not all mutex callbacks were given");
+      return CKR_ARGUMENTS_BAD;
+    }
+    if (given == 4 && !(a->flags & CKF_OS_LOCKING_OK)) {
+      log::info("p11", "C_Initialize: CKR_CANT_LOCK: only OS locking is supported (set CKF_OS_LOCKING_OK)");
+      return CKR_CANT_LOCK;
+    }
+    if (a->pReserved) path = static_cast<const char*>(a->pReserved);
+  }
+  if (path.empty()) {
+    const char* env = std::getenv("CDCP11_CONF");
+    path = env && *env ? env : core::kDefaultConfigPath;
+  }
+  auto lib = std::make_unique<core::Library>();
+  auto r = lib->initialize(path, make_backend);
+  if (!r) {
+    log::error("p11", "C_Initialize: " + r.error().message);
+    return CKR_GENERAL_ERROR;
+  }
+  s.lib = std::move(lib);
+  s.pid = ::getpid();
+  return CKR_OK;
+}
+
+CK_RV finalize(CK_VOID_PTR reserved) {
+  if (reserved) return CKR_ARGUMENTS_BAD;
+  std::unique_lock lk(state_mutex());
+  State& s = state();
+  if (!s.lib || s.pid != ::getpid()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  s.lib->finalize();
+  s.lib.reset();
+  return CKR_OK;
+}
+
+}  // namespace cdcp11::p11
