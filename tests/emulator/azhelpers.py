@@ -110,7 +110,11 @@ class Emulator:
         cfg_path = os.path.join(workdir, "config.json")
         with open(cfg_path, "w") as f:
             json.dump(config, f)
-        return cls._launch(config, workdir, timeout)
+        try:
+            return cls._launch(config, workdir, timeout)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
 
     @classmethod
     def _launch(cls, config, workdir, timeout=30):
@@ -156,11 +160,12 @@ class Emulator:
 
     def restart(self):
         """Stop and start again on the same state (a new port)."""
+        was_mapped = _mapped_port["port"] == self.port
         self.stop(cleanup=False)
         new = self._launch(self.config, self.workdir)
         new._session = None
         self.__dict__.update(new.__dict__)
-        if _mapped_port["port"] is not None:
+        if was_mapped:
             self.map_hosts()
         return self
 
