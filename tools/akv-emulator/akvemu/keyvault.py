@@ -91,8 +91,7 @@ class KeyVault:
             # [U] The AKV100xx texts below follow messages seen from the
             # service; the exact wording of each is unconfirmed.
             msg = {
-                "signature": "AKV10000: Request is missing a Bearer or PoP token... "
-                             "Token signature validation failed.",
+                "signature": "AKV10046: Invalid token: signature validation failed.",
                 "expired": "AKV10020: Invalid token: the token has expired.",
                 "audience": "AKV10022: Invalid audience. Expected %s, found: %s." % (vault.resource, p.detail),
                 "tenant": "AKV10032: Invalid issuer. Expected one of https://sts.windows.net/%s/, found: %s."
