@@ -2,6 +2,8 @@
 #include "helpers.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 namespace cdcp11::crypto::test {
 
@@ -574,6 +576,41 @@ TEST_CASE("PKCS#8 encode/decode round trips") {
     broken.resize(broken.size() / 2);
     CHECK_CODE(b->decode_pkcs8(broken), Error::Code::bad_key);
     CHECK_CODE(b->decode_pkcs8(H("3003020100")), Error::Code::bad_key);
+  }
+}
+
+TEST_CASE("a loaded key is usable from several threads at once") {
+  for (Backend* b : backends()) {
+    const std::string bn = b->name();
+    CAPTURE(bn);
+    auto rsa = ok(b->load_private(rsa2048(*b)));
+    auto ec = ok(b->load_private(ec_key(*b, Curve::p256)));
+    auto aes = ok(b->load_secret(Bytes(32, 7)));
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        Bytes msg(100, static_cast<std::uint8_t>(t));
+        for (int i = 0; i < 10; ++i) {
+          auto run = [&](const KeyPtr& k, SignParams p) {
+            auto s = b->signer(k, p);
+            if (!s || !(*s)->update(msg)) return false;
+            auto sig = (*s)->finish();
+            if (!sig) return false;
+            auto v = b->verifier(k, p);
+            return v && (*v)->update(msg) && (*v)->finish(*sig);
+          };
+          if (!run(rsa, sp(SS::rsa_pss, Hash::sha256)) || !run(ec, sp(SS::ecdsa, Hash::sha256))) ++failures;
+          CipherParams g;
+          g.scheme = CS::aes_gcm;
+          g.iv = Bytes(12, static_cast<std::uint8_t>(i));
+          auto e = b->encryptor(aes, g);
+          if (!e || !(*e)->update(msg) || !(*e)->finish()) ++failures;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(failures == 0);
   }
 }
 
