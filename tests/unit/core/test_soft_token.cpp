@@ -1,0 +1,228 @@
+// SoftToken through the TokenBackend interface, on a real store in a temporary directory.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/mechanisms.h"
+#include "softtoken/crypto/backend.h"
+#include "softtoken/soft_token.h"
+
+using namespace cdcp11;
+using namespace cdcp11::core;
+using cdcp11::softtoken::SoftToken;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/cdcp11-softtoken-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+GroupConfig group(const fs::path& dir, unsigned retries = 3) {
+  GroupConfig g;
+  g.name = "t";
+  g.token.dir = (dir / "tok").string();
+  g.token.max_pin_retries = retries;
+  g.token.kdf_scrypt_log2_n = 10;
+  return g;
+}
+
+std::unique_ptr<SoftToken> open(const GroupConfig& g) {
+  auto t = SoftToken::open(g, crypto::default_backend());
+  REQUIRE(t);
+  return std::move(*t);
+}
+
+ByteView pin(const char* s) { return view(s); }
+
+void init(SoftToken& t) {
+  REQUIRE(t.init_token(pin("so-pin-1"), "t"));
+  REQUIRE(t.login(CKU_SO, pin("so-pin-1")));
+  REQUIRE(t.init_pin(pin("user-1")));
+  t.logout();
+}
+
+AttrMap aes_key(bool token) {
+  AttrMap a;
+  a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+  a.set_ulong(CKA_KEY_TYPE, CKK_AES);
+  a.set_bool(CKA_TOKEN, token);
+  a.set_bool(CKA_PRIVATE, true);
+  a.set_bool(CKA_SENSITIVE, false);
+  a.set_bool(CKA_EXTRACTABLE, true);
+  a.set(CKA_VALUE, Bytes(32, 0x5a));
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("an uninitialised token reports so; init_token and init_pin set the flags") {
+  TempDir d;
+  auto t = open(group(d.path));
+  CHECK_FALSE(t->status().initialized);
+  init(*t);
+  auto s = t->status();
+  CHECK(s.initialized);
+  CHECK(s.user_pin_initialized);
+  CHECK(s.serial.size() == 16);
+  CHECK_FALSE(s.user_pin_locked);
+}
+
+TEST_CASE("wrong PINs count across instances and lock the PIN; a right PIN resets the count") {
+  TempDir d;
+  auto g = group(d.path, 3);
+  auto t = open(g);
+  init(*t);
+  auto other = open(g);  // as a second process would
+  CHECK(t->login(CKU_USER, pin("wrong-1")).error().code == Errc::pin_incorrect);
+  CHECK(t->status().user_pin_count_low);
+  CHECK(t->login(CKU_USER, pin("user-1")));  // resets
+  t->logout();
+  CHECK_FALSE(t->status().user_pin_count_low);
+  CHECK(t->login(CKU_USER, pin("wrong-1")).error().code == Errc::pin_incorrect);
+  CHECK(other->login(CKU_USER, pin("wrong-2")).error().code == Errc::pin_incorrect);
+  CHECK(t->status().user_pin_final_try);
+  CHECK(other->login(CKU_USER, pin("wrong-3")).error().code == Errc::pin_incorrect);
+  CHECK(t->status().user_pin_locked);
+  CHECK(t->login(CKU_USER, pin("user-1")).error().code == Errc::pin_locked);
+  // The SO PIN is independent, and the SO can reset the user PIN.
+  REQUIRE(t->login(CKU_SO, pin("so-pin-1")));
+  REQUIRE(t->init_pin(pin("user-2")));
+  t->logout();
+  CHECK(t->login(CKU_USER, pin("user-2")));
+}
+
+TEST_CASE("PIN length and change rules") {
+  TempDir d;
+  auto t = open(group(d.path));
+  CHECK(t->init_token(pin("123"), "t").error().code == Errc::pin_len_range);
+  init(*t);
+  CHECK(t->set_pin(CKU_USER, pin("nope-nope"), pin("user-new")).error().code == Errc::pin_incorrect);
+  REQUIRE(t->set_pin(CKU_USER, pin("user-1"), pin("user-new")));
+  CHECK(t->login(CKU_USER, pin("user-1")).error().code == Errc::pin_incorrect);
+  CHECK(t->login(CKU_USER, pin("user-new")));
+  // Re-initialising needs the current SO PIN.
+  t->logout();
+  CHECK(t->init_token(pin("not-the-so"), "t").error().code == Errc::pin_incorrect);
+}
+
+TEST_CASE("secrets need a login, are sealed at rest and seen by another instance") {
+  TempDir d;
+  auto g = group(d.path);
+  auto t = open(g);
+  init(*t);
+  CHECK(t->create_object(aes_key(true)).error().code == Errc::user_not_logged_in);
+  REQUIRE(t->login(CKU_USER, pin("user-1")));
+  auto obj = t->create_object(aes_key(true));
+  REQUIRE(obj);
+  CHECK_FALSE(obj->attrs.has(CKA_VALUE));
+  CHECK(obj->attrs.ulong(CKA_VALUE_LEN) == 32u);
+  CHECK(obj->attrs.string_or(CKA_UNIQUE_ID, "") == obj->uid);
+
+  // The key value is not on disk in clear.
+  auto st = store::ObjectStore::open(g.token.dir, false);
+  REQUIRE(st);
+  auto raw = (*st)->get(obj->uid);
+  REQUIRE(raw);
+  const Bytes needle(32, 0x5a);
+  CHECK(std::search(raw->begin(), raw->end(), needle.begin(), needle.end()) == raw->end());
+
+  auto other = open(g);
+  auto ch = other->refresh();
+  REQUIRE(ch);
+  REQUIRE(ch->upserted.size() == 1);
+  CHECK(ch->upserted[0].uid == obj->uid);
+  CHECK(other->secret_attribute(obj->uid, CKA_VALUE).error().code == Errc::user_not_logged_in);
+  REQUIRE(other->login(CKU_USER, pin("user-1")));
+  auto v = other->secret_attribute(obj->uid, CKA_VALUE);
+  REQUIRE(v);
+  CHECK(Bytes(v->begin(), v->end()) == needle);
+
+  // A second refresh with nothing changed reports nothing.
+  auto again = other->refresh();
+  REQUIRE(again);
+  CHECK(again->upserted.empty());
+  CHECK(again->removed.empty());
+}
+
+TEST_CASE("a sealed record copied under another object id does not open") {
+  TempDir d;
+  auto g = group(d.path);
+  auto t = open(g);
+  init(*t);
+  REQUIRE(t->login(CKU_USER, pin("user-1")));
+  auto obj = t->create_object(aes_key(true));
+  REQUIRE(obj);
+  auto st = store::ObjectStore::open(g.token.dir, false);
+  REQUIRE(st);
+  auto raw = (*st)->get(obj->uid);
+  REQUIRE(raw);
+  const std::string other_uid = store::ObjectStore::new_uid();
+  REQUIRE((*st)->put(other_uid, *raw));  // a valid store record, but sealed for obj->uid
+  REQUIRE(t->refresh());
+  auto r = t->secret_attribute(other_uid, CKA_VALUE);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::device_error);
+  CHECK(t->secret_attribute(obj->uid, CKA_VALUE));
+}
+
+TEST_CASE("re-initialisation wipes objects and another instance drops them") {
+  TempDir d;
+  auto g = group(d.path);
+  auto t = open(g);
+  init(*t);
+  REQUIRE(t->login(CKU_USER, pin("user-1")));
+  REQUIRE(t->create_object(aes_key(true)));
+  auto other = open(g);
+  REQUIRE(other->refresh()->upserted.size() == 1);
+  t->logout();
+  REQUIRE(t->init_token(pin("so-pin-1"), "t"));
+  CHECK_FALSE(t->status().user_pin_initialized);
+  auto ch = other->refresh();
+  REQUIRE(ch);
+  CHECK(ch->full_reload);
+  CHECK(ch->upserted.empty());
+}
+
+TEST_CASE("session objects stay in memory; generated key pairs work for sign and verify") {
+  TempDir d;
+  auto g = group(d.path);
+  auto t = open(g);
+  init(*t);
+  REQUIRE(t->login(CKU_USER, pin("user-1")));
+  Mechanism gen{find_mechanism(CKM_EC_KEY_PAIR_GEN), {}};
+  AttrMap pub, priv;
+  pub.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+  pub.set_ulong(CKA_KEY_TYPE, CKK_EC);
+  pub.set(CKA_EC_PARAMS, Bytes{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22});  // P-384
+  priv.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+  priv.set_ulong(CKA_KEY_TYPE, CKK_EC);
+  priv.set_bool(CKA_TOKEN, false);
+  auto pair = t->generate_key_pair(gen, pub, priv);
+  REQUIRE(pair);
+  CHECK(pair->first.attrs.find(CKA_EC_POINT)->size() == 2 + 97);
+  CHECK(pair->second.attrs.has(CKA_EC_PARAMS));
+  CHECK(t->refresh()->upserted.empty());  // nothing reached the store
+
+  Mechanism sign{find_mechanism(CKM_ECDSA_SHA384), {}};
+  auto s = t->begin(OpKind::sign, sign, pair->second);
+  REQUIRE(s);
+  const Bytes msg{'h', 'i'};
+  REQUIRE((*s)->update(msg));
+  auto sig = (*s)->finish();
+  REQUIRE(sig);
+  CHECK(sig->size() == 96);
+  auto v = t->begin(OpKind::verify, sign, pair->first);
+  REQUIRE(v);
+  REQUIRE((*v)->update(msg));
+  CHECK((*v)->verify(*sig));
+  auto v2 = t->begin(OpKind::verify, sign, pair->first);
+  REQUIRE((*v2)->update(Bytes{'h', 'o'}));
+  CHECK((*v2)->verify(*sig).error().code == Errc::signature_invalid);
+}
