@@ -127,8 +127,10 @@ R<void> Library::op_single(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYT
     st.reset();
     return err(Errc::operation_active, "a multi-part operation is in progress; the single-part call ends it");
   }
-  if (st->context_login_needed)
+  if (st->context_login_needed) {
+    st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
     return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
+  }
   if (!st->pending) {
     auto a = st->op->update(in);
     if (!a) {
@@ -158,8 +160,10 @@ R<void> Library::op_update(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYT
     st.reset();
     return err(Errc::mechanism_invalid, std::string(name) + " is single-part only");
   }
-  if (st->context_login_needed)
+  if (st->context_login_needed) {
+    st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
     return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
+  }
   st->multipart = true;
   if (!st->pending) {
     auto a = st->op->update(in);
@@ -184,8 +188,10 @@ R<void> Library::op_final(CK_SESSION_HANDLE h, OpKind kind, CK_BYTE_PTR out, CK_
   std::lock_guard ol(s->mu);
   auto& st = slot_for(*s, kind);
   if (!st) return err(Errc::operation_not_initialized, std::string(info(kind).name) + " operation not initialised");
-  if (st->context_login_needed)
+  if (st->context_login_needed) {
+    st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
     return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
+  }
   if (!st->mech->multipart) {
     const char* name = st->mech->name;
     st.reset();
