@@ -187,13 +187,18 @@ class VerifyOp final : public core::Operation {
 
 class CipherOp final : public core::Operation {
  public:
-  CipherOp(std::unique_ptr<crypto::Cipher> c, CryptoContext ctx) : c_(std::move(c)), ctx_(ctx) {}
+  // block: for a block-mode decryption (CBC-PAD), the ciphertext must be a multiple of it.
+  CipherOp(std::unique_ptr<crypto::Cipher> c, CryptoContext ctx, std::size_t block = 0)
+      : c_(std::move(c)), ctx_(ctx), block_(block) {}
   core::R<SecureBytes> update(ByteView in) override {
+    total_ += in.size();
     auto r = c_->update(in);
     if (!r) return fail(from_crypto(r.error(), ctx_));
     return std::move(*r);
   }
   core::R<SecureBytes> finish() override {
+    if (block_ && total_ % block_)
+      return err(Errc::encrypted_data_len_range, "the ciphertext is not a multiple of the block size");
     auto r = c_->finish();
     if (!r) return fail(from_crypto(r.error(), ctx_));
     return std::move(*r);
@@ -203,6 +208,8 @@ class CipherOp final : public core::Operation {
  private:
   std::unique_ptr<crypto::Cipher> c_;
   CryptoContext ctx_;
+  std::size_t block_ = 0;
+  std::size_t total_ = 0;
 };
 
 class DigestOp final : public core::Operation {
@@ -289,8 +296,9 @@ core::R<std::unique_ptr<core::Operation>> SoftToken::begin(core::OpKind kind, co
       const bool enc = kind == core::OpKind::encrypt;
       auto c = enc ? crypto_.encryptor(k, p) : crypto_.decryptor(k, p);
       if (!c) return fail(from_crypto(c.error(), enc ? CryptoContext::encrypt : CryptoContext::decrypt));
+      const std::size_t block = !enc && m.entry->family == MechFamily::aes_cbc_pad ? 16 : 0;
       return std::unique_ptr<core::Operation>(
-          new CipherOp(std::move(*c), enc ? CryptoContext::encrypt : CryptoContext::decrypt));
+          new CipherOp(std::move(*c), enc ? CryptoContext::encrypt : CryptoContext::decrypt, block));
     }
   }
   return err(Errc::general_error, "unknown operation");
