@@ -1,0 +1,430 @@
+"""Error paths through PyKCS11 (and ctypes on the same loaded module for exact buffer semantics):
+each test asserts the exact CKR code the PKCS#11 3.0 spec asks for."""
+import ctypes
+import unittest
+
+import p11helpers as h
+from p11helpers import P11Case
+
+PyKCS11 = h.pykcs11()
+P = PyKCS11
+CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED = 0x10000, 0x20000, 0x40000
+
+TOK = None
+LIB = None
+
+
+def setUpModule():
+    global TOK, LIB
+    h.require_module(None)
+    TOK = h.TempToken(groups=(("demo", {}), ("lockme", {}), ("fresh", {})), retries=3)
+    for g in ("demo", "lockme", "fresh"):
+        TOK.init(g)
+    LIB = h.load_lib(TOK)
+
+
+def tearDownModule():
+    global LIB
+    LIB = None
+    if TOK:
+        TOK.cleanup()
+
+
+def rw(label="demo", login=True):
+    s = LIB.openSession(h.slot_of(LIB, label), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+    if login:
+        try:
+            s.login(h.USER_PIN)
+        except P.PyKCS11Error as e:
+            if e.value != P.CKR_USER_ALREADY_LOGGED_IN:
+                raise
+    return s
+
+
+def rsa_pair(s, label, token=False):
+    pub = [(P.CKA_TOKEN, token), (P.CKA_MODULUS_BITS, 2048), (P.CKA_PUBLIC_EXPONENT, (1, 0, 1)),
+           (P.CKA_VERIFY, True), (P.CKA_ENCRYPT, True), (P.CKA_LABEL, label)]
+    priv = [(P.CKA_TOKEN, token), (P.CKA_SIGN, True), (P.CKA_DECRYPT, True), (P.CKA_LABEL, label)]
+    return s.generateKeyPair(pub, priv, P.MechanismRSAGENERATEKEYPAIR)
+
+
+def aes_key(s, label, token=False, extra=()):
+    t = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_VALUE_LEN, 16), (P.CKA_TOKEN, token),
+         (P.CKA_ENCRYPT, True), (P.CKA_DECRYPT, True), (P.CKA_LABEL, label)] + list(extra)
+    return s.generateKey(t, P.MechanismAESGENERATEKEY)
+
+
+class PinTest(P11Case):
+    def test_wrong_pin_then_right_pin(self):
+        s = LIB.openSession(h.slot_of(LIB, "demo"))
+        self.assertCKR("CKR_PIN_INCORRECT", s.login, "99999999")
+        s.login(h.USER_PIN)
+        s.logout()
+        s.closeSession()
+
+    def test_pin_lock_flags_and_unlock_by_so(self):
+        slot = h.slot_of(LIB, "lockme")
+        s = LIB.openSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        flags = LIB.getTokenInfo(slot).flags
+        self.assertFalse(flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED))
+        self.assertCKR("CKR_PIN_INCORRECT", s.login, "00000001")
+        flags = LIB.getTokenInfo(slot).flags
+        self.assertTrue(flags & CKF_USER_PIN_COUNT_LOW)
+        self.assertFalse(flags & (CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED))
+        self.assertCKR("CKR_PIN_INCORRECT", s.login, "00000002")
+        flags = LIB.getTokenInfo(slot).flags
+        self.assertTrue(flags & CKF_USER_PIN_FINAL_TRY)
+        self.assertFalse(flags & CKF_USER_PIN_LOCKED)
+        # the last allowed try fails and locks the PIN
+        e = self.raises_any(s.login, "00000003")
+        self.assertIn(h.ckr_name(e.value), ("CKR_PIN_INCORRECT", "CKR_PIN_LOCKED"))
+        flags = LIB.getTokenInfo(slot).flags
+        self.assertTrue(flags & CKF_USER_PIN_LOCKED)
+        # even the right PIN is refused now
+        self.assertCKR("CKR_PIN_LOCKED", s.login, h.USER_PIN)
+        # the SO resets the PIN, which unlocks it
+        s.login(h.SO_PIN, P.CKU_SO)
+        s.initPin(h.USER_PIN)
+        s.logout()
+        flags = LIB.getTokenInfo(slot).flags
+        self.assertFalse(flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED))
+        s.login(h.USER_PIN)
+        s.logout()
+        s.closeSession()
+
+    def raises_any(self, fn, *a):
+        try:
+            fn(*a)
+        except P.PyKCS11Error as e:
+            return e
+        self.fail("no exception")
+
+
+class HandleAndSessionTest(P11Case):
+    def setUp(self):
+        self.s = rw()
+        self.raw = h.Raw()
+
+    def tearDown(self):
+        try:
+            self.s.closeSession()
+        except P.PyKCS11Error:
+            pass
+
+    def test_sensitive_attribute_read(self):
+        pub, priv = rsa_pair(self.s, "sens")
+        rv, n, _ = self.raw.get_attr(h.sh(self.s), h.oh(priv), P.CKA_PRIVATE_EXPONENT)
+        self.assertRV("CKR_ATTRIBUTE_SENSITIVE", rv)
+        self.assertEqual(n, h.CK_UNAVAILABLE_INFORMATION)
+        k = aes_key(self.s, "sens-aes")
+        rv, n, _ = self.raw.get_attr(h.sh(self.s), h.oh(k), P.CKA_VALUE)
+        self.assertRV("CKR_ATTRIBUTE_SENSITIVE", rv)
+        # non-sensitive attributes of the same key are readable
+        rv, n, _ = self.raw.get_attr(h.sh(self.s), h.oh(priv), P.CKA_MODULUS)
+        self.assertRV("CKR_OK", rv)
+        self.assertEqual(n, 256)
+
+    def test_attribute_buffer_too_small(self):
+        pub, priv = rsa_pair(self.s, "attrbuf")
+        rv, n, _ = self.raw.get_attr(h.sh(self.s), h.oh(pub), P.CKA_MODULUS, size=10)
+        self.assertRV("CKR_BUFFER_TOO_SMALL", rv)
+        self.assertEqual(n, h.CK_UNAVAILABLE_INFORMATION)
+        rv, n, v = self.raw.get_attr(h.sh(self.s), h.oh(pub), P.CKA_MODULUS, size=256)
+        self.assertRV("CKR_OK", rv)
+        self.assertEqual(len(v), 256)
+
+    def test_read_only_session_cannot_write_token_objects(self):
+        ro = LIB.openSession(h.slot_of(LIB, "demo"))
+        data = [(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_LABEL, "ro"), (P.CKA_VALUE, b"x")]
+        self.assertCKR("CKR_SESSION_READ_ONLY", ro.createObject, data)
+        self.assertCKR("CKR_SESSION_READ_ONLY", aes_key, ro, "ro-aes", True)
+        # a session object is fine in an RO session
+        o = ro.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, False), (P.CKA_LABEL, "ro-s")])
+        # and a token object made elsewhere cannot be destroyed or changed from it
+        t = self.s.createObject(data)
+        self.assertCKR("CKR_SESSION_READ_ONLY", ro.destroyObject, t)
+        self.assertRV("CKR_SESSION_READ_ONLY", self.raw.set_attrs(h.sh(ro), h.oh(t), [(P.CKA_LABEL, b"new")]))
+        ro.destroyObject(o)
+        self.s.destroyObject(t)
+        ro.closeSession()
+
+    def test_invalid_handles(self):
+        bogus = 0x7FFFFFF0
+        rv, _, _ = self.raw.get_attr(h.sh(self.s), bogus, P.CKA_LABEL)
+        self.assertRV("CKR_OBJECT_HANDLE_INVALID", rv)
+        self.assertCKR("CKR_OBJECT_HANDLE_INVALID", self.s.destroyObject, _handle(self.s, bogus))
+        m = h.mech(P.CKM_SHA256_RSA_PKCS)
+        self.assertRV("CKR_KEY_HANDLE_INVALID", self.raw.init("C_SignInit", h.sh(self.s), m, bogus))
+        m2 = h.mech(P.CKM_AES_CBC_PAD, bytes(16))
+        self.assertRV("CKR_KEY_HANDLE_INVALID", self.raw.init("C_EncryptInit", h.sh(self.s), m2, bogus))
+        # a data object is not a key either
+        d = self.s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, False)])
+        self.assertRV("CKR_KEY_HANDLE_INVALID", self.raw.init("C_SignInit", h.sh(self.s), m, h.oh(d)))
+        # closed sessions
+        other = LIB.openSession(h.slot_of(LIB, "demo"))
+        hs = h.sh(other)
+        other.closeSession()
+        rv, _, _ = self.raw.get_attr(hs, h.oh(d), P.CKA_LABEL)
+        self.assertRV("CKR_SESSION_HANDLE_INVALID", rv)
+        self.assertRV("CKR_SESSION_HANDLE_INVALID", self.raw.C_CloseSession(ctypes.c_ulong(hs)))
+        self.assertRV("CKR_SESSION_HANDLE_INVALID", self.raw.C_CloseSession(ctypes.c_ulong(0x7FFFFF)))
+
+    def test_session_object_handle_invalid_after_its_session_closes(self):
+        other = rw()
+        d = other.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, False), (P.CKA_LABEL, "sessobj")])
+        rv, _, _ = self.raw.get_attr(h.sh(self.s), h.oh(d), P.CKA_LABEL)
+        self.assertRV("CKR_OK", rv)  # session objects are visible to other sessions of the application
+        other.closeSession()
+        rv, _, _ = self.raw.get_attr(h.sh(self.s), h.oh(d), P.CKA_LABEL)
+        self.assertRV("CKR_OBJECT_HANDLE_INVALID", rv)
+
+
+def _handle(session, value):
+    o = P.CK_OBJECT_HANDLE(session)
+    o.assign(value)
+    return o
+
+
+class OperationTest(P11Case):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = rw()
+        cls.raw = h.Raw()
+        cls.pub, cls.priv = rsa_pair(cls.s, "ops")
+        cls.aes = aes_key(cls.s, "ops-aes")
+        cls.hs = h.sh(cls.s)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.closeSession()
+
+    def sign_init(self, m=P.CKM_SHA256_RSA_PKCS, key=None):
+        self.assertRV("CKR_OK", self.raw.init("C_SignInit", self.hs, h.mech(m), h.oh(key or self.priv)))
+
+    def test_sign_buffer_too_small_then_usable(self):
+        self.sign_init()
+        rv, _, n = self.raw.single("C_Sign", self.hs, b"data", size=10)
+        self.assertRV("CKR_BUFFER_TOO_SMALL", rv)
+        self.assertEqual(n, 256)
+        rv, sig, n = self.raw.single("C_Sign", self.hs, b"data", size=n)
+        self.assertRV("CKR_OK", rv)
+        self.assertEqual(len(sig), 256)
+        self.s.verify(self.pub, b"data", sig, P.Mechanism(P.CKM_SHA256_RSA_PKCS))
+        # and the operation is over now
+        rv, _, _ = self.raw.single("C_Sign", self.hs, b"data", size=256)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", rv)
+
+    def test_length_query_does_not_end_operation(self):
+        self.sign_init()
+        rv, _, n = self.raw.single("C_Sign", self.hs, b"data")
+        self.assertRV("CKR_OK", rv)
+        self.assertEqual(n, 256)
+        rv, _, n2 = self.raw.single("C_Sign", self.hs, b"data")
+        self.assertRV("CKR_OK", rv)
+        self.assertEqual(n2, 256)
+        rv, sig, _ = self.raw.single("C_Sign", self.hs, b"data", size=n)
+        self.assertRV("CKR_OK", rv)
+        self.s.verify(self.pub, b"data", sig, P.Mechanism(P.CKM_SHA256_RSA_PKCS))
+
+    def test_encrypt_length_query_and_too_small(self):
+        iv = bytes(range(16))
+        m = h.mech(P.CKM_AES_CBC_PAD, iv)
+        self.assertRV("CKR_OK", self.raw.init("C_EncryptInit", self.hs, m, h.oh(self.aes)))
+        rv, _, n = self.raw.single("C_Encrypt", self.hs, b"x" * 20)
+        self.assertRV("CKR_OK", rv)
+        self.assertGreaterEqual(n, 32)
+        rv, _, n2 = self.raw.single("C_Encrypt", self.hs, b"x" * 20, size=4)
+        self.assertRV("CKR_BUFFER_TOO_SMALL", rv)
+        self.assertGreaterEqual(n2, 32)
+        rv, ct, _ = self.raw.single("C_Encrypt", self.hs, b"x" * 20, size=n2)
+        self.assertRV("CKR_OK", rv)
+        self.assertEqual(len(ct), 32)
+        pt = bytes(self.s.decrypt(self.aes, ct, P.Mechanism(P.CKM_AES_CBC_PAD, iv)))
+        self.assertEqual(pt, b"x" * 20)
+
+    def test_operation_not_initialized(self):
+        rv, _, _ = self.raw.single("C_Sign", self.hs, b"data", size=256)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", rv)
+        rv, _, _ = self.raw.single("C_Decrypt", self.hs, b"d" * 16, size=64)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", rv)
+        n = ctypes.c_ulong(256)
+        buf = ctypes.create_string_buffer(256)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED",
+                      self.raw.C_SignFinal(ctypes.c_ulong(self.hs), buf, ctypes.byref(n)))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED",
+                      self.raw.C_VerifyUpdate(ctypes.c_ulong(self.hs), buf, ctypes.c_ulong(3)))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED",
+                      self.raw.C_DigestUpdate(ctypes.c_ulong(self.hs), buf, ctypes.c_ulong(3)))
+
+    def test_operation_active(self):
+        self.sign_init()
+        self.assertRV("CKR_OPERATION_ACTIVE",
+                      self.raw.init("C_SignInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(self.priv)))
+        rv, _, _ = self.raw.single("C_Sign", self.hs, b"data", size=256)
+        self.assertRV("CKR_OK", rv)
+
+    def test_failed_operation_ends_operation(self):
+        # decrypt of a ciphertext that is not a multiple of the block size
+        iv = bytes(16)
+        m = h.mech(P.CKM_AES_CBC_PAD, iv)
+        self.assertRV("CKR_OK", self.raw.init("C_DecryptInit", self.hs, m, h.oh(self.aes)))
+        rv, _, _ = self.raw.single("C_Decrypt", self.hs, b"z" * 17, size=64)
+        self.assertRV("CKR_ENCRYPTED_DATA_LEN_RANGE", rv)
+        rv, _, _ = self.raw.single("C_Decrypt", self.hs, b"z" * 16, size=64)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", rv)
+        # a bad signature ends the verify operation
+        m = h.mech(P.CKM_SHA256_RSA_PKCS)
+        self.assertRV("CKR_OK", self.raw.init("C_VerifyInit", self.hs, m, h.oh(self.pub)))
+        d = ctypes.create_string_buffer(b"data", 4)
+        bad = ctypes.create_string_buffer(256)
+        self.assertRV("CKR_SIGNATURE_INVALID",
+                      self.raw.C_Verify(ctypes.c_ulong(self.hs), d, ctypes.c_ulong(4), bad, ctypes.c_ulong(256)))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED",
+                      self.raw.C_Verify(ctypes.c_ulong(self.hs), d, ctypes.c_ulong(4), bad, ctypes.c_ulong(256)))
+        # a wrong-length signature too
+        self.assertRV("CKR_OK", self.raw.init("C_VerifyInit", self.hs, m, h.oh(self.pub)))
+        self.assertRV("CKR_SIGNATURE_LEN_RANGE",
+                      self.raw.C_Verify(ctypes.c_ulong(self.hs), d, ctypes.c_ulong(4), bad, ctypes.c_ulong(10)))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED",
+                      self.raw.C_Verify(ctypes.c_ulong(self.hs), d, ctypes.c_ulong(4), bad, ctypes.c_ulong(256)))
+
+    def test_wrong_key_kind(self):
+        # public key for signing, private key for encrypting
+        self.assertRV("CKR_KEY_TYPE_INCONSISTENT",
+                      self.raw.init("C_SignInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(self.pub)))
+        self.assertRV("CKR_KEY_TYPE_INCONSISTENT",
+                      self.raw.init("C_EncryptInit", self.hs, h.mech(P.CKM_RSA_PKCS), h.oh(self.priv)))
+        # an AES key for an RSA mechanism and the other way round
+        self.assertRV("CKR_KEY_TYPE_INCONSISTENT",
+                      self.raw.init("C_EncryptInit", self.hs, h.mech(P.CKM_RSA_PKCS), h.oh(self.aes)))
+        self.assertRV("CKR_KEY_TYPE_INCONSISTENT",
+                      self.raw.init("C_EncryptInit", self.hs, h.mech(P.CKM_AES_CBC_PAD, bytes(16)), h.oh(self.pub)))
+        # a key whose usage attribute forbids the function
+        k = aes_key(self.s, "no-encrypt")
+        self.s.setAttributeValue(k, [(P.CKA_ENCRYPT, False)])
+        self.assertRV("CKR_KEY_FUNCTION_NOT_PERMITTED",
+                      self.raw.init("C_EncryptInit", self.hs, h.mech(P.CKM_AES_CBC_PAD, bytes(16)), h.oh(k)))
+        pub, priv = self.s.generateKeyPair(
+            [(P.CKA_TOKEN, False), (P.CKA_MODULUS_BITS, 2048), (P.CKA_VERIFY, False)],
+            [(P.CKA_TOKEN, False), (P.CKA_SIGN, False), (P.CKA_DECRYPT, True)], P.MechanismRSAGENERATEKEYPAIR)
+        self.assertRV("CKR_KEY_FUNCTION_NOT_PERMITTED",
+                      self.raw.init("C_SignInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(priv)))
+        self.assertRV("CKR_KEY_FUNCTION_NOT_PERMITTED",
+                      self.raw.init("C_VerifyInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(pub)))
+        # nothing was left active by the refused inits
+        self.sign_init()
+        rv, _, _ = self.raw.single("C_Sign", self.hs, b"data", size=256)
+        self.assertRV("CKR_OK", rv)
+
+    def test_mechanism_invalid(self):
+        self.assertRV("CKR_MECHANISM_INVALID",
+                      self.raw.init("C_SignInit", self.hs, h.mech(0x80001234), h.oh(self.priv)))
+        # a mechanism that cannot sign
+        self.assertRV("CKR_MECHANISM_INVALID",
+                      self.raw.init("C_SignInit", self.hs, h.mech(P.CKM_RSA_PKCS_OAEP), h.oh(self.priv)))
+
+    def test_multipart_equals_single_part(self):
+        self.sign_init(P.CKM_SHA256_RSA_PKCS)
+        for part in (b"abc", b"def", b"ghi"):
+            b = ctypes.create_string_buffer(part, len(part))
+            self.assertRV("CKR_OK", self.raw.C_SignUpdate(ctypes.c_ulong(self.hs), b, ctypes.c_ulong(len(part))))
+        rv, _, n = self.raw.out_call(self.raw.C_SignFinal, ctypes.c_ulong(self.hs))
+        self.assertRV("CKR_OK", rv)
+        rv, _, _ = self.raw.out_call(self.raw.C_SignFinal, ctypes.c_ulong(self.hs), size=5)
+        self.assertRV("CKR_BUFFER_TOO_SMALL", rv)
+        rv, sig, _ = self.raw.out_call(self.raw.C_SignFinal, ctypes.c_ulong(self.hs), size=n)
+        self.assertRV("CKR_OK", rv)
+        # PKCS#1 v1.5 is deterministic: same as the single-part signature
+        self.assertEqual(sig, bytes(self.s.sign(self.priv, b"abcdefghi", P.Mechanism(P.CKM_SHA256_RSA_PKCS))))
+
+
+class LoginStateTest(P11Case):
+    def test_private_objects_need_login_and_handles_die_on_logout(self):
+        s = rw()
+        d = s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, True),
+                            (P.CKA_LABEL, "priv-data"), (P.CKA_VALUE, b"secret")])
+        pub_d = s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, False),
+                                (P.CKA_LABEL, "pub-data")])
+        hd = h.oh(d)
+        s.logout()
+        self.assertEqual(s.findObjects([(P.CKA_LABEL, "priv-data")]), [])
+        self.assertEqual(len(s.findObjects([(P.CKA_LABEL, "pub-data")])), 1)
+        raw = h.Raw()
+        rv, _, _ = raw.get_attr(h.sh(s), hd, P.CKA_LABEL)
+        self.assertRV("CKR_OBJECT_HANDLE_INVALID", rv)
+        # a second session (opened before login) sees them only while logged in
+        s2 = LIB.openSession(h.slot_of(LIB, "demo"))
+        self.assertEqual(s2.findObjects([(P.CKA_LABEL, "priv-data")]), [])
+        s.login(h.USER_PIN)
+        self.assertEqual(len(s2.findObjects([(P.CKA_LABEL, "priv-data")])), 1)
+        # creating a private object needs login
+        s.logout()
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", s.createObject,
+                       [(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, True)])
+        s.login(h.USER_PIN)
+        s.destroyObject(s.findObjects([(P.CKA_LABEL, "priv-data")])[0])
+        s.destroyObject(pub_d)
+        s2.closeSession()
+        s.closeSession()
+
+    def test_init_token_with_open_session(self):
+        slot = h.slot_of(LIB, "fresh")
+        s = LIB.openSession(slot)
+        self.assertCKR("CKR_SESSION_EXISTS", LIB.initToken, slot, h.SO_PIN, "fresh")
+        s.closeSession()
+        LIB.initToken(slot, h.SO_PIN, "fresh")
+        s = LIB.openSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        # re-initialisation removed the user PIN
+        self.assertFalse(LIB.getTokenInfo(slot).flags & P.CKF_USER_PIN_INITIALIZED)
+        self.assertCKR("CKR_USER_PIN_NOT_INITIALIZED", s.login, h.USER_PIN)
+        s.login(h.SO_PIN, P.CKU_SO)
+        s.initPin(h.USER_PIN)
+        s.logout()
+        s.closeSession()
+        self.assertTrue(LIB.getTokenInfo(slot).flags & P.CKF_USER_PIN_INITIALIZED)
+
+    def test_so_login_with_read_only_session(self):
+        slot = h.slot_of(LIB, "demo")
+        LIB.closeAllSessions(slot)  # no user logged in from another test
+        ro = LIB.openSession(slot)
+        rws = LIB.openSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        self.assertCKR("CKR_SESSION_READ_ONLY_EXISTS", rws.login, h.SO_PIN, P.CKU_SO)
+        ro.closeSession()
+        rws.login(h.SO_PIN, P.CKU_SO)
+        # and no RO session can be opened while the SO is logged in
+        self.assertCKR("CKR_SESSION_READ_WRITE_SO_EXISTS", LIB.openSession, slot)
+        self.assertCKR("CKR_USER_ANOTHER_ALREADY_LOGGED_IN", rws.login, h.USER_PIN)
+        rws.logout()
+        rws.closeSession()
+
+    def test_context_specific_login(self):
+        s = rw()
+        raw = h.Raw()
+        hs = h.sh(s)
+        pub, priv = s.generateKeyPair(
+            [(P.CKA_TOKEN, False), (P.CKA_MODULUS_BITS, 2048), (P.CKA_VERIFY, True)],
+            [(P.CKA_TOKEN, False), (P.CKA_SIGN, True), (P.CKA_ALWAYS_AUTHENTICATE, True)],
+            P.MechanismRSAGENERATEKEYPAIR)
+        m = h.mech(P.CKM_SHA256_RSA_PKCS)
+        # without the context-specific login the signature is refused
+        self.assertRV("CKR_OK", raw.init("C_SignInit", hs, m, h.oh(priv)))
+        rv, _, _ = raw.single("C_Sign", hs, b"data", size=256)
+        self.assertRV("CKR_USER_NOT_LOGGED_IN", rv)
+        # with it, it works; a wrong PIN is refused
+        self.assertRV("CKR_OK", raw.init("C_SignInit", hs, m, h.oh(priv)))
+        self.assertCKR("CKR_PIN_INCORRECT", s.login, "77777777", h.CKU_CONTEXT_SPECIFIC)
+        s.login(h.USER_PIN, h.CKU_CONTEXT_SPECIFIC)
+        rv, sig, _ = raw.single("C_Sign", hs, b"data", size=256)
+        self.assertRV("CKR_OK", rv)
+        s.verify(pub, b"data", sig, P.Mechanism(P.CKM_SHA256_RSA_PKCS))
+        # each operation needs its own
+        self.assertRV("CKR_OK", raw.init("C_SignInit", hs, m, h.oh(priv)))
+        rv, _, _ = raw.single("C_Sign", hs, b"data", size=256)
+        self.assertRV("CKR_USER_NOT_LOGGED_IN", rv)
+        # a context-specific login with no operation
+        self.assertCKR("CKR_OPERATION_NOT_INITIALIZED", s.login, h.USER_PIN, h.CKU_CONTEXT_SPECIFIC)
+        s.closeSession()
+
+
+if __name__ == "__main__":
+    h.main()
