@@ -3,10 +3,13 @@
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include <sys/stat.h>
 
 namespace cdcp11::core {
 namespace fs = std::filesystem;
@@ -67,6 +70,194 @@ R<void> only_known(const Ctx& c, const Value& o, std::initializer_list<const cha
 
 }  // namespace
 
+const char* vault_type_name(VaultType t) {
+  switch (t) {
+    case VaultType::standard: return "standard";
+    case VaultType::premium: return "premium";
+    case VaultType::managed_hsm: return "managed_hsm";
+  }
+  return "?";
+}
+
+std::optional<CloudEndpoints> known_cloud(const std::string& name) {
+  if (name == "global")
+    return CloudEndpoints{"global", "login.microsoftonline.com", "https://management.azure.com", ".vault.azure.net",
+                          ".managedhsm.azure.net"};
+  if (name == "usgov")
+    return CloudEndpoints{"usgov", "login.microsoftonline.us", "https://management.usgovcloudapi.net",
+                          ".vault.usgovcloudapi.net", ".managedhsm.usgovcloudapi.net"};
+  if (name == "china")
+    return CloudEndpoints{"china", "login.chinacloudapi.cn", "https://management.chinacloudapi.cn", ".vault.azure.cn",
+                          ".managedhsm.azure.cn"};
+  return std::nullopt;
+}
+
+bool file_is_private(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  return (st.st_mode & (S_IRWXG | S_IRWXO)) == 0;
+}
+
+namespace {
+
+R<bool> get_bool(const Ctx& c, const Value& o, const char* key, bool def) {
+  auto it = o.FindMember(key);
+  if (it == o.MemberEnd()) return def;
+  if (!it->value.IsBool()) return c.bad(key, "must be true or false");
+  return it->value.GetBool();
+}
+
+R<std::string> get_choice(const Ctx& c, const Value& o, const char* key, std::initializer_list<const char*> choices,
+                          const char* def) {
+  CDC_ASSIGN(std::string v, get_string(c, o, key, false, def));
+  std::string all;
+  for (auto* ch : choices) {
+    if (v == ch) return v;
+    all += all.empty() ? "" : ", ";
+    all += ch;
+  }
+  return c.bad(key, "must be one of: " + all);
+}
+
+bool is_guid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string resolve(const fs::path& base, const std::string& p) {
+  if (p.empty()) return p;
+  return fs::absolute(base / p).lexically_normal().string();
+}
+
+R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
+  if (!a.IsObject()) return c.bad("", "must be an object");
+  CDC_TRY(only_known(c, a, {"cloud", "tenant_id", "client_id", "subscription_id", "credential", "tls", "vault"}));
+  AzureConfig az;
+  auto cit = a.FindMember("cloud");
+  if (cit == a.MemberEnd() || cit->value.IsString()) {
+    std::string name = cit == a.MemberEnd() ? "global" : cit->value.GetString();
+    auto cl = known_cloud(name);
+    if (!cl) return c.bad("cloud", "must be global, usgov, china or an object of explicit endpoints");
+    az.cloud = *cl;
+  } else if (cit->value.IsObject()) {
+    Ctx cc{c.file, c.where + "cloud."};
+    CDC_TRY(only_known(cc, cit->value, {"authority_host", "arm_endpoint", "vault_suffix", "mhsm_suffix"}));
+    az.cloud.name = "custom";
+    CDC_ASSIGN(az.cloud.authority_host, get_string(cc, cit->value, "authority_host", true));
+    CDC_ASSIGN(az.cloud.arm_endpoint, get_string(cc, cit->value, "arm_endpoint", true));
+    CDC_ASSIGN(az.cloud.vault_suffix, get_string(cc, cit->value, "vault_suffix", true));
+    CDC_ASSIGN(az.cloud.mhsm_suffix, get_string(cc, cit->value, "mhsm_suffix", true));
+  } else {
+    return c.bad("cloud", "must be a string or an object");
+  }
+  for (auto [key, field] : {std::pair{"tenant_id", &az.tenant_id}, std::pair{"client_id", &az.client_id},
+                            std::pair{"subscription_id", &az.subscription_id}}) {
+    CDC_ASSIGN(*field, get_string(c, a, key, true));
+    if (!is_guid(*field)) return c.bad(key, "must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+  }
+  auto crit = a.FindMember("credential");
+  if (crit == a.MemberEnd() || !crit->value.IsObject()) return c.bad("credential", "must be an object");
+  {
+    const Value& cr = crit->value;
+    Ctx cc{c.file, c.where + "credential."};
+    if (cr.HasMember("secret") || cr.HasMember("client_secret"))
+      return cc.bad(cr.HasMember("secret") ? "secret" : "client_secret",
+                    "a client secret may not be written in the configuration; use secret_file (mode 0600) or "
+                    "secret_env");
+    CDC_TRY(only_known(cc, cr, {"type", "secret_file", "secret_env", "certificate_file", "key_file"}));
+    CDC_ASSIGN(std::string type, get_choice(cc, cr, "type", {"secret", "certificate"}, "secret"));
+    auto& k = az.credential;
+    if (type == "secret") {
+      k.kind = CredentialConfig::Kind::secret;
+      CDC_ASSIGN(std::string f, get_string(cc, cr, "secret_file", false));
+      CDC_ASSIGN(k.secret_env, get_string(cc, cr, "secret_env", false));
+      k.secret_file = resolve(base, f);
+      if (k.secret_file.empty() == k.secret_env.empty())
+        return cc.bad("secret_file", "give exactly one of secret_file and secret_env");
+      if (!k.secret_file.empty() && fs::exists(k.secret_file) && !file_is_private(k.secret_file))
+        return cc.bad("secret_file", k.secret_file + " is readable by group or others; chmod 600 it");
+    } else {
+      k.kind = CredentialConfig::Kind::certificate;
+      CDC_ASSIGN(std::string cf, get_string(cc, cr, "certificate_file", true));
+      CDC_ASSIGN(std::string kf, get_string(cc, cr, "key_file", false));
+      k.certificate_file = resolve(base, cf);
+      k.key_file = kf.empty() ? k.certificate_file : resolve(base, kf);
+      if (fs::exists(k.key_file) && !file_is_private(k.key_file))
+        return cc.bad("key_file", k.key_file + " is readable by group or others; chmod 600 it");
+    }
+  }
+  if (auto tit = a.FindMember("tls"); tit != a.MemberEnd()) {
+    const Value& t = tit->value;
+    Ctx tc{c.file, c.where + "tls."};
+    if (!t.IsObject()) return tc.bad("", "must be an object");
+    CDC_TRY(only_known(tc, t, {"validate_host", "ca_file", "client_cert_file", "client_key_file", "proxy",
+                               "connect_to", "connect_timeout_s", "total_timeout_s"}));
+    CDC_ASSIGN(az.tls.validate_host, get_bool(tc, t, "validate_host", true));
+    CDC_ASSIGN(std::string ca, get_string(tc, t, "ca_file", false));
+    CDC_ASSIGN(std::string cc2, get_string(tc, t, "client_cert_file", false));
+    CDC_ASSIGN(std::string ck, get_string(tc, t, "client_key_file", false));
+    az.tls.ca_file = resolve(base, ca);
+    az.tls.client_cert_file = resolve(base, cc2);
+    az.tls.client_key_file = resolve(base, ck);
+    if (az.tls.client_cert_file.empty() != az.tls.client_key_file.empty())
+      return tc.bad("client_key_file", "client_cert_file and client_key_file go together");
+    if (!az.tls.client_key_file.empty() && fs::exists(az.tls.client_key_file) &&
+        !file_is_private(az.tls.client_key_file))
+      return tc.bad("client_key_file", az.tls.client_key_file + " is readable by group or others; chmod 600 it");
+    CDC_ASSIGN(az.tls.proxy, get_string(tc, t, "proxy", false));
+    if (auto ct = t.FindMember("connect_to"); ct != t.MemberEnd()) {
+      if (!ct->value.IsArray()) return tc.bad("connect_to", "must be an array of \"host:port:addr:port\" strings");
+      for (auto& e : ct->value.GetArray()) {
+        if (!e.IsString()) return tc.bad("connect_to", "must be an array of strings");
+        az.tls.connect_to.emplace_back(e.GetString());
+      }
+    }
+    CDC_ASSIGN(auto cto, get_uint(tc, t, "connect_timeout_s", 10, 1, 600));
+    CDC_ASSIGN(auto tto, get_uint(tc, t, "total_timeout_s", 60, 1, 3600));
+    az.tls.connect_timeout_s = static_cast<unsigned>(cto);
+    az.tls.total_timeout_s = static_cast<unsigned>(tto);
+  }
+  if (auto vit = a.FindMember("vault"); vit != a.MemberEnd()) {
+    const Value& v = vit->value;
+    Ctx vc{c.file, c.where + "vault."};
+    if (!v.IsObject()) return vc.bad("", "must be an object");
+    CDC_TRY(only_known(vc, v, {"name", "type"}));
+    CDC_ASSIGN(az.vault_name, get_string(vc, v, "name", true));
+    if (az.vault_name.size() < 3 || az.vault_name.size() > 24 ||
+        az.vault_name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
+            std::string::npos)
+      return vc.bad("name", "must be 3 to 24 letters, digits or hyphens");
+    CDC_ASSIGN(std::string type, get_choice(vc, v, "type", {"standard", "premium", "managed_hsm"}, "premium"));
+    az.vault_type = type == "standard" ? VaultType::standard
+                    : type == "premium" ? VaultType::premium
+                                        : VaultType::managed_hsm;
+  }
+  return az;
+}
+
+R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
+  if (!m.IsObject()) return c.bad("", "must be an object");
+  CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted"}));
+  MirrorConfig mc;
+  CDC_ASSIGN(std::string trig, get_choice(c, m, "trigger", {"on_generate", "on_request"}, "on_request"));
+  CDC_ASSIGN(std::string mode, get_choice(c, m, "mode", {"sync", "async"}, "sync"));
+  CDC_ASSIGN(std::string od, get_choice(c, m, "on_destroy", {"keep", "disable", "delete"}, "keep"));
+  mc.trigger = trig == "on_generate" ? MirrorTrigger::on_generate : MirrorTrigger::on_request;
+  mc.mode = mode == "sync" ? MirrorMode::sync : MirrorMode::async;
+  mc.on_destroy = od == "keep" ? OnDestroy::keep : od == "disable" ? OnDestroy::disable : OnDestroy::remove;
+  CDC_ASSIGN(mc.recover_soft_deleted, get_bool(c, m, "recover_soft_deleted", false));
+  return mc;
+}
+
+}  // namespace
+
 R<Config> parse_config(const std::string& json, const std::string& path) {
   rapidjson::Document d;
   d.Parse(json.c_str(), json.size());
@@ -106,11 +297,20 @@ R<Config> parse_config(const std::string& json, const std::string& path) {
     if (gr.token.backend != "soft") return tc.bad("backend", "must be \"soft\" (the only backend so far)");
     CDC_ASSIGN(std::string dir, get_string(tc, t, "dir", true));
     if (dir.empty()) return tc.bad("dir", "must not be empty");
-    gr.token.dir = fs::absolute(base / dir).lexically_normal().string();
+    gr.token.dir = resolve(base, dir);
     CDC_ASSIGN(auto retries, get_uint(tc, t, "max_pin_retries", 10, 0, 1000));
     gr.token.max_pin_retries = static_cast<unsigned>(retries);
     CDC_ASSIGN(auto logn, get_uint(tc, t, "kdf_scrypt_log2_n", 15, 10, 22));
     gr.token.kdf_scrypt_log2_n = static_cast<unsigned>(logn);
+    if (auto mit = g.FindMember("mirror"); mit != g.MemberEnd()) {
+      CDC_ASSIGN(gr.mirror, parse_mirror(Ctx{path, gc.where + "mirror."}, mit->value));
+    }
+    // A broken azure section leaves the group serving its local token (the rule).
+    if (auto ait = g.FindMember("azure"); ait != g.MemberEnd()) {
+      auto az = parse_azure(Ctx{path, gc.where + "azure."}, ait->value, base);
+      if (az) gr.azure = std::move(*az);
+      else gr.azure_error = az.error().message;
+    }
     cfg.groups.push_back(std::move(gr));
   }
   return cfg;

@@ -1,16 +1,11 @@
-// The module's JSON configuration: path from CDCP11_CONF, C_Initialize's pReserved, or the
-// default /etc/cdcp11/cdcp11.json. Each group becomes a slot.
+// The module's JSON configuration: path from C_Initialize's pReserved, CDCP11_CONF, or the
+// default /etc/cdcp11/cdcp11.json. Each group becomes a slot. See README.md for the format.
 //
-// { "version": 1,
-//   "groups": [ { "name": "payments",            // token label; unique
-//                 "description": "...",
-//                 "slot_id": 7,                  // optional; default: stable hash of the name
-//                 "token": { "backend": "soft",
-//                            "dir": "tokens/payments",   // relative to the config file
-//                            "max_pin_retries": 10,      // 0 = never lock
-//                            "kdf_scrypt_log2_n": 15 } } ] }
+// A group whose "azure" section is invalid still becomes a slot serving its local token:
+// GroupConfig::azure_error says why (the module logs it at start, cdcctl shows it).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,11 +20,66 @@ struct TokenConfig {
   unsigned kdf_scrypt_log2_n = 15;
 };
 
+enum class VaultType { standard, premium, managed_hsm };
+const char* vault_type_name(VaultType t);  // "standard", "premium", "managed_hsm"
+
+struct CloudEndpoints {
+  std::string name;              // global, usgov, china, custom
+  std::string authority_host;    // login.microsoftonline.com
+  std::string arm_endpoint;      // https://management.azure.com
+  std::string vault_suffix;      // .vault.azure.net
+  std::string mhsm_suffix;       // .managedhsm.azure.net
+};
+// Known clouds (reference §6); nullopt for an unknown name.
+std::optional<CloudEndpoints> known_cloud(const std::string& name);
+
+struct CredentialConfig {
+  enum class Kind { none, secret, certificate } kind = Kind::none;
+  std::string secret_file;       // kind secret: one of these
+  std::string secret_env;
+  std::string certificate_file;  // kind certificate: PEM certificate and PEM private key
+  std::string key_file;
+};
+
+struct TlsConfig {
+  bool validate_host = true;
+  std::string ca_file;           // empty: system CAs
+  std::string client_cert_file;  // mutual TLS
+  std::string client_key_file;
+  std::string proxy;             // e.g. https://proxy:3128
+  std::vector<std::string> connect_to;  // libcurl CONNECT_TO entries "host:port:addr:port"
+  unsigned connect_timeout_s = 10;
+  unsigned total_timeout_s = 60;
+};
+
+struct AzureConfig {
+  CloudEndpoints cloud;
+  std::string tenant_id, client_id, subscription_id;
+  CredentialConfig credential;
+  TlsConfig tls;
+  std::string vault_name;        // empty until chosen
+  VaultType vault_type = VaultType::premium;
+};
+
+enum class MirrorTrigger { on_generate, on_request };
+enum class MirrorMode { sync, async };
+enum class OnDestroy { keep, disable, remove };
+
+struct MirrorConfig {
+  MirrorTrigger trigger = MirrorTrigger::on_request;
+  MirrorMode mode = MirrorMode::sync;
+  OnDestroy on_destroy = OnDestroy::keep;
+  bool recover_soft_deleted = false;
+};
+
 struct GroupConfig {
   std::string name;
   std::string description;
   unsigned long slot_id = 0;
   TokenConfig token;
+  std::optional<AzureConfig> azure;  // absent: a local-only group
+  std::string azure_error;           // non-empty: the azure section is invalid (azure unset)
+  MirrorConfig mirror;
 };
 
 struct Config {
@@ -45,5 +95,8 @@ R<Config> parse_config(const std::string& json, const std::string& path_for_mess
 
 // The slot id used when a group does not set one: stable across restarts and re-initialisation.
 unsigned long default_slot_id(const std::string& group_name);
+
+// True if the file exists and is readable by its owner only (no group/other permission bits).
+bool file_is_private(const std::string& path);
 
 }  // namespace cdcp11::core

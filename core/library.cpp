@@ -48,6 +48,8 @@ R<void> Library::initialize(const std::string& config_path, const BackendFactory
     auto slot = std::make_unique<Slot>();
     slot->id = g.slot_id;
     slot->cfg = g;
+    if (!g.azure_error.empty())
+      log::error(kLog, "group '" + g.name + "': Azure is not used, its configuration is invalid: " + g.azure_error);
     auto b = factory(g);
     if (b) {
       slot->backend = std::move(*b);

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   # build
   meson ninja-build g++ pkg-config
-  libssl-dev libbotan-2-dev rapidjson-dev libp11-kit-dev doctest-dev libcurl4-openssl-dev
+  libssl-dev libbotan-2-dev rapidjson-dev libp11-kit-dev doctest-dev libcurl4-openssl-dev libcli11-dev
   # runtime / demo
   openssl p11-kit opensc
   # tests

@@ -1,6 +1,10 @@
 #include <doctest/doctest.h>
 
 #include <set>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cstdio>
+#include <cstdlib>
 
 #include "core/config.h"
 #include "core/mechanisms.h"
@@ -65,4 +69,76 @@ TEST_CASE("config: errors name the file, the group and the field") {
   CHECK(msg(R"({"groups":[{"name":"a","slot_id":1,"token":{"dir":"x"}},{"name":"b","slot_id":1,"token":{"dir":"y"}}]})") ==
         "/c.json: group 'b': slot_id: is used by another group");
   CHECK(msg(R"({"version":2,"groups":[]})").find("version") != std::string::npos);
+}
+
+TEST_CASE("config: azure and mirror sections") {
+  const std::string ok = R"({"groups":[{"name":"g","token":{"dir":"t"},
+      "azure":{"cloud":"usgov","tenant_id":"7e57a000-0000-4000-8000-000000000001",
+               "client_id":"c1e47000-0000-4000-8000-000000000001",
+               "subscription_id":"5ab5c000-0000-4000-8000-000000000001",
+               "credential":{"type":"secret","secret_env":"G_SECRET"},
+               "tls":{"ca_file":"ca.pem","connect_to":["::127.0.0.1:8443"],"validate_host":false},
+               "vault":{"name":"demo-premium","type":"managed_hsm"}},
+      "mirror":{"trigger":"on_generate","mode":"async","on_destroy":"delete"}}]})";
+  auto c = parse_config(ok, "/etc/x/c.json");
+  REQUIRE(c);
+  auto& g = c->groups.at(0);
+  REQUIRE(g.azure);
+  CHECK(g.azure_error.empty());
+  CHECK(g.azure->cloud.authority_host == "login.microsoftonline.us");
+  CHECK(g.azure->cloud.vault_suffix == ".vault.usgovcloudapi.net");
+  CHECK(g.azure->credential.kind == CredentialConfig::Kind::secret);
+  CHECK(g.azure->credential.secret_env == "G_SECRET");
+  CHECK(g.azure->tls.ca_file == "/etc/x/ca.pem");
+  CHECK_FALSE(g.azure->tls.validate_host);
+  CHECK(g.azure->tls.connect_to.at(0) == "::127.0.0.1:8443");
+  CHECK(g.azure->vault_type == VaultType::managed_hsm);
+  CHECK(g.mirror.trigger == MirrorTrigger::on_generate);
+  CHECK(g.mirror.mode == MirrorMode::async);
+  CHECK(g.mirror.on_destroy == OnDestroy::remove);
+}
+
+TEST_CASE("config: a bad azure section keeps the group, says why, and never accepts an inline secret") {
+  auto one = [](const std::string& azure) {
+    auto c = parse_config(R"({"groups":[{"name":"g","token":{"dir":"t"},"azure":)" + azure + "}]}", "/c.json");
+    REQUIRE(c);
+    REQUIRE(c->groups.size() == 1);
+    CHECK_FALSE(c->groups[0].azure);
+    return c->groups[0].azure_error;
+  };
+  const std::string ids = R"("tenant_id":"7e57a000-0000-4000-8000-000000000001",
+      "client_id":"c1e47000-0000-4000-8000-000000000001","subscription_id":"5ab5c000-0000-4000-8000-000000000001")";
+  CHECK(one(R"({"tenant_id":"nope"})") == "/c.json: group 'g': azure.tenant_id: must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+  CHECK(one("{" + ids + R"(,"credential":{"secret":"abc"}})") ==
+        "/c.json: group 'g': azure.credential.secret: a client secret may not be written in the configuration; "
+        "use secret_file (mode 0600) or secret_env");
+  CHECK(one("{" + ids + R"(,"credential":{"type":"secret"}})") ==
+        "/c.json: group 'g': azure.credential.secret_file: give exactly one of secret_file and secret_env");
+  CHECK(one("{" + ids + R"(,"cloud":"mars","credential":{"secret_env":"X"}})").find("azure.cloud: must be") !=
+        std::string::npos);
+  CHECK(one("{" + ids + R"(,"credential":{"secret_env":"X"},"vault":{"name":"x_y"}})") ==
+        "/c.json: group 'g': azure.vault.name: must be 3 to 24 letters, digits or hyphens");
+}
+
+TEST_CASE("config: a secret file others can read is refused") {
+  char tmpl[] = "/tmp/cdcp11-cfg-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  std::string secret = dir + "/s";
+  FILE* f = std::fopen(secret.c_str(), "w");
+  std::fputs("x", f);
+  std::fclose(f);
+  ::chmod(secret.c_str(), 0644);
+  const std::string json = R"({"groups":[{"name":"g","token":{"dir":"t"},"azure":{"tenant_id":"7e57a000-0000-4000-8000-000000000001",
+      "client_id":"c1e47000-0000-4000-8000-000000000001","subscription_id":"5ab5c000-0000-4000-8000-000000000001",
+      "credential":{"secret_file":"s"}}}]})";
+  auto c = parse_config(json, dir + "/c.json");
+  REQUIRE(c);
+  CHECK(c->groups[0].azure_error == "" + dir + "/c.json: group 'g': azure.credential.secret_file: " + secret +
+                                         " is readable by group or others; chmod 600 it");
+  ::chmod(secret.c_str(), 0600);
+  auto c2 = parse_config(json, dir + "/c.json");
+  REQUIRE(c2);
+  CHECK(c2->groups[0].azure);
+  std::remove(secret.c_str());
+  ::rmdir(dir.c_str());
 }
