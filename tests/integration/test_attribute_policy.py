@@ -1,0 +1,179 @@
+"""Attribute policy through PyKCS11/ctypes: one-way CKA_SENSITIVE/CKA_EXTRACTABLE, CKA_MODIFIABLE,
+CKA_DESTROYABLE, CKA_COPYABLE, ALWAYS_SENSITIVE/NEVER_EXTRACTABLE, read-only and missing attributes."""
+import unittest
+
+import p11helpers as h
+from p11helpers import P11Case
+
+P = h.pykcs11()
+TOK = LIB = None
+T, F = b"\x01", b"\x00"
+
+
+def setUpModule():
+    global TOK, LIB
+    h.require_module(None)
+    TOK = h.TempToken()
+    TOK.init()
+    LIB = h.load_lib(TOK)
+
+
+def tearDownModule():
+    global LIB
+    LIB = None
+    if TOK:
+        TOK.cleanup()
+
+
+def secret_template(value=bytes(range(16)), **kw):
+    t = [(h.CKA_CLASS, h.ulong_bytes(P.CKO_SECRET_KEY)), (P.CKA_KEY_TYPE, h.ulong_bytes(P.CKK_AES)),
+         (h.CKA_TOKEN, F), (P.CKA_ENCRYPT, T), (P.CKA_DECRYPT, T)]
+    if value is not None:
+        t.append((h.CKA_VALUE, value))
+    for k, v in kw.items():
+        t.append((getattr(P, k, None) or getattr(h, k), v))
+    return t
+
+
+class PolicyTest(P11Case):
+    def setUp(self):
+        self.s = LIB.openSession(h.slot_of(LIB), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        self.s.login(h.USER_PIN)
+        self.raw = h.Raw()
+        self.hs = h.sh(self.s)
+
+    def tearDown(self):
+        LIB.closeAllSessions(h.slot_of(LIB))
+
+    def gen_aes(self, **extra):
+        t = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_VALUE_LEN, 32),
+             (P.CKA_TOKEN, False), (P.CKA_ENCRYPT, True)] + [(getattr(P, k), v) for k, v in extra.items()]
+        return h.oh(self.s.generateKey(t, P.MechanismAESGENERATEKEY))
+
+    def get_bool(self, obj, attr):
+        rv, n, v = self.raw.get_attr(self.hs, obj, attr, size=1)
+        self.assertRV("CKR_OK", rv)
+        return v == T
+
+    def test_sensitive_is_one_way(self):
+        k = self.gen_aes(CKA_SENSITIVE=False, CKA_EXTRACTABLE=True)
+        self.assertFalse(self.get_bool(k, P.CKA_SENSITIVE))
+        self.assertRV("CKR_OK", self.raw.set_attrs(self.hs, k, [(P.CKA_SENSITIVE, T)]))
+        self.assertTrue(self.get_bool(k, P.CKA_SENSITIVE))
+        self.assertRV("CKR_ATTRIBUTE_READ_ONLY", self.raw.set_attrs(self.hs, k, [(P.CKA_SENSITIVE, F)]))
+        self.assertTrue(self.get_bool(k, P.CKA_SENSITIVE))
+        rv, _, _ = self.raw.get_attr(self.hs, k, P.CKA_VALUE)
+        self.assertRV("CKR_ATTRIBUTE_SENSITIVE", rv)
+        # ALWAYS_SENSITIVE stays false: the key was once readable
+        self.assertFalse(self.get_bool(k, P.CKA_ALWAYS_SENSITIVE))
+
+    def test_extractable_is_one_way(self):
+        k = self.gen_aes(CKA_EXTRACTABLE=True)
+        self.assertRV("CKR_OK", self.raw.set_attrs(self.hs, k, [(P.CKA_EXTRACTABLE, F)]))
+        self.assertRV("CKR_ATTRIBUTE_READ_ONLY", self.raw.set_attrs(self.hs, k, [(P.CKA_EXTRACTABLE, T)]))
+        self.assertFalse(self.get_bool(k, P.CKA_EXTRACTABLE))
+        self.assertFalse(self.get_bool(k, P.CKA_NEVER_EXTRACTABLE))
+
+    def test_defaults_for_generated_secret_key(self):
+        k = self.gen_aes()
+        self.assertTrue(self.get_bool(k, P.CKA_SENSITIVE))
+        self.assertFalse(self.get_bool(k, P.CKA_EXTRACTABLE))
+        self.assertTrue(self.get_bool(k, P.CKA_PRIVATE))
+        self.assertTrue(self.get_bool(k, P.CKA_ALWAYS_SENSITIVE))
+        self.assertTrue(self.get_bool(k, P.CKA_NEVER_EXTRACTABLE))
+        self.assertTrue(self.get_bool(k, P.CKA_LOCAL))
+
+    def test_always_sensitive_and_never_extractable_after_create(self):
+        rv, k = self.raw.create(self.hs, secret_template(CKA_SENSITIVE=T, CKA_EXTRACTABLE=F))
+        self.assertRV("CKR_OK", rv)
+        self.assertTrue(self.get_bool(k, P.CKA_SENSITIVE))
+        self.assertFalse(self.get_bool(k, P.CKA_ALWAYS_SENSITIVE))
+        self.assertFalse(self.get_bool(k, P.CKA_NEVER_EXTRACTABLE))
+        self.assertFalse(self.get_bool(k, P.CKA_LOCAL))
+        # and for a generated RSA private key: true
+        pub, priv = self.s.generateKeyPair([(P.CKA_TOKEN, False), (P.CKA_MODULUS_BITS, 2048)],
+                                           [(P.CKA_TOKEN, False), (P.CKA_SIGN, True)], P.MechanismRSAGENERATEKEYPAIR)
+        self.assertTrue(self.get_bool(h.oh(priv), P.CKA_ALWAYS_SENSITIVE))
+        self.assertTrue(self.get_bool(h.oh(priv), P.CKA_NEVER_EXTRACTABLE))
+        self.assertTrue(self.get_bool(h.oh(priv), P.CKA_LOCAL))
+
+    def test_not_modifiable(self):
+        rv, k = self.raw.create(self.hs, secret_template(CKA_MODIFIABLE=F, CKA_LABEL=b"frozen"))
+        self.assertRV("CKR_OK", rv)
+        self.assertRV("CKR_ACTION_PROHIBITED", self.raw.set_attrs(self.hs, k, [(P.CKA_LABEL, b"thawed")]))
+        rv, n, v = self.raw.get_attr(self.hs, k, P.CKA_LABEL, size=6)
+        self.assertEqual(v, b"frozen")
+        # CKA_MODIFIABLE itself cannot be turned back on
+        self.assertIn(h.ckr_name(self.raw.set_attrs(self.hs, k, [(h.CKA_MODIFIABLE, T)])),
+                      ("CKR_ACTION_PROHIBITED", "CKR_ATTRIBUTE_READ_ONLY"))
+        # a modifiable object accepts the change
+        rv, k2 = self.raw.create(self.hs, secret_template(CKA_LABEL=b"a"))
+        self.assertRV("CKR_OK", self.raw.set_attrs(self.hs, k2, [(P.CKA_LABEL, b"b")]))
+
+    def test_not_destroyable(self):
+        rv, k = self.raw.create(self.hs, secret_template(CKA_DESTROYABLE=F))
+        self.assertRV("CKR_OK", rv)
+        import ctypes
+        self.assertRV("CKR_ACTION_PROHIBITED", self.raw.C_DestroyObject(ctypes.c_ulong(self.hs), ctypes.c_ulong(k)))
+        rv, _, _ = self.raw.get_attr(self.hs, k, P.CKA_CLASS)
+        self.assertRV("CKR_OK", rv)
+
+    def test_not_copyable_and_copy_rules(self):
+        rv, k = self.raw.create(self.hs, secret_template(CKA_COPYABLE=F))
+        self.assertRV("CKR_OK", rv)
+        rv, _ = self.raw.copy(self.hs, k)
+        self.assertRV("CKR_ACTION_PROHIBITED", rv)
+        # a copyable one copies, and the copy cannot lower CKA_SENSITIVE
+        rv, k2 = self.raw.create(self.hs, secret_template(CKA_SENSITIVE=T, CKA_LABEL=b"orig"))
+        rv, c = self.raw.copy(self.hs, k2, [(P.CKA_LABEL, b"copy")])
+        self.assertRV("CKR_OK", rv)
+        self.assertNotEqual(c, k2)
+        rv, _, v = self.raw.get_attr(self.hs, c, P.CKA_LABEL, size=4)
+        self.assertEqual(v, b"copy")
+        rv, _ = self.raw.copy(self.hs, k2, [(P.CKA_SENSITIVE, F)])
+        self.assertRV("CKR_ATTRIBUTE_READ_ONLY", rv)
+
+    def test_read_only_attributes_in_templates(self):
+        for attr in (P.CKA_LOCAL, P.CKA_ALWAYS_SENSITIVE, P.CKA_NEVER_EXTRACTABLE):
+            with self.subTest(attr=P.CKA[attr]):
+                rv, _ = self.raw.create(self.hs, secret_template() + [(attr, T)])
+                self.assertRV("CKR_ATTRIBUTE_READ_ONLY", rv)
+        # and on an existing object
+        k = self.gen_aes()
+        self.assertRV("CKR_ATTRIBUTE_READ_ONLY", self.raw.set_attrs(self.hs, k, [(P.CKA_LOCAL, F)]))
+        self.assertRV("CKR_ATTRIBUTE_READ_ONLY", self.raw.set_attrs(self.hs, k, [(h.CKA_CLASS,
+                                                                                  h.ulong_bytes(P.CKO_DATA))]))
+        self.assertRV("CKR_ATTRIBUTE_READ_ONLY", self.raw.set_attrs(self.hs, k, [(P.CKA_VALUE_LEN,
+                                                                                  h.ulong_bytes(16))]))
+
+    def test_missing_required_attributes(self):
+        rv, _ = self.raw.create(self.hs, secret_template(value=None))
+        self.assertRV("CKR_TEMPLATE_INCOMPLETE", rv)
+        rv, _ = self.raw.create(self.hs, [(h.CKA_TOKEN, F), (h.CKA_LABEL, b"no class")])
+        self.assertRV("CKR_TEMPLATE_INCOMPLETE", rv)
+        # key generation without the size
+        with self.assertRaises(P.PyKCS11Error) as cm:
+            self.s.generateKey([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_TOKEN, False)], P.MechanismAESGENERATEKEY)
+        self.assertEqual(h.ckr_name(cm.exception.value), "CKR_TEMPLATE_INCOMPLETE")
+        with self.assertRaises(P.PyKCS11Error) as cm:
+            self.s.generateKeyPair([(P.CKA_TOKEN, False)], [(P.CKA_TOKEN, False)], P.MechanismRSAGENERATEKEYPAIR)
+        self.assertEqual(h.ckr_name(cm.exception.value), "CKR_TEMPLATE_INCOMPLETE")
+
+    def test_inconsistent_and_invalid_values(self):
+        # an AES key of 17 bytes
+        rv, _ = self.raw.create(self.hs, secret_template(value=bytes(17)))
+        self.assertRV("CKR_ATTRIBUTE_VALUE_INVALID", rv)
+        # a boolean of the wrong size
+        rv, _ = self.raw.create(self.hs, secret_template() + [(P.CKA_SENSITIVE, b"\x01\x00")])
+        self.assertRV("CKR_ATTRIBUTE_VALUE_INVALID", rv)
+
+    def test_token_object_seen_by_another_process(self):
+        t = [a for a in secret_template(CKA_LABEL=b"persist") if a[0] != h.CKA_TOKEN] + [(h.CKA_TOKEN, T)]
+        rv, k = self.raw.create(self.hs, t)
+        self.assertRV("CKR_OK", rv)
+        out = TOK.tool("-O", "--type", "secrkey", login=True).stdout.decode()
+        self.assertIn("label:      persist", out)
+        self.assertIn("AES length 16", out)
+
+if __name__ == "__main__":
+    h.main()
