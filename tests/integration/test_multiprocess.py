@@ -1,0 +1,65 @@
+"""Several processes create objects in one token at the same time; afterwards every object is
+there, and a session opened in a third process before they started sees them all."""
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import p11helpers as h
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "p11worker.py")
+WRITERS = 4
+PER_WRITER = 100
+
+
+class MultiProcessTest(unittest.TestCase):
+    def setUp(self):
+        h.require_module(self)
+        self.tok = h.TempToken()
+        self.tok.init()
+
+    def tearDown(self):
+        self.tok.cleanup()
+
+    def spawn(self, *args, stdin=None):
+        return subprocess.Popen([sys.executable, WORKER, *args], env=self.tok.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=stdin, text=True)
+
+    def test_concurrent_writers_and_an_open_reader(self):
+        reader = self.spawn("reader", stdin=subprocess.PIPE)
+        try:
+            self.assertEqual(reader.stdout.readline().strip(), "READY")
+            writers = [self.spawn("create", "w%d" % i, str(PER_WRITER), "5") for i in range(WRITERS)]
+            created = set()
+            for w in writers:
+                out, err = w.communicate(timeout=180)
+                self.assertEqual(w.returncode, 0, err)
+                lines = out.split("\n")
+                self.assertEqual(lines[0], "READY")
+                created |= {l[3:] for l in lines if l.startswith("OK ")}
+            self.assertEqual(len(created), WRITERS * PER_WRITER)
+            out, err = reader.communicate("go\n", timeout=120)
+            self.assertEqual(reader.returncode, 0, err)
+        finally:
+            if reader.poll() is None:
+                reader.kill()
+                reader.wait()
+        seen = json.loads(out)
+        self.assertEqual(created - set(seen), set())
+        for label in created:
+            entry = seen[label]
+            if entry["class"] == 0:  # CKO_DATA: the value belongs to this label
+                self.assertEqual(entry["value"], "value of " + label)
+        # a fresh process sees exactly the same
+        r = subprocess.run([sys.executable, WORKER, "list"], env=self.tok.env(), capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(set(json.loads(r.stdout)), set(seen))
+        # and pkcs11-tool counts the keys
+        keys = self.tok.tool("-O", "--type", "secrkey", login=True).stdout.decode().count("Secret Key Object")
+        self.assertEqual(keys, WRITERS * (PER_WRITER // 5))
+
+
+if __name__ == "__main__":
+    h.main()
