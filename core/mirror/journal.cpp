@@ -1,0 +1,128 @@
+#include "core/mirror/journal.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <ctime>
+
+#include "softtoken/store/object_store.h"
+
+namespace cdcp11::core::mirror {
+
+namespace {
+
+constexpr std::pair<Step, const char*> kSteps[] = {{Step::pending, "pending"},
+                                                   {Step::kek_created, "kek_created"},
+                                                   {Step::imported, "imported"},
+                                                   {Step::done, "done"},
+                                                   {Step::failed, "failed"}};
+
+Unexpected<Error> from_store(const store::Error& e) {
+  return err(e.code == store::Error::Code::no_space ? Errc::device_memory : Errc::device_error,
+             "mirror journal: " + e.message);
+}
+
+}  // namespace
+
+const char* step_name(Step s) {
+  for (auto& [st, name] : kSteps)
+    if (st == s) return name;
+  return "?";
+}
+
+std::string encode_job(const Job& j) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("version"); w.Int(1);
+  w.Key("object_uid"); w.String(j.object_uid.c_str());
+  w.Key("azure_name"); w.String(j.azure_name.c_str());
+  w.Key("step"); w.String(step_name(j.step));
+  w.Key("kek_kid"); w.String(j.kek_kid.c_str());
+  w.Key("key_kid"); w.String(j.key_kid.c_str());
+  w.Key("error"); w.String(j.error.c_str());
+  w.Key("attempts"); w.Uint(j.attempts);
+  w.Key("updated"); w.Int64(j.updated);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+R<Job> decode_job(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.c_str(), json.size());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("version") || !d["version"].IsInt() ||
+      d["version"].GetInt() != 1)
+    return err(Errc::device_error, "mirror journal: a job record is not valid");
+  auto str = [&](const char* k) -> std::string {
+    auto it = d.FindMember(k);
+    return it != d.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
+  };
+  Job j;
+  j.object_uid = str("object_uid");
+  j.azure_name = str("azure_name");
+  j.kek_kid = str("kek_kid");
+  j.key_kid = str("key_kid");
+  j.error = str("error");
+  const std::string step = str("step");
+  bool known = false;
+  for (auto& [st, name] : kSteps)
+    if (step == name) {
+      j.step = st;
+      known = true;
+    }
+  if (!known || j.object_uid.empty()) return err(Errc::device_error, "mirror journal: a job record is not valid");
+  if (auto it = d.FindMember("attempts"); it != d.MemberEnd() && it->value.IsUint()) j.attempts = it->value.GetUint();
+  if (auto it = d.FindMember("updated"); it != d.MemberEnd() && it->value.IsInt64()) j.updated = it->value.GetInt64();
+  return j;
+}
+
+Journal::Journal(std::unique_ptr<store::ObjectStore> s) : store_(std::move(s)) {}
+Journal::~Journal() = default;
+
+R<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
+  auto s = store::ObjectStore::open(dir, true);
+  if (!s) return from_store(s.error());
+  return std::unique_ptr<Journal>(new Journal(std::move(*s)));
+}
+
+R<void> Journal::put(const Job& job) {
+  Job j = job;
+  j.updated = static_cast<std::int64_t>(std::time(nullptr));
+  const std::string data = encode_job(j);
+  if (auto r = store_->put(j.object_uid, view(data)); !r) return from_store(r.error());
+  return {};
+}
+
+R<std::optional<Job>> Journal::get(const std::string& uid) {
+  auto r = store_->get(uid);
+  if (!r) {
+    if (r.error().code == store::Error::Code::not_found) return std::optional<Job>{};
+    return from_store(r.error());
+  }
+  CDC_ASSIGN(auto j, decode_job(std::string(r->begin(), r->end())));
+  return std::optional<Job>(std::move(j));
+}
+
+R<void> Journal::remove(const std::string& uid) {
+  if (auto r = store_->remove(uid); !r && r.error().code != store::Error::Code::not_found)
+    return from_store(r.error());
+  return {};
+}
+
+R<std::vector<Job>> Journal::unfinished() {
+  auto ch = store_->refresh();
+  if (!ch) return from_store(ch.error());
+  // refresh() reports changes since this instance last looked; a fresh listing needs all records,
+  // so the journal re-reads every uid it has been told about.
+  for (auto& rec : ch->upserted) known_.insert(rec.uid);
+  for (auto& uid : ch->removed) known_.erase(uid);
+  std::vector<Job> out;
+  for (auto& uid : known_) {
+    CDC_ASSIGN(auto j, get(uid));
+    if (j && j->step != Step::done) out.push_back(std::move(*j));
+  }
+  return out;
+}
+
+}  // namespace cdcp11::core::mirror

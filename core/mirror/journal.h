@@ -1,0 +1,61 @@
+// The durable mirror journal of one token: a job per key, written before any remote step and
+// updated after each, so a process killed anywhere resumes the job where it stood. Kept in its
+// own durable store beside the token (<token dir>.mirror), shared by every process.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+
+namespace cdcp11::store {
+class ObjectStore;
+}
+
+namespace cdcp11::core::mirror {
+
+enum class Step {
+  pending,      // written; nothing done remotely yet
+  kek_created,  // the KEK exists in the vault (kek_kid set)
+  imported,     // the key is in the vault (key_kid set); KEK still to clean up
+  done,         // mirrored and cleaned up
+  failed,       // gave up for now; error says why; a retry starts over from what is recorded
+};
+const char* step_name(Step s);
+
+struct Job {
+  std::string object_uid;   // CKA_UNIQUE_ID of the local key
+  std::string azure_name;   // the key name in the vault
+  Step step = Step::pending;
+  std::string kek_kid;      // versioned id of the ephemeral KEK, once created
+  std::string key_kid;      // versioned id of the imported key, once imported
+  std::string error;        // last failure, for people
+  unsigned attempts = 0;
+  std::int64_t updated = 0;  // unix seconds
+};
+
+std::string encode_job(const Job& j);
+R<Job> decode_job(const std::string& json);
+
+class Journal {
+ public:
+  static R<std::unique_ptr<Journal>> open(const std::string& dir);
+  ~Journal();
+
+  R<void> put(const Job& j);
+  R<std::optional<Job>> get(const std::string& object_uid);
+  R<void> remove(const std::string& object_uid);
+  // Every job not done (pending, part-way or failed).
+  R<std::vector<Job>> unfinished();
+
+ private:
+  explicit Journal(std::unique_ptr<store::ObjectStore> s);
+  std::unique_ptr<store::ObjectStore> store_;
+  std::set<std::string> known_;  // uids seen through refresh()
+};
+
+}  // namespace cdcp11::core::mirror

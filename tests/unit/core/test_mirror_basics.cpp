@@ -1,0 +1,60 @@
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "core/mirror/journal.h"
+#include "core/mirror/naming.h"
+
+using namespace cdcp11::core::mirror;
+namespace fs = std::filesystem;
+
+TEST_CASE("Azure key names from labels") {
+  CHECK(key_name_from_label("payments signing key", "fb") == "payments-signing-key");
+  CHECK(key_name_from_label("a__b..c", "fb") == "a-b-c");
+  CHECK(key_name_from_label("--x--", "fb") == "x");
+  CHECK(key_name_from_label("", "key-0102") == "key-0102");
+  CHECK(key_name_from_label("\xc3\xa9t\xc3\xa9", "fb") == "t");
+  CHECK(key_name_from_label("___", "key-x") == "key-x");
+  const std::string long_label(300, 'a');
+  auto n = key_name_from_label(long_label, "fb");
+  CHECK(n.size() == 123);
+  CHECK(valid_key_name(candidate_name(n, 999)));
+  CHECK(candidate_name("k", 1) == "k");
+  CHECK(candidate_name("k", 2) == "k-2");
+  CHECK(valid_key_name("Abc-123"));
+  CHECK_FALSE(valid_key_name("a_b"));
+  CHECK_FALSE(valid_key_name(""));
+  CHECK_FALSE(valid_key_name(std::string(128, 'a')));
+}
+
+TEST_CASE("mirror journal: jobs survive reopening; done jobs are not unfinished") {
+  char tmpl[] = "/tmp/cdcp11-journal-XXXXXX";
+  fs::path dir = ::mkdtemp(tmpl);
+  const std::string uid1(32, 'a'), uid2(32, 'b');
+  {
+    auto j = Journal::open((dir / "j").string());
+    REQUIRE(j);
+    Job a{uid1, "key-a", Step::kek_created, "https://v.vault.azure.net/keys/kek/01", "", "", 1, 0};
+    Job b{uid2, "key-b", Step::done, "", "https://v.vault.azure.net/keys/key-b/02", "", 1, 0};
+    REQUIRE((*j)->put(a));
+    REQUIRE((*j)->put(b));
+  }
+  auto j = Journal::open((dir / "j").string());
+  REQUIRE(j);
+  auto open = (*j)->unfinished();
+  REQUIRE(open);
+  REQUIRE(open->size() == 1);
+  CHECK(open->at(0).object_uid == uid1);
+  CHECK(open->at(0).step == Step::kek_created);
+  CHECK(open->at(0).kek_kid == "https://v.vault.azure.net/keys/kek/01");
+  CHECK(open->at(0).updated > 0);
+  auto got = (*j)->get(uid2);
+  REQUIRE(got);
+  REQUIRE(got->has_value());
+  CHECK((*got)->key_kid == "https://v.vault.azure.net/keys/key-b/02");
+  REQUIRE((*j)->remove(uid1));
+  CHECK((*j)->unfinished()->empty());
+  CHECK_FALSE((*j)->get(uid1)->has_value());
+  CHECK_FALSE(decode_job("{\"version\":1,\"step\":\"bogus\",\"object_uid\":\"x\"}"));
+  fs::remove_all(dir);
+}
