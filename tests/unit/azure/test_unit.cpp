@@ -1,0 +1,478 @@
+// azure/ without the emulator: codecs, parsers, backoff, limiter accounting, JWT assertions.
+#include <doctest/doctest.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include "azure/base64url.h"
+#include "azure/byok_blob.h"
+#include "azure/challenge.h"
+#include "azure/json.h"
+#include "azure/jwt.h"
+#include "azure/keyvault.h"
+#include "azure/limiter.h"
+#include "azure/retry.h"
+#include "azure/secret.h"
+#include "azure/service_error.h"
+#include "support.h"
+
+using namespace cdcp11;
+using namespace cdcp11::azure;
+using namespace std::chrono_literals;
+
+TEST_CASE("base64url: RFC 4648 vectors, no padding, strict decoding") {
+  const char* plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+  const char* enc[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+  for (int i = 0; i < 7; ++i) {
+    CHECK(b64url_encode(view(plain[i])) == enc[i]);
+    auto d = b64url_decode(enc[i]);
+    REQUIRE(d);
+    CHECK(std::string(d->begin(), d->end()) == plain[i]);
+  }
+  Bytes all(256);
+  for (int i = 0; i < 256; ++i) all[i] = static_cast<uint8_t>(i);
+  std::string e = b64url_encode(all);
+  CHECK(e.find_first_of("+/=") == std::string::npos);
+  CHECK(*b64url_decode(e) == all);
+  CHECK(b64url_encode(Bytes{0xfb, 0xff}) == "-_8");
+  CHECK(*b64url_decode("Zm9vYg==") == to_bytes(view("foob")));  // padding tolerated
+  CHECK_FALSE(b64url_decode("Zm9v+g"));                          // standard alphabet rejected
+  CHECK_FALSE(b64url_decode("Z"));                               // impossible length
+  CHECK_FALSE(b64url_decode("Zh"));                              // non-zero leftover bits
+  SecureBytes s;
+  CHECK(b64url_decode("Zm9v", s));
+  CHECK(s.size() == 3);
+  CHECK(b64_encode(view("foob")) == "Zm9vYg==");
+}
+
+TEST_CASE("Retry-After: seconds, HTTP date, milliseconds headers") {
+  auto now = std::chrono::system_clock::from_time_t(784111777);  // Sun, 06 Nov 1994 08:49:37 GMT
+  CHECK(parse_retry_after_value("Retry-After", "2", now) == 2000ms);
+  CHECK(parse_retry_after_value("retry-after", " 0 ", now) == 0ms);
+  CHECK(parse_retry_after_value("Retry-After", "1.5", now) == 2000ms);
+  CHECK(parse_retry_after_value("Retry-After", "Sun, 06 Nov 1994 08:49:47 GMT", now) == 10000ms);
+  CHECK(parse_retry_after_value("Retry-After", "Sunday, 06-Nov-94 08:49:40 GMT", now) == 3000ms);
+  CHECK(parse_retry_after_value("Retry-After", "Sun Nov  6 08:49:38 1994", now) == 1000ms);
+  CHECK(parse_retry_after_value("Retry-After", "Sun, 06 Nov 1994 08:00:00 GMT", now) == 0ms);  // past
+  CHECK_FALSE(parse_retry_after_value("Retry-After", "soon", now));
+  CHECK_FALSE(parse_retry_after_value("Retry-After", "-3", now));
+  CHECK(parse_retry_after_value("retry-after-ms", "250", now) == 250ms);
+  CHECK(parse_retry_after_value("x-ms-retry-after-ms", "1200", now) == 1200ms);
+
+  HttpResponse r;
+  r.headers = {{"retry-after", "7"}, {"x-ms-retry-after-ms", "300"}};
+  CHECK(parse_retry_after(r, now) == 300ms);  // the millisecond header wins
+  r.headers = {{"retry-after", "7"}};
+  CHECK(parse_retry_after(r, now) == 7000ms);
+  r.headers = {};
+  CHECK_FALSE(parse_retry_after(r, now));
+}
+
+TEST_CASE("backoff: exponential, jittered within bounds, capped") {
+  RetryPolicy p;  // 1 s base, 16 s cap, +-20 %
+  for (int retry = 0; retry < 8; ++retry) {
+    double nominal = std::min(16000.0, 1000.0 * (1 << retry));
+    for (double r : {0.0, 0.25, 0.5, 0.75, 0.999999}) {
+      auto d = backoff_delay(p, retry, r).count();
+      CHECK(d >= static_cast<long long>(nominal * 0.8) - 1);
+      CHECK(d <= static_cast<long long>(std::min(16000.0, nominal * 1.2)));
+    }
+  }
+  CHECK(backoff_delay(p, 0, 0.5).count() == 1000);
+  CHECK(backoff_delay(p, 3, 0.5).count() == 8000);
+  CHECK(backoff_delay(p, 30, 0.999).count() == 16000);
+  CHECK(backoff_delay(p, 4, 0.0).count() == 12800);  // 16 s - 20 %
+}
+
+TEST_CASE("retry loop: what is retried, and unsafe operations are checked first") {
+  RetryContext ctx;
+  std::vector<std::chrono::milliseconds> slept;
+  ctx.sleep = [&](std::chrono::milliseconds d) { slept.push_back(d); };
+  ctx.policy.max_retries = 3;
+  auto response = [](long status, std::vector<std::pair<std::string, std::string>> h = {}) {
+    HttpResponse r;
+    r.status = status;
+    r.headers = std::move(h);
+    return r;
+  };
+  SUBCASE("429 then 200, Retry-After honoured") {
+    int n = 0;
+    auto r = run_with_retries(ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> {
+      return ++n == 1 ? response(429, {{"retry-after", "3"}}) : response(200);
+    });
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(slept == std::vector<std::chrono::milliseconds>{3000ms});
+  }
+  SUBCASE("404 is final") {
+    int n = 0;
+    auto r = run_with_retries(ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> {
+      ++n;
+      return response(404);
+    });
+    CHECK(n == 1);
+  }
+  SUBCASE("retries run out: the last answer comes back") {
+    int n = 0, attempts = 0;
+    auto r = run_with_retries(
+        ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> { ++n; return response(503); }, {}, &attempts);
+    REQUIRE(r);
+    CHECK(r->status == 503);
+    CHECK(n == 4);
+    CHECK(attempts == 4);
+  }
+  SUBCASE("DNS and TLS failures are not retried") {
+    int n = 0;
+    auto r = run_with_retries(ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> {
+      ++n;
+      return fail(make_error(ErrorKind::tls_ca_untrusted, "t", "x"));
+    });
+    CHECK(n == 1);
+  }
+  SUBCASE("a dropped, maybe applied, unsafe request is checked before it is repeated") {
+    int sent = 0, checks = 0;
+    auto attempt = [&]() -> Result<HttpResponse, Error> {
+      ++sent;
+      Error e = make_error(ErrorKind::connection_dropped, "t", "x");
+      e.maybe_applied = true;
+      return fail(e);
+    };
+    auto applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
+      ++checks;
+      return std::optional<HttpResponse>(response(200));
+    };
+    auto r = run_with_retries(ctx, "t", Repeat::check_first, attempt, applied);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(sent == 1);
+    CHECK(checks == 1);
+  }
+  SUBCASE("check says not applied: repeat; without a check: report, never repeat") {
+    int sent = 0;
+    auto attempt = [&]() -> Result<HttpResponse, Error> { return ++sent == 1 ? response(500) : response(200); };
+    auto not_applied = [&]() -> Result<std::optional<HttpResponse>, Error> { return std::optional<HttpResponse>(); };
+    auto r = run_with_retries(ctx, "t", Repeat::check_first, attempt, not_applied);
+    CHECK(r->status == 200);
+    CHECK(sent == 2);
+    sent = 0;
+    auto r2 = run_with_retries(ctx, "t", Repeat::check_first, attempt, {});
+    CHECK(r2->status == 500);
+    CHECK(sent == 1);
+  }
+  SUBCASE("429 on an unsafe request is repeated without a check (not applied)") {
+    int sent = 0, checks = 0;
+    auto attempt = [&]() -> Result<HttpResponse, Error> { return ++sent == 1 ? response(429) : response(200); };
+    auto check = [&]() -> Result<std::optional<HttpResponse>, Error> { ++checks; return std::optional<HttpResponse>(); };
+    auto r = run_with_retries(ctx, "t", Repeat::check_first, attempt, check);
+    CHECK(r->status == 200);
+    CHECK(checks == 0);
+  }
+}
+
+TEST_CASE("challenge parsing and resource verification") {
+  auto c = parse_challenge(
+      R"(Bearer authorization="https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47", resource="https://vault.azure.net")");
+  REQUIRE(c);
+  CHECK(c->tenant == "72f988bf-86f1-41af-91ab-2d7cd011db47");
+  CHECK(c->token_scope() == "https://vault.azure.net/.default");
+  CHECK(challenge_matches_host(*c, "demo.vault.azure.net"));
+  CHECK_FALSE(challenge_matches_host(*c, "vault.azure.net.evil.example"));
+  CHECK_FALSE(challenge_matches_host(*c, "evilvault.azure.net"));
+  CHECK_FALSE(challenge_matches_host(*c, "demo.managedhsm.azure.net"));
+
+  auto h = parse_challenge(
+      R"(Bearer authorization_uri="https://login.microsoftonline.com/t1/" scope="https://managedhsm.azure.net/.default")");
+  REQUIRE(h);
+  CHECK(h->tenant == "t1");
+  CHECK(h->token_scope() == "https://managedhsm.azure.net/.default");
+  CHECK(challenge_matches_host(*h, "x.managedhsm.azure.net"));
+
+  auto u = parse_challenge(R"(Bearer authorization="https://login.microsoftonline.us/t", resource="https://vault.usgovcloudapi.net/")");
+  REQUIRE(u);
+  CHECK(u->token_scope() == "https://vault.usgovcloudapi.net/.default");
+  CHECK(challenge_matches_host(*u, "demo-usgov.vault.usgovcloudapi.net"));
+
+  CHECK_FALSE(parse_challenge("Basic realm=\"x\""));
+  CHECK_FALSE(parse_challenge("Bearer error=\"invalid_token\""));
+  CHECK_FALSE(parse_challenge(""));
+}
+
+TEST_CASE("limiter: sliding 10 s window per vault and bucket, weights, refunds") {
+  auto t0 = std::chrono::steady_clock::time_point(std::chrono::seconds(1000));
+  auto now = t0;
+  std::vector<std::chrono::milliseconds> slept;
+  LimiterConfig cfg;
+  cfg.fraction = 1.0;
+  RateLimiter lim(cfg, [&] { return now; }, [&](std::chrono::milliseconds d) { slept.push_back(d); now += d; });
+  CHECK(lim.capacity(LimitBucket::create_hsm) == 10);
+  CHECK(lim.capacity(LimitBucket::create_sw) == 20);
+  CHECK(lim.capacity(LimitBucket::other_hsm) == 2000);
+  CHECK(rsa_weight(2048) == 1);
+  CHECK(rsa_weight(3072) == 4);
+  CHECK(rsa_weight(4096) == 8);
+
+  for (int i = 0; i < 10; ++i) {
+    CHECK(lim.try_acquire("v1.vault.azure.net", LimitBucket::create_hsm).count() == 0);
+    now += 100ms;
+  }
+  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 10);
+  // The 11th must wait until the first leaves the window: 10 s after t0.
+  auto wait = lim.try_acquire("v1.vault.azure.net", LimitBucket::create_hsm);
+  CHECK(wait == std::chrono::milliseconds(10000 - 1000));
+  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 10);  // nothing taken
+  // Other vaults and buckets are independent.
+  CHECK(lim.try_acquire("v2.vault.azure.net", LimitBucket::create_hsm).count() == 0);
+  CHECK(lim.try_acquire("v1.vault.azure.net", LimitBucket::create_sw).count() == 0);
+  // A 429 is refunded.
+  lim.refund("v1.vault.azure.net", LimitBucket::create_hsm);
+  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 9);
+  CHECK(lim.try_acquire("v1.vault.azure.net", LimitBucket::create_hsm).count() == 0);
+  // acquire() sleeps exactly until there is room.
+  auto waited = lim.acquire("v1.vault.azure.net", LimitBucket::create_hsm);
+  CHECK(waited == std::chrono::milliseconds(9000));
+  CHECK(now == t0 + 10s);
+  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 10);
+
+  // Weighted units: 250 RSA-4096 operations fill the 2000-unit HSM window.
+  for (int i = 0; i < 250; ++i) CHECK(lim.try_acquire("w", LimitBucket::other_hsm, rsa_weight(4096)).count() == 0);
+  CHECK(lim.try_acquire("w", LimitBucket::other_hsm, 1).count() > 0);
+
+  LimiterConfig off;
+  off.enabled = false;
+  RateLimiter none(off, [&] { return now; });
+  for (int i = 0; i < 100; ++i) CHECK(none.try_acquire("x", LimitBucket::create_hsm).count() == 0);
+  LimiterConfig ninety;
+  RateLimiter margin(ninety, [&] { return now; });
+  CHECK(margin.capacity(LimitBucket::create_hsm) == 9);
+  CHECK(margin.capacity(LimitBucket::other_sw) == 3600);
+}
+
+namespace {
+std::string decode_part(std::string_view p) {
+  auto b = b64url_decode(p);
+  REQUIRE(b);
+  return std::string(b->begin(), b->end());
+}
+}  // namespace
+
+TEST_CASE("client assertion: PS256, x5t#S256, claims, signature verifies") {
+  auto tc = test::make_test_cert("assertion-test");
+  auto cert = ClientCertificate::from_pem(Secret(tc.cert_pem + tc.key_pem));
+  REQUIRE(cert);
+  auto now = std::chrono::system_clock::from_time_t(1767225600);
+  const std::string aud = "https://login.microsoftonline.com/tenant-x/oauth2/v2.0/token";
+  auto a = make_client_assertion(*cert, {"client-x", aud, now, 600s});
+  REQUIRE(a);
+  std::string jwt(a->view());
+  auto d1 = jwt.find('.'), d2 = jwt.rfind('.');
+  REQUIRE(d1 != d2);
+
+  JsonDocument header, claims;
+  REQUIRE(parse_json(decode_part(jwt.substr(0, d1)), header));
+  REQUIRE(parse_json(decode_part(jwt.substr(d1 + 1, d2 - d1 - 1)), claims));
+  CHECK(str_member(header, "alg") == "PS256");
+  CHECK(str_member(header, "typ") == "JWT");
+  unsigned char md[32];
+  unsigned int mdlen = 0;
+  EVP_Digest(cert->cert_der().data(), cert->cert_der().size(), md, &mdlen, EVP_sha256(), nullptr);
+  CHECK(str_member(header, "x5t#S256") == b64url_encode(ByteView(md, mdlen)));
+  CHECK(str_member(claims, "aud") == aud);
+  CHECK(str_member(claims, "iss") == "client-x");
+  CHECK(str_member(claims, "sub") == "client-x");
+  CHECK(str_member(claims, "jti").size() == 36);
+  CHECK(int_member(claims, "iat") == 1767225600);
+  CHECK(int_member(claims, "nbf") == 1767225600);
+  CHECK(int_member(claims, "exp") == 1767225600 + 600);
+
+  // A fresh jti each time.
+  auto a2 = make_client_assertion(*cert, {"client-x", aud, now, 600s});
+  JsonDocument claims2;
+  std::string jwt2(a2->view());
+  REQUIRE(parse_json(decode_part(jwt2.substr(jwt2.find('.') + 1, jwt2.rfind('.') - jwt2.find('.') - 1)), claims2));
+  CHECK(str_member(claims2, "jti") != str_member(claims, "jti"));
+
+  // Verify the RSA-PSS (SHA-256, MGF1-SHA-256, salt = 32) signature with the certificate.
+  BIO* bio = BIO_new_mem_buf(tc.cert_pem.data(), static_cast<int>(tc.cert_pem.size()));
+  X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  REQUIRE(x);
+  EVP_PKEY* pub = X509_get_pubkey(x);
+  auto sig = b64url_decode(jwt.substr(d2 + 1));
+  REQUIRE(sig);
+  std::string input = jwt.substr(0, d2);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_PKEY_CTX* pctx = nullptr;
+  REQUIRE(EVP_DigestVerifyInit(ctx, &pctx, EVP_sha256(), nullptr, pub) == 1);
+  EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
+  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32);
+  EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256());
+  CHECK(EVP_DigestVerify(ctx, sig->data(), sig->size(), reinterpret_cast<const unsigned char*>(input.data()),
+                         input.size()) == 1);
+  // And a tampered input does not verify.
+  input[5] ^= 1;
+  EVP_MD_CTX_reset(ctx);
+  REQUIRE(EVP_DigestVerifyInit(ctx, &pctx, EVP_sha256(), nullptr, pub) == 1);
+  EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
+  EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32);
+  CHECK(EVP_DigestVerify(ctx, sig->data(), sig->size(), reinterpret_cast<const unsigned char*>(input.data()),
+                         input.size()) != 1);
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(pub);
+  X509_free(x);
+}
+
+TEST_CASE("secret files: group/world-readable files are refused, saying which") {
+  std::string dir = test::make_temp_dir("cdcp11-azure-secret-");
+  test::write_file(dir + "/ok", "s3cret-value\n", 0600);
+  auto ok = load_secret_file(dir + "/ok");
+  REQUIRE(ok);
+  CHECK(ok->view() == "s3cret-value");
+  test::write_file(dir + "/g", "x", 0640);
+  auto g = load_secret_file(dir + "/g");
+  REQUIRE_FALSE(g);
+  CHECK(g.error().kind == ErrorKind::secret_file);
+  CHECK(g.error().describe() == "The client secret file " + dir + "/g may be read by its group; refusing to use it: "
+                                "run chmod 600 " + dir + "/g.");
+  test::write_file(dir + "/o", "x", 0604);
+  CHECK(load_secret_file(dir + "/o").error().describe().find("may be read by others;") != std::string::npos);
+  test::write_file(dir + "/go", "x", 0644);
+  CHECK(load_secret_file(dir + "/go").error().describe().find("may be read by its group and by others;") !=
+        std::string::npos);
+  CHECK(load_secret_file(dir + "/missing").error().describe().find("cannot be opened") != std::string::npos);
+  test::write_file(dir + "/empty", "\n", 0600);
+  CHECK_FALSE(load_secret_file(dir + "/empty"));
+
+  setenv("CDCP11_TEST_SECRET", "from-env", 1);
+  CHECK(load_secret_env("CDCP11_TEST_SECRET")->view() == "from-env");
+  unsetenv("CDCP11_TEST_SECRET");
+  CHECK(load_secret_env("CDCP11_TEST_SECRET").error().describe() ==
+        "The environment variable CDCP11_TEST_SECRET that should hold the client secret is not set.");
+  std::string cmd = "rm -rf '" + dir + "'";
+  CHECK(std::system(cmd.c_str()) == 0);
+}
+
+TEST_CASE("BYOK transfer blob") {
+  Bytes ct(256 + 40, 0xab);
+  const std::string kid = "https://demo-premium.vault.azure.net/keys/kek/eba63d27e4e34e028839b53fac905621";
+  auto blob = build_byok_blob(kid, ct, "cdcp11 test");
+  REQUIRE(blob);
+  JsonDocument d;
+  REQUIRE(parse_json(std::string(blob->begin(), blob->end()), d));
+  CHECK(str_member(d, "schema_version") == "1.0.0");
+  const JsonValue* h = member(d, "header");
+  REQUIRE(h);
+  CHECK(str_member(*h, "kid") == kid);
+  CHECK(str_member(*h, "alg") == "dir");
+  CHECK(str_member(*h, "enc") == "CKM_RSA_AES_KEY_WRAP");
+  CHECK(str_member(d, "ciphertext") == b64url_encode(ct));
+  CHECK(str_member(d, "ciphertext").find('=') == std::string::npos);
+  CHECK(str_member(d, "generator") == "cdcp11 test");
+  CHECK_FALSE(build_byok_blob("https://demo-premium.vault.azure.net/keys/kek", ct));       // no version
+  CHECK_FALSE(build_byok_blob(kid, Bytes(100)));                                           // too short
+  CHECK_FALSE(build_byok_blob(kid, Bytes(256 + 17)));                                      // not KWP-sized
+}
+
+TEST_CASE("key ids and JSON shapes") {
+  auto id = parse_key_id("https://myvault.vault.azure.net:443/keys/K1/78deebed173b48e48f55abf87ed4cf71");
+  REQUIRE(id);
+  CHECK(id->vault_url == "https://myvault.vault.azure.net");
+  CHECK(id->name == "K1");
+  CHECK(id->version == "78deebed173b48e48f55abf87ed4cf71");
+  CHECK(parse_key_id("https://v.vault.azure.net/keys/K1")->version.empty());
+  CHECK(parse_key_id("https://v.vault.azure.net/deletedkeys/K1")->name == "K1");
+  CHECK_FALSE(parse_key_id("http://v.vault.azure.net/keys/K1"));
+  CHECK_FALSE(parse_key_id("https://v.vault.azure.net/secrets/K1"));
+
+  // EC import: x, y, d padded to the field length; private parts only in the body.
+  ImportKeyOptions o;
+  PrivateJwk k;
+  k.kty = "EC";
+  k.crv = "P-256";
+  k.x = Bytes(31, 1);
+  k.y = Bytes(32, 2);
+  k.d = SecureBytes(30, 3);
+  o.jwk = k;
+  o.tags = {{"origin", "pkcs11"}};
+  auto body = import_key_body(o);
+  REQUIRE(body);
+  JsonDocument d;
+  REQUIRE(parse_json(std::string(body->begin(), body->end()), d));
+  const JsonValue* key = member(d, "key");
+  CHECK(b64url_decode(str_member(*key, "x"))->size() == 32);
+  CHECK(b64url_decode(str_member(*key, "d"))->size() == 32);
+  CHECK((*b64url_decode(str_member(*key, "x")))[0] == 0);
+  CHECK_FALSE(member(d, "Hsm"));
+  CHECK(str_member(*member(d, "tags"), "origin") == "pkcs11");
+
+  ImportKeyOptions b;
+  b.byok_blob = Bytes{'{', '}'};
+  b.byok_kty = "RSA-HSM";
+  b.key_ops = {"sign", "verify"};
+  auto bb = import_key_body(b);
+  REQUIRE(bb);
+  JsonDocument bd;
+  REQUIRE(parse_json(std::string(bb->begin(), bb->end()), bd));
+  CHECK(str_member(*member(bd, "key"), "key_hsm") == "e30");
+  CHECK(str_member(*member(bd, "key"), "kty") == "RSA-HSM");
+  ImportKeyOptions both = b;
+  both.jwk = k;
+  CHECK_FALSE(import_key_body(both));
+
+  KeyBundle kb;
+  REQUIRE(parse_key_bundle(R"({"recoveryId":"https://myvault.vault.azure.net/deletedkeys/K1","deletedDate":1493942452,
+    "scheduledPurgeDate":1501718452,"key":{"kid":"https://myvault.vault.azure.net/keys/K1/78deebed173b48e48f55abf87ed4cf71",
+    "kty":"RSA","key_ops":["encrypt","decrypt"],"n":"AQAB","e":"AQAB"},
+    "attributes":{"enabled":true,"created":1493942451,"updated":1493942451,"recoveryLevel":"Recoverable+Purgeable"},"tags":{}})",
+                           kb));
+  CHECK(kb.name() == "K1");
+  CHECK(kb.version() == "78deebed173b48e48f55abf87ed4cf71");
+  CHECK(kb.recovery_id == "https://myvault.vault.azure.net/deletedkeys/K1");
+  CHECK(kb.scheduled_purge_date == 1501718452);
+  CHECK(kb.attributes.recovery_level == "Recoverable+Purgeable");
+  CHECK(kb.key.key_ops == std::vector<std::string>{"encrypt", "decrypt"});
+}
+
+TEST_CASE("service errors: codes, permissions, one sentence each") {
+  auto resp = [](long status, const std::string& body) {
+    HttpResponse r;
+    r.status = status;
+    r.body.assign(body.begin(), body.end());
+    r.request_id = "rid-1";
+    return r;
+  };
+  auto e = service_error(resp(403, R"({"error":{"code":"Forbidden","message":"The user, group or application 'appid=a;oid=b;iss=c' does not have keys get permission on key vault 'v;location=westeurope'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287","innererror":{"code":"AccessDenied"}}})"),
+                         "get key k", "v.vault.azure.net", "get", 1);
+  CHECK(e.kind == ErrorKind::forbidden);
+  CHECK(e.permission == "get");
+  CHECK(e.request_id == "rid-1");
+  CHECK(e.describe() == "The application is missing the 'get' permission on v.vault.azure.net: add it to the vault's "
+                        "access policy for this application.");
+  e = service_error(resp(403, R"({"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.\r\nAction: 'Microsoft.KeyVault/vaults/keys/read'\r\n","innererror":{"code":"ForbiddenByRbac"}}})"),
+                    "get key k", "v.vault.azure.net", "get", 1);
+  CHECK(e.permission == "Microsoft.KeyVault/vaults/keys/read");
+  CHECK(e.describe() == "The application is not allowed to get key k on v.vault.azure.net: assign it a role with the "
+                        "data action 'Microsoft.KeyVault/vaults/keys/read' (for example Key Vault Crypto Officer).");
+  e = service_error(resp(403, R"({"error":{"code":"Forbidden","message":"Client address is not authorized and caller is not a trusted service.\r\nClient address: 1.2.3.4","innererror":{"code":"ForbiddenByFirewall"}}})"),
+                    "list keys", "v.vault.azure.net", "list", 1);
+  CHECK(e.kind == ErrorKind::firewall);
+  CHECK(e.describe() == "The firewall of v.vault.azure.net rejected this machine's address (ForbiddenByFirewall): "
+                        "allow it in the vault's network settings.");
+  e = service_error(resp(429, R"({"error":{"code":"Throttled","message":"Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached"}})"),
+                    "get key k", "v.vault.azure.net", "get", 6);
+  CHECK(e.kind == ErrorKind::throttled);
+  CHECK(e.describe() == "v.vault.azure.net kept throttling requests (HTTP 429) after 6 attempts: lower the request "
+                        "rate and retry later.");
+  e = service_error(resp(409, R"({"error":{"code":"Conflict","message":"Key k is currently in a deleted but recoverable state","innererror":{"code":"ObjectIsDeletedButRecoverable"}}})"),
+                    "create key k", "v.vault.azure.net", "create", 1);
+  CHECK(e.kind == ErrorKind::conflict);
+  CHECK(e.inner_code == "ObjectIsDeletedButRecoverable");
+  e = service_error(resp(403, R"({"error":{"code":"Forbidden","message":"Operation \"purge\" is not allowed because purge protection is enabled for this vault."}})"),
+                    "purge deleted key k", "v.vault.azure.net", "purge", 1);
+  CHECK(e.kind == ErrorKind::purge_protected);
+  e = service_error(resp(401, ""), "get key k", "h.managedhsm.azure.net", "get", 1);  // MHSM: empty body
+  CHECK(e.kind == ErrorKind::unauthorized);
+  CHECK(e.to_log_string().find("x-ms-request-id=rid-1") != std::string::npos);
+}
