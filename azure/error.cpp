@@ -78,11 +78,9 @@ std::string Error::describe() const {
     case ErrorKind::dns:
       return "The host name " + h + " could not be resolved: check the name and this machine's DNS settings.";
     case ErrorKind::connect_refused:
-      return "The connection to " + h + " was refused or could not be made (" + message +
-             "): check the host, the port and any firewall in between.";
+      return "The connection to " + h + " was refused: check the host, the port and any firewall in between.";
     case ErrorKind::timeout:
-      return "The request to " + h + " timed out (" + message +
-             "): check network connectivity, or raise the timeout.";
+      return "The request to " + h + " timed out: check network connectivity, or raise the timeout.";
     case ErrorKind::tls_ca_untrusted:
       return "The TLS certificate of " + h + " is not trusted (" + message +
              "): configure the CA file that issued it, or check for a TLS-intercepting proxy.";
@@ -114,8 +112,10 @@ std::string Error::describe() const {
       return "Entra ID rejected the certificate assertion as outside its validity period (AADSTS700024): "
              "check this machine's clock.";
     case ErrorKind::token_endpoint_unavailable:
-      return "The Entra ID token endpoint " + h + " is unavailable (" + status_part(*this) +
-             "): try again later.";
+      return "The Entra ID token endpoint " + h + " is unavailable (" +
+             (http_status ? "HTTP " + std::to_string(http_status) : message) +
+             (inner_code.empty() ? "" : ", AADSTS" + inner_code) + ") after " + std::to_string(attempts) +
+             (attempts == 1 ? " attempt" : " attempts") + ": try again later.";
     case ErrorKind::auth_failed:
       return "Entra ID refused a token (" + status_part(*this) + ": " + message + ").";
     case ErrorKind::challenge_mismatch:
@@ -172,6 +172,7 @@ std::string Error::to_log_string() const {
   if (!code.empty()) s += " code=" + code;
   if (!inner_code.empty()) s += " inner=" + inner_code;
   if (curl_code) s += " curl=" + std::to_string(curl_code);
+  if (!message.empty()) s += " detail=\"" + message + "\"";
   if (!request_id.empty()) s += " x-ms-request-id=" + request_id;
   if (!client_request_id.empty()) s += " x-ms-client-request-id=" + client_request_id;
   if (attempts > 1) s += " attempts=" + std::to_string(attempts);

@@ -1,6 +1,7 @@
 #include "azure/http.h"
 
 #include <curl/curl.h>
+#include <openssl/x509.h>
 
 #include <array>
 #include <cstring>
@@ -275,19 +276,30 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
     switch (rc) {
       case CURLE_COULDNT_RESOLVE_HOST: err.kind = ErrorKind::dns; break;
       case CURLE_COULDNT_RESOLVE_PROXY:
+        err.kind = ErrorKind::proxy;
+        err.message = "its host name does not resolve";
+        break;
       case CURLE_PROXY: err.kind = ErrorKind::proxy; break;
       case CURLE_COULDNT_CONNECT:
         err.kind = via_proxy ? ErrorKind::proxy : ErrorKind::connect_refused;
+        if (via_proxy) err.message = "no connection to it could be made";
         break;
       case CURLE_OPERATION_TIMEDOUT:
         err.kind = ErrorKind::timeout;
         if (connect_time == 0 && via_proxy) err.kind = ErrorKind::proxy;
         break;
       case CURLE_PEER_FAILED_VERIFICATION:
-        // libcurl checks the name itself after OpenSSL accepted the chain, so a clean chain
-        // verification result means the name did not match.
-        err.kind = verify != 0 ? ErrorKind::tls_ca_untrusted : ErrorKind::tls_hostname;
+      {
+        // libcurl checks the name itself after OpenSSL accepted the chain; the verify result
+        // then stays at its initial "unspecified" value.
+        const std::string_view eb(errbuf);
+        const bool name = verify == X509_V_OK || verify == X509_V_ERR_HOSTNAME_MISMATCH ||
+                          (verify == X509_V_ERR_UNSPECIFIED &&
+                           (eb.find("subject name") != eb.npos || eb.find("host name") != eb.npos));
+        err.kind = name ? ErrorKind::tls_hostname : ErrorKind::tls_ca_untrusted;
+        if (!name) err.message = X509_verify_cert_error_string(verify);
         break;
+      }
       case CURLE_SSL_CACERT_BADFILE:
         err.kind = ErrorKind::config;
         err.message = "The CA file " + config_.ca_file + " could not be read (" + err.message + ")";

@@ -121,7 +121,7 @@ Result<std::optional<Challenge>, Error> KeyVaultClient::discover(const Op& op, c
     if (r.status == 404) {
       Error e = service_error(r, op.name, host_, op.permission, 1);
       e.kind = ErrorKind::vault_not_found;
-      e.message = "no vault answered at this name (HTTP 404 to an unauthenticated request)";
+      e.message = "no vault answers at this name: HTTP 404 to an unauthenticated request";
       return fail(std::move(e));
     }
     if (op.method == "GET" && r.status < 300) {
@@ -132,8 +132,10 @@ Result<std::optional<Challenge>, Error> KeyVaultClient::discover(const Op& op, c
       answer = std::move(r);
       return std::optional<Challenge>();
     }
-    return fail(make_error(ErrorKind::invalid_response, op.name,
-                           "HTTP " + std::to_string(r.status) + " instead of an authentication challenge"));
+    // Refused before authentication (a firewall, for instance): report what it says.
+    Error e = service_error(r, op.name, host_, op.permission, 1);
+    if (e.kind == ErrorKind::http_other) e.kind = ErrorKind::invalid_response;
+    return fail(std::move(e));
   }
   auto c = parse_challenge(r.header("www-authenticate"));
   if (!c) {

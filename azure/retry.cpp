@@ -132,7 +132,7 @@ Result<HttpResponse, Error> run_with_retries(const RetryContext& ctx, std::strin
       if (attempts_out) *attempts_out = attempts;
       if (!r) {
         Error e = std::move(r).error();
-        e.attempts = attempts;
+        e.attempts = std::max(e.attempts, attempts);
         return fail(std::move(e));
       }
       return r;
@@ -142,7 +142,7 @@ Result<HttpResponse, Error> run_with_retries(const RetryContext& ctx, std::strin
         // Nothing can tell whether it happened: report instead of risking a duplicate.
         if (!r) {
           Error e = std::move(r).error();
-          e.attempts = attempts;
+          e.attempts = std::max(e.attempts, attempts);
           return fail(std::move(e));
         }
         return r;

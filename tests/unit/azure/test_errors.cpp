@@ -1,0 +1,308 @@
+// Every Not-Connected reason produced for real against the emulator, with the exact sentence a
+// person sees; and a final check that no secret, token or private key reached any log line or
+// error string.
+#include <doctest/doctest.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+
+#include <sstream>
+
+#include "azure/base64url.h"
+#include "azure/connection.h"
+#include "support.h"
+
+using namespace cdcp11;
+using namespace cdcp11::azure;
+using namespace cdcp11::azure::test;
+
+namespace {
+
+constexpr const char* kWrongSecret = "wrong-secret-value-7c1d9e";
+
+// Every error string the tests saw, for the leak check at the end.
+std::vector<std::string>& seen() {
+  static std::vector<std::string> v;
+  return v;
+}
+
+std::string sentence(const Error& e) {
+  seen().push_back(e.describe());
+  seen().push_back(e.to_log_string());
+  return e.describe();
+}
+
+ConnectionConfig fast(ConnectionConfig c) {
+  c.retry.max_retries = 2;
+  c.retry.base_delay = std::chrono::milliseconds(10);
+  c.retry.max_delay = std::chrono::milliseconds(20);
+  return c;
+}
+
+std::string not_connected(const ConnectionConfig& c, ConnectionHooks hooks = {}) {
+  auto conn = shared_emulator().connect(fast(c), std::move(hooks));
+  auto r = conn->check();
+  REQUIRE_FALSE(r.ok());
+  return sentence(r.error());
+}
+
+std::string port() { return std::to_string(shared_emulator().port()); }
+
+}  // namespace
+
+TEST_CASE("bad client secret (AADSTS7000215)") {
+  ConnectionConfig c = shared_emulator().config();
+  c.client_secret = Secret(std::string_view(kWrongSecret));
+  CHECK(not_connected(c) == "Entra ID rejected the client secret of application c1e47000-0000-4000-8000-000000000001 "
+                            "(AADSTS7000215): configure the secret's value (not its ID) and check that it has not expired.");
+}
+
+TEST_CASE("unknown application (AADSTS700016)") {
+  ConnectionConfig c = shared_emulator().config();
+  c.client_id = "c1e47000-0000-4000-8000-0000000000ff";
+  CHECK(not_connected(c) == "Entra ID does not know application c1e47000-0000-4000-8000-0000000000ff in this tenant "
+                            "(AADSTS700016): check the client ID and the tenant ID.");
+}
+
+TEST_CASE("unknown tenant (AADSTS90002), and a vault of another tenant") {
+  ConnectionConfig c = shared_emulator().config();
+  c.tenant_id = "nosuch-tenant.onmicrosoft.com";
+  CHECK(not_connected(c) == "Entra ID does not know tenant nosuch-tenant.onmicrosoft.com (AADSTS90002): check the "
+                            "tenant ID and that the right cloud is configured.");
+  c.tenant_id = "7e57a000-0000-4000-8000-0000000000ff";
+  CHECK(not_connected(c) == "Vault demo-premium.vault.azure.net belongs to tenant 7e57a000-0000-4000-8000-000000000001, "
+                            "but the connection is configured for tenant 7e57a000-0000-4000-8000-0000000000ff: configure "
+                            "the vault's tenant.");
+  auto arm = shared_emulator().connect(fast(c))->arm().list_vaults();
+  REQUIRE_FALSE(arm);
+  CHECK(sentence(arm.error()) == "Entra ID does not know tenant 7e57a000-0000-4000-8000-0000000000ff (AADSTS90002): "
+                                 "check the tenant ID and that the right cloud is configured.");
+}
+
+TEST_CASE("certificate not registered (AADSTS700027) and assertion outside its time (AADSTS700024)") {
+  Emulator& emu = shared_emulator();
+  std::string dir = make_temp_dir("cdcp11-azure-cert-");
+  TestCert tc = make_test_cert("not-registered");
+  write_file(dir + "/other.pem", tc.cert_pem + tc.key_pem, 0600);
+  ConnectionConfig c = emu.config();
+  c.client_id = kCertApp;
+  c.client_secret = Secret();
+  c.client_certificate_file = dir + "/other.pem";
+  CHECK(not_connected(c) == "Entra ID rejected the certificate credential of application "
+                            "c1e47000-0000-4000-8000-000000000002 (AADSTS700027): register this certificate on the "
+                            "application, or configure the one that is.");
+  c.client_certificate_file = emu.cert_app_pem();
+  ConnectionHooks skewed;
+  skewed.now = [] { return std::chrono::system_clock::now() - std::chrono::hours(2); };
+  CHECK(not_connected(c, skewed) == "Entra ID rejected the certificate assertion as outside its validity period "
+                                    "(AADSTS700024): check this machine's clock.");
+  // A key file others may read is refused before anything is sent.
+  write_file(dir + "/loose.pem", tc.cert_pem + tc.key_pem, 0644);
+  c.client_certificate_file = dir + "/loose.pem";
+  auto open = Connection::open(c);
+  REQUIRE_FALSE(open);
+  CHECK(sentence(open.error()) == "The client certificate file " + dir + "/loose.pem may be read by its group and by "
+                                  "others; refusing to use it: run chmod 600 " + dir + "/loose.pem.");
+  CHECK(std::system(("rm -rf '" + dir + "'").c_str()) == 0);
+}
+
+TEST_CASE("TLS: CA not trusted, and host name validation failure") {
+  ConnectionConfig c = shared_emulator().config();
+  c.http.ca_file = "/etc/ssl/certs/ca-certificates.crt";  // the system CAs do not know the emulator's CA
+  CHECK(not_connected(c) == "The TLS certificate of demo-premium.vault.azure.net is not trusted (unable to get "
+                            "local issuer certificate): configure the CA file that issued it, or check for a "
+                            "TLS-intercepting proxy.");
+  // A name the server certificate does not cover (not in its SANs), mapped to the emulator.
+  c = shared_emulator().config();
+  c.vault_url = "https://demo-premium.vault.example.org";
+  CHECK(not_connected(c) == "The TLS certificate presented for demo-premium.vault.example.org does not match that host "
+                            "name: check the host name, any connect-to mapping and the proxy.");
+  // Switching validation off is possible (and logged), and then the same name connects.
+  c.http.verify_host = false;
+  c.verify_challenge_resource = false;
+  auto conn = shared_emulator().connect(fast(c));
+  auto r = conn->vault().check_access();
+  // The emulator routes by Host, so it answers "no such vault" for the unknown name, but TLS passed.
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == ErrorKind::vault_not_found);
+  CHECK(captured_log().find("TLS host name validation is switched off by configuration") != std::string::npos);
+}
+
+TEST_CASE("vault does not exist: DNS failure, 404, and not in ARM") {
+  Emulator& emu = shared_emulator();
+  ConnectionConfig c = emu.config();
+  c.vault_url = "https://nosuchvault-cdcp11.vault.azure.net";
+  // Only the login host goes to the emulator; the vault name goes to real DNS and fails there.
+  c.http.connect_to = {"login.microsoftonline.com:443:127.0.0.1:" + port()};
+  CHECK(not_connected(c) == "Key vault nosuchvault-cdcp11.vault.azure.net does not exist (the DNS lookup of "
+                            "nosuchvault-cdcp11.vault.azure.net failed): check the vault name and the cloud.");
+  c = emu.config();
+  c.vault_url = "https://nosuchvault-cdcp11.vault.azure.net";
+  CHECK(not_connected(c) == "Key vault nosuchvault-cdcp11.vault.azure.net does not exist (no vault answers at this "
+                            "name: HTTP 404 to an unauthenticated request): check the vault name and the cloud.");
+  auto arm = emu.connect(emu.config())->arm().find_vault("nosuchvault-cdcp11");
+  REQUIRE_FALSE(arm);
+  CHECK(sentence(arm.error()) == "Key vault nosuchvault-cdcp11 does not exist (ARM lists no vault or managed HSM named "
+                                 "nosuchvault-cdcp11 in the subscription): check the vault name and the cloud.");
+  auto sub = emu.connect(emu.config())->arm().list_vaults("5ab5c000-0000-4000-8000-0000000000ff");
+  REQUIRE_FALSE(sub);
+  CHECK(sentence(sub.error()) == "Subscription 5ab5c000-0000-4000-8000-0000000000ff was not found: check the "
+                                 "subscription ID and tenant.");
+  // A login host that does not resolve.
+  c = emu.config();
+  c.cloud = "custom";
+  c.custom_cloud = global_cloud();
+  c.custom_cloud.authority_host = "login.cdcp11-nowhere.invalid";
+  c.http.connect_to = {"demo-premium.vault.azure.net:443:127.0.0.1:" + port()};
+  c.verify_challenge_resource = true;
+  CHECK(not_connected(c) == "The host name login.cdcp11-nowhere.invalid could not be resolved: check the name and "
+                            "this machine's DNS settings.");
+}
+
+TEST_CASE("missing permission with the reader app: access policy and RBAC") {
+  Emulator& emu = shared_emulator();
+  ConnectionConfig c = emu.config("demo-protected");
+  c.client_id = kReaderApp;
+  c.client_secret = Secret(std::string_view(kReaderSecret));
+  CHECK(not_connected(c) == "The application is missing the 'list' permission on demo-protected.vault.azure.net: add "
+                            "it to the vault's access policy for this application.");
+  c.vault_url = "https://demo-premium.vault.azure.net";
+  auto conn = emu.connect(fast(c));
+  CHECK(conn->check());  // get + list are granted
+  auto k = conn->vault().create_key("reader-create", {"RSA", 2048, {}, "", {}, {}, {}});
+  REQUIRE_FALSE(k);
+  CHECK(sentence(k.error()) == "The application is missing the 'create' permission on demo-premium.vault.azure.net: "
+                               "add it to the vault's access policy for this application.");
+  CHECK(k.error().http_status == 403);
+  CHECK(k.error().code == "Forbidden");
+  CHECK(k.error().inner_code == "AccessDenied");
+  CHECK(k.error().request_id.size() == 36);
+  auto rb = conn->vault("https://demo-rbac.vault.azure.net").create_key("reader-create", {"RSA", 2048, {}, "", {}, {}, {}});
+  REQUIRE_FALSE(rb);
+  CHECK(sentence(rb.error()) == "The application is not allowed to create key reader-create on demo-rbac.vault.azure.net: "
+                                "assign it a role with the data action 'Microsoft.KeyVault/vaults/keys/create/action' "
+                                "(for example Key Vault Crypto Officer).");
+}
+
+TEST_CASE("token endpoint down, firewall, throttled") {
+  Emulator& emu = shared_emulator();
+  REQUIRE(emu.add_fault(R"({"match":{"service":"entra"},"action":"status","status":503})") == 201);
+  std::string down = not_connected(emu.config());
+  emu.clear_faults();
+  CHECK(down == "The Entra ID token endpoint login.microsoftonline.com is unavailable (HTTP 503, AADSTS90033) after 3 "
+                "attempts: try again later.");
+
+  REQUIRE(emu.add_fault(R"({"match":{"service":"keyvault","host":"demo-standard.*"},"action":"status","status":403,
+      "code":"Forbidden","message":"Client address is not authorized and caller is not a trusted service.\r\nClient address: 203.0.113.9"})") == 201);
+  std::string fw = not_connected(emu.config("demo-standard"));
+  emu.clear_faults();
+  CHECK(fw == "The firewall of demo-standard.vault.azure.net rejected this machine's address (ForbiddenByFirewall): "
+              "allow it in the vault's network settings.");
+
+  REQUIRE(emu.add_fault(R"({"match":{"service":"keyvault","host":"demo-standard.*"},"action":"status","status":429})") == 201);
+  std::string th = not_connected(emu.config("demo-standard"));
+  emu.clear_faults();
+  CHECK(th == "demo-standard.vault.azure.net kept throttling requests (HTTP 429) after 3 attempts: lower the request "
+              "rate and retry later.");
+}
+
+TEST_CASE("connection refused, timeout, proxy failure") {
+  Emulator& emu = shared_emulator();
+  ConnectionConfig c = emu.config();
+  c.http.connect_to = {"::127.0.0.1:1"};
+  CHECK(not_connected(c) == "The connection to demo-premium.vault.azure.net was refused: check the host, the port and "
+                            "any firewall in between.");
+
+  c = emu.config();
+  c.http.total_timeout = std::chrono::milliseconds(700);
+  c.retry.max_retries = 0;
+  REQUIRE(emu.add_fault(R"({"match":{"service":"keyvault"},"action":"latency","delayMs":2000,"count":1})") == 201);
+  auto conn = emu.connect(c);
+  auto r = conn->check();
+  emu.clear_faults();
+  REQUIRE_FALSE(r);
+  CHECK(sentence(r.error()) == "The request to demo-premium.vault.azure.net timed out: check network connectivity, or "
+                               "raise the timeout.");
+
+  c = emu.config();
+  c.http.proxy = "http://127.0.0.1:1";
+  CHECK(not_connected(c) == "The proxy http://127.0.0.1:1 failed (no connection to it could be made): check the proxy "
+                            "setting and that the proxy is reachable.");
+  c.http.proxy = "http://proxy.cdcp11-nowhere.invalid:3128";
+  CHECK(not_connected(c) == "The proxy http://proxy.cdcp11-nowhere.invalid:3128 failed (its host name does not "
+                            "resolve): check the proxy setting and that the proxy is reachable.");
+}
+
+// Last in this file (doctest runs a file's cases in order): everything logged or reported above
+// and here must be free of secrets, tokens and private keys.
+TEST_CASE("no secret, token or private key in any log line or error string") {
+  Emulator& emu = shared_emulator();
+  // Produce tokens and use them, with a secret and with the certificate.
+  auto conn = emu.connect(emu.config());
+  auto tok = conn->tokens().token("https://vault.azure.net/.default");
+  REQUIRE(tok);
+  REQUIRE(conn->check());
+  ConnectionConfig cc = emu.config();
+  cc.client_id = kCertApp;
+  cc.client_secret = Secret();
+  cc.client_certificate_file = emu.cert_app_pem();
+  auto cconn = emu.connect(cc);
+  auto ctok = cconn->tokens().token("https://vault.azure.net/.default");
+  REQUIRE(ctok);
+  REQUIRE(cconn->check());
+  // A JWK import (private key in the body) and a decrypt (plaintext in the answer).
+  EVP_PKEY* ec = EVP_EC_gen("P-256");
+  BIGNUM* d = nullptr;
+  EVP_PKEY_get_bn_param(ec, OSSL_PKEY_PARAM_PRIV_KEY, &d);
+  SecureBytes dbytes(32);
+  BN_bn2binpad(d, dbytes.data(), 32);
+  BIGNUM *x = nullptr, *y = nullptr;
+  EVP_PKEY_get_bn_param(ec, OSSL_PKEY_PARAM_EC_PUB_X, &x);
+  EVP_PKEY_get_bn_param(ec, OSSL_PKEY_PARAM_EC_PUB_Y, &y);
+  PrivateJwk j;
+  j.kty = "EC";
+  j.crv = "P-256";
+  j.x.resize(32);
+  j.y.resize(32);
+  BN_bn2binpad(x, j.x.data(), 32);
+  BN_bn2binpad(y, j.y.data(), 32);
+  j.d = dbytes;
+  ImportKeyOptions io;
+  io.jwk = j;
+  io.key_ops = {"sign"};
+  REQUIRE(conn->vault().import_key(unique_name("leak"), io));
+  // A failed import too: errors must not echo the body.
+  auto bad = conn->vault("https://demo-mhsm.managedhsm.azure.net").import_key("bad name!", io);
+  REQUIRE_FALSE(bad);
+  sentence(bad.error());
+  const std::string d_b64 = b64url_encode(dbytes);
+  BN_free(d);
+  BN_free(x);
+  BN_free(y);
+  EVP_PKEY_free(ec);
+
+  std::vector<std::string> needles = {kSecret, kReaderSecret, kWrongSecret, std::string((*tok)->token.view()),
+                                      std::string((*ctok)->token.view()), d_b64, "eyJ", "client_secret=",
+                                      "client_assertion="};
+  // Every line of the app certificate's private key.
+  std::istringstream pem(read_file(emu.cert_app_pem()));
+  bool in_key = false;
+  for (std::string line; std::getline(pem, line);) {
+    if (line.find("PRIVATE KEY-----") != std::string::npos) {
+      in_key = line.find("BEGIN") != std::string::npos;
+      continue;
+    }
+    if (in_key && line.size() > 16) needles.push_back(line);
+  }
+  CHECK(needles.size() > 12);
+
+  std::string haystack = captured_log();
+  CHECK(haystack.find("obtained a token") != std::string::npos);  // the log was captured
+  for (const auto& s : seen()) haystack += s + "\n";
+  for (const auto& l : emu.log_lines()) haystack += l + "\n";
+  for (const auto& n : needles) {
+    INFO("leaked: " << n.substr(0, 12) << "...");
+    CHECK(haystack.find(n) == std::string::npos);
+  }
+}
