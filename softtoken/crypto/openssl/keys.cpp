@@ -65,8 +65,20 @@ R<RsaPrivate> extract_rsa(const EVP_PKEY* pkey) {
   return out;
 }
 
+// Key contexts are created by the algorithm's OID rather than its name. OpenSSL 3.0 maps a name
+// like "RSA" to a legacy NID and then asks the global ENGINE table for that NID, so in a process
+// that made an engine the default (openssl -engine pkcs11, i.e. libp11) it would hand us the
+// engine's legacy method, which cannot build keys from parameters. A dotted OID has no NID
+// mapping, so the context comes from our private library context's provider, as intended.
+const char* keymgmt_name(const char* type) {
+  if (std::strcmp(type, "RSA") == 0) return "1.2.840.113549.1.1.1";
+  if (std::strcmp(type, "EC") == 0) return "1.2.840.10045.2.1";
+  if (std::strcmp(type, "ED25519") == 0) return "1.3.101.112";
+  return type;
+}
+
 R<PkeyPtr> pkey_fromdata(const char* type, int selection, const OSSL_PARAM* params) {
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx(), type, nullptr));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx(), keymgmt_name(type), nullptr));
   EVP_PKEY* pkey = nullptr;
   if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &pkey, selection, const_cast<OSSL_PARAM*>(params)) != 1)
@@ -117,7 +129,7 @@ R<PkeyPtr> rsa_public_pkey(const RsaPublic& k) {
 
 R<PkeyPtr> ec_private_pkey(const EcPrivate& k) {  // complete material
   if (k.curve == Curve::ed25519) {
-    EVP_PKEY* p = EVP_PKEY_new_raw_private_key_ex(libctx(), "ED25519", nullptr, k.d.data(), k.d.size());
+    EVP_PKEY* p = EVP_PKEY_new_raw_private_key_ex(libctx(), keymgmt_name("ED25519"), nullptr, k.d.data(), k.d.size());
     if (p == nullptr) return ossl_err(Code::bad_key, "Ed25519 private key rejected");
     return PkeyPtr(p);
   }
@@ -141,7 +153,7 @@ R<EcGroupPtr> group(Curve c) {
 
 R<Bytes> ed25519_public(ByteView seed) {
   if (seed.size() != 32) return err(Code::bad_key, "Ed25519 seed must be 32 bytes");
-  PkeyPtr p(EVP_PKEY_new_raw_private_key_ex(libctx(), "ED25519", nullptr, seed.data(), seed.size()));
+  PkeyPtr p(EVP_PKEY_new_raw_private_key_ex(libctx(), keymgmt_name("ED25519"), nullptr, seed.data(), seed.size()));
   Bytes pub(32);
   std::size_t len = pub.size();
   if (!p || EVP_PKEY_get_raw_public_key(p.get(), pub.data(), &len) != 1 || len != 32)
@@ -195,7 +207,7 @@ R<void> factor_rsa(const BIGNUM* n, const BIGNUM* e, const BIGNUM* d, BIGNUM* p,
 R<PkeyPtr> ec_public_pkey(Curve c, ByteView point) {
   if (c == Curve::ed25519) {
     if (point.size() != 32) return err(Code::bad_key, "Ed25519 public key must be 32 bytes");
-    EVP_PKEY* p = EVP_PKEY_new_raw_public_key_ex(libctx(), "ED25519", nullptr, point.data(), point.size());
+    EVP_PKEY* p = EVP_PKEY_new_raw_public_key_ex(libctx(), keymgmt_name("ED25519"), nullptr, point.data(), point.size());
     if (p == nullptr) return ossl_err(Code::bad_key, "Ed25519 public key rejected");
     return PkeyPtr(p);
   }
@@ -221,7 +233,7 @@ R<RsaPrivate> OpenSslBackend::generate_rsa(std::size_t bits, ByteView public_exp
   if (e.empty() || !(e.back() & 1) || (e.size() == 1 && e[0] < 3))
     return err(Code::bad_param, "RSA public exponent must be odd and >= 3");
   BnPtr ebn = bn_from(e, false);
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx(), "RSA", nullptr));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx(), keymgmt_name("RSA"), nullptr));
   if (!ebn || !ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
       EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), static_cast<int>(bits)) != 1 ||
       EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx.get(), ebn.get()) != 1)
@@ -241,7 +253,7 @@ R<EcPrivate> OpenSslBackend::generate_ec(Curve curve) {
     CDC_ASSIGN(out.point, ed25519_public(out.d));
     return out;
   }
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx(), "EC", nullptr));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(libctx(), keymgmt_name("EC"), nullptr));
   EVP_PKEY* raw = nullptr;
   if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
       EVP_PKEY_CTX_set_group_name(ctx.get(), detail::curve_ossl_name(curve)) != 1 ||
