@@ -158,7 +158,7 @@ R<void> Library::op_update(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYT
   if (!st->mech->multipart) {
     const char* name = st->mech->name;
     st.reset();
-    return err(Errc::mechanism_invalid, std::string(name) + " is single-part only");
+    return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
   }
   if (st->context_login_needed) {
     st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
@@ -195,7 +195,7 @@ R<void> Library::op_final(CK_SESSION_HANDLE h, OpKind kind, CK_BYTE_PTR out, CK_
   if (!st->mech->multipart) {
     const char* name = st->mech->name;
     st.reset();
-    return err(Errc::mechanism_invalid, std::string(name) + " is single-part only");
+    return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
   }
   if (!st->pending) {
     auto b = st->op->finish();
@@ -236,7 +236,7 @@ R<void> Library::verify_final(CK_SESSION_HANDLE h, ByteView sig) {
   const bool multi = st->mech->multipart;
   const char* name = st->mech->name;
   st.reset();
-  if (!multi) return err(Errc::mechanism_invalid, std::string(name) + " is single-part only");
+  if (!multi) return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
   return op->verify(sig);
 }
 

@@ -323,6 +323,17 @@ class OperationTest(P11Case):
         self.assertRV("CKR_MECHANISM_INVALID",
                       self.raw.init("C_SignInit", self.hs, h.mech(P.CKM_RSA_PKCS_OAEP), h.oh(self.priv)))
 
+    def test_update_on_a_single_part_mechanism_is_refused_and_ends_the_operation(self):
+        self.sign_init(P.CKM_RSA_PKCS)
+        b = ctypes.create_string_buffer(b"abc", 3)
+        self.assertRV("CKR_FUNCTION_NOT_SUPPORTED",
+                      self.raw.C_SignUpdate(ctypes.c_ulong(self.hs), b, ctypes.c_ulong(3)))
+        rv, _, _ = self.raw.single("C_Sign", self.hs, b"data", size=256)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", rv)
+        self.sign_init(P.CKM_RSA_PKCS)  # a new operation can start, and completes
+        rv, _, _ = self.raw.single("C_Sign", self.hs, b"data", size=256)
+        self.assertRV("CKR_OK", rv)
+
     def test_multipart_equals_single_part(self):
         self.sign_init(P.CKM_SHA256_RSA_PKCS)
         for part in (b"abc", b"def", b"ghi"):
