@@ -37,6 +37,38 @@ std::optional<OpState>& slot_for(Session& s, OpKind k) {
   return s.sign;
 }
 
+// Runs the step once and keeps its result, so a length query (or a too-small buffer) and the
+// call that follows return the same bytes; a failed step ends the operation.
+template <class Step>
+R<void> compute_once(std::optional<OpState>& st, Step step) {
+  if (st->pending) return {};
+  R<SecureBytes> r = step();
+  if (!r) {
+    st.reset();
+    return fail(std::move(r).error());
+  }
+  st->pending = std::move(*r);
+  return {};
+}
+
+// Hands the computed result to the caller; the operation ends once the caller has it.
+R<void> deliver_final(std::optional<OpState>& st, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  auto w = write_output(*st->pending, out, out_len);
+  if (w && out) st.reset();
+  return w;
+}
+
+Unexpected<Error> end_single_part_only(std::optional<OpState>& st) {
+  const char* name = st->mech->name;
+  st.reset();
+  return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
+}
+
+Unexpected<Error> end_for_context_login(std::optional<OpState>& st) {
+  st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
+  return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
+}
+
 }  // namespace
 
 R<Mechanism> Library::mechanism(const CK_MECHANISM* m, CK_FLAGS needed) {
@@ -127,27 +159,14 @@ R<void> Library::op_single(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYT
     st.reset();
     return err(Errc::operation_active, "a multi-part operation is in progress; the single-part call ends it");
   }
-  if (st->context_login_needed) {
-    st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
-    return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
-  }
-  if (!st->pending) {
-    auto a = st->op->update(in);
-    if (!a) {
-      st.reset();
-      return fail(std::move(a).error());
-    }
-    auto b = st->op->finish();
-    if (!b) {
-      st.reset();
-      return fail(std::move(b).error());
-    }
-    a->insert(a->end(), b->begin(), b->end());
-    st->pending = std::move(*a);
-  }
-  auto w = write_output(*st->pending, out, out_len);
-  if (w && out) st.reset();  // done; a length query or a too-small buffer keeps it
-  return w;
+  if (st->context_login_needed) return end_for_context_login(st);
+  CDC_TRY(compute_once(st, [&]() -> R<SecureBytes> {
+    CDC_ASSIGN(auto a, st->op->update(in));
+    CDC_ASSIGN(auto b, st->op->finish());
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  }));
+  return deliver_final(st, out, out_len);
 }
 
 R<void> Library::op_update(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
@@ -155,24 +174,10 @@ R<void> Library::op_update(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYT
   std::lock_guard ol(s->mu);
   auto& st = slot_for(*s, kind);
   if (!st) return err(Errc::operation_not_initialized, std::string(info(kind).name) + " operation not initialised");
-  if (!st->mech->multipart) {
-    const char* name = st->mech->name;
-    st.reset();
-    return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
-  }
-  if (st->context_login_needed) {
-    st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
-    return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
-  }
+  if (!st->mech->multipart) return end_single_part_only(st);
+  if (st->context_login_needed) return end_for_context_login(st);
   st->multipart = true;
-  if (!st->pending) {
-    auto a = st->op->update(in);
-    if (!a) {
-      st.reset();
-      return fail(std::move(a).error());
-    }
-    st->pending = std::move(*a);
-  }
+  CDC_TRY(compute_once(st, [&] { return st->op->update(in); }));
   if (kind == OpKind::sign || kind == OpKind::verify) {
     st->pending.reset();
     return {};
@@ -188,26 +193,10 @@ R<void> Library::op_final(CK_SESSION_HANDLE h, OpKind kind, CK_BYTE_PTR out, CK_
   std::lock_guard ol(s->mu);
   auto& st = slot_for(*s, kind);
   if (!st) return err(Errc::operation_not_initialized, std::string(info(kind).name) + " operation not initialised");
-  if (st->context_login_needed) {
-    st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
-    return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
-  }
-  if (!st->mech->multipart) {
-    const char* name = st->mech->name;
-    st.reset();
-    return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
-  }
-  if (!st->pending) {
-    auto b = st->op->finish();
-    if (!b) {
-      st.reset();
-      return fail(std::move(b).error());
-    }
-    st->pending = std::move(*b);
-  }
-  auto w = write_output(*st->pending, out, out_len);
-  if (w && out) st.reset();
-  return w;
+  if (st->context_login_needed) return end_for_context_login(st);
+  if (!st->mech->multipart) return end_single_part_only(st);
+  CDC_TRY(compute_once(st, [&] { return st->op->finish(); }));
+  return deliver_final(st, out, out_len);
 }
 
 R<void> Library::verify_single(CK_SESSION_HANDLE h, ByteView data, ByteView sig) {
@@ -264,18 +253,11 @@ R<void> Library::digest_single(CK_SESSION_HANDLE h, ByteView in, CK_BYTE_PTR out
     st.reset();
     return err(Errc::operation_active, "a multi-part digest is in progress; C_Digest ends it");
   }
-  if (!st->pending) {
+  CDC_TRY(compute_once(st, [&]() -> R<SecureBytes> {
     CDC_TRY(st->op->update(in));
-    auto r = st->op->finish();
-    if (!r) {
-      st.reset();
-      return fail(std::move(r).error());
-    }
-    st->pending = std::move(*r);
-  }
-  auto w = write_output(*st->pending, out, out_len);
-  if (w && out) st.reset();
-  return w;
+    return st->op->finish();
+  }));
+  return deliver_final(st, out, out_len);
 }
 
 R<void> Library::digest_update(CK_SESSION_HANDLE h, ByteView in) {
@@ -316,17 +298,8 @@ R<void> Library::digest_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR
   std::lock_guard ol(s->mu);
   auto& st = s->digest;
   if (!st) return err(Errc::operation_not_initialized, "digest operation not initialised");
-  if (!st->pending) {
-    auto r = st->op->finish();
-    if (!r) {
-      st.reset();
-      return fail(std::move(r).error());
-    }
-    st->pending = std::move(*r);
-  }
-  auto w = write_output(*st->pending, out, out_len);
-  if (w && out) st.reset();
-  return w;
+  CDC_TRY(compute_once(st, [&] { return st->op->finish(); }));
+  return deliver_final(st, out, out_len);
 }
 
 }  // namespace cdcp11::core

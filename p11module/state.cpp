@@ -7,8 +7,7 @@
 
 #include "common/log.h"
 #include "p11module/rv.h"
-#include "softtoken/crypto/backend.h"
-#include "softtoken/soft_token.h"
+#include "softtoken/factory.h"
 
 namespace cdcp11::p11 {
 namespace {
@@ -22,12 +21,6 @@ struct State {
 State& state() {
   static auto* s = new State;
   return *s;
-}
-
-core::R<std::unique_ptr<core::TokenBackend>> make_backend(const core::GroupConfig& g) {
-  auto t = softtoken::SoftToken::open(g, crypto::default_backend());
-  if (!t) return fail(std::move(t).error());
-  return std::unique_ptr<core::TokenBackend>(std::move(*t));
 }
 
 }  // namespace
@@ -76,7 +69,7 @@ CK_RV initialize(CK_VOID_PTR init_args) {
     path = env && *env ? env : core::kDefaultConfigPath;
   }
   auto lib = std::make_unique<core::Library>();
-  auto r = lib->initialize(path, make_backend);
+  auto r = lib->initialize(path, softtoken::make_token_backend);
   if (!r) {
     log::error("p11", "C_Initialize: " + r.error().message);
     return CKR_GENERAL_ERROR;

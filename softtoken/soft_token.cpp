@@ -97,48 +97,48 @@ core::TokenStatus SoftToken::status() {
   return s;
 }
 
+core::R<crypto::KeyPtr> SoftToken::pin_key(ByteView pin, const PinSlot& slot) {
+  auto kek = crypto_.scrypt(pin, slot.salt, std::uint64_t{1} << slot.log2_n, 8, 1, 32);
+  if (!kek) return fail(from_crypto(kek.error(), CryptoContext::other));
+  auto key = crypto_.load_secret(*kek);
+  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
+  return *key;
+}
+
 core::R<PinSlot> SoftToken::make_pin_slot(ByteView pin, ByteView token_key, const std::string& who,
                                           const std::string& token_id) {
   PinSlot s;
   s.log2_n = cfg_.kdf_scrypt_log2_n;
   s.salt.resize(16);
   s.nonce.resize(12);
-  if (auto r = crypto_.random(s.salt.data(), s.salt.size()); !r) return fail(from_crypto(r.error(), CryptoContext::other));
-  if (auto r = crypto_.random(s.nonce.data(), s.nonce.size()); !r) return fail(from_crypto(r.error(), CryptoContext::other));
-  auto kek = crypto_.scrypt(pin, s.salt, std::uint64_t{1} << s.log2_n, 8, 1, 32);
-  if (!kek) return fail(from_crypto(kek.error(), CryptoContext::other));
-  auto key = crypto_.load_secret(*kek);
-  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
-  crypto::CipherParams p;
-  p.scheme = crypto::CipherParams::Scheme::aes_gcm;
-  p.iv = s.nonce;
-  p.aad = aad_for("cdcp11-token-key-v1", who, token_id);
-  auto enc = crypto_.encryptor(*key, p);
-  if (!enc) return fail(from_crypto(enc.error(), CryptoContext::other));
-  auto a = (*enc)->update(token_key);
-  auto b = (*enc)->finish();
-  if (!a || !b) return err(Errc::function_failed, "sealing the token key failed");
-  s.wrapped.assign(a->begin(), a->end());
-  s.wrapped.insert(s.wrapped.end(), b->begin(), b->end());
+  CDC_TRY(random(s.salt.data(), s.salt.size()));
+  CDC_TRY(random(s.nonce.data(), s.nonce.size()));
+  CDC_ASSIGN(auto key, pin_key(pin, s));
+  CDC_ASSIGN(auto sealed, gcm(key, true, s.nonce, aad_for("cdcp11-token-key-v1", who, token_id), token_key));
+  s.wrapped.assign(sealed.begin(), sealed.end());
   return s;
 }
 
 core::R<SecureBytes> SoftToken::open_pin_slot(const PinSlot& slot, ByteView pin, const std::string& who,
                                               const std::string& token_id) {
-  auto kek = crypto_.scrypt(pin, slot.salt, std::uint64_t{1} << slot.log2_n, 8, 1, 32);
-  if (!kek) return fail(from_crypto(kek.error(), CryptoContext::other));
-  auto key = crypto_.load_secret(*kek);
-  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
+  CDC_ASSIGN(auto key, pin_key(pin, slot));
+  auto tk = gcm(key, false, slot.nonce, aad_for("cdcp11-token-key-v1", who, token_id), slot.wrapped);
+  if (!tk) return err(Errc::pin_incorrect, "wrong PIN");
+  return std::move(*tk);
+}
+
+core::R<SecureBytes> SoftToken::gcm(const crypto::KeyPtr& key, bool encrypt, ByteView nonce, Bytes aad,
+                                    ByteView in) {
   crypto::CipherParams p;
   p.scheme = crypto::CipherParams::Scheme::aes_gcm;
-  p.iv = slot.nonce;
-  p.aad = aad_for("cdcp11-token-key-v1", who, token_id);
-  auto dec = crypto_.decryptor(*key, p);
-  if (!dec) return fail(from_crypto(dec.error(), CryptoContext::other));
-  auto a = (*dec)->update(slot.wrapped);
-  if (!a) return err(Errc::pin_incorrect, "wrong PIN");
-  auto b = (*dec)->finish();
-  if (!b) return err(Errc::pin_incorrect, "wrong PIN");
+  p.iv.assign(nonce.begin(), nonce.end());
+  p.aad = std::move(aad);
+  auto c = encrypt ? crypto_.encryptor(key, p) : crypto_.decryptor(key, p);
+  if (!c) return fail(from_crypto(c.error(), CryptoContext::other));
+  auto a = (*c)->update(in);
+  if (!a) return fail(from_crypto(a.error(), CryptoContext::other));
+  auto b = (*c)->finish();
+  if (!b) return fail(from_crypto(b.error(), CryptoContext::other));
   a->insert(a->end(), b->begin(), b->end());
   return std::move(*a);
 }
@@ -205,8 +205,8 @@ core::R<void> SoftToken::init_token(ByteView so_pin, const std::string& label) {
   TokenMeta nm;
   Bytes id(16);
   SecureBytes tk(32);
-  if (auto r = crypto_.random(id.data(), id.size()); !r) return fail(from_crypto(r.error(), CryptoContext::other));
-  if (auto r = crypto_.random(tk.data(), tk.size()); !r) return fail(from_crypto(r.error(), CryptoContext::other));
+  CDC_TRY(random(id.data(), id.size()));
+  CDC_TRY(random(tk.data(), tk.size()));
   nm.token_id = to_hex(id);
   nm.label = label;
   CDC_ASSIGN(nm.so, make_pin_slot(so_pin, tk, "so", nm.token_id));
@@ -337,23 +337,13 @@ core::R<Bytes> SoftToken::seal(const std::string& uid, const Secrets& s) {
   if (s.empty()) return Bytes{};
   if (token_key_.empty())
     return err(Errc::user_not_logged_in, "storing key material in the token needs a login");
-  Bytes nonce(12);
-  if (auto r = crypto_.random(nonce.data(), nonce.size()); !r) return fail(from_crypto(r.error(), CryptoContext::other));
+  Bytes out(12);
+  CDC_TRY(random(out.data(), out.size()));
   auto key = crypto_.load_secret(token_key_);
   if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
-  crypto::CipherParams p;
-  p.scheme = crypto::CipherParams::Scheme::aes_gcm;
-  p.iv = nonce;
-  p.aad = aad_for("cdcp11-object-v1", meta_ ? meta_->token_id : "", uid);
-  auto enc = crypto_.encryptor(*key, p);
-  if (!enc) return fail(from_crypto(enc.error(), CryptoContext::other));
-  auto plain = serialize_secrets(s);
-  auto a = (*enc)->update(plain);
-  auto b = (*enc)->finish();
-  if (!a || !b) return err(Errc::function_failed, "sealing key material failed");
-  Bytes out = nonce;
-  out.insert(out.end(), a->begin(), a->end());
-  out.insert(out.end(), b->begin(), b->end());
+  CDC_ASSIGN(auto sealed, gcm(*key, true, out, aad_for("cdcp11-object-v1", meta_ ? meta_->token_id : "", uid),
+                              serialize_secrets(s)));
+  out.insert(out.end(), sealed.begin(), sealed.end());
   return out;
 }
 
@@ -363,20 +353,13 @@ core::R<Secrets> SoftToken::unseal(const std::string& uid, const TokenRecord& r)
   if (r.sealed.size() < 12 + 16) return err(Errc::device_error, "sealed key material truncated");
   auto key = crypto_.load_secret(token_key_);
   if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
-  crypto::CipherParams p;
-  p.scheme = crypto::CipherParams::Scheme::aes_gcm;
-  p.iv.assign(r.sealed.begin(), r.sealed.begin() + 12);
-  p.aad = aad_for("cdcp11-object-v1", r.token_id, uid);
-  auto dec = crypto_.decryptor(*key, p);
-  if (!dec) return fail(from_crypto(dec.error(), CryptoContext::other));
-  auto a = (*dec)->update(ByteView(r.sealed).subspan(12));
-  auto b = a ? (*dec)->finish() : crypto::R<SecureBytes>(fail(a.error()));
-  if (!a || !b) {
+  const ByteView sealed(r.sealed);
+  auto plain = gcm(*key, false, sealed.first(12), aad_for("cdcp11-object-v1", r.token_id, uid), sealed.subspan(12));
+  if (!plain) {
     log::error(kLog, "object " + uid + ": sealed key material does not open (damaged, or moved from another object)");
     return err(Errc::device_error, "sealed key material of object " + uid + " does not open");
   }
-  a->insert(a->end(), b->begin(), b->end());
-  return deserialize_secrets(*a);
+  return deserialize_secrets(*plain);
 }
 
 core::R<Secrets> SoftToken::secrets_of(const std::string& uid) {

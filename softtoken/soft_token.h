@@ -77,6 +77,9 @@ class SoftToken final : public core::TokenBackend {
 
   // All under mu_.
   core::R<TokenMeta> read_meta();
+  core::R<crypto::KeyPtr> pin_key(ByteView pin, const PinSlot& slot);
+  // AES-GCM of a whole buffer (encrypt: ciphertext || tag; decrypt: verifies the tag).
+  core::R<SecureBytes> gcm(const crypto::KeyPtr& key, bool encrypt, ByteView nonce, Bytes aad, ByteView in);
   core::R<SecureBytes> open_pin_slot(const PinSlot& slot, ByteView pin, const std::string& who,
                                      const std::string& token_id);
   core::R<PinSlot> make_pin_slot(ByteView pin, ByteView token_key, const std::string& who,

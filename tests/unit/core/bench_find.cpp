@@ -9,18 +9,11 @@
 #include <string>
 
 #include "core/library.h"
-#include "softtoken/crypto/backend.h"
-#include "softtoken/soft_token.h"
+#include "softtoken/factory.h"
 
 using namespace cdcp11;
 using namespace cdcp11::core;
 namespace fs = std::filesystem;
-
-static R<std::unique_ptr<TokenBackend>> factory(const GroupConfig& g) {
-  auto t = softtoken::SoftToken::open(g, crypto::default_backend());
-  if (!t) return fail(std::move(t).error());
-  return std::unique_ptr<TokenBackend>(std::move(*t));
-}
 
 static void die(const char* what, const Error& e) {
   std::fprintf(stderr, "%s: %s\n", what, e.message.c_str());
@@ -34,7 +27,7 @@ int main(int argc, char** argv) {
   std::ofstream(dir / "conf.json")
       << R"({"version":1,"groups":[{"name":"bench","token":{"dir":"tok","kdf_scrypt_log2_n":10}}]})";
   Library lib;
-  if (auto r = lib.initialize((dir / "conf.json").string(), factory); !r) die("initialize", r.error());
+  if (auto r = lib.initialize((dir / "conf.json").string(), softtoken::make_token_backend); !r) die("initialize", r.error());
   const CK_SLOT_ID slot = lib.slot_ids().at(0);
   if (auto r = lib.init_token(slot, view("bench-so"), "bench"); !r) die("init_token", r.error());
   auto s = lib.open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION);

@@ -1,0 +1,17 @@
+#include "softtoken/factory.h"
+
+#include "softtoken/crypto/backend.h"
+#include "softtoken/soft_token.h"
+
+namespace cdcp11::softtoken {
+
+core::R<std::unique_ptr<core::TokenBackend>> make_token_backend(const core::GroupConfig& g) {
+  if (g.token.backend == "soft") {
+    auto t = SoftToken::open(g, crypto::default_backend());
+    if (!t) return fail(std::move(t).error());
+    return std::unique_ptr<core::TokenBackend>(std::move(*t));
+  }
+  return core::err(core::Errc::token_not_present, "token backend '" + g.token.backend + "' is not available");
+}
+
+}  // namespace cdcp11::softtoken
