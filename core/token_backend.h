@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +58,15 @@ class Operation {
 };
 
 enum class OpKind { sign, verify, encrypt, decrypt };
+
+// A key in JSON Web Key terms (RFC 7517/7518): kty "RSA" (n, e, d, p, q, dp, dq, qi), "EC" with
+// crv "P-256" | "P-384" | "P-521" | "P-256K" (x, y, d; coordinates padded to the field size), or
+// "oct" (k). Values are unsigned big-endian bytes. Ed25519 keys have no representation here.
+struct KeyComponents {
+  std::string kty;
+  std::string crv;
+  std::map<std::string, SecureBytes> parts;
+};
 
 class TokenBackend {
  public:
@@ -109,6 +119,15 @@ class TokenBackend {
                                      const AttrMap& attrs) = 0;
 
   virtual R<void> random(std::uint8_t* out, std::size_t n) = 0;
+
+  // For the mirror engine. The public half of a private key (derived when the token holds no
+  // public key object); the whole key for a plain JWK import (Standard vaults); and the key
+  // wrapped for Azure BYOK: CKM_RSA_AES_KEY_WRAP (RSA-OAEP-SHA1/MGF1-SHA1 of a fresh AES-256 key,
+  // then AES-KWP of the PKCS#8 private key or the raw secret value) under the KEK (n, e), so the
+  // clear key never leaves the backend.
+  virtual R<KeyComponents> public_components(const StoredObject& key) = 0;
+  virtual R<KeyComponents> private_components(const StoredObject& key) = 0;
+  virtual R<Bytes> wrap_for_byok(const StoredObject& key, ByteView kek_n, ByteView kek_e) = 0;
 };
 
 }  // namespace cdcp11::core

@@ -438,13 +438,7 @@ core::R<Bytes> SoftToken::wrap_key(const core::Mechanism& m, const core::StoredO
         return err(Errc::mechanism_param_invalid, "CKM_RSA_AES_KEY_WRAP: ulAESKeyBits must be 128, 192 or 256");
       if (!rp.pOAEPParams) return err(Errc::mechanism_param_invalid, "CKM_RSA_AES_KEY_WRAP: pOAEPParams is NULL");
       CDC_ASSIGN(auto op, oaep_params(*rp.pOAEPParams));
-      SecureBytes aes(rp.ulAESKeyBits / 8);
-      CDC_TRY(random(aes.data(), aes.size()));
-      CDC_ASSIGN(auto wrapped_aes, encrypt_all(kek, op, aes));
-      auto wrapped_key = crypto_.aes_key_wrap(aes, data, true, {});
-      if (!wrapped_key) return fail(from_crypto(wrapped_key.error(), CryptoContext::wrap));
-      wrapped_aes.insert(wrapped_aes.end(), wrapped_key->begin(), wrapped_key->end());
-      return wrapped_aes;
+      return rsa_aes_wrap(kek, rp.ulAESKeyBits, op, data);
     }
     default:
       return err(Errc::mechanism_invalid, std::string(m.entry->name) + " does not wrap");

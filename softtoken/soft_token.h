@@ -61,6 +61,9 @@ class SoftToken final : public core::TokenBackend {
   core::R<core::StoredObject> derive_key(const core::Mechanism& m, const core::StoredObject& base_key,
                                          const core::AttrMap& attrs) override;
   core::R<void> random(std::uint8_t* out, std::size_t n) override;
+  core::R<core::KeyComponents> public_components(const core::StoredObject& key) override;
+  core::R<core::KeyComponents> private_components(const core::StoredObject& key) override;
+  core::R<Bytes> wrap_for_byok(const core::StoredObject& key, ByteView kek_n, ByteView kek_e) override;
 
  private:
   SoftToken(core::TokenConfig cfg, std::unique_ptr<store::ObjectStore> st, crypto::Backend& crypto);
@@ -94,6 +97,10 @@ class SoftToken final : public core::TokenBackend {
   core::R<core::StoredObject> make_key_object(core::AttrMap attrs, const crypto::PrivateMaterial* priv,
                                               SecureBytes secret_value);
   core::R<SecureBytes> key_to_wrap(const core::StoredObject& key);
+  // RSA-OAEP of a fresh AES key of aes_bits, then AES-KWP of plain (CKM_RSA_AES_KEY_WRAP).
+  core::R<Bytes> rsa_aes_wrap(const crypto::KeyPtr& rsa_public, std::size_t aes_bits,
+                              const crypto::CipherParams& oaep, ByteView plain);
+  core::R<core::KeyComponents> components(const core::StoredObject& key, bool with_private);
 
   static Bytes encode_record(const TokenRecord& r);
   static core::R<TokenRecord> decode_record(ByteView b);

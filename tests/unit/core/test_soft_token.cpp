@@ -226,3 +226,84 @@ TEST_CASE("session objects stay in memory; generated key pairs work for sign and
   REQUIRE((*v2)->update(Bytes{'h', 'o'}));
   CHECK((*v2)->verify(*sig).error().code == Errc::signature_invalid);
 }
+
+TEST_CASE("mirror exports: public and private JWK components, and BYOK wrapping that opens by hand") {
+  TempDir d;
+  auto t = open(group(d.path));
+  init(*t);
+  REQUIRE(t->login(CKU_USER, pin("user-1")));
+  auto& c = crypto::default_backend();
+
+  Mechanism gen{find_mechanism(CKM_EC_KEY_PAIR_GEN), {}};
+  AttrMap pub, priv;
+  pub.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+  pub.set_ulong(CKA_KEY_TYPE, CKK_EC);
+  pub.set(CKA_EC_PARAMS, Bytes{0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23});  // P-521
+  priv.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+  priv.set_ulong(CKA_KEY_TYPE, CKK_EC);
+  priv.set_bool(CKA_TOKEN, true);
+  priv.set_bool(CKA_EXTRACTABLE, false);  // mirroring does not depend on CKA_EXTRACTABLE
+  auto pair = t->generate_key_pair(gen, pub, priv);
+  REQUIRE(pair);
+
+  auto from_pub = t->public_components(pair->first);
+  auto from_priv = t->public_components(pair->second);
+  REQUIRE(from_pub);
+  REQUIRE(from_priv);
+  CHECK(from_priv->kty == "EC");
+  CHECK(from_priv->crv == "P-521");
+  CHECK(from_priv->parts.at("x").size() == 66);
+  CHECK(from_priv->parts.at("x") == from_pub->parts.at("x"));
+  CHECK(from_priv->parts.at("y") == from_pub->parts.at("y"));
+  CHECK_FALSE(from_priv->parts.count("d"));
+  auto full = t->private_components(pair->second);
+  REQUIRE(full);
+  CHECK(full->parts.at("d").size() == 66);
+
+  auto kek = c.generate_rsa(2048, {});
+  REQUIRE(kek);
+  auto blob = t->wrap_for_byok(pair->second, kek->n, kek->e);
+  REQUIRE(blob);
+  REQUIRE(blob->size() > 256);
+  auto kek_priv = c.load_private(crypto::PrivateMaterial{*kek});
+  REQUIRE(kek_priv);
+  crypto::CipherParams oaep;
+  oaep.scheme = crypto::CipherParams::Scheme::rsa_oaep;
+  oaep.oaep_hash = crypto::Hash::sha1;
+  oaep.mgf1 = crypto::Hash::sha1;
+  auto dec = c.decryptor(*kek_priv, oaep);
+  REQUIRE(dec);
+  REQUIRE((*dec)->update(ByteView(*blob).first(256)));
+  auto aes = (*dec)->finish();
+  REQUIRE(aes);
+  CHECK(aes->size() == 32);
+  auto pkcs8 = c.aes_key_unwrap(*aes, ByteView(*blob).subspan(256), true, {});
+  REQUIRE(pkcs8);
+  auto material = c.decode_pkcs8(*pkcs8);
+  REQUIRE(material);
+  auto& ec = std::get<crypto::EcPrivate>(*material);
+  CHECK(ec.curve == crypto::Curve::p521);
+  SecureBytes scalar = ec.d;
+  if (scalar.size() < 66) scalar.insert(scalar.begin(), 66 - scalar.size(), 0);
+  CHECK(scalar == full->parts.at("d"));
+
+  // A secret key goes as its raw value; Ed25519 has no JWK form Key Vault takes.
+  auto aes_obj = t->create_object(aes_key(true));
+  REQUIRE(aes_obj);
+  auto oct = t->private_components(*aes_obj);
+  REQUIRE(oct);
+  CHECK(oct->kty == "oct");
+  CHECK(oct->parts.at("k") == SecureBytes(32, 0x5a));
+  Mechanism ed{find_mechanism(CKM_EC_EDWARDS_KEY_PAIR_GEN), {}};
+  AttrMap ep, es;
+  ep.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+  ep.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+  ep.set(CKA_EC_PARAMS, Bytes{0x06, 0x03, 0x2b, 0x65, 0x70});
+  es.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+  es.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+  auto edpair = t->generate_key_pair(ed, ep, es);
+  REQUIRE(edpair);
+  CHECK(t->public_components(edpair->second).error().code == Errc::key_type_inconsistent);
+  CHECK(t->wrap_for_byok(pair->second, Bytes{1, 2, 3}, Bytes{1, 0, 1}).error().code ==
+        Errc::wrapping_key_type_inconsistent);
+}
