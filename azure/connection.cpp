@@ -66,6 +66,18 @@ KeyVaultClient Connection::vault() { return KeyVaultClient(shared_from_this(), c
 KeyVaultClient Connection::vault(const std::string& url) { return KeyVaultClient(shared_from_this(), url); }
 ArmClient Connection::arm() { return ArmClient(shared_from_this()); }
 
+std::optional<Challenge> Connection::challenge(const std::string& host) {
+  std::lock_guard lk(mu_);
+  auto it = challenges_.find(host);
+  if (it == challenges_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Connection::remember_challenge(const std::string& host, const Challenge& c) {
+  std::lock_guard lk(mu_);
+  challenges_[host] = c;
+}
+
 Result<void, Error> Connection::check() {
   if (cfg_.vault_url.empty())
     return fail(make_error(ErrorKind::config, "check connection", "No vault URL is configured"));

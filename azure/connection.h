@@ -2,7 +2,10 @@
 // vault. This is what the group configuration fills in; everything else is built from it.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "azure/arm.h"
@@ -66,6 +69,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   RateLimiter& limiter() { return *limiter_; }
   const RetryContext& retry() const { return retry_; }
 
+  // The last 401 challenge seen per vault host, shared by every KeyVaultClient of this
+  // connection so that only the first request to a vault makes the extra round trip.
+  std::optional<Challenge> challenge(const std::string& host);
+  void remember_challenge(const std::string& host, const Challenge& c);
+
  private:
   Connection() = default;
   ConnectionConfig cfg_;
@@ -74,6 +82,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<HttpClient> http_;
   std::unique_ptr<TokenProvider> tokens_;
   std::unique_ptr<RateLimiter> limiter_;
+  std::mutex mu_;
+  std::map<std::string, Challenge> challenges_;
 };
 
 }  // namespace cdcp11::azure

@@ -157,19 +157,12 @@ Result<std::optional<Challenge>, Error> KeyVaultClient::discover(const Op& op, c
     e.host = host_;
     return fail(std::move(e));
   }
-  {
-    std::lock_guard lk(mu_);
-    challenge_ = *c;
-  }
+  conn_->remember_challenge(host_, *c);
   return std::optional<Challenge>(*c);
 }
 
 Result<HttpResponse, Error> KeyVaultClient::attempt(const Op& op, const std::string& url) {
-  std::optional<Challenge> ch;
-  {
-    std::lock_guard lk(mu_);
-    ch = challenge_;
-  }
+  std::optional<Challenge> ch = conn_->challenge(host_);
   if (!ch) {
     std::optional<HttpResponse> answer;
     CDC_ASSIGN(ch, discover(op, url, answer));
@@ -201,10 +194,7 @@ Result<HttpResponse, Error> KeyVaultClient::attempt(const Op& op, const std::str
       e.host = host_;
       return fail(std::move(e));
     }
-    {
-      std::lock_guard lk(mu_);
-      challenge_ = *c;
-    }
+    conn_->remember_challenge(host_, *c);
     ch = c;
   }
 }

@@ -217,7 +217,6 @@ class KeyVaultClient {
   std::string vault_url_, host_;
   bool mhsm_ = false;
   std::mutex mu_;
-  std::optional<Challenge> challenge_;
   struct KeyShape {
     bool hsm;
     int bits;
