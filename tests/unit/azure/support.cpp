@@ -181,6 +181,77 @@ std::vector<std::string> Emulator::log_since(std::size_t mark) const {
   return std::vector<std::string>(all.begin() + static_cast<long>(mark), all.end());
 }
 
+namespace {
+
+pid_t spawn(std::vector<std::string> args, const std::string& out, const std::string& err) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("cannot start " + args[1]);
+  return pid;
+}
+
+void terminate(pid_t& pid) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 200; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  pid = -1;
+}
+
+}  // namespace
+
+std::unique_ptr<Proxy> Proxy::start(bool deny_all) {
+  std::unique_ptr<Proxy> p(new Proxy());
+  p->dir_ = make_temp_dir("cdcp11-azure-proxy-");
+  std::vector<std::string> args = {"/usr/bin/python3", source_root() + "/tests/unit/azure/connect_proxy.py"};
+  if (deny_all) args.push_back("--deny-all");
+  p->pid_ = spawn(args, p->dir_ + "/out.txt", p->dir_ + "/err.txt");
+  static const std::regex line(R"(^proxy listening on (\d+))");
+  for (int i = 0; i < 200; ++i) {
+    std::smatch m;
+    std::string out = read_file(p->dir_ + "/out.txt");
+    if (std::regex_search(out, m, line)) {
+      p->port_ = std::stoi(m[1]);
+      return p;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("proxy did not start: " + read_file(p->dir_ + "/err.txt"));
+}
+
+Proxy::~Proxy() {
+  terminate(pid_);
+  if (!dir_.empty()) {
+    std::string cmd = "rm -rf '" + dir_ + "'";
+    if (std::system(cmd.c_str()) != 0) {
+    }
+  }
+}
+
+std::vector<std::string> Proxy::log_lines() const {
+  std::vector<std::string> out;
+  std::istringstream in(read_file(dir_ + "/out.txt"));
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind("CONNECT ", 0) == 0) out.push_back(l);
+  return out;
+}
+
 Emulator& shared_emulator() {
   static std::unique_ptr<Emulator> emu = Emulator::start();
   return *emu;

@@ -65,6 +65,21 @@ class Emulator {
   std::shared_ptr<HttpClient> admin_http_;
 };
 
+// tests/unit/azure/connect_proxy.py as a subprocess: an HTTP CONNECT proxy that logs tunnels.
+class Proxy {
+ public:
+  static std::unique_ptr<Proxy> start(bool deny_all = false);
+  ~Proxy();
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::vector<std::string> log_lines() const;
+
+ private:
+  Proxy() = default;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string dir_;
+};
+
 // One emulator shared by the test cases of an executable.
 Emulator& shared_emulator();
 

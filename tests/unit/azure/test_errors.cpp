@@ -229,9 +229,34 @@ TEST_CASE("connection refused, timeout, proxy failure") {
   c.http.proxy = "http://127.0.0.1:1";
   CHECK(not_connected(c) == "The proxy http://127.0.0.1:1 failed (no connection to it could be made): check the proxy "
                             "setting and that the proxy is reachable.");
+  {
+    auto deny = Proxy::start(true);
+    c.http.proxy = deny->url();
+    CHECK(not_connected(c) == "The proxy " + deny->url() + " failed (the proxy answered HTTP 403 to CONNECT): check "
+                              "the proxy setting and that the proxy is reachable.");
+  }
   c.http.proxy = "http://proxy.cdcp11-nowhere.invalid:3128";
   CHECK(not_connected(c) == "The proxy http://proxy.cdcp11-nowhere.invalid:3128 failed (its host name does not "
                             "resolve): check the proxy setting and that the proxy is reachable.");
+}
+
+TEST_CASE("through an HTTP CONNECT proxy, and a client certificate that cannot be loaded") {
+  Emulator& emu = shared_emulator();
+  auto proxy = Proxy::start();
+  ConnectionConfig c = emu.config();
+  c.http.proxy = proxy->url();
+  auto conn = emu.connect(c);
+  auto r = conn->check();
+  REQUIRE_MESSAGE(r, r.error().describe());
+  // Every tunnel went through the proxy (connect-to still picks the emulator as the target).
+  auto tunnels = proxy->log_lines();
+  REQUIRE(tunnels.size() >= 2);
+  for (auto& t : tunnels) CHECK(t == "CONNECT 127.0.0.1:" + port() + " 200");
+
+  c = emu.config();
+  c.http.client_cert_file = "/nonexistent/client.pem";
+  std::string s = not_connected(c);
+  CHECK(s.rfind("The TLS client certificate /nonexistent/client.pem could not be used (", 0) == 0);
 }
 
 // Last in this file (doctest runs a file's cases in order): everything logged or reported above
