@@ -71,6 +71,7 @@ struct KeyVaultClient::Op {
   AlreadyApplied already_applied;
   LimitBucket bucket = LimitBucket::vault;
   int units = 1;
+  std::string client_request_id;  // one per operation, kept across its retries
 };
 
 KeyVaultClient::KeyVaultClient(std::shared_ptr<Connection> conn, std::string vault_url)
@@ -181,6 +182,7 @@ Result<HttpResponse, Error> KeyVaultClient::attempt(const Op& op, const std::str
       req.headers.emplace_back("Content-Type", "application/json");
     req.headers.emplace_back("Accept", "application/json");
     req.bearer = &tok->token;
+    req.client_request_id = op.client_request_id;
     req.fresh_connection = op.repeat == Repeat::check_first;
     auto r = conn_->http().perform(req, op.name);
     if (r && r->status == 429) lim.refund(host_, op.bucket, op.units);
@@ -199,7 +201,9 @@ Result<HttpResponse, Error> KeyVaultClient::attempt(const Op& op, const std::str
   }
 }
 
-Result<HttpResponse, Error> KeyVaultClient::send(const Op& op) {
+Result<HttpResponse, Error> KeyVaultClient::send(const Op& op_in) {
+  Op op = op_in;
+  if (op.client_request_id.empty()) op.client_request_id = new_uuid();
   int attempts = 1;
   auto r = run_with_retries(conn_->retry(), op.name, op.repeat, [&] { return attempt(op, op.url); },
                             op.already_applied, &attempts);

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "azure/base64url.h"
@@ -58,6 +60,21 @@ TEST_CASE("429 burst with Retry-After: retried after the server's wait") {
   // The client's own backoff is 50 ms here; the gaps show it waited the 1 s the server asked.
   CHECK(log_time(lines[1]) - log_time(lines[0]) >= 0.95);
   CHECK(log_time(lines[2]) - log_time(lines[1]) >= 0.95);
+  // All three attempts carried the same x-ms-client-request-id, and each answer's
+  // x-ms-request-id was logged.
+  std::set<std::string> ids;
+  int logged = 0;
+  std::istringstream log(captured_log());
+  for (std::string l; std::getline(log, l);) {
+    if (l.find("get key " + name + " GET") == std::string::npos) continue;
+    ++logged;
+    CHECK(l.find("x-ms-request-id=") != std::string::npos);
+    auto p = l.find("x-ms-client-request-id=");
+    REQUIRE(p != std::string::npos);
+    ids.insert(l.substr(p + 23, 36));
+  }
+  CHECK(logged == 3);
+  CHECK(ids.size() == 1);
 }
 
 TEST_CASE("429 without Retry-After and 503: exponential backoff, then success") {
