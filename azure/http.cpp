@@ -246,7 +246,10 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
   } else {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
     if (req.method != "DELETE" || !req.body.empty()) {
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, reinterpret_cast<const char*>(req.body.data()));
+      // Never a null pointer: libcurl would then read the body from stdin.
+      static const char kEmpty[] = "";
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+                       req.body.empty() ? kEmpty : reinterpret_cast<const char*>(req.body.data()));
       curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
     }
   }
