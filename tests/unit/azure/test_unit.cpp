@@ -206,6 +206,7 @@ TEST_CASE("limiter: sliding 10 s window per vault and bucket, weights, refunds")
   std::vector<std::chrono::milliseconds> slept;
   LimiterConfig cfg;
   cfg.fraction = 1.0;
+  cfg.window = std::chrono::seconds(10);
   RateLimiter lim(cfg, [&] { return now; }, [&](std::chrono::milliseconds d) { slept.push_back(d); now += d; });
   CHECK(lim.capacity(LimitBucket::create_hsm) == 10);
   CHECK(lim.capacity(LimitBucket::create_sw) == 20);

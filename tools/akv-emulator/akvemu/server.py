@@ -208,6 +208,9 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        # Logged before the answer leaves: a request a client sends after reading this answer is
+        # then always logged after it, so the log's order is the causal order tests rely on.
+        emu.log(req, resp.status, ms)
         self.send_response(resp.status)
         hdrs = {"Cache-Control": "no-cache", "x-ms-request-id": str(uuid.uuid4()),
                 "Strict-Transport-Security": "max-age=31536000;includeSubDomains"}
@@ -221,7 +224,6 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and resp.data:
             self.wfile.write(resp.data)
-        emu.log(req, resp.status, ms)
 
     def _read_chunked(self):
         out = b""
