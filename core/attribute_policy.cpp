@@ -1,5 +1,7 @@
 #include "core/attribute_policy.h"
 
+#include "cdcp11/cdcp11.h"
+
 #include <cstdio>
 #include <vector>
 
@@ -28,6 +30,7 @@ enum class Kind { boolean, ulong, bytes, date, mech_array };
 enum class Scope {
   storage, data, cert, key, public_key, private_key, secret_key,
   rsa_public, rsa_private, ec_public, ec_private, secret_value, secret_value_len,
+  mirrorable,  // private and secret keys: the cdcp11 vendor attributes
 };
 
 struct Rule {
@@ -56,6 +59,7 @@ bool in_scope(Scope s, CK_OBJECT_CLASS c, CK_KEY_TYPE kt) {
     case Scope::ec_private: return c == CKO_PRIVATE_KEY && is_ec_like(kt);
     case Scope::secret_value: return c == CKO_SECRET_KEY;
     case Scope::secret_value_len: return c == CKO_SECRET_KEY;
+    case Scope::mirrorable: return c == CKO_PRIVATE_KEY || c == CKO_SECRET_KEY;
   }
   return false;
 }
@@ -159,6 +163,14 @@ const std::vector<Rule>& rules() {
     {CKA_EC_POINT, "CKA_EC_POINT", S::ec_public, K::bytes, kReqCreate | kKeyOnly},
     {CKA_EC_PARAMS, "CKA_EC_PARAMS", S::ec_private, K::bytes, kReqCreate | kKeyOnly},
     {CKA_VALUE, "CKA_VALUE", S::ec_private, K::bytes, kReqCreate | kKeyOnly | kSensitive},
+    // cdcp11 vendor attributes (include/cdcp11/cdcp11.h); the state ones are written by the
+    // mirror engine only
+    {CKA_CDC_MIRROR, "CKA_CDC_MIRROR", S::mirrorable, K::boolean, kModifiable},
+    {CKA_CDC_AZURE_KEY_NAME, "CKA_CDC_AZURE_KEY_NAME", S::mirrorable, K::bytes, kModifiable},
+    {CKA_CDC_MIRROR_STATE, "CKA_CDC_MIRROR_STATE", S::mirrorable, K::ulong, kReadOnly},
+    {CKA_CDC_AZURE_KEY_ID, "CKA_CDC_AZURE_KEY_ID", S::mirrorable, K::bytes, kReadOnly},
+    {CKA_CDC_MIRROR_ERROR, "CKA_CDC_MIRROR_ERROR", S::mirrorable, K::bytes, kReadOnly},
+    {CKA_CDC_ORIGIN, "CKA_CDC_ORIGIN", S::mirrorable, K::ulong, kReadOnly},
   };
   return r;
 }
@@ -317,6 +329,12 @@ void apply_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a) {
     def_bool(CKA_WRAP_WITH_TRUSTED, false);
     def_bool(CKA_ALWAYS_AUTHENTICATE, false);
     (void)rsa_or_ec;
+  }
+  if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
+    if (!a.has(CKA_CDC_MIRROR_STATE)) a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_NONE);
+    if (!a.has(CKA_CDC_ORIGIN)) a.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_LOCAL);
+    def_bytes(CKA_CDC_AZURE_KEY_ID);
+    def_bytes(CKA_CDC_MIRROR_ERROR);
   }
   if (cls == CKO_SECRET_KEY) {
     const bool aes = kt == CKK_AES;

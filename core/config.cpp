@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include "azure/cloud.h"
+
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
@@ -80,16 +82,10 @@ const char* vault_type_name(VaultType t) {
 }
 
 std::optional<CloudEndpoints> known_cloud(const std::string& name) {
-  if (name == "global")
-    return CloudEndpoints{"global", "login.microsoftonline.com", "https://management.azure.com", ".vault.azure.net",
-                          ".managedhsm.azure.net"};
-  if (name == "usgov")
-    return CloudEndpoints{"usgov", "login.microsoftonline.us", "https://management.usgovcloudapi.net",
-                          ".vault.usgovcloudapi.net", ".managedhsm.usgovcloudapi.net"};
-  if (name == "china")
-    return CloudEndpoints{"china", "login.chinacloudapi.cn", "https://management.chinacloudapi.cn", ".vault.azure.cn",
-                          ".managedhsm.azure.cn"};
-  return std::nullopt;
+  if (name != "global" && name != "usgov" && name != "china") return std::nullopt;
+  auto c = azure::cloud_by_name(name);
+  if (!c) return std::nullopt;
+  return CloudEndpoints{name, c->authority_host, c->arm_endpoint, c->vault_suffix, c->mhsm_suffix};
 }
 
 bool file_is_private(const std::string& path) {

@@ -58,9 +58,15 @@ R<CK_OBJECT_HANDLE> Library::generate_key(CK_SESSION_HANDLE h, const CK_MECHANIS
   apply_defaults(CKO_SECRET_KEY, kt, a);
   mark_generated(a, m.entry->type, true);
   Slot& slot = *s->slot;
-  std::lock_guard sl(slot.mu);
-  CDC_TRY(check_can_create(slot, *s, a));
-  return finish_new_key(slot, *s, slot.backend->generate_key(m, a));
+  CK_OBJECT_HANDLE kh;
+  {
+    std::lock_guard sl(slot.mu);
+    CDC_TRY(check_can_create(slot, *s, a));
+    CDC_TRY(precheck_mirror(slot, a, 0));
+    CDC_ASSIGN(kh, finish_new_key(slot, *s, slot.backend->generate_key(m, a)));
+  }
+  CDC_TRY(after_new_key(*s, kh));
+  return kh;
 }
 
 R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> Library::generate_key_pair(CK_SESSION_HANDLE h,
@@ -86,14 +92,19 @@ R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> Library::generate_key_pair(CK_S
   mark_generated(pub, m.entry->type, true);
   mark_generated(priv, m.entry->type, true);
   Slot& slot = *s->slot;
-  std::lock_guard sl(slot.mu);
-  CDC_TRY(check_can_create(slot, *s, pub));
-  CDC_TRY(check_can_create(slot, *s, priv));
-  CDC_ASSIGN(auto pair, slot.backend->generate_key_pair(m, pub, priv));
-  const bool pt = pair.first.attrs.bool_or(CKA_TOKEN, false);
-  const bool vt = pair.second.attrs.bool_or(CKA_TOKEN, false);
-  auto ph = add_object(slot, std::move(pair.first), pt, pt ? 0 : h);
-  auto vh = add_object(slot, std::move(pair.second), vt, vt ? 0 : h);
+  CK_OBJECT_HANDLE ph, vh;
+  {
+    std::lock_guard sl(slot.mu);
+    CDC_TRY(check_can_create(slot, *s, pub));
+    CDC_TRY(check_can_create(slot, *s, priv));
+    CDC_TRY(precheck_mirror(slot, priv, kt == CKK_RSA ? pub.ulong(CKA_MODULUS_BITS).value_or(0) : 0));
+    CDC_ASSIGN(auto pair, slot.backend->generate_key_pair(m, pub, priv));
+    const bool pt = pair.first.attrs.bool_or(CKA_TOKEN, false);
+    const bool vt = pair.second.attrs.bool_or(CKA_TOKEN, false);
+    ph = add_object(slot, std::move(pair.first), pt, pt ? 0 : h);
+    vh = add_object(slot, std::move(pair.second), vt, vt ? 0 : h);
+  }
+  CDC_TRY(after_new_key(*s, vh));
   return std::make_pair(ph, vh);
 }
 
@@ -137,15 +148,21 @@ R<CK_OBJECT_HANDLE> Library::unwrap_key(CK_SESSION_HANDLE h, const CK_MECHANISM*
   apply_defaults(cls, kt, a);
   mark_generated(a, m.entry->type, false);
   Slot& slot = *s->slot;
-  std::lock_guard sl(slot.mu);
-  CDC_TRY(sync(slot));
-  CDC_ASSIGN(ObjectEntry * uk, visible_object(slot, *s, uh, Errc::unwrapping_key_handle_invalid));
-  auto ucls = uk->obj.attrs.ulong(CKA_CLASS).value_or(0);
-  if (ucls != CKO_SECRET_KEY && ucls != CKO_PRIVATE_KEY)
-    return err(Errc::unwrapping_key_handle_invalid, "the unwrapping key must be a private or secret key");
-  CDC_TRY(check_key_for(*uk, m, CKA_UNWRAP, Errc::unwrapping_key_type_inconsistent));
-  CDC_TRY(check_can_create(slot, *s, a));
-  return finish_new_key(slot, *s, slot.backend->unwrap_key(m, uk->obj, wrapped, a));
+  CK_OBJECT_HANDLE kh;
+  {
+    std::lock_guard sl(slot.mu);
+    CDC_TRY(sync(slot));
+    CDC_ASSIGN(ObjectEntry * uk, visible_object(slot, *s, uh, Errc::unwrapping_key_handle_invalid));
+    auto ucls = uk->obj.attrs.ulong(CKA_CLASS).value_or(0);
+    if (ucls != CKO_SECRET_KEY && ucls != CKO_PRIVATE_KEY)
+      return err(Errc::unwrapping_key_handle_invalid, "the unwrapping key must be a private or secret key");
+    CDC_TRY(check_key_for(*uk, m, CKA_UNWRAP, Errc::unwrapping_key_type_inconsistent));
+    CDC_TRY(check_can_create(slot, *s, a));
+    CDC_TRY(precheck_mirror(slot, a, 0));
+    CDC_ASSIGN(kh, finish_new_key(slot, *s, slot.backend->unwrap_key(m, uk->obj, wrapped, a)));
+  }
+  CDC_TRY(after_new_key(*s, kh));
+  return kh;
 }
 
 R<CK_OBJECT_HANDLE> Library::derive_key(CK_SESSION_HANDLE h, const CK_MECHANISM* pm, CK_OBJECT_HANDLE bh,

@@ -53,6 +53,7 @@ R<void> Library::initialize(const std::string& config_path, const BackendFactory
     auto b = factory(g);
     if (b) {
       slot->backend = std::move(*b);
+      open_mirror(*slot);
     } else {
       slot->backend_error = b.error().message;
       log::error(kLog, "group '" + g.name + "': token unavailable: " + b.error().message);

@@ -21,6 +21,7 @@
 #include "core/attributes.h"
 #include "core/config.h"
 #include "core/errors.h"
+#include "core/mirror/engine.h"
 #include "core/token_backend.h"
 
 namespace cdcp11::core {
@@ -54,6 +55,8 @@ struct Slot {
   GroupConfig cfg;
   std::unique_ptr<TokenBackend> backend;
   std::string backend_error;  // why the backend could not be opened (token not present)
+  std::unique_ptr<mirror::Engine> mirror;  // null when the group has no usable Azure side
+  std::string mirror_unavailable;          // why mirror is null
 
   std::mutex mu;
   LoginState login = LoginState::none;
@@ -153,6 +156,10 @@ class Library {
   R<CK_OBJECT_HANDLE> derive_key(CK_SESSION_HANDLE s, const CK_MECHANISM* m, CK_OBJECT_HANDLE base,
                                  const AttrMap& tmpl);
   R<void> generate_random(CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG n);
+  // Vendor interface: mirror a key now (sync), and its state (CDC_MIRROR_STATE_*) and Azure id.
+  R<void> mirror_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
+  R<std::pair<CK_ULONG, std::string>> mirror_status(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
+
   // C_SessionCancel: ends the operations named by CKF_ENCRYPT/DECRYPT/DIGEST/SIGN/VERIFY flags.
   R<void> cancel(CK_SESSION_HANDLE s, CK_FLAGS flags);
 
@@ -171,7 +178,19 @@ class Library {
                         Errc wrong_type);
   R<CK_OBJECT_HANDLE> finish_new_key(Slot& slot, Session& s, R<StoredObject> made);
   CK_STATE state_of(const Session& s) const;
+  R<CK_OBJECT_HANDLE> copy_object_locked(Session& s, CK_OBJECT_HANDLE h, const AttrMap& tmpl);
   void invalidate_private_handles(Slot& slot);
+
+  // Mirroring (core/mirroring.cpp).
+  void open_mirror(Slot& slot);
+  bool wants_mirror(const Slot& slot, const AttrMap& attrs) const;
+  // Before a key is made: refuse what the group's vault could not take (no network call).
+  R<void> precheck_mirror(const Slot& slot, const AttrMap& attrs, std::size_t rsa_bits) const;
+  // After a key became a token object: mirror it if the policy says so. Called without locks.
+  R<void> after_new_key(Session& s, CK_OBJECT_HANDLE h);
+  R<void> run_mirror(Slot& slot, CK_OBJECT_HANDLE h);
+  void record_mirror(Slot& slot, const std::string& uid, CK_ULONG state, const std::string& kid,
+                     const std::string& error);
 
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<Slot>> slots_;

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/attribute_policy.h"
 #include "core/library.h"
@@ -119,16 +120,32 @@ R<CK_OBJECT_HANDLE> Library::create_object(CK_SESSION_HANDLE h, const AttrMap& t
     a.set_bool(CKA_NEVER_EXTRACTABLE, false);
   }
   Slot& slot = *s->slot;
-  std::lock_guard sl(slot.mu);
-  CDC_TRY(check_can_create(slot, *s, a));
-  CDC_TRY(sync(slot));
-  CDC_ASSIGN(auto stored, slot.backend->create_object(a));
-  const bool token = a.bool_or(CKA_TOKEN, false);
-  return add_object(slot, std::move(stored), token, token ? 0 : h);
+  CK_OBJECT_HANDLE oh;
+  {
+    std::lock_guard sl(slot.mu);
+    CDC_TRY(check_can_create(slot, *s, a));
+    const auto* modulus = a.find(CKA_MODULUS);
+    CDC_TRY(precheck_mirror(slot, a, modulus && kt == CKK_RSA ? modulus->size() * 8 : 0));
+    CDC_TRY(sync(slot));
+    CDC_ASSIGN(auto stored, slot.backend->create_object(a));
+    const bool token = a.bool_or(CKA_TOKEN, false);
+    oh = add_object(slot, std::move(stored), token, token ? 0 : h);
+  }
+  CDC_TRY(after_new_key(*s, oh));
+  return oh;
 }
 
 R<CK_OBJECT_HANDLE> Library::copy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, const AttrMap& tmpl) {
   CDC_ASSIGN(auto s, session(h));
+  // A session key copied into the token (Java's keytool does this for EC keys) is a new token key.
+  CDC_ASSIGN(auto nh, copy_object_locked(*s, oh, tmpl));
+  CDC_TRY(after_new_key(*s, nh));
+  return nh;
+}
+
+R<CK_OBJECT_HANDLE> Library::copy_object_locked(Session& session, CK_OBJECT_HANDLE oh, const AttrMap& tmpl) {
+  Session* s = &session;
+  const CK_SESSION_HANDLE h = s->handle;
   Slot& slot = *s->slot;
   std::lock_guard sl(slot.mu);
   CDC_TRY(sync(slot));
@@ -143,6 +160,13 @@ R<CK_OBJECT_HANDLE> Library::copy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o
   a.merge(tmpl);
   a.erase(CKA_UNIQUE_ID);
   CDC_TRY(check_can_create(slot, *s, a));
+  if (a.has(CKA_CDC_MIRROR_STATE)) {
+    // A copy is a new key: it has not been mirrored.
+    a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_NONE);
+    a.set_string(CKA_CDC_AZURE_KEY_ID, "");
+    a.set_string(CKA_CDC_MIRROR_ERROR, "");
+  }
+  CDC_TRY(precheck_mirror(slot, a, 0));
   CDC_ASSIGN(auto stored, slot.backend->copy_object(src->obj.uid, a));
   const bool token = a.bool_or(CKA_TOKEN, false);
   return add_object(slot, std::move(stored), token, token ? 0 : h);

@@ -41,6 +41,7 @@ R<AttrMap> tmpl(CK_ATTRIBUTE_PTR t, CK_ULONG n) { return AttrMap::from_template(
 
 extern CK_FUNCTION_LIST g_function_list;
 extern CK_FUNCTION_LIST_3_0 g_function_list_3_0;
+extern CDC_FUNCTION_LIST g_vendor_function_list;
 
 // ---------------------------------------------------------------- general
 
@@ -70,6 +71,7 @@ namespace {
 CK_INTERFACE g_interfaces[] = {
     {reinterpret_cast<CK_CHAR*>(const_cast<char*>("PKCS 11")), &g_function_list_3_0, 0},
     {reinterpret_cast<CK_CHAR*>(const_cast<char*>("PKCS 11")), &g_function_list, 0},
+    {reinterpret_cast<CK_CHAR*>(const_cast<char*>(CDC_VENDOR_INTERFACE_NAME)), &g_vendor_function_list, 0},
 };
 constexpr CK_ULONG kInterfaceCount = sizeof g_interfaces / sizeof g_interfaces[0];
 }  // namespace
@@ -577,6 +579,36 @@ CDC_UNSUPPORTED(C_VerifyMessage, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BY
 CDC_UNSUPPORTED(C_VerifyMessageBegin, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG)
 CDC_UNSUPPORTED(C_VerifyMessageNext, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG)
 CDC_UNSUPPORTED(C_MessageVerifyFinal, CK_SESSION_HANDLE)
+
+// ---------------------------------------------------------------- vendor interface
+
+namespace {
+
+CK_RV C_CDC_MirrorKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
+  return call("C_CDC_MirrorKey", [&](Library& L) { return L.mirror_key(h, k); });
+}
+
+CK_RV C_CDC_GetMirrorStatus(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_ULONG_PTR pState, CK_UTF8CHAR_PTR pKeyId,
+                            CK_ULONG_PTR pulKeyIdLen) {
+  return call("C_CDC_GetMirrorStatus", [&](Library& L) -> R<void> {
+    CDC_TRY(need(pState, "pState"));
+    CDC_ASSIGN(auto st, L.mirror_status(h, k));
+    *pState = st.first;
+    if (!pulKeyIdLen) return {};
+    return cdcp11::core::write_output(cdcp11::view(st.second), pKeyId, pulKeyIdLen);
+  });
+}
+
+CK_RV C_CDC_SyncKeys(CK_SESSION_HANDLE h) {
+  return call("C_CDC_SyncKeys", [&](Library& L) -> R<void> {
+    CDC_TRY(L.session_info(h));
+    return err(Errc::not_supported, "syncing keys from Key Vault is not implemented yet");
+  });
+}
+
+}  // namespace
+
+CDC_FUNCTION_LIST g_vendor_function_list = {{1, 0}, C_CDC_MirrorKey, C_CDC_GetMirrorStatus, C_CDC_SyncKeys};
 
 // ---------------------------------------------------------------- function lists
 

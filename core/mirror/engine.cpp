@@ -1,0 +1,351 @@
+#include "core/mirror/engine.h"
+
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "azure/byok_blob.h"
+#include "cdcp11/cdcp11.h"
+#include "common/log.h"
+#include "core/mirror/naming.h"
+
+namespace cdcp11::core::mirror {
+
+namespace {
+
+constexpr const char* kLog = "mirror";
+constexpr unsigned kMaxNameCandidates = 50;
+
+Bytes to_bytes_of(const SecureBytes& s) { return Bytes(s.begin(), s.end()); }
+
+Bytes part(const KeyComponents& c, const char* name) {
+  auto it = c.parts.find(name);
+  return it == c.parts.end() ? Bytes{} : to_bytes_of(it->second);
+}
+
+azure::PublicKeyMaterial public_of(const KeyComponents& c) {
+  azure::PublicKeyMaterial m;
+  if (c.kty == "RSA") {
+    m.n = part(c, "n");
+    m.e = part(c, "e");
+  } else if (c.kty == "EC") {
+    m.crv = c.crv;
+    m.x = part(c, "x");
+    m.y = part(c, "y");
+  }
+  return m;
+}
+
+// CK_DATE "YYYYMMDD" (all blanks or empty = unset) -> Unix seconds at 00:00 UTC.
+std::optional<std::int64_t> date_attr(const AttrMap& a, CK_ATTRIBUTE_TYPE t) {
+  auto* v = a.find(t);
+  if (!v || v->size() != 8) return std::nullopt;
+  std::string s(v->begin(), v->end());
+  if (s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = std::stoi(s.substr(0, 4)) - 1900;
+  tm.tm_mon = std::stoi(s.substr(4, 2)) - 1;
+  tm.tm_mday = std::stoi(s.substr(6, 2));
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+std::vector<std::string> key_ops_of(const AttrMap& a, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt) {
+  std::vector<std::string> ops;
+  auto add = [&](CK_ATTRIBUTE_TYPE t, std::initializer_list<const char*> names) {
+    if (a.bool_or(t, false))
+      for (auto* n : names) ops.emplace_back(n);
+  };
+  if (cls == CKO_SECRET_KEY) {
+    add(CKA_ENCRYPT, {"encrypt"});
+    add(CKA_DECRYPT, {"decrypt"});
+    add(CKA_WRAP, {"wrapKey"});
+    add(CKA_UNWRAP, {"unwrapKey"});
+    return ops;
+  }
+  // The vault holds the private key and serves the public operations too.
+  add(CKA_SIGN, {"sign", "verify"});
+  if (kt == CKK_RSA) {
+    add(CKA_DECRYPT, {"decrypt", "encrypt"});
+    add(CKA_UNWRAP, {"unwrapKey", "wrapKey"});
+  }
+  return ops;
+}
+
+std::string public_hash(TokenBackend& backend, const KeyComponents& c) {
+  Mechanism sha{find_mechanism(CKM_SHA256), {}};
+  auto op = backend.begin_digest(sha);
+  if (!op) return {};
+  std::string canon = c.kty + "|" + c.crv + "|" + to_hex(part(c, "n")) + "|" + to_hex(part(c, "e")) + "|" +
+                      to_hex(part(c, "x")) + "|" + to_hex(part(c, "y"));
+  (void)(*op)->update(view(canon));
+  auto d = (*op)->finish();
+  return d ? to_hex(Bytes(d->begin(), d->end())) : std::string();
+}
+
+Unexpected<Error> remote(const azure::Error& e) {
+  return err(Errc::function_failed, e.describe());
+}
+
+bool is(const azure::Error& e, azure::ErrorKind k) { return e.kind == k; }
+
+}  // namespace
+
+Engine::Engine(std::string group, AzureConfig azure, std::shared_ptr<azure::Connection> conn,
+               std::unique_ptr<Journal> journal, bool recover_soft_deleted)
+    : group_(std::move(group)),
+      azure_(std::move(azure)),
+      conn_(std::move(conn)),
+      journal_(std::move(journal)),
+      recover_soft_deleted_(recover_soft_deleted) {}
+
+R<void> Engine::check_target(const AzureConfig& a, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, std::size_t rsa_bits) {
+  const std::string vault = "'" + a.vault_name + "' (" + vault_type_name(a.vault_type) + ")";
+  if (a.vault_name.empty())
+    return err(Errc::function_failed, "no vault is chosen for this group (cdcctl group edit --vault)");
+  if (cls == CKO_SECRET_KEY) {
+    if (kt != CKK_AES)
+      return err(Errc::key_type_inconsistent, "Key Vault holds no generic secret or HMAC keys; only AES keys "
+                                               "can be mirrored, into a Managed HSM");
+    if (a.vault_type != VaultType::managed_hsm)
+      return err(Errc::key_type_inconsistent,
+                 "AES keys can only be mirrored into a Managed HSM; vault " + vault + " holds RSA and EC keys only");
+    return {};
+  }
+  if (cls != CKO_PRIVATE_KEY) return err(Errc::key_type_inconsistent, "only private and secret keys are mirrored");
+  if (kt == CKK_EC_EDWARDS)
+    return err(Errc::key_type_inconsistent, "Azure Key Vault has no Ed25519 keys; this key cannot be mirrored");
+  if (kt == CKK_RSA && rsa_bits && rsa_bits != 2048 && rsa_bits != 3072 && rsa_bits != 4096)
+    return err(Errc::key_size_range, "Key Vault imports RSA keys of 2048, 3072 or 4096 bits; this key has " +
+                                         std::to_string(rsa_bits));
+  if (kt != CKK_RSA && kt != CKK_EC) return err(Errc::key_type_inconsistent, "this key type cannot be mirrored");
+  return {};
+}
+
+R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
+  const AttrMap& a = key.attrs;
+  const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
+  const auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
+  std::size_t rsa_bits = 0;
+  if (auto* n = a.find(CKA_MODULUS)) {
+    std::size_t i = 0;
+    while (i < n->size() && (*n)[i] == 0) ++i;
+    rsa_bits = (n->size() - i) * 8;
+  }
+  CDC_TRY(check_target(azure_, cls, kt, rsa_bits));
+  const bool is_secret = cls == CKO_SECRET_KEY;
+  const bool standard = azure_.vault_type == VaultType::standard;
+  KeyComponents pub;
+  if (is_secret) {
+    pub.kty = "oct";
+  } else {
+    CDC_ASSIGN(pub, backend.public_components(key));
+  }
+  const azure::PublicKeyMaterial expected = public_of(pub);
+  const std::string pub_hash = is_secret ? std::string() : public_hash(backend, pub);
+
+  CDC_ASSIGN(auto existing, journal_->get(key.uid));
+  Job job = existing.value_or(Job{});
+  if (!existing) {
+    job.object_uid = key.uid;
+    const std::string label = a.string_or(CKA_LABEL, "");
+    const std::string id_hex = a.find(CKA_ID) ? to_hex(*a.find(CKA_ID)) : "";
+    std::string wanted = a.string_or(CKA_CDC_AZURE_KEY_NAME, "");
+    if (!wanted.empty() && !valid_key_name(wanted))
+      return err(Errc::attribute_value_invalid, "CKA_CDC_AZURE_KEY_NAME '" + wanted +
+                                                     "' is not a valid Key Vault key name (letters, digits, '-', 1-127)");
+    job.azure_name = wanted.empty()
+                         ? key_name_from_label(label, "key-" + (id_hex.empty() ? key.uid.substr(0, 12) : id_hex))
+                         : wanted;
+    job.step = Step::pending;
+  }
+  if (job.step == Step::done) return Outcome{job.key_kid, "already mirrored"};
+  ++job.attempts;
+  job.error.clear();
+  CDC_TRY(journal_->put(job));
+
+  auto kv = conn_->vault();
+  auto fail_job = [&](Error e) -> R<Outcome> {
+    job.error = e.message;
+    if (job.step != Step::imported) job.step = Step::failed;
+    (void)journal_->put(job);
+    log::warn(kLog, "group '" + group_ + "': mirroring key " + key.uid + " as '" + job.azure_name +
+                        "' failed: " + e.message);
+    return fail(std::move(e));
+  };
+
+  azure::Tags tags{{"cdcp11-uid", key.uid}, {"cdcp11-group", group_}};
+  if (auto* id = a.find(CKA_ID); id && !id->empty()) tags["cdcp11-id"] = to_hex(*id);
+  if (auto label = a.string_or(CKA_LABEL, ""); !label.empty()) tags["cdcp11-label"] = label.substr(0, 256);
+  if (!pub_hash.empty()) tags["cdcp11-pub-sha256"] = pub_hash;
+
+  // 1. Not imported yet: settle the name. A key already holding it that is ours (a previous
+  //    attempt that imported before the process died) ends the search without a second import.
+  if (job.step != Step::imported) {
+    const std::string base = job.azure_name;
+    bool settled = false;
+    for (unsigned n = 1; n <= kMaxNameCandidates && !settled; ++n) {
+      const std::string cand = candidate_name(base, n);
+      auto got = kv.get_key(cand);
+      if (!got) {
+        if (!is(got.error(), azure::ErrorKind::not_found)) return fail_job(remote(got.error()).error);
+        job.azure_name = cand;
+        settled = true;
+        break;
+      }
+      const bool ours = got->tags.count("cdcp11-uid") && got->tags.at("cdcp11-uid") == key.uid;
+      if (ours && (is_secret || azure::public_material_matches(got->key, expected))) {
+        job.azure_name = cand;
+        job.key_kid = got->key.kid;
+        job.step = Step::imported;
+        settled = true;
+      }
+    }
+    if (!settled) return fail_job(Error{Errc::function_failed, "no free key name found for '" + base + "'"});
+    CDC_TRY(journal_->put(job));
+  }
+
+  // 2. Import.
+  if (job.step != Step::imported) {
+    azure::ImportKeyOptions o;
+    o.key_ops = key_ops_of(a, cls, kt);
+    o.attributes.enabled = true;
+    o.attributes.nbf = date_attr(a, CKA_START_DATE);
+    o.attributes.exp = date_attr(a, CKA_END_DATE);
+    o.tags = tags;
+    o.expected_public = expected;
+    if (standard) {
+      // Standard vaults take no BYOK: a plain (software) JWK import over TLS.
+      CDC_ASSIGN(auto full, backend.private_components(key));
+      azure::PrivateJwk j;
+      j.kty = full.kty;
+      j.crv = full.crv;
+      j.n = part(full, "n");
+      j.e = part(full, "e");
+      j.x = part(full, "x");
+      j.y = part(full, "y");
+      auto sec = [&](const char* n) { return full.parts.count(n) ? full.parts.at(n) : SecureBytes{}; };
+      j.d = sec("d");
+      j.p = sec("p");
+      j.q = sec("q");
+      j.dp = sec("dp");
+      j.dq = sec("dq");
+      j.qi = sec("qi");
+      o.jwk = std::move(j);
+    } else {
+      // A KEK recorded by an earlier attempt is reused while it exists.
+      azure::KeyBundle kek;
+      bool have_kek = false;
+      if (!job.kek_kid.empty()) {
+        if (auto id = azure::parse_key_id(job.kek_kid)) {
+          auto got = kv.get_key(id->name, id->version);
+          if (got) {
+            kek = std::move(*got);
+            have_kek = true;
+          }
+        }
+      }
+      if (!have_kek) {
+        azure::CreateKeyOptions ko;
+        ko.kty = "RSA-HSM";
+        ko.key_size = kek_bits_;
+        ko.key_ops = {"import"};
+        ko.tags = {{"cdcp11-kek-for", key.uid}};
+        const std::string kek_name = "cdcp11-kek-" + key.uid.substr(0, 16) + "-" + std::to_string(job.attempts);
+        auto made = kv.create_key(kek_name, ko);
+        if (!made) return fail_job(remote(made.error()).error);
+        kek = std::move(*made);
+        job.kek_kid = kek.key.kid;
+        job.step = Step::kek_created;
+        CDC_TRY(journal_->put(job));
+      }
+      auto ciphertext = backend.wrap_for_byok(key, kek.key.n, kek.key.e);
+      if (!ciphertext) return fail_job(ciphertext.error());
+      auto blob = azure::build_byok_blob(job.kek_kid, *ciphertext);
+      if (!blob) return fail_job(remote(blob.error()).error);
+      o.byok_blob = std::move(*blob);
+      o.byok_kty = is_secret ? "oct-HSM" : kt == CKK_RSA ? "RSA-HSM" : "EC-HSM";
+      o.byok_crv = pub.crv;
+    }
+    auto imported = kv.import_key(job.azure_name, o);
+    if (!imported && is(imported.error(), azure::ErrorKind::conflict) && recover_soft_deleted_) {
+      // The name is held by a soft-deleted key: recover it, then import a new version.
+      auto rec = kv.recover_deleted_key(job.azure_name);
+      if (!rec) return fail_job(remote(rec.error()).error);
+      imported = kv.import_key(job.azure_name, o);
+    }
+    if (!imported) {
+      auto e = remote(imported.error()).error;
+      if (is(imported.error(), azure::ErrorKind::conflict))
+        e.message = "the name '" + job.azure_name + "' is held by a soft-deleted key in vault '" + azure_.vault_name +
+                    "': recover or purge it, or name the key with CKA_CDC_AZURE_KEY_NAME (" + e.message + ")";
+      return fail_job(std::move(e));
+    }
+    if (!is_secret && !azure::public_material_matches(imported->key, expected))
+      return fail_job(Error{Errc::function_failed, "the public key Key Vault returned for '" + job.azure_name +
+                                                       "' differs from the token's; the mirror is not trusted"});
+    job.key_kid = imported->key.kid;
+    job.step = Step::imported;
+    CDC_TRY(journal_->put(job));
+  }
+
+  // 3. Clean up the KEK: delete, and purge only where soft delete is on and purge allowed.
+  Outcome out{job.key_kid, {}};
+  if (!job.kek_kid.empty()) {
+    auto id = azure::parse_key_id(job.kek_kid);
+    const std::string kek_name = id ? id->name : std::string();
+    auto del = kv.delete_key(kek_name);
+    std::string level;
+    bool soft_deleted = false;
+    if (del) {
+      level = del->attributes.recovery_level;
+      soft_deleted = !del->recovery_id.empty();
+    } else if (is(del.error(), azure::ErrorKind::not_found)) {
+      // Deleted by an earlier attempt; it may still wait in the deleted-keys list.
+      auto gone = kv.get_deleted_key(kek_name);
+      if (gone) {
+        level = gone->attributes.recovery_level;
+        soft_deleted = true;
+      }
+    } else {
+      job.error = "the key is mirrored but its KEK could not be deleted: " + del.error().describe();
+      (void)journal_->put(job);
+      out.note = job.error;
+      log::warn(kLog, "group '" + group_ + "': " + job.error);
+      return out;
+    }
+    const bool recoverable = level.find("Recoverable") != std::string::npos;
+    const bool purgeable = level.find("Purgeable") != std::string::npos;
+    if (soft_deleted && recoverable && purgeable) {
+      // Deletion completes asynchronously; purge needs it finished (reference §4).
+      bool purged = false;
+      for (int i = 0; i < 60 && !purged; ++i) {
+        if (auto g = kv.get_deleted_key(kek_name); g) {
+          auto p = kv.purge_deleted_key(kek_name);
+          purged = p || is(p.error(), azure::ErrorKind::not_found);
+          if (!p && !purged) {
+            out.note = "the KEK was deleted but not purged: " + p.error().describe();
+            break;
+          }
+        } else if (!is(g.error(), azure::ErrorKind::not_found)) {
+          out.note = "the KEK was deleted but not purged: " + g.error().describe();
+          break;
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        }
+      }
+      if (!purged && out.note.empty()) out.note = "the KEK was deleted; its purge did not complete in time";
+    } else if (soft_deleted && recoverable) {
+      out.note = "the KEK is soft-deleted and left there: purge protection is on in vault '" + azure_.vault_name +
+                 "', so Key Vault purges it when the retention period ends";
+    }
+    if (!out.note.empty()) log::info(kLog, "group '" + group_ + "': " + out.note);
+  }
+  job.step = Step::done;
+  job.error.clear();
+  CDC_TRY(journal_->put(job));
+  log::info(kLog, "group '" + group_ + "': key " + key.uid + " mirrored as " + job.key_kid);
+  return out;
+}
+
+}  // namespace cdcp11::core::mirror

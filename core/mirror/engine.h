@@ -1,0 +1,54 @@
+// The mirror engine of one CDC group: puts a key of the local token into the group's Key Vault
+// through Azure BYOK (reference §1) — or a plain JWK import for Standard vaults — as a journaled
+// state machine, so a process killed at any step resumes without importing twice.
+//
+//   pending -> KEK created (RSA-HSM, key_ops [import]) -> key wrapped in the token
+//   (CKM_RSA_AES_KEY_WRAP) and imported with key_hsm -> public key compared -> KEK deleted and,
+//   where soft delete is on and purge allowed, purged -> done
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "azure/connection.h"
+#include "core/config.h"
+#include "core/mirror/journal.h"
+#include "core/token_backend.h"
+
+namespace cdcp11::core::mirror {
+
+struct Outcome {
+  std::string key_kid;   // versioned Azure key id
+  std::string note;      // e.g. why the KEK was left soft-deleted
+};
+
+class Engine {
+ public:
+  Engine(std::string group, AzureConfig azure, std::shared_ptr<azure::Connection> conn,
+         std::unique_ptr<Journal> journal, bool recover_soft_deleted);
+
+  // Whether the group's vault can hold a key of this class, type and size, with a precise error
+  // (key_type_inconsistent, key_size_range) when it cannot. rsa_bits is 0 when unknown.
+  static R<void> check_target(const AzureConfig& azure, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, std::size_t rsa_bits);
+
+  // Mirrors the key (a private or secret key object) or resumes its journaled job. The journal
+  // holds the outcome either way; the error is a sentence for people.
+  R<Outcome> mirror(TokenBackend& backend, const StoredObject& key);
+
+  Journal& journal() { return *journal_; }
+  const AzureConfig& azure_config() const { return azure_; }
+  std::shared_ptr<azure::Connection> connection() { return conn_; }
+
+  // Kept small in tests; Azure's own BYOK guide uses 4096.
+  void set_kek_bits(int bits) { kek_bits_ = bits; }
+
+ private:
+  std::string group_;
+  AzureConfig azure_;
+  std::shared_ptr<azure::Connection> conn_;
+  std::unique_ptr<Journal> journal_;
+  bool recover_soft_deleted_;
+  int kek_bits_ = 4096;
+};
+
+}  // namespace cdcp11::core::mirror

@@ -1,0 +1,139 @@
+// Mirroring keys into the group's Key Vault: when, and recording the outcome on the object.
+#include "cdcp11/cdcp11.h"
+#include "common/log.h"
+#include "core/azure_link.h"
+#include "core/library.h"
+
+namespace cdcp11::core {
+
+namespace {
+constexpr const char* kLog = "mirror";
+}
+
+void Library::open_mirror(Slot& slot) {
+  const GroupConfig& g = slot.cfg;
+  if (!g.azure) {
+    slot.mirror_unavailable = g.azure_error.empty() ? "the group has no Azure connection" : g.azure_error;
+    return;
+  }
+  if (!g.azure->tls.validate_host)
+    log::warn(kLog, "group '" + g.name + "': TLS host name validation is OFF for its Azure connection");
+  if (g.azure->vault_name.empty()) {
+    slot.mirror_unavailable = "no vault is chosen for group '" + g.name + "'";
+    return;
+  }
+  auto conn = open_azure(g);
+  if (!conn) {
+    slot.mirror_unavailable = conn.error();
+    log::error(kLog, conn.error());
+    return;
+  }
+  auto journal = mirror::Journal::open(g.token.dir + ".mirror");
+  if (!journal) {
+    slot.mirror_unavailable = journal.error().message;
+    log::error(kLog, "group '" + g.name + "': " + journal.error().message);
+    return;
+  }
+  slot.mirror = std::make_unique<mirror::Engine>(g.name, *g.azure, std::move(*conn), std::move(*journal),
+                                                 g.mirror.recover_soft_deleted);
+}
+
+bool Library::wants_mirror(const Slot& slot, const AttrMap& a) const {
+  const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
+  if (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) return false;
+  if (!a.bool_or(CKA_TOKEN, false)) return false;
+  if (a.has(CKA_CDC_MIRROR)) return a.bool_or(CKA_CDC_MIRROR, false);
+  return slot.cfg.mirror.trigger == MirrorTrigger::on_generate;
+}
+
+R<void> Library::precheck_mirror(const Slot& slot, const AttrMap& a, std::size_t rsa_bits) const {
+  if (!wants_mirror(slot, a)) return {};
+  if (!slot.mirror)
+    return err(Errc::function_failed, "group '" + slot.cfg.name + "' mirrors this key but cannot reach Azure: " +
+                                          slot.mirror_unavailable);
+  return mirror::Engine::check_target(slot.mirror->azure_config(), a.ulong(CKA_CLASS).value_or(0),
+                                      a.ulong(CKA_KEY_TYPE).value_or(0), rsa_bits);
+}
+
+void Library::record_mirror(Slot& slot, const std::string& uid, CK_ULONG state, const std::string& kid,
+                            const std::string& error) {
+  std::lock_guard sl(slot.mu);
+  auto it = slot.by_uid.find(uid);
+  if (it == slot.by_uid.end()) return;
+  auto& e = slot.objects[it->second];
+  AttrMap a = e.obj.attrs;
+  a.set_ulong(CKA_CDC_MIRROR_STATE, state);
+  if (!kid.empty() || state != CDC_MIRROR_STATE_FAILED) a.set_string(CKA_CDC_AZURE_KEY_ID, kid);
+  a.set_string(CKA_CDC_MIRROR_ERROR, error);
+  if (auto r = slot.backend->update_object(uid, a); !r) {
+    log::error(kLog, "recording the mirror state of " + uid + " failed: " + r.error().message);
+    return;
+  }
+  slot.index.remove(it->second, e.obj.attrs);
+  e.obj.attrs = std::move(a);
+  slot.index.add(it->second, e.obj.attrs);
+}
+
+R<void> Library::run_mirror(Slot& slot, CK_OBJECT_HANDLE h) {
+  StoredObject key;
+  {
+    std::lock_guard sl(slot.mu);
+    auto it = slot.objects.find(h);
+    if (it == slot.objects.end()) return err(Errc::key_handle_invalid, "the key is gone");
+    key = it->second.obj;
+  }
+  if (!slot.mirror) {
+    std::string why = "group '" + slot.cfg.name + "' cannot mirror: " + slot.mirror_unavailable;
+    record_mirror(slot, key.uid, CDC_MIRROR_STATE_FAILED, "", why);
+    return err(Errc::function_failed, why);
+  }
+  record_mirror(slot, key.uid, CDC_MIRROR_STATE_PENDING, "", "");
+  // No slot lock is held here: the engine talks to Azure and to the backend (thread-safe).
+  auto r = slot.mirror->mirror(*slot.backend, key);
+  if (!r) {
+    auto j = slot.mirror->journal().get(key.uid);
+    const bool imported = j && *j && (*j)->step == mirror::Step::imported;
+    record_mirror(slot, key.uid, imported ? CDC_MIRROR_STATE_MIRRORED : CDC_MIRROR_STATE_FAILED,
+                  imported ? (*j)->key_kid : "", r.error().message);
+    return fail(std::move(r).error());
+  }
+  record_mirror(slot, key.uid, CDC_MIRROR_STATE_MIRRORED, r->key_kid, "");
+  return {};
+}
+
+R<void> Library::after_new_key(Session& s, CK_OBJECT_HANDLE h) {
+  Slot& slot = *s.slot;
+  {
+    std::lock_guard sl(slot.mu);
+    auto it = slot.objects.find(h);
+    if (it == slot.objects.end() || !wants_mirror(slot, it->second.obj.attrs)) return {};
+  }
+  // Sync mode; async mirroring (a worker) is a later step.
+  return run_mirror(slot, h);
+}
+
+R<void> Library::mirror_key(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h) {
+  CDC_ASSIGN(auto s, session(hs));
+  Slot& slot = *s->slot;
+  {
+    std::lock_guard sl(slot.mu);
+    CDC_TRY(sync(slot));
+    CDC_ASSIGN(ObjectEntry * e, visible_object(slot, *s, h, Errc::key_handle_invalid));
+    const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(0);
+    if ((cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) || !e->token)
+      return err(Errc::key_handle_invalid, "only private and secret token keys are mirrored");
+  }
+  return run_mirror(slot, h);
+}
+
+R<std::pair<CK_ULONG, std::string>> Library::mirror_status(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h) {
+  CDC_ASSIGN(auto s, session(hs));
+  Slot& slot = *s->slot;
+  std::lock_guard sl(slot.mu);
+  CDC_TRY(sync(slot));
+  CDC_ASSIGN(ObjectEntry * e, visible_object(slot, *s, h, Errc::key_handle_invalid));
+  return std::make_pair(e->obj.attrs.ulong(CKA_CDC_MIRROR_STATE).value_or(CDC_MIRROR_STATE_NONE),
+                        e->obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, ""));
+}
+
+}  // namespace cdcp11::core
