@@ -1,0 +1,314 @@
+"""End to end: keys generated with pkcs11-tool / PyKCS11 on mirroring slots land in the bundled
+Key Vault emulator through BYOK (Premium, Managed HSM) or a plain JWK import (Standard), and the
+vault's copy is proven to be the same key: a digest signed by the vault verifies with the public
+key read from the token; for AES, a key wrapped by one side unwraps on the other."""
+import base64
+import ctypes
+import hashlib
+import json
+import os
+import struct
+import time
+import sys
+import unittest
+
+SRC = os.environ["CDCP11_SRC"]
+sys.path.insert(0, os.path.join(SRC, "tests", "emulator"))
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+
+import p11helpers as h  # noqa: E402
+from azhelpers import Emulator  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils  # noqa: E402
+
+TENANT = "7e57a000-0000-4000-8000-000000000001"
+CLIENT = "c1e47000-0000-4000-8000-000000000001"
+SUBSCRIPTION = "5ab5c000-0000-4000-8000-000000000001"
+SECRET = "demo-secret-not-real"
+
+CKA_CDC = 0x80000000 | 0x0CDC0000
+CKA_CDC_MIRROR = CKA_CDC + 1
+CKA_CDC_AZURE_KEY_NAME = CKA_CDC + 2
+CKA_CDC_MIRROR_STATE = CKA_CDC + 3
+CKA_CDC_AZURE_KEY_ID = CKA_CDC + 4
+CKA_CDC_MIRROR_ERROR = CKA_CDC + 5
+MIRRORED, FAILED = 2, 3
+
+# (group, vault, type, slot id)
+GROUPS = [("premium", "demo-premium", "premium", 11), ("standard", "demo-standard", "standard", 12),
+          ("mhsm", "demo-mhsm", "managed_hsm", 13), ("protected", "demo-protected", "premium", 14)]
+
+
+class CK_VERSION(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)]
+
+
+class CK_INTERFACE(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("functions", ctypes.c_void_p), ("flags", ctypes.c_ulong)]
+
+
+MIRROR_KEY = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+GET_STATUS = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong),
+                              ctypes.c_char_p, ctypes.POINTER(ctypes.c_ulong))
+
+
+class CDC_FUNCTION_LIST(ctypes.Structure):
+    _fields_ = [("version", CK_VERSION), ("mirror_key", MIRROR_KEY), ("get_status", GET_STATUS),
+                ("sync_keys", ctypes.c_void_p)]
+
+
+def vendor_functions():
+    """The 'Vendor cdcp11' interface of the module PyKCS11 has loaded (same process, same state)."""
+    lib = ctypes.CDLL(h.MODULE)
+    iface = ctypes.POINTER(CK_INTERFACE)()
+    rv = lib.C_GetInterface(b"Vendor cdcp11", None, ctypes.byref(iface), ctypes.c_ulong(0))
+    assert rv == 0, rv
+    fl = ctypes.cast(iface.contents.functions, ctypes.POINTER(CDC_FUNCTION_LIST)).contents
+    assert (fl.version.major, fl.version.minor) == (1, 0)
+    return fl.mirror_key, fl.get_status
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def b64u_dec(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+class MirrorE2E(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator.start()
+        cls.emu.map_hosts()
+        cls.tok = h.TempToken(groups=[(g, {"slot_id": sid}) for g, _, _, sid in GROUPS], log_level="info")
+        secret = cls.tok.path("secret")
+        with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(SECRET)
+        for g, (name, vault, vtype, _) in zip(cls.tok.groups, GROUPS):
+            g["azure"] = {"tenant_id": TENANT, "client_id": CLIENT, "subscription_id": SUBSCRIPTION,
+                          "credential": {"type": "secret", "secret_file": secret},
+                          "tls": {"ca_file": cls.emu.ca, "connect_to": ["::127.0.0.1:%d" % cls.emu.port]},
+                          "vault": {"name": vault, "type": vtype}}
+            g["mirror"] = {"trigger": "on_generate", "mode": "sync"}
+        cls.tok.write_conf()
+        for name, _, _, _ in GROUPS:
+            cls.tok.init(name)
+        cls.lib = h.load_lib(cls.tok)
+        cls.P = h.pykcs11()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.stop()
+        cls.tok.cleanup()
+
+    # ------------------------------------------------------------ helpers
+
+    def session(self, group):
+        s = self.lib.openSession(h.slot_of(self.lib, group), self.P.CKF_SERIAL_SESSION | self.P.CKF_RW_SESSION)
+        s.login(h.USER_PIN)
+        self.addCleanup(s.closeSession)
+        return s
+
+    def find(self, s, cls, label):
+        objs = s.findObjects([(self.P.CKA_CLASS, cls), (self.P.CKA_LABEL, label)])
+        self.assertEqual(len(objs), 1, "one %s object labelled %s" % (cls, label))
+        return objs[0]
+
+    def raw_attr(self, s, obj, t):
+        return bytes(s.getAttributeValue(obj, [t], allAsBinary=True)[0])
+
+    def mirror_state(self, s, obj):
+        state = struct.unpack("<Q", self.raw_attr(s, obj, CKA_CDC_MIRROR_STATE))[0]
+        kid = self.raw_attr(s, obj, CKA_CDC_AZURE_KEY_ID).decode()
+        error = self.raw_attr(s, obj, CKA_CDC_MIRROR_ERROR).decode()
+        return state, kid, error
+
+    def keygen(self, group, *args):
+        idx = [g for g, _, _, _ in GROUPS].index(group)
+        return self.tok.tool("--slot-index", str(idx), *args, login=True, check=False)
+
+    def vault_rest(self, method, url, body=None):
+        resource = "https://managedhsm.azure.net" if ".managedhsm." in url else "https://vault.azure.net"
+        return self.emu.rest(method, url, token=self.emu.token(resource=resource), body=body)
+
+    def vault_keys(self, vault, deleted=False):
+        url = "%s/%s" % (self.emu.vault_url(vault, hsm=vault.endswith("mhsm")), "deletedkeys" if deleted else "keys")
+        r = self.vault_rest("GET", url)
+        self.assertEqual(r.status_code, 200, r.text)
+        return [item["kid" if not deleted else "recoveryId"].rsplit("/", 1)[-1] for item in r.json()["value"]]
+
+    def assert_mirrored(self, s, priv, vault, name):
+        state, kid, error = self.mirror_state(s, priv)
+        self.assertEqual((state, error), (MIRRORED, ""))
+        prefix = "%s/keys/%s/" % (self.emu.vault_url(vault, hsm=vault.endswith("mhsm")), name)
+        self.assertTrue(kid.startswith(prefix), kid)
+        return kid
+
+    def uid(self, s, obj):
+        return self.raw_attr(s, obj, 0x4).decode()  # CKA_UNIQUE_ID
+
+    def keks(self, vault, uid, deleted=False):
+        """KEKs made for the key with this unique id (their names carry its first 16 hex chars)."""
+        return [k for k in self.vault_keys(vault, deleted) if k.startswith("cdcp11-kek-" + uid[:16])]
+
+    def assert_kek_gone(self, vault, uid):
+        self.assertEqual(self.keks(vault, uid), [])
+
+    # ------------------------------------------------------------ tests
+
+    def test_ec_p256_into_premium_signs_in_the_vault_and_verifies_with_the_token_key(self):
+        r = self.keygen("premium", "--keypairgen", "--key-type", "EC:prime256v1", "--label", "ec-p256", "--id", "a1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.session("premium")
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "ec-p256")
+        kid = self.assert_mirrored(s, priv, "demo-premium", "ec-p256")
+        bundle = self.vault_rest("GET", kid).json()
+        self.assertEqual(bundle["key"]["kty"], "EC-HSM")
+        self.assertEqual(bundle["key"]["crv"], "P-256")
+        self.assertEqual(bundle["tags"]["cdcp11-id"], "a1")
+        digest = hashlib.sha256(b"signed in the vault").digest()
+        sig = self.vault_rest("POST", kid + "/sign", {"alg": "ES256", "value": b64u(digest)})
+        self.assertEqual(sig.status_code, 200, sig.text)
+        raw = b64u_dec(sig.json()["value"])
+        pub = self.find(s, self.P.CKO_PUBLIC_KEY, "ec-p256")
+        point = self.raw_attr(s, pub, self.P.CKA_EC_POINT)[2:]  # DER OCTET STRING of 65 bytes
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        der_sig = utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+        key.verify(der_sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        # The ephemeral KEK is gone: deleted and, soft delete being on with purge allowed, purged.
+        uid = self.uid(s, priv)
+        self.assert_kek_gone("demo-premium", uid)
+        self.assertEqual(self.keks("demo-premium", uid, deleted=True), [])
+        self.assertIn("DELETE demo-premium.vault.azure.net/deletedkeys/cdcp11-kek-" + uid[:16], self.emu.log())
+
+    def test_rsa_2048_into_premium(self):
+        r = self.keygen("premium", "--keypairgen", "--key-type", "rsa:2048", "--label", "rsa-2048", "--id", "a2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.session("premium")
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "rsa-2048")
+        kid = self.assert_mirrored(s, priv, "demo-premium", "rsa-2048")
+        self.assertEqual(self.vault_rest("GET", kid).json()["key"]["kty"], "RSA-HSM")
+        digest = hashlib.sha256(b"rsa in the vault").digest()
+        sig = self.vault_rest("POST", kid + "/sign", {"alg": "RS256", "value": b64u(digest)})
+        self.assertEqual(sig.status_code, 200, sig.text)
+        pub = self.find(s, self.P.CKO_PUBLIC_KEY, "rsa-2048")
+        n = int.from_bytes(self.raw_attr(s, pub, self.P.CKA_MODULUS), "big")
+        e = int.from_bytes(self.raw_attr(s, pub, self.P.CKA_PUBLIC_EXPONENT), "big")
+        rsa.RSAPublicNumbers(e, n).public_key().verify(b64u_dec(sig.json()["value"]), digest, padding.PKCS1v15(),
+                                                       utils.Prehashed(hashes.SHA256()))
+
+    def test_standard_vault_gets_a_software_key_by_jwk_import(self):
+        r = self.keygen("standard", "--keypairgen", "--key-type", "EC:secp384r1", "--label", "std-p384")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.session("standard")
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "std-p384")
+        kid = self.assert_mirrored(s, priv, "demo-standard", "std-p384")
+        self.assertEqual(self.vault_rest("GET", kid).json()["key"]["kty"], "EC")
+        self.assertEqual(self.keks("demo-standard", self.uid(s, priv)), [])  # no BYOK, no KEK
+        self.assertNotIn("POST demo-standard.vault.azure.net/keys/cdcp11-kek-", self.emu.log())
+
+    def test_aes_256_into_a_managed_hsm_wraps_and_unwraps_across(self):
+        s = self.session("mhsm")
+        P = self.P
+        aes = s.generateKey([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_VALUE_LEN, 32),
+                             (P.CKA_TOKEN, True), (P.CKA_LABEL, "aes-256"), (P.CKA_WRAP, True), (P.CKA_UNWRAP, True)],
+                            P.Mechanism(P.CKM_AES_KEY_GEN))
+        kid = self.assert_mirrored(s, aes, "demo-mhsm", "aes-256")
+        self.assertEqual(self.vault_rest("GET", kid).json()["key"]["kty"], "oct-HSM")
+        # Vault wraps, token unwraps.
+        secret = os.urandom(32)
+        w = self.vault_rest("POST", kid + "/wrapkey", {"alg": "A256KW", "value": b64u(secret)})
+        self.assertEqual(w.status_code, 200, w.text)
+        tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET), (P.CKA_TOKEN, False),
+                (P.CKA_SENSITIVE, False), (P.CKA_EXTRACTABLE, True)]
+        k = s.unwrapKey(aes, b64u_dec(w.json()["value"]), tmpl, P.Mechanism(P.CKM_AES_KEY_WRAP))
+        self.assertEqual(bytes(s.getAttributeValue(k, [P.CKA_VALUE])[0]), secret)
+        # Token wraps, vault unwraps.
+        wrapped = bytes(s.wrapKey(aes, k, P.Mechanism(P.CKM_AES_KEY_WRAP)))
+        u = self.vault_rest("POST", kid + "/unwrapkey", {"alg": "A256KW", "value": b64u(wrapped)})
+        self.assertEqual(u.status_code, 200, u.text)
+        self.assertEqual(b64u_dec(u.json()["value"]), secret)
+
+    def test_a_key_the_vault_cannot_hold_is_refused_before_it_is_made(self):
+        s = self.session("premium")
+        P = self.P
+        with self.assertRaises(P.PyKCS11Error) as cm:
+            s.generateKey([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_VALUE_LEN, 32),
+                           (P.CKA_TOKEN, True), (P.CKA_LABEL, "aes-premium")], P.Mechanism(P.CKM_AES_KEY_GEN))
+        self.assertEqual(cm.exception.value, P.CKR_KEY_TYPE_INCONSISTENT)
+        self.assertEqual(s.findObjects([(P.CKA_LABEL, "aes-premium")]), [])
+        self.assertIn("AES keys can only be mirrored into a Managed HSM", self.tok.read_log())
+        r = self.keygen("premium", "--keypairgen", "--key-type", "EC:edwards25519", "--label", "ed")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Azure Key Vault has no Ed25519 keys", self.tok.read_log())
+        # A session key is never mirrored, and CKA_CDC_MIRROR=false opts a token key out.
+        k = s.generateKey([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_VALUE_LEN, 32),
+                           (P.CKA_TOKEN, True), (P.CKA_LABEL, "opt-out"), (CKA_CDC_MIRROR, [0])],
+                          P.Mechanism(P.CKM_AES_KEY_GEN))
+        self.assertEqual(self.mirror_state(s, k), (0, "", ""))
+
+    def test_purge_protection_leaves_the_kek_soft_deleted(self):
+        r = self.keygen("protected", "--keypairgen", "--key-type", "EC:prime256v1", "--label", "prot-ec")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.session("protected")
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "prot-ec")
+        self.assert_mirrored(s, priv, "demo-protected", "prot-ec")
+        uid = self.uid(s, priv)
+        self.assert_kek_gone("demo-protected", uid)
+        deleted = []
+        for _ in range(40):  # deletion completes asynchronously (softDeleteDelaySeconds)
+            deleted = self.keks("demo-protected", uid, deleted=True)
+            if deleted:
+                break
+            time.sleep(0.1)
+        self.assertEqual(len(deleted), 1)
+        self.assertIn("purge protection is on in vault 'demo-protected'", self.tok.read_log())
+        self.assertNotIn("DELETE demo-protected.vault.azure.net/deletedkeys", self.emu.log())
+
+    def test_an_import_whose_answer_is_lost_is_not_repeated(self):
+        rule = self.emu.admin("POST", "/_admin/faults",
+                              {"match": {"service": "keyvault", "method": "PUT", "path": "/keys/lost-answer"},
+                               "action": "drop_after", "count": 1})
+        self.assertEqual(rule.status_code, 201, rule.text)
+        r = self.keygen("premium", "--keypairgen", "--key-type", "EC:prime256v1", "--label", "lost-answer")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.session("premium")
+        self.assert_mirrored(s, self.find(s, self.P.CKO_PRIVATE_KEY, "lost-answer"), "demo-premium", "lost-answer")
+        versions = self.vault_rest("GET", self.emu.vault_url("demo-premium") + "/keys/lost-answer/versions")
+        self.assertEqual(len(versions.json()["value"]), 1)
+        self.assertEqual(self.emu.log().count("PUT demo-premium.vault.azure.net/keys/lost-answer"), 1)
+
+    def test_a_failed_mirror_keeps_the_key_marked_failed_and_a_retry_completes_it(self):
+        rule = self.emu.admin("POST", "/_admin/faults",
+                              {"match": {"service": "keyvault", "method": "PUT", "path": "/keys/retry-me"},
+                               "action": "status", "status": 403, "count": 1})
+        self.assertEqual(rule.status_code, 201, rule.text)
+        r = self.keygen("premium", "--keypairgen", "--key-type", "EC:prime256v1", "--label", "retry-me")
+        self.assertNotEqual(r.returncode, 0)
+        s = self.session("premium")
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "retry-me")  # the local key stays
+        state, kid, error = self.mirror_state(s, priv)
+        self.assertEqual((state, kid), (FAILED, ""))
+        self.assertTrue(error)
+        self.assertIn("mirroring key", self.tok.read_log())
+        uid = self.uid(s, priv)
+        kek_before = self.keks("demo-premium", uid)
+        self.assertEqual(len(kek_before), 1)  # the failed attempt's KEK, recorded in the journal
+        # C_CDC_MirrorKey retries; the recorded KEK is reused, then deleted.
+        mirror_key, get_status = vendor_functions()
+        hs = s.session.value() if hasattr(s.session, "value") else int(s.session)
+        self.assertEqual(mirror_key(hs, priv.value()), 0)
+        kid = self.assert_mirrored(s, priv, "demo-premium", "retry-me")
+        state = ctypes.c_ulong()
+        n = ctypes.c_ulong(0)
+        self.assertEqual(get_status(hs, priv.value(), ctypes.byref(state), None, ctypes.byref(n)), 0)
+        buf = ctypes.create_string_buffer(n.value)
+        self.assertEqual(get_status(hs, priv.value(), ctypes.byref(state), buf, ctypes.byref(n)), 0)
+        self.assertEqual((state.value, buf.raw[:n.value].decode()), (MIRRORED, kid))
+        self.assert_kek_gone("demo-premium", uid)
+        self.assertEqual(self.emu.log().count("POST demo-premium.vault.azure.net/keys/" + kek_before[0] + "/create"), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
