@@ -13,6 +13,7 @@
 #include "common/atomic_file.h"
 #include "common/bytes.h"
 #include "tools/cdcctl/config_doc.h"
+#include "tools/cdcctl/group_test.h"
 #include "tools/cdcctl/table.h"
 
 namespace cdcp11::cdcctl {
@@ -397,6 +398,7 @@ void add_group_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
     if (!global.json) std::cout << "Group '" << st->remove_name << "' removed (token files kept)\n";
     else std::cout << "{\"removed\": \"" << st->remove_name << "\"}\n";
   });
+  add_group_test_command(group, global, exit_code);
 }
 
 }  // namespace cdcp11::cdcctl
