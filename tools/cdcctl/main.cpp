@@ -5,6 +5,7 @@
 
 #include "core/config.h"
 #include "tools/cdcctl/group_commands.h"
+#include "tools/cdcctl/key_commands.h"
 
 int main(int argc, char** argv) {
   using namespace cdcp11::cdcctl;
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", global.json, "Machine-readable JSON output");
   int exit_code = 0;
   add_group_commands(app, global, exit_code);
+  add_key_commands(app, global, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
