@@ -309,6 +309,57 @@ class MirrorE2E(unittest.TestCase):
         self.assert_kek_gone("demo-premium", uid)
         self.assertEqual(self.emu.log().count("POST demo-premium.vault.azure.net/keys/" + kek_before[0] + "/create"), 1)
 
+    def test_cdcctl_key_list_and_mirror(self):
+        P = self.P
+        s = self.session("premium")
+        # A key made with mirroring off, mirrored later on request.
+        s.generateKeyPair([(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
+                           (P.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107")), (P.CKA_LABEL, "later")],
+                          [(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
+                           (P.CKA_PRIVATE, True), (P.CKA_SIGN, True), (P.CKA_LABEL, "later"), (CKA_CDC_MIRROR, [0])],
+                          P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
+        env = self.tok.env(DEMO_PIN=h.USER_PIN)
+        cdcctl = [os.path.join(os.environ["CDCP11_BUILD"], "tools", "cdcctl", "cdcctl"), "--config", self.tok.conf]
+
+        def listing():
+            r = h.run(cdcctl + ["--json", "key", "list", "premium", "--pin-env", "DEMO_PIN"], env=env)
+            return {k["label"]: k for k in json.loads(r.stdout)["keys"]}
+
+        keys = listing()
+        self.assertEqual((keys["later"]["mirror"], keys["later"]["azure_key_id"]), ("none", None))
+        r = h.run(cdcctl + ["key", "mirror", "premium", "--label", "later", "--pin-env", "DEMO_PIN"], env=env)
+        self.assertIn("later: mirrored as https://demo-premium.vault.azure.net/keys/later/", r.stdout.decode())
+        keys = listing()
+        self.assertEqual(keys["later"]["mirror"], "mirrored")
+        got = self.vault_rest("GET", keys["later"]["azure_key_id"])
+        self.assertEqual(got.status_code, 200, got.text)
+        human = h.run(cdcctl + ["key", "list", "premium", "--pin-env", "DEMO_PIN"], env=env).stdout.decode()
+        self.assertRegex(human, r"later\s+\s*EC\s+mirrored\s+https://demo-premium.vault.azure.net/keys/later/")
+        wrong = h.run(cdcctl + ["key", "list", "premium", "--pin-env", "NOPE"], env=env, check=False)
+        self.assertNotEqual(wrong.returncode, 0)
+        self.assertNotIn(h.USER_PIN.encode(), wrong.stdout + wrong.stderr)
+
+
+class BrokenAzureSection(unittest.TestCase):
+    def test_the_group_still_serves_its_local_token_and_the_log_says_why(self):
+        tok = h.TempToken(groups=[("broken", {"slot_id": 21})], log_level="info")
+        self.addCleanup(tok.cleanup)
+        tok.groups[0]["azure"] = {"tenant_id": "not-a-guid"}
+        tok.groups[0]["mirror"] = {"trigger": "on_generate"}
+        tok.write_conf()
+        tok.init("broken")
+        r = tok.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "local-only", login=True, check=False)
+        # The token works; a key that the policy would mirror is refused with the reason.
+        self.assertNotEqual(r.returncode, 0)
+        log = tok.read_log()
+        self.assertIn("group 'broken': Azure is not used, its configuration is invalid: ", log)
+        self.assertIn("azure.tenant_id: must be a GUID", log)
+        self.assertIn("cannot reach Azure", log)
+        tok.groups[0]["mirror"] = {"trigger": "on_request"}
+        tok.write_conf()
+        tok.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "local-only", login=True)
+        self.assertIn(b"local-only", tok.tool("--list-objects", login=True).stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
