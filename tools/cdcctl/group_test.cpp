@@ -136,14 +136,14 @@ Report run_test(const core::GroupConfig& g) {
   r.azure = g.azure;
   if (!g.azure) {
     r.reason = g.azure_error.empty()
-                   ? "the group is local only (no Azure connection): add one with cdcctl group edit " + g.name
-                   : "the group's Azure settings are invalid: " + g.azure_error;
+                   ? "The group is local only (no Azure connection): add one with cdcctl group edit " + g.name + "."
+                   : "The group's Azure settings are invalid: " + g.azure_error;
     return r;
   }
   const core::AzureConfig& a = *g.azure;
   if (a.vault_name.empty() && a.subscription_id.empty()) {
-    r.reason = "the group names neither a vault nor a subscription, so there is nothing to test: set one with "
-               "cdcctl group edit " + g.name + " --vault or --subscription-id";
+    r.reason = "The group names neither a vault nor a subscription, so there is nothing to test: set one with "
+               "cdcctl group edit " + g.name + " --vault or --subscription-id.";
     return r;
   }
   auto conn = core::open_azure(g);
@@ -190,8 +190,8 @@ Report run_test(const core::GroupConfig& g) {
     for (auto& v : r.vaults)
       if (azure::iequals(v.name, a.vault_name)) r.chosen = v;
     if (!r.chosen) {
-      r.reason = "vault '" + a.vault_name + "' was not found in subscription " + a.subscription_id +
-                 ": check the vault name, the subscription ID and the cloud";
+      r.reason = "Vault '" + a.vault_name + "' was not found in subscription " + a.subscription_id +
+                 ": check the vault name, the subscription ID and the cloud.";
       return r;
     }
     if (r.chosen->tier != tier_of(a.vault_type) && r.chosen->tier != VaultTier::unknown)
