@@ -242,6 +242,23 @@ class Connected(EmulatorCase):
         for public in ("login.microsoftonline.com", "management.azure.com", ".vault.azure.net"):
             self.assertNotIn(public, log)
 
+    def test_arm_failure_alone_is_a_warning(self):
+        # The mirror needs the vault, not ARM: an ARM outage leaves the group Connected, with the
+        # vault list and the permissions unknown.
+        self.add("armdown")
+        rule = self.admin("POST", "/_admin/faults", {"match": {"service": "arm"}, "action": "status",
+                                                     "status": 503, "retryAfter": 0}).json()
+        try:
+            out = self.connected("armdown")
+        finally:
+            self.admin("DELETE", "/_admin/faults/%d" % rule["id"])
+        self.assertIn("Warning: the subscription's vaults could not be listed: management.azure.com failed with a "
+                      "server error (HTTP 503 ServiceUnavailable) after 6 attempts: try again later.\n", out)
+        self.assertNotIn("TYPE", out)
+        self.assertEqual(out.splitlines()[-1], "Chosen vault 'demo-premium' (premium): permissions not checked: the "
+                                               "vault list could not be read, so the application's permissions are "
+                                               "unknown")
+
     def test_help(self):
         p = self.cdcctl("group", "test", "--help")
         self.assertEqual(p.returncode, 0)
