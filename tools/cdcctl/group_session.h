@@ -1,0 +1,57 @@
+// One logged-in session on a group's slot, for the cdcctl commands that work with a group's keys
+// (key list|mirror, byok export). Runs the same core Library the PKCS#11 module runs, in this
+// process.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cdcp11/cdcp11.h"
+#include "common/result.h"
+#include "core/library.h"
+
+namespace cdcp11::cdcctl {
+
+// A private or secret token key as the key commands show it.
+struct LocalKey {
+  CK_OBJECT_HANDLE handle = 0;
+  std::string uid, label, id_hex, type, azure_kid, error;
+  CK_ULONG state = CDC_MIRROR_STATE_NONE;
+};
+
+// "RSA-2048", "EC", "Ed25519", "AES", "secret" or "?".
+std::string key_type_name(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, std::size_t modulus_len);
+
+// The session is closed (and the library finalised) on scope exit.
+class GroupSession {
+ public:
+  // Initialises the library from config, opens a R/W session on the slot of the group named
+  // group and logs in as the user, with the PIN from the environment variable pin_env (or, when
+  // pin_env is empty, asked on the terminal / read from standard input).
+  static Result<std::unique_ptr<GroupSession>, std::string> open(const std::string& config, const std::string& group,
+                                                                 const std::string& pin_env);
+  ~GroupSession();
+  GroupSession(const GroupSession&) = delete;
+  GroupSession& operator=(const GroupSession&) = delete;
+
+  core::Library& lib() { return lib_; }
+  core::Slot& slot() { return *slot_; }
+  CK_SESSION_HANDLE session() const { return session_; }
+
+  // The private and secret token keys visible to the session.
+  std::vector<LocalKey> keys();
+
+ private:
+  GroupSession() = default;
+
+  Bytes attr(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);
+  CK_ULONG ulong_attr(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);
+  LocalKey read(CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls);
+
+  core::Library lib_;
+  core::Slot* slot_ = nullptr;
+  CK_SESSION_HANDLE session_ = 0;
+};
+
+}  // namespace cdcp11::cdcctl
