@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "core/config.h"
+#include "tools/cdcctl/byok_commands.h"
 #include "tools/cdcctl/group_commands.h"
 #include "tools/cdcctl/key_commands.h"
 
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   add_group_commands(app, global, exit_code);
   add_key_commands(app, global, exit_code);
+  add_byok_commands(app, global, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
