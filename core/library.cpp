@@ -204,21 +204,25 @@ R<void> Library::login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
   }
   if (who != CKU_SO && who != CKU_USER) return err(Errc::user_type_invalid, "unknown user type " + std::to_string(who));
   auto all = sessions_of(&slot);
-  std::lock_guard sl(slot.mu);
-  if (slot.login == LoginState::user)
-    return err(who == CKU_USER ? Errc::user_already_logged_in : Errc::user_another_already_logged_in,
-               "the user is already logged in");
-  if (slot.login == LoginState::so)
-    return err(who == CKU_SO ? Errc::user_already_logged_in : Errc::user_another_already_logged_in,
-               "the SO is already logged in");
-  if (who == CKU_SO)
-    for (auto& o : all)
-      if (!(o->flags & CKF_RW_SESSION))
-        return err(Errc::session_read_only_exists, "SO login is refused while a read-only session is open");
-  CDC_TRY(slot.backend->login(who, pin));
-  slot.login = who == CKU_SO ? LoginState::so : LoginState::user;
-  // Private token objects become visible.
-  CDC_TRY(sync(slot));
+  {
+    std::lock_guard sl(slot.mu);
+    if (slot.login == LoginState::user)
+      return err(who == CKU_USER ? Errc::user_already_logged_in : Errc::user_another_already_logged_in,
+                 "the user is already logged in");
+    if (slot.login == LoginState::so)
+      return err(who == CKU_SO ? Errc::user_already_logged_in : Errc::user_another_already_logged_in,
+                 "the SO is already logged in");
+    if (who == CKU_SO)
+      for (auto& o : all)
+        if (!(o->flags & CKF_RW_SESSION))
+          return err(Errc::session_read_only_exists, "SO login is refused while a read-only session is open");
+    CDC_TRY(slot.backend->login(who, pin));
+    slot.login = who == CKU_SO ? LoginState::so : LoginState::user;
+    // Private token objects become visible.
+    CDC_TRY(sync(slot));
+  }
+  // Outside the slot lock: the journal's unfinished mirrors go to the worker.
+  if (who == CKU_USER) resume_mirrors(slot);
   return {};
 }
 

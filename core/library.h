@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/mirror/engine.h"
+#include "core/mirror/worker.h"
 #include "core/token_backend.h"
 
 namespace cdcp11::core {
@@ -63,6 +64,9 @@ struct Slot {
   std::unordered_map<CK_OBJECT_HANDLE, ObjectEntry> objects;
   std::unordered_map<std::string, CK_OBJECT_HANDLE> by_uid;
   ObjectIndex index;
+
+  // Declared last: destroyed (stopped and joined) first, while what its jobs use still exists.
+  std::unique_ptr<mirror::Worker> worker;
 };
 
 struct OpState {
@@ -159,6 +163,8 @@ class Library {
   // Vendor interface: mirror a key now (sync), and its state (CDC_MIRROR_STATE_*) and Azure id.
   R<void> mirror_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
   R<std::pair<CK_ULONG, std::string>> mirror_status(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
+  // Waits until the slot's background mirror jobs are done (tests and tools).
+  void drain_mirrors(CK_SLOT_ID id);
 
   // C_SessionCancel: ends the operations named by CKF_ENCRYPT/DECRYPT/DIGEST/SIGN/VERIFY flags.
   R<void> cancel(CK_SESSION_HANDLE s, CK_FLAGS flags);
@@ -189,6 +195,10 @@ class Library {
   // After a key became a token object: mirror it if the policy says so. Called without locks.
   R<void> after_new_key(Session& s, CK_OBJECT_HANDLE h);
   R<void> run_mirror(Slot& slot, CK_OBJECT_HANDLE h);
+  // After a user login: the journal's unfinished jobs go to the worker (they need the token key).
+  void resume_mirrors(Slot& slot);
+  // After a mirrored key was destroyed locally: the group's on_destroy policy for its copy.
+  void apply_destroy_policy(Slot& slot, const std::string& azure_kid);
   void record_mirror(Slot& slot, const std::string& uid, CK_ULONG state, const std::string& kid,
                      const std::string& error);
 

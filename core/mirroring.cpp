@@ -36,6 +36,7 @@ void Library::open_mirror(Slot& slot) {
   }
   slot.mirror = std::make_unique<mirror::Engine>(g.name, *g.azure, std::move(*conn), std::move(*journal),
                                                  g.mirror.recover_soft_deleted);
+  slot.worker = std::make_unique<mirror::Worker>();
 }
 
 bool Library::wants_mirror(const Slot& slot, const AttrMap& a) const {
@@ -108,8 +109,69 @@ R<void> Library::after_new_key(Session& s, CK_OBJECT_HANDLE h) {
     auto it = slot.objects.find(h);
     if (it == slot.objects.end() || !wants_mirror(slot, it->second.obj.attrs)) return {};
   }
-  // Sync mode; async mirroring (a worker) is a later step.
+  if (slot.cfg.mirror.mode == MirrorMode::async && slot.worker && slot.mirror) {
+    StoredObject key;
+    {
+      std::lock_guard sl(slot.mu);
+      key = slot.objects[h].obj;
+    }
+    // Journaled before C_Generate* returns: if this process exits first, the next login resumes it.
+    if (auto r = slot.mirror->enqueue(key); !r) {
+      record_mirror(slot, key.uid, CDC_MIRROR_STATE_FAILED, "", r.error().message);
+      return fail(std::move(r).error());
+    }
+    record_mirror(slot, key.uid, CDC_MIRROR_STATE_PENDING, "", "");
+    slot.worker->submit([this, &slot, h] { (void)run_mirror(slot, h); });
+    return {};
+  }
   return run_mirror(slot, h);
+}
+
+void Library::resume_mirrors(Slot& slot) {
+  if (!slot.mirror || !slot.worker) return;
+  auto jobs = slot.mirror->journal().unfinished();
+  if (!jobs) {
+    log::error(kLog, "group '" + slot.cfg.name + "': reading the mirror journal failed: " + jobs.error().message);
+    return;
+  }
+  for (auto& job : *jobs) {
+    CK_OBJECT_HANDLE h = 0;
+    {
+      std::lock_guard sl(slot.mu);
+      if (auto it = slot.by_uid.find(job.object_uid); it != slot.by_uid.end()) h = it->second;
+    }
+    if (!h) continue;  // the key is gone (or not visible): nothing to mirror
+    log::info(kLog, "group '" + slot.cfg.name + "': resuming the mirror of " + job.object_uid + " (at step " +
+                        mirror::step_name(job.step) + ")");
+    slot.worker->submit([this, &slot, h] { (void)run_mirror(slot, h); });
+  }
+}
+
+void Library::drain_mirrors(CK_SLOT_ID id) {
+  auto s = slot(id);
+  if (s && (*s)->worker) (*s)->worker->drain();
+}
+
+void Library::apply_destroy_policy(Slot& slot, const std::string& kid) {
+  const OnDestroy policy = slot.cfg.mirror.on_destroy;
+  if (policy == OnDestroy::keep || kid.empty() || !slot.mirror) return;
+  auto id = azure::parse_key_id(kid);
+  if (!id) return;
+  auto kv = slot.mirror->connection()->vault();
+  std::string what;
+  if (policy == OnDestroy::disable) {
+    azure::UpdateKeyOptions o;
+    o.attributes.enabled = false;
+    auto r = kv.update_key(id->name, "", o);
+    what = r ? "" : r.error().describe();
+  } else {
+    auto r = kv.delete_key(id->name);
+    what = r ? "" : r.error().describe();
+  }
+  const char* verb = policy == OnDestroy::disable ? "disabled" : "deleted";
+  if (what.empty()) log::info(kLog, "group '" + slot.cfg.name + "': the Azure copy " + id->name + " was " + verb);
+  else log::warn(kLog, "group '" + slot.cfg.name + "': the local key is destroyed but its Azure copy " + id->name +
+                         " could not be " + verb + ": " + what);
 }
 
 R<void> Library::mirror_key(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h) {

@@ -175,6 +175,8 @@ R<CK_OBJECT_HANDLE> Library::copy_object_locked(Session& session, CK_OBJECT_HAND
 R<void> Library::destroy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh) {
   CDC_ASSIGN(auto s, session(h));
   Slot& slot = *s->slot;
+  std::string azure_kid;
+  {
   std::lock_guard sl(slot.mu);
   CDC_TRY(sync(slot));
   CDC_ASSIGN(ObjectEntry * e, visible_object(slot, *s, oh, Errc::object_handle_invalid));
@@ -182,8 +184,12 @@ R<void> Library::destroy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh) {
     return err(Errc::session_read_only, "a token object cannot be destroyed in a read-only session");
   if (!e->obj.attrs.bool_or(CKA_DESTROYABLE, true))
     return err(Errc::action_prohibited, "the object is not destroyable (CKA_DESTROYABLE is false)");
+  azure_kid = e->token ? e->obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") : "";
   CDC_TRY(slot.backend->destroy_object(e->obj.uid));
   remove_object(slot, oh);
+  }
+  // The remote copy is handled after the slot lock is released (a network call).
+  apply_destroy_policy(slot, azure_kid);
   return {};
 }
 

@@ -122,6 +122,33 @@ R<void> Engine::check_target(const AzureConfig& a, CK_OBJECT_CLASS cls, CK_KEY_T
   return {};
 }
 
+R<Job> Engine::job_for(const StoredObject& key, bool& existed) {
+  CDC_ASSIGN(auto found, journal_->get(key.uid));
+  existed = found.has_value();
+  if (found) return std::move(*found);
+  const AttrMap& a = key.attrs;
+  Job job;
+  job.object_uid = key.uid;
+  const std::string label = a.string_or(CKA_LABEL, "");
+  const std::string id_hex = a.find(CKA_ID) ? to_hex(*a.find(CKA_ID)) : "";
+  const std::string wanted = a.string_or(CKA_CDC_AZURE_KEY_NAME, "");
+  if (!wanted.empty() && !valid_key_name(wanted))
+    return err(Errc::attribute_value_invalid, "CKA_CDC_AZURE_KEY_NAME '" + wanted +
+                                                   "' is not a valid Key Vault key name (letters, digits, '-', 1-127)");
+  job.azure_name = wanted.empty()
+                       ? key_name_from_label(label, "key-" + (id_hex.empty() ? key.uid.substr(0, 12) : id_hex))
+                       : wanted;
+  job.step = Step::pending;
+  return job;
+}
+
+R<void> Engine::enqueue(const StoredObject& key) {
+  bool existed = false;
+  CDC_ASSIGN(Job job, job_for(key, existed));
+  if (existed && job.step != Step::failed) return {};
+  return journal_->put(job);
+}
+
 R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   const AttrMap& a = key.attrs;
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
@@ -144,21 +171,8 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   const azure::PublicKeyMaterial expected = public_of(pub);
   const std::string pub_hash = is_secret ? std::string() : public_hash(backend, pub);
 
-  CDC_ASSIGN(auto existing, journal_->get(key.uid));
-  Job job = existing.value_or(Job{});
-  if (!existing) {
-    job.object_uid = key.uid;
-    const std::string label = a.string_or(CKA_LABEL, "");
-    const std::string id_hex = a.find(CKA_ID) ? to_hex(*a.find(CKA_ID)) : "";
-    std::string wanted = a.string_or(CKA_CDC_AZURE_KEY_NAME, "");
-    if (!wanted.empty() && !valid_key_name(wanted))
-      return err(Errc::attribute_value_invalid, "CKA_CDC_AZURE_KEY_NAME '" + wanted +
-                                                     "' is not a valid Key Vault key name (letters, digits, '-', 1-127)");
-    job.azure_name = wanted.empty()
-                         ? key_name_from_label(label, "key-" + (id_hex.empty() ? key.uid.substr(0, 12) : id_hex))
-                         : wanted;
-    job.step = Step::pending;
-  }
+  bool existing = false;
+  CDC_ASSIGN(Job job, job_for(key, existing));
   if (job.step == Step::done) return Outcome{job.key_kid, "already mirrored"};
   ++job.attempts;
   job.error.clear();

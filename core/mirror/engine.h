@@ -35,6 +35,10 @@ class Engine {
   // holds the outcome either way; the error is a sentence for people.
   R<Outcome> mirror(TokenBackend& backend, const StoredObject& key);
 
+  // Writes the key's job (pending) to the journal, for a mirror that runs later (async mode): a
+  // process that exits before the worker gets to it leaves a job the next login resumes.
+  R<void> enqueue(const StoredObject& key);
+
   Journal& journal() { return *journal_; }
   const AzureConfig& azure_config() const { return azure_; }
   std::shared_ptr<azure::Connection> connection() { return conn_; }
@@ -43,6 +47,9 @@ class Engine {
   void set_kek_bits(int bits) { kek_bits_ = bits; }
 
  private:
+  // The key's journaled job, or a new pending one (not yet written) with its Azure name chosen.
+  R<Job> job_for(const StoredObject& key, bool& existed);
+
   std::string group_;
   AzureConfig azure_;
   std::shared_ptr<azure::Connection> conn_;

@@ -237,8 +237,9 @@ class Emulator:
                                       **({"timeout": 30} | kw))
 
     def admin(self, method, path, body=None):
+        # verify on the request itself: requests lets REQUESTS_CA_BUNDLE override a session's verify.
         return self.session().request(method, "https://127.0.0.1:%d%s" % (self.port, path),
-                                      headers=ADMIN_HEADER, json=body, timeout=30)
+                                      headers=ADMIN_HEADER, json=body, timeout=30, verify=self.ca)
 
     def log(self):
         with open(self.log_path) as f:

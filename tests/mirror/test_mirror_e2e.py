@@ -36,7 +36,8 @@ MIRRORED, FAILED = 2, 3
 
 # (group, vault, type, slot id)
 GROUPS = [("premium", "demo-premium", "premium", 11), ("standard", "demo-standard", "standard", 12),
-          ("mhsm", "demo-mhsm", "managed_hsm", 13), ("protected", "demo-protected", "premium", 14)]
+          ("mhsm", "demo-mhsm", "managed_hsm", 13), ("protected", "demo-protected", "premium", 14),
+          ("async", "demo-premium", "premium", 15)]
 
 
 class CK_VERSION(ctypes.Structure):
@@ -91,6 +92,8 @@ class MirrorE2E(unittest.TestCase):
                           "tls": {"ca_file": cls.emu.ca, "connect_to": ["::127.0.0.1:%d" % cls.emu.port]},
                           "vault": {"name": vault, "type": vtype}}
             g["mirror"] = {"trigger": "on_generate", "mode": "sync"}
+            if name == "async":
+                g["mirror"] = {"trigger": "on_generate", "mode": "async", "on_destroy": "delete"}
         cls.tok.write_conf()
         for name, _, _, _ in GROUPS:
             cls.tok.init(name)
@@ -279,35 +282,100 @@ class MirrorE2E(unittest.TestCase):
         self.assertEqual(len(versions.json()["value"]), 1)
         self.assertEqual(self.emu.log().count("PUT demo-premium.vault.azure.net/keys/lost-answer"), 1)
 
-    def test_a_failed_mirror_keeps_the_key_marked_failed_and_a_retry_completes_it(self):
+    def test_a_failed_mirror_is_logged_and_the_next_login_completes_it_reusing_the_kek(self):
         rule = self.emu.admin("POST", "/_admin/faults",
                               {"match": {"service": "keyvault", "method": "PUT", "path": "/keys/retry-me"},
                                "action": "status", "status": 403, "count": 1})
         self.assertEqual(rule.status_code, 201, rule.text)
         r = self.keygen("premium", "--keypairgen", "--key-type", "EC:prime256v1", "--label", "retry-me")
-        self.assertNotEqual(r.returncode, 0)
-        s = self.session("premium")
-        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "retry-me")  # the local key stays
-        state, kid, error = self.mirror_state(s, priv)
-        self.assertEqual((state, kid), (FAILED, ""))
-        self.assertTrue(error)
-        self.assertIn("mirroring key", self.tok.read_log())
+        self.assertNotEqual(r.returncode, 0)  # sync mode: C_GenerateKeyPair reports the failed mirror
+        self.assertRegex(self.tok.read_log(), r"mirroring key [0-9a-f]{32} as 'retry-me' failed")
+        s = self.session("premium")  # the key stayed; this login resumes its journaled job
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "retry-me")
+        _, kid, _ = self.wait_state(s, priv, MIRRORED)
         uid = self.uid(s, priv)
-        kek_before = self.keks("demo-premium", uid)
-        self.assertEqual(len(kek_before), 1)  # the failed attempt's KEK, recorded in the journal
-        # C_CDC_MirrorKey retries; the recorded KEK is reused, then deleted.
+        self.assertEqual(self.emu.log().count("POST demo-premium.vault.azure.net/keys/cdcp11-kek-" + uid[:16]), 1)
+        self.assert_kek_gone("demo-premium", uid)
+
+    def test_vendor_interface_mirrors_on_request_and_reports_status(self):
+        P = self.P
+        s = self.session("premium")
+        _, priv = s.generateKeyPair(
+            [(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_RSA), (P.CKA_TOKEN, True),
+             (P.CKA_MODULUS_BITS, 2048), (P.CKA_LABEL, "vendor")],
+            [(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_KEY_TYPE, P.CKK_RSA), (P.CKA_TOKEN, True),
+             (P.CKA_PRIVATE, True), (P.CKA_SIGN, True), (P.CKA_LABEL, "vendor"), (CKA_CDC_MIRROR, [0]),
+             (CKA_CDC_AZURE_KEY_NAME, list(b"vendor-named"))],
+            P.Mechanism(P.CKM_RSA_PKCS_KEY_PAIR_GEN))
         mirror_key, get_status = vendor_functions()
         hs = s.session.value() if hasattr(s.session, "value") else int(s.session)
-        self.assertEqual(mirror_key(hs, priv.value()), 0)
-        kid = self.assert_mirrored(s, priv, "demo-premium", "retry-me")
         state = ctypes.c_ulong()
         n = ctypes.c_ulong(0)
         self.assertEqual(get_status(hs, priv.value(), ctypes.byref(state), None, ctypes.byref(n)), 0)
+        self.assertEqual((state.value, n.value), (0, 0))
+        self.assertEqual(mirror_key(hs, priv.value()), 0)
+        kid = self.assert_mirrored(s, priv, "demo-premium", "vendor-named")
+        self.assertEqual(get_status(hs, priv.value(), ctypes.byref(state), None, ctypes.byref(n)), 0)
+        small = ctypes.create_string_buffer(4)
+        short = ctypes.c_ulong(4)
+        self.assertEqual(get_status(hs, priv.value(), ctypes.byref(state), small, ctypes.byref(short)),
+                         0x150)  # CKR_BUFFER_TOO_SMALL, with the needed length
+        self.assertEqual(short.value, n.value)
         buf = ctypes.create_string_buffer(n.value)
         self.assertEqual(get_status(hs, priv.value(), ctypes.byref(state), buf, ctypes.byref(n)), 0)
         self.assertEqual((state.value, buf.raw[:n.value].decode()), (MIRRORED, kid))
-        self.assert_kek_gone("demo-premium", uid)
-        self.assertEqual(self.emu.log().count("POST demo-premium.vault.azure.net/keys/" + kek_before[0] + "/create"), 1)
+
+    def wait_state(self, s, obj, want, seconds=30):
+        state = None
+        for _ in range(seconds * 10):
+            state = self.mirror_state(s, obj)
+            if state[0] == want:
+                return state
+            time.sleep(0.1)
+        self.fail("mirror state stayed %r" % (state,))
+
+    def test_async_mode_mirrors_in_the_background_and_destroy_deletes_the_copy(self):
+        r = self.keygen("async", "--keypairgen", "--key-type", "EC:prime256v1", "--label", "async-ec")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = self.session("async")
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "async-ec")
+        _, kid, _ = self.wait_state(s, priv, MIRRORED)
+        self.assertTrue(kid.startswith(self.emu.vault_url("demo-premium") + "/keys/async-ec/"), kid)
+        self.assertEqual(self.vault_rest("GET", kid).status_code, 200)
+        # on_destroy "delete": destroying the local key deletes its Azure copy.
+        s.destroyObject(priv)
+        self.assertEqual(self.vault_rest("GET", kid).status_code, 404)
+        self.assertIn("the Azure copy async-ec was deleted", self.tok.read_log())
+
+    def test_a_mirror_cut_by_a_killed_process_resumes_at_the_next_login_without_a_second_import(self):
+        import signal
+        import subprocess
+        slow = self.emu.admin("POST", "/_admin/faults",
+                              {"match": {"service": "keyvault", "method": "PUT", "path": "/keys/killed"},
+                               "action": "latency", "delayMs": 3000, "count": 1})
+        self.assertEqual(slow.status_code, 201, slow.text)
+        creates_before = self.emu.log().count("/create 201") + self.emu.log().count("/create 200")
+        idx = [g for g, _, _, _ in GROUPS].index("premium")
+        p = subprocess.Popen(["pkcs11-tool", "--module", h.MODULE, "--slot-index", str(idx), "--login", "--pin",
+                              h.USER_PIN, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "killed"],
+                             env=self.tok.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):  # until the KEK exists: the import request is then on its way
+            log = self.emu.log()
+            if log.count("/create 201") + log.count("/create 200") > creates_before:
+                break
+            time.sleep(0.05)
+        time.sleep(0.8)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        time.sleep(3)  # the emulator finishes the slow import for the dead client
+        s = self.session("premium")  # this login resumes the journaled job
+        priv = self.find(s, self.P.CKO_PRIVATE_KEY, "killed")
+        _, kid, _ = self.wait_state(s, priv, MIRRORED)
+        versions = self.vault_rest("GET", self.emu.vault_url("demo-premium") + "/keys/killed/versions")
+        self.assertEqual(len(versions.json()["value"]), 1)
+        self.assertEqual(self.emu.log().count("PUT demo-premium.vault.azure.net/keys/killed"), 1)
+        self.assert_kek_gone("demo-premium", self.uid(s, priv))
+        self.assertIn("resuming the mirror of " + self.uid(s, priv), self.tok.read_log())
 
     def test_cdcctl_key_list_and_mirror(self):
         P = self.P
