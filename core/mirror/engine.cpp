@@ -50,28 +50,6 @@ std::optional<std::int64_t> date_attr(const AttrMap& a, CK_ATTRIBUTE_TYPE t) {
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
-std::vector<std::string> key_ops_of(const AttrMap& a, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt) {
-  std::vector<std::string> ops;
-  auto add = [&](CK_ATTRIBUTE_TYPE t, std::initializer_list<const char*> names) {
-    if (a.bool_or(t, false))
-      for (auto* n : names) ops.emplace_back(n);
-  };
-  if (cls == CKO_SECRET_KEY) {
-    add(CKA_ENCRYPT, {"encrypt"});
-    add(CKA_DECRYPT, {"decrypt"});
-    add(CKA_WRAP, {"wrapKey"});
-    add(CKA_UNWRAP, {"unwrapKey"});
-    return ops;
-  }
-  // The vault holds the private key and serves the public operations too.
-  add(CKA_SIGN, {"sign", "verify"});
-  if (kt == CKK_RSA) {
-    add(CKA_DECRYPT, {"decrypt", "encrypt"});
-    add(CKA_UNWRAP, {"unwrapKey", "wrapKey"});
-  }
-  return ops;
-}
-
 std::string public_hash(TokenBackend& backend, const KeyComponents& c) {
   Mechanism sha{find_mechanism(CKM_SHA256), {}};
   auto op = backend.begin_digest(sha);
@@ -90,6 +68,29 @@ Unexpected<Error> remote(const azure::Error& e) {
 bool is(const azure::Error& e, azure::ErrorKind k) { return e.kind == k; }
 
 }  // namespace
+
+std::vector<std::string> azure_key_ops(const AttrMap& a) {
+  const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
+  const auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
+  std::vector<std::string> ops;
+  auto add = [&](CK_ATTRIBUTE_TYPE t, std::initializer_list<const char*> names) {
+    if (a.bool_or(t, false))
+      for (auto* n : names) ops.emplace_back(n);
+  };
+  if (cls == CKO_SECRET_KEY) {
+    add(CKA_ENCRYPT, {"encrypt"});
+    add(CKA_DECRYPT, {"decrypt"});
+    add(CKA_WRAP, {"wrapKey"});
+    add(CKA_UNWRAP, {"unwrapKey"});
+    return ops;
+  }
+  add(CKA_SIGN, {"sign", "verify"});
+  if (kt == CKK_RSA) {
+    add(CKA_DECRYPT, {"decrypt", "encrypt"});
+    add(CKA_UNWRAP, {"unwrapKey", "wrapKey"});
+  }
+  return ops;
+}
 
 Engine::Engine(std::string group, AzureConfig azure, std::shared_ptr<azure::Connection> conn,
                std::unique_ptr<Journal> journal, bool recover_soft_deleted)
@@ -222,7 +223,7 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   // 2. Import.
   if (job.step != Step::imported) {
     azure::ImportKeyOptions o;
-    o.key_ops = key_ops_of(a, cls, kt);
+    o.key_ops = azure_key_ops(a);
     o.attributes.enabled = true;
     o.attributes.nbf = date_attr(a, CKA_START_DATE);
     o.attributes.exp = date_attr(a, CKA_END_DATE);

@@ -17,6 +17,10 @@
 
 namespace cdcp11::core::mirror {
 
+// The Key Vault key_ops a mirrored key gets, from its PKCS#11 usage attributes (CKA_SIGN,
+// CKA_DECRYPT, CKA_UNWRAP, ...). The vault holds the private key and serves the public operations.
+std::vector<std::string> azure_key_ops(const AttrMap& key);
+
 struct Outcome {
   std::string key_kid;   // versioned Azure key id
   std::string note;      // e.g. why the KEK was left soft-deleted

@@ -2,6 +2,8 @@
 // the key (CKM_RSA_AES_KEY_WRAP, reference §1.3) under the KEK's public key; the clear key never
 // leaves it. The file goes to a connected host, where `az keyvault key import --byok-file` sends
 // it to the vault that holds the KEK.
+#include "core/mirror/engine.h"
+#include "tools/cdcctl/output.h"
 #include "tools/cdcctl/byok_commands.h"
 
 #include <openssl/bn.h>
@@ -50,20 +52,6 @@ std::string capitalised(std::string s) {
   return s;
 }
 
-int error_out(const GlobalOptions& global, const std::string& msg) {
-  if (global.json) {
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-    w.StartObject();
-    w.Key("error");
-    w.String(msg.c_str());
-    w.EndObject();
-    std::cout << sb.GetString() << '\n';
-  } else {
-    std::cerr << "cdcctl: " << msg << '\n';
-  }
-  return 1;
-}
 
 // ---- The KEK -----------------------------------------------------------------------------------
 
@@ -189,28 +177,6 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-// The Key Vault operations the key is allowed, as the mirror engine grants them.
-std::vector<std::string> key_ops_of(const core::AttrMap& a, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt) {
-  std::vector<std::string> ops;
-  auto add = [&](CK_ATTRIBUTE_TYPE t, std::initializer_list<const char*> names) {
-    if (a.bool_or(t, false))
-      for (auto* n : names) ops.emplace_back(n);
-  };
-  if (cls == CKO_SECRET_KEY) {
-    add(CKA_ENCRYPT, {"encrypt"});
-    add(CKA_DECRYPT, {"decrypt"});
-    add(CKA_WRAP, {"wrapKey"});
-    add(CKA_UNWRAP, {"unwrapKey"});
-    return ops;
-  }
-  add(CKA_SIGN, {"sign", "verify"});
-  if (kt == CKK_RSA) {
-    add(CKA_DECRYPT, {"decrypt", "encrypt"});
-    add(CKA_UNWRAP, {"unwrapKey", "wrapKey"});
-  }
-  return ops;
-}
-
 std::size_t rsa_bits_of(const core::AttrMap& a) {
   const Bytes* n = a.find(CKA_MODULUS);
   if (!n) return 0;
@@ -328,7 +294,7 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
   std::string cmd = std::string("az keyvault key import ") + (kek_id->managed_hsm ? "--hsm-name " : "--vault-name ") +
                     kek_id->vault + " --name " + name + " --byok-file " + shell_quote(st.out) + " --kty " + kty;
   if (!crv.empty()) cmd += " --curve " + crv;
-  auto ops = key_ops_of(a, cls, kt);
+  auto ops = core::mirror::azure_key_ops(a);
   if (!ops.empty()) {
     cmd += " --ops";
     for (auto& o : ops) cmd += " " + o;

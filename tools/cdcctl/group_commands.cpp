@@ -1,3 +1,4 @@
+#include "tools/cdcctl/output.h"
 #include "tools/cdcctl/group_commands.h"
 
 #include <rapidjson/prettywriter.h>
@@ -217,19 +218,6 @@ void write_group_json(Writer& w, const core::GroupConfig& g) {
   w.EndObject();
 }
 
-int error_out(const GlobalOptions& global, const std::string& msg) {
-  if (global.json) {
-    rapidjson::StringBuffer sb;
-    Writer w(sb);
-    w.StartObject();
-    w.Key("error"); w.String(msg.c_str());
-    w.EndObject();
-    std::cout << sb.GetString() << '\n';
-  } else {
-    std::cerr << "cdcctl: " << msg << '\n';
-  }
-  return 1;
-}
 
 Result<core::Config, std::string> load_validated(const std::string& path) {
   CDC_ASSIGN(auto doc, ConfigDoc::load(path));

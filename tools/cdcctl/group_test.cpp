@@ -1,3 +1,4 @@
+#include "tools/cdcctl/output.h"
 #include "tools/cdcctl/group_test.h"
 
 #include <rapidjson/prettywriter.h>
@@ -317,19 +318,6 @@ void print_human(const Report& r) {
     std::cout << "permissions not checked: " << r.permissions_note << '\n';
 }
 
-int error_out(const GlobalOptions& global, const std::string& msg) {
-  if (global.json) {
-    rapidjson::StringBuffer sb;
-    Writer w(sb);
-    w.StartObject();
-    w.Key("error"); w.String(msg.c_str());
-    w.EndObject();
-    std::cout << sb.GetString() << '\n';
-  } else {
-    std::cerr << "cdcctl: " << msg << '\n';
-  }
-  return 1;
-}
 
 struct TestState {
   std::string name;

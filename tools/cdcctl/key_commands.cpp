@@ -1,5 +1,6 @@
 // cdcctl key list|mirror: the group's keys, local and in the vault, side by side; mirroring on
 // request. Runs the same core Library the PKCS#11 module runs, in this process.
+#include "tools/cdcctl/output.h"
 #include "tools/cdcctl/key_commands.h"
 
 #include <rapidjson/prettywriter.h>
@@ -33,11 +34,6 @@ const char* state_name(CK_ULONG s) {
   return "none";
 }
 
-int error_out(const GlobalOptions& global, const std::string& msg) {
-  if (global.json) std::cout << "{\"error\": \"" << msg << "\"}\n";  // messages hold no quotes of their own
-  else std::cerr << "cdcctl: " << msg << '\n';
-  return 1;
-}
 
 }  // namespace
 
