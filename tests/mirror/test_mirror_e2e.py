@@ -367,7 +367,12 @@ class MirrorE2E(unittest.TestCase):
         time.sleep(0.8)
         p.send_signal(signal.SIGKILL)
         p.wait()
-        time.sleep(3)  # the emulator finishes the slow import for the dead client
+        # The emulator applies the slow import for the dead client, then logs it (before it tries
+        # to answer); if the import never left the killed process, the resumed job will send it.
+        for _ in range(150):
+            if "PUT demo-premium.vault.azure.net/keys/killed" in self.emu.log():
+                break
+            time.sleep(0.1)
         s = self.session("premium")  # this login resumes the journaled job
         priv = self.find(s, self.P.CKO_PRIVATE_KEY, "killed")
         _, kid, _ = self.wait_state(s, priv, MIRRORED)
