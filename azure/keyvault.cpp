@@ -248,6 +248,25 @@ Error bad_name(const std::string& op, const std::string& name) {
 #define CDC_CHECK_NAME(op, name) \
   if (!valid_name(name)) return fail(bad_name(op, name))
 
+std::string KeyVaultClient::deleted_key_url(const std::string& name, const std::string& suffix) const {
+  return vault_url_ + "/deletedkeys/" + name + suffix + "?api-version=" + conn_->config().api_version;
+}
+
+Result<std::optional<HttpResponse>, Error> KeyVaultClient::probe_key(const std::string& name, const std::string& why) {
+  Op get;
+  get.name = "get key " + name + " (did the " + why + " happen?)";
+  get.url = key_url(name, "", "");
+  get.permission = "get";
+  auto r = send(get);
+  if (r) return std::optional<HttpResponse>(std::move(*r));
+  if (r.error().kind == ErrorKind::not_found) return std::optional<HttpResponse>();
+  return fail(std::move(r).error());
+}
+
+std::int64_t KeyVaultClient::now_seconds() const {
+  return std::chrono::duration_cast<std::chrono::seconds>(conn_->retry().now().time_since_epoch()).count();
+}
+
 Result<KeyBundle, Error> KeyVaultClient::create_key(const std::string& name, const CreateKeyOptions& o) {
   Op op;
   op.name = "create key " + name;
@@ -258,18 +277,10 @@ Result<KeyBundle, Error> KeyVaultClient::create_key(const std::string& name, con
   op.permission = "create";
   op.repeat = Repeat::check_first;
   op.bucket = create_bucket(o.kty, false);
-  const int64_t started =
-      std::chrono::duration_cast<std::chrono::seconds>(conn_->retry().now().time_since_epoch()).count();
+  const int64_t started = now_seconds();
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
-    Op get;
-    get.name = "get key " + name + " (did the create happen?)";
-    get.url = key_url(name, "", "");
-    get.permission = "get";
-    auto r = send(get);
-    if (!r) {
-      if (r.error().kind == ErrorKind::not_found) return std::optional<HttpResponse>();
-      return fail(std::move(r).error());
-    }
+    CDC_ASSIGN(auto r, probe_key(name, "create"));
+    if (!r) return r;
     KeyBundle b;
     if (parse_key_bundle(r->text(), b) && b.attributes.created && *b.attributes.created >= started - 5 &&
         base_kty(b.key.kty) == base_kty(o.kty) && (o.key_ops.empty() || same_ops(b.key.key_ops, o.key_ops)) &&
@@ -301,18 +312,10 @@ Result<KeyBundle, Error> KeyVaultClient::import_key(const std::string& name, con
     expect.x = o.jwk->x;
     expect.y = o.jwk->y;
   }
-  const int64_t started =
-      std::chrono::duration_cast<std::chrono::seconds>(conn_->retry().now().time_since_epoch()).count();
+  const int64_t started = now_seconds();
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
-    Op get;
-    get.name = "get key " + name + " (did the import happen?)";
-    get.url = key_url(name, "", "");
-    get.permission = "get";
-    auto r = send(get);
-    if (!r) {
-      if (r.error().kind == ErrorKind::not_found) return std::optional<HttpResponse>();
-      return fail(std::move(r).error());
-    }
+    CDC_ASSIGN(auto r, probe_key(name, "import"));
+    if (!r) return r;
     KeyBundle b;
     if (!parse_key_bundle(r->text(), b)) return std::optional<HttpResponse>();
     bool ours = expect.empty() ? (b.attributes.created && *b.attributes.created >= started - 5 &&
@@ -406,22 +409,16 @@ Result<DeletedKeyBundle, Error> KeyVaultClient::delete_key(const std::string& na
   op.url = key_url(name, "", "");
   op.permission = "delete";
   op.repeat = Repeat::check_first;
-  const std::string deleted_url = vault_url_ + "/deletedkeys/" + name + "?api-version=" + conn_->config().api_version;
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
     Op get;
     get.name = "get deleted key " + name + " (did the delete happen?)";
-    get.url = deleted_url;
+    get.url = deleted_key_url(name, "");
     get.permission = "get";
     auto d = send(get);
     if (d) return std::optional<HttpResponse>(std::move(*d));
     if (d.error().kind != ErrorKind::not_found && d.error().kind != ErrorKind::bad_request) return fail(std::move(d).error());
-    Op live;
-    live.name = "get key " + name + " (did the delete happen?)";
-    live.url = key_url(name, "", "");
-    live.permission = "get";
-    auto k = send(live);
-    if (k) return std::optional<HttpResponse>();  // still there: repeat the delete
-    if (k.error().kind != ErrorKind::not_found) return fail(std::move(k).error());
+    CDC_ASSIGN(auto live, probe_key(name, "delete"));
+    if (live) return std::optional<HttpResponse>();  // still there: repeat the delete
     return std::optional<HttpResponse>(synthetic(200, "{\"key\":{\"kid\":\"" + vault_url_ + "/keys/" + name + "\"}}"));
   };
   CDC_ASSIGN(HttpResponse r, send(op));
@@ -432,7 +429,7 @@ Result<DeletedKeyBundle, Error> KeyVaultClient::get_deleted_key(const std::strin
   Op op;
   op.name = "get deleted key " + name;
   CDC_CHECK_NAME(op.name, name);
-  op.url = vault_url_ + "/deletedkeys/" + name + "?api-version=" + conn_->config().api_version;
+  op.url = deleted_key_url(name, "");
   op.permission = "get";
   CDC_ASSIGN(HttpResponse r, send(op));
   return bundle_from(r, op.name);
@@ -443,7 +440,7 @@ Result<void, Error> KeyVaultClient::purge_deleted_key(const std::string& name) {
   op.name = "purge deleted key " + name;
   CDC_CHECK_NAME(op.name, name);
   op.method = "DELETE";
-  op.url = vault_url_ + "/deletedkeys/" + name + "?api-version=" + conn_->config().api_version;
+  op.url = deleted_key_url(name, "");
   op.permission = "purge";
   op.repeat = Repeat::check_first;
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
@@ -461,19 +458,15 @@ Result<KeyBundle, Error> KeyVaultClient::recover_deleted_key(const std::string& 
   op.name = "recover deleted key " + name;
   CDC_CHECK_NAME(op.name, name);
   op.method = "POST";
-  op.url = vault_url_ + "/deletedkeys/" + name + "/recover?api-version=" + conn_->config().api_version;
+  op.url = deleted_key_url(name, "/recover");
   op.permission = "recover";
   op.repeat = Repeat::check_first;
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
     auto d = get_deleted_key(name);
     if (d) return std::optional<HttpResponse>();
     if (d.error().kind != ErrorKind::not_found) return fail(std::move(d).error());
-    Op live;
-    live.name = "get key " + name + " (did the recover happen?)";
-    live.url = key_url(name, "", "");
-    live.permission = "get";
-    auto k = send(live);
-    if (k) return std::optional<HttpResponse>(std::move(*k));
+    CDC_ASSIGN(auto live, probe_key(name, "recover"));
+    if (live) return live;
     // Recovery runs asynchronously; the key shows up once it is done.
     return std::optional<HttpResponse>(synthetic(200, "{\"key\":{\"kid\":\"" + vault_url_ + "/keys/" + name + "\"}}"));
   };
@@ -515,16 +508,7 @@ Result<KeyBundle, Error> KeyVaultClient::restore_key(ByteView backup, const Rest
   op.repeat = Repeat::check_first;
   if (!o.expected_name.empty()) {
     CDC_CHECK_NAME(op.name, o.expected_name);
-    op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
-      Op get;
-      get.name = "get key " + o.expected_name + " (did the restore happen?)";
-      get.url = key_url(o.expected_name, "", "");
-      get.permission = "get";
-      auto r = send(get);
-      if (r) return std::optional<HttpResponse>(std::move(*r));
-      if (r.error().kind == ErrorKind::not_found) return std::optional<HttpResponse>();
-      return fail(std::move(r).error());
-    };
+    op.already_applied = [&] { return probe_key(o.expected_name, "restore"); };
   }
   CDC_ASSIGN(HttpResponse r, send(op));
   return bundle_from(r, op.name);

@@ -208,6 +208,11 @@ class KeyVaultClient {
                                      const std::string& permission, SecureBytes body, bool secret_result,
                                      SecureBytes* plain_out);
   std::string key_url(const std::string& name, const std::string& version, const std::string& suffix) const;
+  std::string deleted_key_url(const std::string& name, const std::string& suffix) const;
+  // GET the key to learn whether a request whose answer was lost already happened: its answer
+  // when the key exists, nullopt when it does not (404), an error otherwise.
+  Result<std::optional<HttpResponse>, Error> probe_key(const std::string& name, const std::string& why);
+  std::int64_t now_seconds() const;
   void remember(const KeyBundle& b);
   std::pair<LimitBucket, int> bucket_for_key(const std::string& name);
   LimitBucket create_bucket(std::string_view kty, bool byok) const;
