@@ -65,6 +65,10 @@ struct Slot {
   std::unordered_map<std::string, CK_OBJECT_HANDLE> by_uid;
   ObjectIndex index;
 
+  // Serialises mirrors in this process (the worker, C_CDC_MirrorKey, cdcctl): two runs for one
+  // key at once could each make a KEK and import. Taken before mu, never while holding it.
+  std::mutex mirror_mu;
+
   // Declared last: destroyed (stopped and joined) first, while what its jobs use still exists.
   std::unique_ptr<mirror::Worker> worker;
 };
@@ -163,8 +167,6 @@ class Library {
   // Vendor interface: mirror a key now (sync), and its state (CDC_MIRROR_STATE_*) and Azure id.
   R<void> mirror_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
   R<std::pair<CK_ULONG, std::string>> mirror_status(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
-  // Waits until the slot's background mirror jobs are done (tests and tools).
-  void drain_mirrors(CK_SLOT_ID id);
 
   // C_SessionCancel: ends the operations named by CKF_ENCRYPT/DECRYPT/DIGEST/SIGN/VERIFY flags.
   R<void> cancel(CK_SESSION_HANDLE s, CK_FLAGS flags);

@@ -76,6 +76,7 @@ void Library::record_mirror(Slot& slot, const std::string& uid, CK_ULONG state, 
 }
 
 R<void> Library::run_mirror(Slot& slot, CK_OBJECT_HANDLE h) {
+  std::lock_guard one_at_a_time(slot.mirror_mu);
   StoredObject key;
   {
     std::lock_guard sl(slot.mu);
@@ -145,11 +146,6 @@ void Library::resume_mirrors(Slot& slot) {
                         mirror::step_name(job.step) + ")");
     slot.worker->submit([this, &slot, h] { (void)run_mirror(slot, h); });
   }
-}
-
-void Library::drain_mirrors(CK_SLOT_ID id) {
-  auto s = slot(id);
-  if (s && (*s)->worker) (*s)->worker->drain();
 }
 
 void Library::apply_destroy_policy(Slot& slot, const std::string& kid) {

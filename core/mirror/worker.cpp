@@ -23,11 +23,6 @@ void Worker::submit(std::function<void()> job) {
   cv_.notify_one();
 }
 
-void Worker::drain() {
-  std::unique_lock lk(mu_);
-  idle_cv_.wait(lk, [this] { return queue_.empty() && !busy_; });
-}
-
 void Worker::run() {
   std::unique_lock lk(mu_);
   for (;;) {
@@ -35,15 +30,10 @@ void Worker::run() {
     if (stopping_) break;
     auto job = std::move(queue_.front());
     queue_.pop_front();
-    busy_ = true;
     lk.unlock();
     job();
     lk.lock();
-    busy_ = false;
-    if (queue_.empty()) idle_cv_.notify_all();
   }
-  busy_ = false;
-  idle_cv_.notify_all();
 }
 
 }  // namespace cdcp11::core::mirror

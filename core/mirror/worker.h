@@ -19,17 +19,14 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   void submit(std::function<void()> job);
-  // Blocks until the queue is empty and no job runs (tests, C_Finalize ordering).
-  void drain();
 
  private:
   void run();
 
   std::mutex mu_;
-  std::condition_variable cv_, idle_cv_;
+  std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
-  bool busy_ = false;
   std::thread thread_;
 };
 

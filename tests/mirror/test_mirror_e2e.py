@@ -325,6 +325,31 @@ class MirrorE2E(unittest.TestCase):
         self.assertEqual(get_status(hs, priv.value(), ctypes.byref(state), buf, ctypes.byref(n)), 0)
         self.assertEqual((state.value, buf.raw[:n.value].decode()), (MIRRORED, kid))
 
+    def test_concurrent_mirror_requests_for_one_key_make_one_kek_and_one_import(self):
+        import threading
+        P = self.P
+        s = self.session("premium")
+        _, priv = s.generateKeyPair(
+            [(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
+             (P.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107")), (P.CKA_LABEL, "twice")],
+            [(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
+             (P.CKA_PRIVATE, True), (P.CKA_SIGN, True), (P.CKA_LABEL, "twice"), (CKA_CDC_MIRROR, [0])],
+            P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
+        mirror_key, _ = vendor_functions()
+        hs = s.session.value() if hasattr(s.session, "value") else int(s.session)
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(mirror_key(hs, priv.value()))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [0, 0])
+        self.assert_mirrored(s, priv, "demo-premium", "twice")
+        versions = self.vault_rest("GET", self.emu.vault_url("demo-premium") + "/keys/twice/versions")
+        self.assertEqual(len(versions.json()["value"]), 1)
+        uid = self.uid(s, priv)
+        self.assertEqual(self.emu.log().count("POST demo-premium.vault.azure.net/keys/cdcp11-kek-" + uid[:16]), 1)
+
     def wait_state(self, s, obj, want, seconds=30):
         state = None
         for _ in range(seconds * 10):
