@@ -171,6 +171,10 @@ const std::vector<Rule>& rules() {
     {CKA_CDC_AZURE_KEY_ID, "CKA_CDC_AZURE_KEY_ID", S::mirrorable, K::bytes, kReadOnly},
     {CKA_CDC_MIRROR_ERROR, "CKA_CDC_MIRROR_ERROR", S::mirrorable, K::bytes, kReadOnly},
     {CKA_CDC_ORIGIN, "CKA_CDC_ORIGIN", S::mirrorable, K::ulong, kReadOnly},
+    // Public halves of Azure-resident keys carry where they came from, for sync.
+    {CKA_CDC_ORIGIN, "CKA_CDC_ORIGIN", S::public_key, K::ulong, kReadOnly},
+    {CKA_CDC_AZURE_KEY_ID, "CKA_CDC_AZURE_KEY_ID", S::public_key, K::bytes, kReadOnly},
+    {CKA_CDC_CLOUD_NATIVE, "CKA_CDC_CLOUD_NATIVE", S::private_key, K::boolean, kNoCreate | kNoUnwrap},
   };
   return r;
 }
@@ -333,6 +337,7 @@ void apply_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a) {
   if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
     if (!a.has(CKA_CDC_MIRROR_STATE)) a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_NONE);
     if (!a.has(CKA_CDC_ORIGIN)) a.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_LOCAL);
+    if (cls == CKO_PRIVATE_KEY) def_bool(CKA_CDC_CLOUD_NATIVE, false);
     def_bytes(CKA_CDC_AZURE_KEY_ID);
     def_bytes(CKA_CDC_MIRROR_ERROR);
   }

@@ -28,6 +28,13 @@ class AttrMap {
   void set_ulong(CK_ATTRIBUTE_TYPE t, CK_ULONG v);
   void set_string(CK_ATTRIBUTE_TYPE t, const std::string& s) { m_[t] = Bytes(s.begin(), s.end()); }
   void erase(CK_ATTRIBUTE_TYPE t) { m_.erase(t); }
+  // Erases a value holding key material, zeroing it first.
+  void wipe(CK_ATTRIBUTE_TYPE t) {
+    if (auto it = m_.find(t); it != m_.end()) {
+      secure_zero(it->second.data(), it->second.size());
+      m_.erase(it);
+    }
+  }
 
   // Typed reads. bool_or: a present attribute of the wrong size counts as absent (validation
   // reports it separately). ulong: absent or wrong size -> nullopt.

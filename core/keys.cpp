@@ -1,7 +1,9 @@
 // Key generation, wrapping, unwrapping and derivation: template policy in core, the key
 // material in the backend.
+#include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/attribute_policy.h"
+#include "core/cloud/key_attrs.h"
 #include "core/library.h"
 
 namespace cdcp11::core {
@@ -82,6 +84,8 @@ R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> Library::generate_key_pair(CK_S
   CDC_TRY(expect_key_type(priv_t, kt, "private key template"));
   CDC_TRY(check_template(CreateOp::generate, CKO_PUBLIC_KEY, kt, pub_t));
   CDC_TRY(check_template(CreateOp::generate, CKO_PRIVATE_KEY, kt, priv_t));
+  if (priv_t.bool_or(CKA_CDC_CLOUD_NATIVE, false) && kt != CKK_RSA && kt != CKK_EC)
+    return err(Errc::mechanism_invalid, "Key Vault generates RSA and EC key pairs only");
   AttrMap pub = pub_t, priv = priv_t;
   pub.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
   priv.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
@@ -91,6 +95,7 @@ R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> Library::generate_key_pair(CK_S
   apply_defaults(CKO_PRIVATE_KEY, kt, priv);
   mark_generated(pub, m.entry->type, true);
   mark_generated(priv, m.entry->type, true);
+  if (priv.bool_or(CKA_CDC_CLOUD_NATIVE, false)) return generate_cloud_native(*s, m, std::move(pub), std::move(priv));
   Slot& slot = *s->slot;
   CK_OBJECT_HANDLE ph, vh;
   {
@@ -150,7 +155,7 @@ R<CK_OBJECT_HANDLE> Library::unwrap_key(CK_SESSION_HANDLE h, const CK_MECHANISM*
   Slot& slot = *s->slot;
   CK_OBJECT_HANDLE kh;
   {
-    std::lock_guard sl(slot.mu);
+    std::unique_lock sl(slot.mu);
     CDC_TRY(sync(slot));
     CDC_ASSIGN(ObjectEntry * uk, visible_object(slot, *s, uh, Errc::unwrapping_key_handle_invalid));
     auto ucls = uk->obj.attrs.ulong(CKA_CLASS).value_or(0);
@@ -159,7 +164,25 @@ R<CK_OBJECT_HANDLE> Library::unwrap_key(CK_SESSION_HANDLE h, const CK_MECHANISM*
     CDC_TRY(check_key_for(*uk, m, CKA_UNWRAP, Errc::unwrapping_key_type_inconsistent));
     CDC_TRY(check_can_create(slot, *s, a));
     CDC_TRY(precheck_mirror(slot, a, 0));
-    CDC_ASSIGN(kh, finish_new_key(slot, *s, slot.backend->unwrap_key(m, uk->obj, wrapped, a)));
+    if (cloud::azure_resident(uk->obj.attrs)) {
+      // The vault unwraps; the key it returns becomes a token secret key like any other.
+      if (cls != CKO_SECRET_KEY)
+        return err(Errc::template_inconsistent, "a key in Key Vault unwraps secret keys only");
+      StoredObject ucopy = uk->obj;
+      sl.unlock();
+      CDC_ASSIGN(auto plain, vault_unwrap(slot, m, ucopy, wrapped));
+      if (auto len = a.ulong(CKA_VALUE_LEN); len && *len != plain.size())
+        return err(Errc::template_inconsistent, "CKA_VALUE_LEN says " + std::to_string(*len) +
+                                                    " bytes but the unwrapped key has " + std::to_string(plain.size()));
+      a.erase(CKA_VALUE_LEN);
+      a.set(CKA_VALUE, Bytes(plain.begin(), plain.end()));
+      sl.lock();
+      auto made = slot.backend->create_object(a);
+      a.wipe(CKA_VALUE);
+      CDC_ASSIGN(kh, finish_new_key(slot, *s, std::move(made)));
+    } else {
+      CDC_ASSIGN(kh, finish_new_key(slot, *s, slot.backend->unwrap_key(m, uk->obj, wrapped, a)));
+    }
   }
   CDC_TRY(after_new_key(*s, kh));
   return kh;

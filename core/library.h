@@ -97,6 +97,13 @@ struct Session {
   void reset_ops();
 };
 
+// What a sync with the vault did (C_CDC_SyncKeys, cdcctl group sync).
+struct SyncReport {
+  std::size_t linked = 0, added = 0, updated = 0, removed = 0, unchanged = 0, skipped = 0;
+  std::vector<std::string> notes;  // one sentence per key skipped or not linked, for people
+};
+using SyncProgress = std::function<void(std::size_t done, std::size_t total)>;
+
 class Library {
  public:
   // Loads the config and opens every group's token. A group whose backend cannot be opened
@@ -167,6 +174,10 @@ class Library {
   // Vendor interface: mirror a key now (sync), and its state (CDC_MIRROR_STATE_*) and Azure id.
   R<void> mirror_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
   R<std::pair<CK_ULONG, std::string>> mirror_status(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
+  // Vendor interface: brings the group's vault into the token (core/cloud_keys.cpp): links local
+  // keys mirrored there, adds keys made in Azure as Azure-resident key pairs, updates those whose
+  // current version changed and removes those the vault no longer has. Needs a R/W user session.
+  R<SyncReport> sync_keys(CK_SESSION_HANDLE s, const SyncProgress& progress = {});
 
   // C_SessionCancel: ends the operations named by CKF_ENCRYPT/DECRYPT/DIGEST/SIGN/VERIFY flags.
   R<void> cancel(CK_SESSION_HANDLE s, CK_FLAGS flags);
@@ -188,6 +199,12 @@ class Library {
   CK_STATE state_of(const Session& s) const;
   R<CK_OBJECT_HANDLE> copy_object_locked(Session& s, CK_OBJECT_HANDLE h, const AttrMap& tmpl);
   void invalidate_private_handles(Slot& slot);
+
+  // Azure-resident keys (core/cloud_keys.cpp).
+  R<std::unique_ptr<Operation>> begin_vault_op(Slot& slot, OpKind kind, const Mechanism& m, const StoredObject& key);
+  R<SecureBytes> vault_unwrap(Slot& slot, const Mechanism& m, const StoredObject& key, ByteView wrapped);
+  R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> generate_cloud_native(Session& s, const Mechanism& m, AttrMap pub,
+                                                                         AttrMap priv);
 
   // Mirroring (core/mirroring.cpp).
   void open_mirror(Slot& slot);

@@ -2,6 +2,7 @@
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/azure_link.h"
+#include "core/cloud/key_attrs.h"
 #include "core/library.h"
 
 namespace cdcp11::core {
@@ -43,6 +44,7 @@ bool Library::wants_mirror(const Slot& slot, const AttrMap& a) const {
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
   if (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) return false;
   if (!a.bool_or(CKA_TOKEN, false)) return false;
+  if (cloud::azure_resident(a)) return false;  // it lives in the vault already
   if (a.has(CKA_CDC_MIRROR)) return a.bool_or(CKA_CDC_MIRROR, false);
   return slot.cfg.mirror.trigger == MirrorTrigger::on_generate;
 }
@@ -180,6 +182,8 @@ R<void> Library::mirror_key(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h) {
     const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(0);
     if ((cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) || !e->token)
       return err(Errc::key_handle_invalid, "only private and secret token keys are mirrored");
+    if (cloud::azure_resident(e->obj.attrs))
+      return err(Errc::key_function_not_permitted, "the key lives in Key Vault already; there is nothing to mirror");
   }
   return run_mirror(slot, h);
 }

@@ -184,7 +184,10 @@ R<void> Library::destroy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh) {
     return err(Errc::session_read_only, "a token object cannot be destroyed in a read-only session");
   if (!e->obj.attrs.bool_or(CKA_DESTROYABLE, true))
     return err(Errc::action_prohibited, "the object is not destroyable (CKA_DESTROYABLE is false)");
-  azure_kid = e->token ? e->obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") : "";
+  // The key's Azure copy, not the public half of an Azure-resident pair (same kid).
+  const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
+  azure_kid = e->token && (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY)
+                  ? e->obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") : "";
   CDC_TRY(slot.backend->destroy_object(e->obj.uid));
   remove_object(slot, oh);
   }

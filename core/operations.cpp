@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "core/attribute_policy.h"
+#include "core/cloud/key_attrs.h"
 #include "core/library.h"
 
 namespace cdcp11::core {
@@ -140,7 +141,12 @@ R<void> Library::op_init(CK_SESSION_HANDLE h, OpKind kind, const CK_MECHANISM* p
   StoredObject key_copy = key->obj;
   const bool always_auth = cls == CKO_PRIVATE_KEY && key->obj.attrs.bool_or(CKA_ALWAYS_AUTHENTICATE, false);
   sl.unlock();
-  CDC_ASSIGN(auto op, slot.backend->begin(kind, m, key_copy));
+  std::unique_ptr<Operation> op;
+  if (cloud::azure_resident(key_copy.attrs)) {
+    CDC_ASSIGN(op, begin_vault_op(slot, kind, m, key_copy));
+  } else {
+    CDC_ASSIGN(op, slot.backend->begin(kind, m, key_copy));
+  }
   OpState o;
   o.kind = kind;
   o.mech = m.entry;

@@ -89,6 +89,10 @@ class TokenBackend {
   // backend and are not in the returned StoredObject. Session objects (CKA_TOKEN false) live in
   // memory only.
   virtual R<StoredObject> create_object(const AttrMap& attrs) = 0;
+  // A private key token object whose key material lives outside this token (an Azure-resident
+  // key): attributes only, nothing sealed. The backend refuses crypto with it; core routes its
+  // operations elsewhere (CKA_CDC_ORIGIN).
+  virtual R<StoredObject> create_key_reference(const AttrMap& attrs) = 0;
   // New object with the secret material of src and the given (non-secret) attributes.
   virtual R<StoredObject> copy_object(const std::string& src_uid, const AttrMap& attrs) = 0;
   // Replaces an object's non-secret attributes.

@@ -599,10 +599,18 @@ CK_RV C_CDC_GetMirrorStatus(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_ULONG_PT
   });
 }
 
-CK_RV C_CDC_SyncKeys(CK_SESSION_HANDLE h) {
+CK_RV C_CDC_SyncKeys(CK_SESSION_HANDLE h, CDC_SYNC_RESULT_PTR pResult) {
   return call("C_CDC_SyncKeys", [&](Library& L) -> R<void> {
-    CDC_TRY(L.session_info(h));
-    return err(Errc::not_supported, "syncing keys from Key Vault is not implemented yet");
+    CDC_ASSIGN(auto rep, L.sync_keys(h));
+    if (pResult) {
+      pResult->ulLinked = rep.linked;
+      pResult->ulAdded = rep.added;
+      pResult->ulUpdated = rep.updated;
+      pResult->ulRemoved = rep.removed;
+      pResult->ulUnchanged = rep.unchanged;
+      pResult->ulSkipped = rep.skipped;
+    }
+    return {};
   });
 }
 

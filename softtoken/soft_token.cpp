@@ -474,6 +474,16 @@ core::R<core::StoredObject> SoftToken::create_object(const core::AttrMap& in) {
   return store_new(std::move(attrs), std::move(secrets));
 }
 
+core::R<core::StoredObject> SoftToken::create_key_reference(const core::AttrMap& attrs) {
+  std::lock_guard lk(mu_);
+  if (attrs.ulong(CKA_CLASS).value_or(CKO_DATA) != CKO_PRIVATE_KEY || !attrs.bool_or(CKA_TOKEN, false))
+    return err(Errc::template_inconsistent, "a key reference is a private key token object");
+  for (auto& [t, v] : attrs)
+    if (core::is_secret_attribute(CKO_PRIVATE_KEY, t))
+      return err(Errc::template_inconsistent, "a key reference carries no private key material");
+  return store_new(attrs, {});
+}
+
 core::R<core::StoredObject> SoftToken::copy_object(const std::string& src, const core::AttrMap& attrs) {
   std::lock_guard lk(mu_);
   CDC_ASSIGN(auto secrets, secrets_of(src));

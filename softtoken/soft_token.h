@@ -41,6 +41,7 @@ class SoftToken final : public core::TokenBackend {
 
   core::R<core::ObjectChanges> refresh() override;
   core::R<core::StoredObject> create_object(const core::AttrMap& attrs) override;
+  core::R<core::StoredObject> create_key_reference(const core::AttrMap& attrs) override;
   core::R<core::StoredObject> copy_object(const std::string& src_uid, const core::AttrMap& attrs) override;
   core::R<void> update_object(const std::string& uid, const core::AttrMap& attrs) override;
   core::R<void> destroy_object(const std::string& uid) override;

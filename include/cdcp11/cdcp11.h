@@ -28,7 +28,9 @@ extern "C" {
  * lives only in Key Vault; operations with it go to Key Vault). */
 #define CKA_CDC_ORIGIN (CKA_CDC_BASE + 6)
 /* In the private key template of C_GenerateKeyPair: CK_BBOOL, create the key in Key Vault
- * itself (non-exportable) instead of in the local token. */
+ * itself (non-exportable) instead of in the local token. The private key object then has
+ * CKA_CDC_ORIGIN CDC_ORIGIN_AZURE. RSA (2048/3072/4096, exponent 65537) and EC (P-256, P-384,
+ * P-521) only; the key is a token object. */
 #define CKA_CDC_CLOUD_NATIVE (CKA_CDC_BASE + 7)
 
 #define CDC_MIRROR_STATE_NONE 0UL
@@ -38,6 +40,17 @@ extern "C" {
 
 #define CDC_ORIGIN_LOCAL 0UL
 #define CDC_ORIGIN_AZURE 1UL
+
+/* What C_CDC_SyncKeys did. */
+typedef struct CDC_SYNC_RESULT {
+  CK_ULONG ulLinked;    /* local keys found in the vault and linked (mirror state now mirrored) */
+  CK_ULONG ulAdded;     /* Azure-resident keys brought in (a public and a private key object each) */
+  CK_ULONG ulUpdated;   /* Azure-resident keys whose current version changed */
+  CK_ULONG ulRemoved;   /* Azure-resident keys gone from the vault, removed from the token */
+  CK_ULONG ulUnchanged; /* keys already in step */
+  CK_ULONG ulSkipped;   /* vault keys that cannot be represented (e.g. symmetric keys); see the log */
+} CDC_SYNC_RESULT;
+typedef CDC_SYNC_RESULT* CDC_SYNC_RESULT_PTR;
 
 /* The vendor interface, from C_GetInterface("Vendor cdcp11", NULL, &iface, 0). */
 #define CDC_VENDOR_INTERFACE_NAME "Vendor cdcp11"
@@ -51,8 +64,10 @@ typedef struct CDC_FUNCTION_LIST {
    * receive the Azure key id (may be NULL to skip). */
   CK_RV (*C_CDC_GetMirrorStatus)(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey, CK_ULONG_PTR pState,
                                  CK_UTF8CHAR_PTR pKeyId, CK_ULONG_PTR pulKeyIdLen);
-  /* Sync the group's keys with its vault: link mirrored keys, bring in keys created in Azure. */
-  CK_RV (*C_CDC_SyncKeys)(CK_SESSION_HANDLE hSession);
+  /* Sync the group's keys with its vault: link mirrored keys, bring in keys created in Azure
+   * (operations with them go to Key Vault), drop Azure-resident keys the vault no longer has.
+   * Needs a R/W session with the user logged in. pResult may be NULL. */
+  CK_RV (*C_CDC_SyncKeys)(CK_SESSION_HANDLE hSession, CDC_SYNC_RESULT_PTR pResult);
 } CDC_FUNCTION_LIST;
 typedef CDC_FUNCTION_LIST* CDC_FUNCTION_LIST_PTR;
 
