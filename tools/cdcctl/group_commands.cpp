@@ -1,5 +1,6 @@
 #include "tools/cdcctl/output.h"
 #include "tools/cdcctl/group_commands.h"
+#include "tools/cdcctl/group_sync.h"
 
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
@@ -238,6 +239,7 @@ void add_group_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   auto* group = app.add_subcommand("group", "Manage CDC groups (one PKCS#11 slot and one Azure vault each)");
   group->require_subcommand(1);
 
+  add_group_sync_command(group, global, exit_code);
   auto* list = group->add_subcommand("list", "Table of the configured groups");
   list->callback([&, st] {
     auto cfg = load_validated(global.config);
