@@ -333,6 +333,15 @@ class CloudKeys(unittest.TestCase):
         self.assertGreaterEqual(out["added"], 2, out)
         self.assertEqual(out["skipped"], 0, out)
         self.assertNotIn("Syncing keys", p.stderr)
+        # key list shows them as Azure-resident keys, not as vault keys without a local side.
+        p = subprocess.run([CDCCTL, "--config", self.tok.conf, "--json", "key", "list", "sync", "--pin-env",
+                            "SYNC_PIN"], capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        listing = json.loads(p.stdout)
+        one = [k for k in listing["keys"] if k["label"] == "cli-one"]
+        self.assertEqual([(k["origin"], k["mirror"]) for k in one], [("azure", "mirrored")])
+        self.assertTrue(one[0]["azure_key_id"].startswith(self.vault_url("demo-premium") + "/keys/cli-one/"))
+        self.assertEqual([r for r in listing["remote_only"] if "/keys/cli-" in r], [])
         # On a terminal: the bar, then the sentence.
         self.create_in_vault("demo-premium", "cli-three", kty="EC-HSM", crv="P-256", key_ops=["sign", "verify"])
         pid, fd = pty.fork()

@@ -118,6 +118,7 @@ LocalKey GroupSession::read(CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls) {
   k.state = ulong_attr(h, CKA_CDC_MIRROR_STATE);
   k.azure_kid = s(CKA_CDC_AZURE_KEY_ID);
   k.error = s(CKA_CDC_MIRROR_ERROR);
+  k.azure_resident = cls == CKO_PRIVATE_KEY && ulong_attr(h, CKA_CDC_ORIGIN) == CDC_ORIGIN_AZURE;
   return k;
 }
 

@@ -18,6 +18,7 @@ struct LocalKey {
   CK_OBJECT_HANDLE handle = 0;
   std::string uid, label, id_hex, type, azure_kid, error;
   CK_ULONG state = CDC_MIRROR_STATE_NONE;
+  bool azure_resident = false;  // the key material is in Key Vault only (sync, cloud-native)
 };
 
 // "RSA-2048", "EC", "Ed25519", "AES", "secret" or "?".

@@ -6,6 +6,7 @@
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 
+#include <cctype>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -24,6 +25,11 @@ struct KeyState {
   std::string group, pin_env, label, id_hex;
   bool pin_stdin = false, all = false;
 };
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
 
 const char* state_name(CK_ULONG s) {
   switch (s) {
@@ -63,11 +69,15 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       if (!items) {
         remote_error = items.error().describe();
       } else {
+        // Linked: tagged with a local key's uid, or named by a local key's Azure key id.
         std::set<std::string> linked;
-        for (auto& k : keys) linked.insert(k.uid);
+        for (auto& k : keys) {
+          linked.insert(k.uid);
+          if (auto id = azure::parse_key_id(k.azure_kid)) linked.insert(lower(id->name));
+        }
         for (auto& it : *items) {
           auto uid = it.tags.find("cdcp11-uid");
-          if (it.tags.count("cdcp11-kek-for")) continue;
+          if (it.tags.count("cdcp11-kek-for") || linked.count(lower(it.name()))) continue;
           if (uid == it.tags.end() || !linked.count(uid->second)) remote_only.push_back(it.kid);
         }
       }
@@ -85,6 +95,7 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
         w.Key("id"); w.String(k.id_hex.c_str());
         w.Key("type"); w.String(k.type.c_str());
         w.Key("unique_id"); w.String(k.uid.c_str());
+        w.Key("origin"); w.String(k.azure_resident ? "azure" : "local");
         w.Key("mirror"); w.String(state_name(k.state));
         w.Key("azure_key_id"); k.azure_kid.empty() ? w.Null() : w.String(k.azure_kid.c_str());
         w.Key("error"); k.error.empty() ? w.Null() : w.String(k.error.c_str());
@@ -100,9 +111,11 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       std::cout << sb.GetString() << '\n';
       return;
     }
-    Table t({"LABEL", "ID", "TYPE", "MIRROR", "AZURE KEY"});
-    for (auto& k : keys) t.add({k.label, k.id_hex, k.type, state_name(k.state), k.azure_kid.empty() ? "-" : k.azure_kid});
-    for (auto& r : remote_only) t.add({"-", "-", "-", "remote only", r});
+    Table t({"LABEL", "ID", "TYPE", "ORIGIN", "MIRROR", "AZURE KEY"});
+    for (auto& k : keys)
+      t.add({k.label, k.id_hex, k.type, k.azure_resident ? "azure" : "local", k.azure_resident ? "in vault" : state_name(k.state),
+             k.azure_kid.empty() ? "-" : k.azure_kid});
+    for (auto& r : remote_only) t.add({"-", "-", "-", "-", "remote only", r});
     t.print(std::cout);
     for (auto& k : keys)
       if (!k.error.empty()) std::cout << "  " << (k.label.empty() ? k.uid : k.label) << ": " << k.error << '\n';
