@@ -424,6 +424,27 @@ class CloudKeys(unittest.TestCase):
         self.ec_public(s, pub, ec.SECP521R1()).verify(der_ecdsa(sig), b"pkcs11-tool data", ec.ECDSA(hashes.SHA512()))
         self.assert_in_vault_log("demo-standard", "cn-ec", "sign")
 
+    def test_openssl_through_the_libp11_engine_self_signs_with_a_cloud_native_key(self):
+        import glob
+        engine = (glob.glob("/usr/lib/*/engines-3/pkcs11.so") or [None])[0]
+        if not engine:
+            self.skipTest("libengine-pkcs11-openssl not installed")
+        s = self.session("cn-hsm")
+        self.cloud_native_pair(s, "cn-openssl", bits=2048)
+        cnf = self.tok.path("openssl.cnf")
+        with open(cnf, "w") as f:
+            f.write("openssl_conf = openssl_init\n[openssl_init]\nengines = engine_section\n"
+                    "[engine_section]\npkcs11 = pkcs11_section\n[pkcs11_section]\nengine_id = pkcs11\n"
+                    "dynamic_path = %s\nMODULE_PATH = %s\nPIN = %s\ninit = 0\n"
+                    "[req]\ndistinguished_name = dn\n[dn]\n" % (engine, h.MODULE, h.USER_PIN))
+        cert = self.tok.path("cn-openssl.pem")
+        h.run(["openssl", "req", "-new", "-x509", "-engine", "pkcs11", "-keyform", "engine", "-key",
+               "pkcs11:token=cn-hsm;object=cn-openssl;type=private", "-subj", "/CN=signed in Key Vault",
+               "-days", "1", "-sha256", "-out", cert], env=self.tok.env(OPENSSL_CONF=cnf))
+        env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
+        h.run(["openssl", "verify", "-CAfile", cert, cert], env=env)
+        self.assert_in_vault_log("demo-protected", "cn-openssl", "sign")
+
     def test_cloud_native_templates_the_vault_cannot_honour_are_refused_precisely(self):
         P = self.P
         s = self.session("cn-std")
