@@ -167,6 +167,11 @@ class Library {
   // Vendor interface: mirror a key now (sync), and its state (CDC_MIRROR_STATE_*) and Azure id.
   R<void> mirror_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
   R<std::pair<CK_ULONG, std::string>> mirror_status(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
+  // After the key's Azure copy changed outside a mirror (cdcctl key delete|recover|restore): with
+  // azure_kid empty the copy is gone, so the key is not mirrored (state none, no Azure id) and its
+  // journal job is dropped, letting a later mirror start afresh; else azure_kid (versioned) is its
+  // copy again: state mirrored with that id, journal job done.
+  R<void> set_mirror_link(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, const std::string& azure_kid);
 
   // C_SessionCancel: ends the operations named by CKF_ENCRYPT/DECRYPT/DIGEST/SIGN/VERIFY flags.
   R<void> cancel(CK_SESSION_HANDLE s, CK_FLAGS flags);
