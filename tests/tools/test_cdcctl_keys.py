@@ -392,6 +392,13 @@ class KeyLifecycle(unittest.TestCase):
                                         "conflict (There was a conflict restoring the key"), line)
         self.assertEqual(self.state("premium", priv), (MIRRORED, kid))
 
+        # A --name the backup does not hold: restored under its own name (and linked), but an error.
+        self.ok("key", "delete", "premium", "--label", "ec-backup", "--purge")
+        self.assertEqual(self.refused("key", "restore", "premium", "--in", path, "--name", "other-name"),
+                         "cdcctl: The backup in %s holds key 'ec-backup', not 'other-name'; it was restored into "
+                         "vault 'demo-premium' as 'ec-backup'." % path)
+        self.assertEqual(self.state("premium", priv), (MIRRORED, kid))
+
     # ------------------------------------------------------------ refusals
 
     def test_selectors(self):

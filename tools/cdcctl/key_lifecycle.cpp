@@ -138,19 +138,26 @@ Result<std::optional<Copy>, std::string> recorded_copy(const Ctx& c, const Local
 
 // What the selector names: a key in the vault and, for --label/--id, the local key it mirrors.
 struct Target {
-  std::string name, version;  // version empty: the latest
+  std::string name;     // empty: the local key records no copy (or, for restore, no selector)
+  std::string version;  // empty: the latest
   std::optional<LocalKey> local;
 };
 
-// For the commands on a key that exists in the vault (enable, disable, delete, backup).
-Result<Target, std::string> vault_target(Ctx& c) {
-  if (!c.opt.name.empty()) return Target{c.opt.name, "", std::nullopt};
+Result<Target, std::string> selected(Ctx& c) {
+  if (c.opt.label.empty() && c.opt.id_hex.empty()) return Target{c.opt.name, "", std::nullopt};
   CDC_ASSIGN(LocalKey k, c.gs.find_key(c.opt.label, c.opt.id_hex));
   CDC_ASSIGN(auto copy, recorded_copy(c, k));
-  if (!copy)
-    return fail("Key '" + shown(k) + "' of group '" + c.opt.group + "' has no copy in vault '" + c.vault +
-                "': it is not mirrored.");
+  if (!copy) return Target{"", "", std::move(k)};
   return Target{copy->name, copy->version, std::move(k)};
+}
+
+// For the commands on a key that exists in the vault (enable, disable, delete, backup).
+Result<Target, std::string> vault_target(Ctx& c) {
+  CDC_ASSIGN(Target t, selected(c));
+  if (t.name.empty())
+    return fail("Key '" + shown(*t.local) + "' of group '" + c.opt.group + "' has no copy in vault '" + c.vault +
+                "': it is not mirrored.");
+  return t;
 }
 
 // The local keys whose record says their copy is the vault key called name.
@@ -225,9 +232,29 @@ Result<std::optional<LocalKey>, std::string> relink(Ctx& c, const std::optional<
   return k;
 }
 
-std::string link_line(const Ctx& c, const std::optional<LocalKey>& k) {
-  if (k) return "Key '" + shown(*k) + "' of group '" + c.opt.group + "' is mirrored to it again.";
-  return "It is the copy of no key of group '" + c.opt.group + "'.";
+// recover, restore: vault key b is back (done: "recovered in", "restored into"); its local key
+// records it again, and the outcome is shown. expected: the name b was to have, if known.
+int report_back(Ctx& c, const std::optional<LocalKey>& selected, const azure::KeyBundle& b, const std::string& done,
+                const std::string& expected) {
+  const std::string name = b.name();
+  const std::string what = capitalised(done.substr(0, done.find(' ')));
+  auto linked = relink(c, selected, b, what);
+  if (!linked) return error_out(c.global, linked.error());
+  if (!expected.empty() && !iequals(name, expected))
+    return error_out(c.global, "The backup in " + c.opt.file + " holds key '" + name + "', not '" + expected +
+                                   "'; it was " + done + " vault '" + c.vault + "' as '" + name + "'.");
+  if (c.global.json) {
+    print_json([&](Writer& w) {
+      put_where(w, c, name);
+      put(w, "kid", b.key.kid);
+      put_local(w, *linked);
+    });
+    return 0;
+  }
+  std::cout << "Key '" << name << "' was " << done << " vault '" << c.vault << "': " << b.key.kid << '\n';
+  if (*linked) std::cout << "Key '" << shown(**linked) << "' of group '" << c.opt.group << "' is mirrored to it again.\n";
+  else std::cout << "It is the copy of no key of group '" << c.opt.group << "'.\n";
+  return 0;
 }
 
 // ---- The commands --------------------------------------------------------------------------------
@@ -344,22 +371,14 @@ int remove(Ctx& c) {
 }
 
 int recover(Ctx& c) {
-  std::optional<LocalKey> local;
-  std::string name = c.opt.name;
-  if (name.empty()) {
-    auto k = c.gs.find_key(c.opt.label, c.opt.id_hex);
-    if (!k) return error_out(c.global, k.error());
-    local = *k;
-    auto copy = recorded_copy(c, *local);
-    if (!copy) return error_out(c.global, copy.error());
-    if (*copy) {
-      name = (*copy)->name;
-    } else {
-      auto found = deleted_copy_of(c, *local);
-      if (!found) return error_out(c.global, found.error());
-      name = *found;
-    }
+  auto t = selected(c);
+  if (!t) return error_out(c.global, t.error());
+  if (t->name.empty()) {
+    auto found = deleted_copy_of(c, *t->local);
+    if (!found) return error_out(c.global, found.error());
+    t->name = *found;
   }
+  const std::string& name = t->name;
   // A deletion still completing answers 409: wait for it, as for the recovery below.
   for (int i = 1;; ++i) {
     auto r = c.kv.recover_deleted_key(name);
@@ -383,19 +402,7 @@ int recover(Ctx& c) {
       std::this_thread::sleep_for(kPollInterval);
     }
   }
-  auto linked = relink(c, local, *back, "Recovered");
-  if (!linked) return error_out(c.global, linked.error());
-  if (c.global.json) {
-    print_json([&](Writer& w) {
-      put_where(w, c, name);
-      put(w, "kid", back->key.kid);
-      put_local(w, *linked);
-    });
-  } else {
-    std::cout << "Key '" << name << "' was recovered in vault '" << c.vault << "': " << back->key.kid << '\n'
-              << link_line(c, *linked) << '\n';
-  }
-  return 0;
+  return report_back(c, t->local, *back, "recovered in", "");
 }
 
 int backup(Ctx& c) {
@@ -428,16 +435,9 @@ int restore(Ctx& c) {
 
   // The name the backup should restore as, when known: checked before, and passed on so that a
   // repeated request can tell whether the first one happened.
-  std::optional<LocalKey> local;
-  std::string expected = c.opt.name;
-  if (!c.opt.label.empty() || !c.opt.id_hex.empty()) {
-    auto k = c.gs.find_key(c.opt.label, c.opt.id_hex);
-    if (!k) return error_out(c.global, k.error());
-    local = *k;
-    auto copy = recorded_copy(c, *local);
-    if (!copy) return error_out(c.global, copy.error());
-    if (*copy) expected = (*copy)->name;
-  }
+  auto t = selected(c);
+  if (!t) return error_out(c.global, t.error());
+  const std::string& expected = t->name;
   if (!expected.empty()) {
     auto existing = c.kv.get_key(expected);
     if (existing)
@@ -448,23 +448,7 @@ int restore(Ctx& c) {
   }
   auto r = c.kv.restore_key(blob, azure::RestoreOptions{expected});
   if (!r) return error_out(c.global, r.error().describe());
-  const std::string name = r->name();
-  auto linked = relink(c, local, *r, "Restored");
-  if (!linked) return error_out(c.global, linked.error());
-  if (!expected.empty() && !iequals(name, expected))
-    return error_out(c.global, "The backup in " + c.opt.file + " was of key '" + name + "', not '" + expected +
-                                   "'; it was restored as '" + name + "' into vault '" + c.vault + "'.");
-  if (c.global.json) {
-    print_json([&](Writer& w) {
-      put_where(w, c, name);
-      put(w, "kid", r->key.kid);
-      put_local(w, *linked);
-    });
-  } else {
-    std::cout << "Key '" << name << "' was restored into vault '" << c.vault << "': " << r->key.kid << '\n'
-              << link_line(c, *linked) << '\n';
-  }
-  return 0;
+  return report_back(c, t->local, *r, "restored into", expected);
 }
 
 int run(const GlobalOptions& global, const Options& o, Verb verb) {
