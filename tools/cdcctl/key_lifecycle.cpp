@@ -210,9 +210,9 @@ Result<bool, std::string> is_copy_of(Ctx& c, const LocalKey& k, const azure::Key
 
 // After a recover or restore that brought back vault key b: the local key whose copy it is (the
 // selected one, or the one its tags name) records it again. nullopt: b is no local key's copy.
-Result<std::optional<LocalKey>, std::string> relink(Ctx& c, const std::optional<LocalKey>& selected,
+Result<std::optional<LocalKey>, std::string> relink(Ctx& c, const std::optional<LocalKey>& chosen,
                                                     const azure::KeyBundle& b, const std::string& done) {
-  std::optional<LocalKey> k = selected;
+  std::optional<LocalKey> k = chosen;
   if (!k) {
     auto tag = b.tags.find("cdcp11-uid");
     for (auto& l : c.gs.keys())
@@ -221,7 +221,7 @@ Result<std::optional<LocalKey>, std::string> relink(Ctx& c, const std::optional<
   if (!k) return std::optional<LocalKey>();
   CDC_ASSIGN(const bool ours, is_copy_of(c, *k, b));
   if (!ours) {
-    if (!selected) return std::optional<LocalKey>();
+    if (!chosen) return std::optional<LocalKey>();
     return fail(done + " key '" + b.name() + "' in vault '" + c.vault + "', but it is not the copy of key '" +
                 shown(*k) + "' (its cdcp11-uid tag or its public key differs); the local key's mirror state is "
                 "unchanged.");
@@ -234,11 +234,11 @@ Result<std::optional<LocalKey>, std::string> relink(Ctx& c, const std::optional<
 
 // recover, restore: vault key b is back (done: "recovered in", "restored into"); its local key
 // records it again, and the outcome is shown. expected: the name b was to have, if known.
-int report_back(Ctx& c, const std::optional<LocalKey>& selected, const azure::KeyBundle& b, const std::string& done,
+int report_back(Ctx& c, const std::optional<LocalKey>& chosen, const azure::KeyBundle& b, const std::string& done,
                 const std::string& expected) {
   const std::string name = b.name();
   const std::string what = capitalised(done.substr(0, done.find(' ')));
-  auto linked = relink(c, selected, b, what);
+  auto linked = relink(c, chosen, b, what);
   if (!linked) return error_out(c.global, linked.error());
   if (!expected.empty() && !iequals(name, expected))
     return error_out(c.global, "The backup in " + c.opt.file + " holds key '" + name + "', not '" + expected +
