@@ -178,6 +178,11 @@ class Library {
   // keys mirrored there, adds keys made in Azure as Azure-resident key pairs, updates those whose
   // current version changed and removes those the vault no longer has. Needs a R/W user session.
   R<SyncReport> sync_keys(CK_SESSION_HANDLE s, const SyncProgress& progress = {});
+  // After the key's Azure copy changed outside a mirror (cdcctl key delete|recover|restore): with
+  // azure_kid empty the copy is gone, so the key is not mirrored (state none, no Azure id) and its
+  // journal job is dropped, letting a later mirror start afresh; else azure_kid (versioned) is its
+  // copy again: state mirrored with that id, journal job done.
+  R<void> set_mirror_link(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key, const std::string& azure_kid);
 
   // C_SessionCancel: ends the operations named by CKF_ENCRYPT/DECRYPT/DIGEST/SIGN/VERIFY flags.
   R<void> cancel(CK_SESSION_HANDLE s, CK_FLAGS flags);

@@ -198,4 +198,46 @@ R<std::pair<CK_ULONG, std::string>> Library::mirror_status(CK_SESSION_HANDLE hs,
                         e->obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, ""));
 }
 
+R<void> Library::set_mirror_link(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h, const std::string& kid) {
+  CDC_ASSIGN(auto s, session(hs));
+  Slot& slot = *s->slot;
+  std::lock_guard one_at_a_time(slot.mirror_mu);  // no mirror of this key runs meanwhile
+  std::string uid;
+  {
+    std::lock_guard sl(slot.mu);
+    CDC_TRY(sync(slot));
+    CDC_ASSIGN(ObjectEntry * e, visible_object(slot, *s, h, Errc::key_handle_invalid));
+    const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(0);
+    if ((cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) || !e->token)
+      return err(Errc::key_handle_invalid, "only private and secret token keys are mirrored");
+    uid = e->obj.uid;
+  }
+  if (!slot.mirror)
+    return err(Errc::function_failed, "group '" + slot.cfg.name + "' has no mirror: " + slot.mirror_unavailable);
+  auto& journal = slot.mirror->journal();
+  if (kid.empty()) {
+    CDC_TRY(journal.remove(uid));
+  } else {
+    auto id = azure::parse_key_id(kid);
+    if (!id || id->version.empty()) return err(Errc::arguments_bad, "'" + kid + "' is not a versioned Azure key id");
+    CDC_ASSIGN(auto found, journal.get(uid));
+    mirror::Job job = found ? std::move(*found) : mirror::Job{};
+    job.object_uid = uid;
+    job.azure_name = id->name;
+    job.key_kid = kid;
+    job.step = mirror::Step::done;
+    job.error.clear();
+    CDC_TRY(journal.put(job));
+  }
+  const CK_ULONG state = kid.empty() ? CDC_MIRROR_STATE_NONE : CDC_MIRROR_STATE_MIRRORED;
+  record_mirror(slot, uid, state, kid, "");
+  // record_mirror logs a failed write instead of returning it: check that the record took.
+  std::lock_guard sl(slot.mu);
+  auto it = slot.objects.find(h);
+  if (it == slot.objects.end() || it->second.obj.attrs.ulong(CKA_CDC_MIRROR_STATE) != state ||
+      it->second.obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") != kid)
+    return err(Errc::device_error, "the key's mirror state could not be written to the token (see the log)");
+  return {};
+}
+
 }  // namespace cdcp11::core

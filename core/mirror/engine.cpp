@@ -24,19 +24,6 @@ Bytes part(const KeyComponents& c, const char* name) {
   return it == c.parts.end() ? Bytes{} : to_bytes_of(it->second);
 }
 
-azure::PublicKeyMaterial public_of(const KeyComponents& c) {
-  azure::PublicKeyMaterial m;
-  if (c.kty == "RSA") {
-    m.n = part(c, "n");
-    m.e = part(c, "e");
-  } else if (c.kty == "EC") {
-    m.crv = c.crv;
-    m.x = part(c, "x");
-    m.y = part(c, "y");
-  }
-  return m;
-}
-
 // CK_DATE "YYYYMMDD" (all blanks or empty = unset) -> Unix seconds at 00:00 UTC.
 std::optional<std::int64_t> date_attr(const AttrMap& a, CK_ATTRIBUTE_TYPE t) {
   auto* v = a.find(t);
@@ -68,6 +55,19 @@ Unexpected<Error> remote(const azure::Error& e) {
 bool is(const azure::Error& e, azure::ErrorKind k) { return e.kind == k; }
 
 }  // namespace
+
+azure::PublicKeyMaterial public_material(const KeyComponents& c) {
+  azure::PublicKeyMaterial m;
+  if (c.kty == "RSA") {
+    m.n = part(c, "n");
+    m.e = part(c, "e");
+  } else if (c.kty == "EC") {
+    m.crv = c.crv;
+    m.x = part(c, "x");
+    m.y = part(c, "y");
+  }
+  return m;
+}
 
 std::vector<std::string> azure_key_ops(const AttrMap& a) {
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
@@ -169,7 +169,7 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   } else {
     CDC_ASSIGN(pub, backend.public_components(key));
   }
-  const azure::PublicKeyMaterial expected = public_of(pub);
+  const azure::PublicKeyMaterial expected = public_material(pub);
   const std::string pub_hash = is_secret ? std::string() : public_hash(backend, pub);
 
   bool existing = false;

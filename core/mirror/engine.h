@@ -21,6 +21,10 @@ namespace cdcp11::core::mirror {
 // CKA_DECRYPT, CKA_UNWRAP, ...). The vault holds the private key and serves the public operations.
 std::vector<std::string> azure_key_ops(const AttrMap& key);
 
+// A key's public part (TokenBackend::public_components) as Key Vault shows it, to compare with a
+// vault key's (azure::public_material_matches).
+azure::PublicKeyMaterial public_material(const KeyComponents& c);
+
 struct Outcome {
   std::string key_kid;   // versioned Azure key id
   std::string note;      // e.g. why the KEK was left soft-deleted

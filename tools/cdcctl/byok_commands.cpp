@@ -14,7 +14,6 @@
 #include <openssl/x509.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cctype>
@@ -30,7 +29,6 @@
 
 #include "azure/byok_blob.h"
 #include "cdcp11/cdcp11.h"
-#include "common/atomic_file.h"
 #include "core/config.h"
 #include "core/mirror/naming.h"
 #include "tools/cdcctl/group_session.h"
@@ -46,11 +44,6 @@ namespace {
 struct ByokState {
   std::string group, pin_env, label, id_hex, kek_file, kek_kid, out, name;
 };
-
-std::string capitalised(std::string s) {
-  if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
-  return s;
-}
 
 
 // ---- The KEK -----------------------------------------------------------------------------------
@@ -185,20 +178,6 @@ std::size_t rsa_bits_of(const core::AttrMap& a) {
   return (n->size() - i) * 8;
 }
 
-// The target file is private (0600) even when it already exists with a wider mode:
-// write_file_atomically keeps an existing file's mode, so narrow it first.
-Result<void, std::string> write_private(const std::string& path, std::string_view content) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) {
-    if (!S_ISREG(st.st_mode)) return fail(path + " exists and is not a regular file.");
-    if ((st.st_mode & 07777) != 0600 && ::chmod(path.c_str(), 0600) != 0)
-      return fail("Cannot make " + path + " private (mode 0600): " + std::strerror(errno) + ".");
-  }
-  auto r = write_file_atomically(path, content, 0600);
-  if (!r) return fail(capitalised(r.error()) + ".");
-  return {};
-}
-
 // ---- The command ---------------------------------------------------------------------------------
 
 int run_export(const GlobalOptions& global, const ByokState& st) {
@@ -220,18 +199,9 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
   if (!g) return error_out(global, capitalised(g.error()) + ".");
   GroupSession& gs = **g;
 
-  std::string wanted_id = st.id_hex;
-  std::transform(wanted_id.begin(), wanted_id.end(), wanted_id.begin(), [](unsigned char c) { return std::tolower(c); });
-  std::vector<LocalKey> chosen;
-  for (auto& k : gs.keys())
-    if (st.label.empty() ? k.id_hex == wanted_id : k.label == st.label) chosen.push_back(k);
-  const std::string which = st.label.empty() ? "with CKA_ID " + wanted_id : "labelled '" + st.label + "'";
-  if (chosen.empty())
-    return error_out(global, "Group '" + st.group + "' has no private or secret key " + which + ".");
-  if (chosen.size() > 1)
-    return error_out(global, "Group '" + st.group + "' has " + std::to_string(chosen.size()) + " keys " + which +
-                                 "; choose one with " + (st.label.empty() ? "--label." : "--id."));
-  const LocalKey& lk = chosen.front();
+  auto found = gs.find_key(st.label, st.id_hex);
+  if (!found) return error_out(global, found.error());
+  const LocalKey& lk = *found;
   const std::string shown = lk.label.empty() ? lk.uid : lk.label;
 
   core::Slot& slot = gs.slot();
@@ -282,7 +252,7 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
   if (!ciphertext) return error_out(global, "Wrapping key '" + shown + "' failed: " + ciphertext.error().message + ".");
   auto blob = azure::build_byok_blob(st.kek_kid, *ciphertext, "cdcp11 " CDCP11_VERSION " (cdcctl byok export)");
   if (!blob) return error_out(global, blob.error().message);
-  if (auto w = write_private(st.out, std::string_view(reinterpret_cast<const char*>(blob->data()), blob->size())); !w)
+  if (auto w = write_private_file(st.out, std::string_view(reinterpret_cast<const char*>(blob->data()), blob->size())); !w)
     return error_out(global, w.error());
 
   // The name the key gets in Key Vault: --name, else as the mirror engine would name it.

@@ -3,6 +3,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -51,6 +53,7 @@ Result<std::unique_ptr<GroupSession>, std::string> GroupSession::open(const std:
                                                                       const std::string& group,
                                                                       const std::string& pin_env) {
   auto g = std::unique_ptr<GroupSession>(new GroupSession);
+  g->group_ = group;
   if (auto r = g->lib_.initialize(config, softtoken::make_token_backend); !r) return fail(r.error().message);
   for (auto id : g->lib_.slot_ids()) {
     auto slot = g->lib_.slot(id);
@@ -86,6 +89,20 @@ std::vector<LocalKey> GroupSession::keys() {
     for (auto h : all) out.push_back(read(h, cls));
   }
   return out;
+}
+
+Result<LocalKey, std::string> GroupSession::find_key(const std::string& label, const std::string& id_hex) {
+  std::string wanted_id = id_hex;
+  std::transform(wanted_id.begin(), wanted_id.end(), wanted_id.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::vector<LocalKey> chosen;
+  for (auto& k : keys())
+    if (label.empty() ? k.id_hex == wanted_id : k.label == label) chosen.push_back(k);
+  const std::string which = label.empty() ? "with CKA_ID " + wanted_id : "labelled '" + label + "'";
+  if (chosen.empty()) return fail("Group '" + group_ + "' has no private or secret key " + which + ".");
+  if (chosen.size() > 1)
+    return fail("Group '" + group_ + "' has " + std::to_string(chosen.size()) + " keys " + which + "; choose one with " +
+                (label.empty() ? "--label." : "--id."));
+  return std::move(chosen.front());
 }
 
 Bytes GroupSession::attr(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) {

@@ -42,6 +42,9 @@ class GroupSession {
 
   // The private and secret token keys visible to the session.
   std::vector<LocalKey> keys();
+  // The one key with CKA_LABEL label (when label is set) or else CKA_ID id_hex (any case); the
+  // error is a sentence when none or several match.
+  Result<LocalKey, std::string> find_key(const std::string& label, const std::string& id_hex);
 
  private:
   GroupSession() = default;
@@ -51,6 +54,7 @@ class GroupSession {
   LocalKey read(CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls);
 
   core::Library lib_;
+  std::string group_;
   core::Slot* slot_ = nullptr;
   CK_SESSION_HANDLE session_ = 0;
 };

@@ -13,6 +13,7 @@
 
 #include "cdcp11/cdcp11.h"
 #include "tools/cdcctl/group_session.h"
+#include "tools/cdcctl/key_lifecycle.h"
 #include "tools/cdcctl/table.h"
 
 namespace cdcp11::cdcctl {
@@ -156,6 +157,8 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
     if (done + failed == 0) exit_code = error_out(global, "no key of group '" + st->group + "' matches");
     else if (failed) exit_code = 1;
   });
+
+  add_key_lifecycle_commands(*key, global, exit_code);
 }
 
 }  // namespace cdcp11::cdcctl

@@ -3,7 +3,14 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <sys/stat.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <iostream>
+
+#include "common/atomic_file.h"
 
 namespace cdcp11::cdcctl {
 
@@ -20,6 +27,23 @@ int error_out(const GlobalOptions& global, const std::string& msg) {
     std::cerr << "cdcctl: " << msg << '\n';
   }
   return 1;
+}
+
+std::string capitalised(std::string s) {
+  if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
+Result<void, std::string> write_private_file(const std::string& path, std::string_view content) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode)) return fail(path + " exists and is not a regular file.");
+    if ((st.st_mode & 07777) != 0600 && ::chmod(path.c_str(), 0600) != 0)
+      return fail("Cannot make " + path + " private (mode 0600): " + std::strerror(errno) + ".");
+  }
+  auto r = write_file_atomically(path, content, 0600);
+  if (!r) return fail(capitalised(r.error()) + ".");
+  return {};
 }
 
 }  // namespace cdcp11::cdcctl
