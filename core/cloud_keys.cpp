@@ -14,6 +14,7 @@
 #include "core/cloud/key_attrs.h"
 #include "core/cloud/vault_ops.h"
 #include "core/library.h"
+#include "core/mirror/engine.h"
 #include "core/mirror/naming.h"
 
 namespace cdcp11::core {
@@ -285,7 +286,7 @@ R<SyncReport> Library::sync_keys(CK_SESSION_HANDLE hs, const SyncProgress& progr
       if (!b) return fail(cloud::from_azure(b.error()));
       if (a.ulong(CKA_CLASS).value_or(0) == CKO_PRIVATE_KEY) {
         auto pc = slot.backend->public_components(l->second);
-        if (!pc || !azure::public_material_matches(b->key, cloud::public_material_of(*pc))) {
+        if (!pc || !azure::public_material_matches(b->key, mirror::public_material(*pc))) {
           skip("vault key '" + name + "' is tagged as a copy of local key " + l->first +
                " but its public key differs; not linked");
           continue;
@@ -343,7 +344,7 @@ R<SyncReport> Library::sync_keys(CK_SESSION_HANDLE hs, const SyncProgress& progr
       local_public.emplace();
       for (auto& [uid, obj] : local)
         if (obj.attrs.ulong(CKA_CLASS).value_or(0) == CKO_PRIVATE_KEY)
-          if (auto pc = slot.backend->public_components(obj)) local_public->emplace_back(uid, cloud::public_material_of(*pc));
+          if (auto pc = slot.backend->public_components(obj)) local_public->emplace_back(uid, mirror::public_material(*pc));
     }
     auto same = std::find_if(local_public->begin(), local_public->end(),
                              [&](const auto& lp) { return azure::public_material_matches(b->key, lp.second); });

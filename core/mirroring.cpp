@@ -210,6 +210,9 @@ R<void> Library::set_mirror_link(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h, const
     const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(0);
     if ((cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) || !e->token)
       return err(Errc::key_handle_invalid, "only private and secret token keys are mirrored");
+    if (cloud::azure_resident(e->obj.attrs))
+      return err(Errc::key_function_not_permitted, "the key lives in Key Vault only; its object names the vault key "
+                                                   "itself (a sync follows changes there)");
     uid = e->obj.uid;
   }
   if (!slot.mirror)

@@ -134,23 +134,6 @@ bool azure_resident(const AttrMap& a) {
          a.ulong(CKA_CDC_ORIGIN).value_or(CDC_ORIGIN_LOCAL) == CDC_ORIGIN_AZURE;
 }
 
-azure::PublicKeyMaterial public_material_of(const KeyComponents& c) {
-  auto part = [&](const char* n) {
-    auto it = c.parts.find(n);
-    return it == c.parts.end() ? Bytes{} : Bytes(it->second.begin(), it->second.end());
-  };
-  azure::PublicKeyMaterial m;
-  if (c.kty == "RSA") {
-    m.n = part("n");
-    m.e = part("e");
-  } else if (c.kty == "EC") {
-    m.crv = c.crv;
-    m.x = part("x");
-    m.y = part("y");
-  }
-  return m;
-}
-
 std::string public_fingerprint_input(const azure::JsonWebKey& k) {
   const bool ec = k.kty.rfind("EC", 0) == 0;
   const std::size_t n = ec ? curve_bytes(k.crv) : 0;

@@ -39,9 +39,6 @@ std::vector<std::string> ops_from_usage(const AttrMap& pub, const AttrMap& priv)
 // An Azure-resident key: a private key object whose key material is in Key Vault only.
 bool azure_resident(const AttrMap& a);
 
-// The public part of a token key's components, as the Key Vault client compares it.
-azure::PublicKeyMaterial public_material_of(const KeyComponents& c);
-
 // A canonical string of a JWK's public part, so two sides can compare or hash it.
 std::string public_fingerprint_input(const azure::JsonWebKey& k);
 

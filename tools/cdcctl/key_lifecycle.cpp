@@ -213,6 +213,7 @@ Result<bool, std::string> is_copy_of(Ctx& c, const LocalKey& k, const azure::Key
 Result<std::optional<LocalKey>, std::string> relink(Ctx& c, const std::optional<LocalKey>& chosen,
                                                     const azure::KeyBundle& b, const std::string& done) {
   std::optional<LocalKey> k = chosen;
+  if (k && k->azure_resident) return k;  // its object names the vault key itself: nothing to relink
   if (!k) {
     auto tag = b.tags.find("cdcp11-uid");
     for (auto& l : c.gs.keys())
@@ -312,17 +313,25 @@ int remove(Ctx& c) {
   if (!del) return error_out(c.global, vault_error(c, del.error(), t->name));
 
   // The copy is gone, or only soft-deleted: no local key may claim it any more.
-  std::vector<LocalKey> reset;
-  if (t->local) reset.push_back(*t->local);
-  for (auto& k : keys_recording(c, t->name))
-    if (std::none_of(reset.begin(), reset.end(), [&](const LocalKey& r) { return r.uid == k.uid; })) reset.push_back(k);
+  // An Azure-resident key has no other copy: its objects stay (a recover makes them work again)
+  // until a sync finds the vault key gone.
+  std::vector<LocalKey> reset, resident;
+  if (t->local) (t->local->azure_resident ? resident : reset).push_back(*t->local);
+  for (auto& k : keys_recording(c, t->name)) {
+    auto& into = k.azure_resident ? resident : reset;
+    if (std::none_of(into.begin(), into.end(), [&](const LocalKey& r) { return r.uid == k.uid; })) into.push_back(k);
+  }
   for (auto& k : reset)
     if (auto r = c.gs.lib().set_mirror_link(c.gs.session(), k.handle, ""); !r)
       return error_out(c.global, "Key '" + t->name + "' was deleted from vault '" + c.vault + "', but key '" + shown(k) +
                                      "' could not be marked not mirrored: " + r.error().message + ".");
-  if (!c.global.json)
+  if (!c.global.json) {
     for (auto& k : reset)
       std::cout << "Key '" << shown(k) << "' of group '" << c.opt.group << "' is no longer mirrored.\n";
+    for (auto& k : resident)
+      std::cout << "Key '" << shown(k) << "' of group '" << c.opt.group << "' lived only in the vault; "
+                << "`cdcctl group sync " << c.opt.group << "` removes its objects (after a recover, a sync brings them back).\n";
+  }
 
   // What the vault's recovery level says (reference §4). No recoveryId: soft delete is off.
   const std::string& level = del->attributes.recovery_level;
