@@ -367,6 +367,26 @@ class CloudKeys(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("nope", p.stderr)
 
+    def test_cdcctl_delete_and_recover_of_an_azure_resident_key_keep_its_objects_pointing_at_the_vault(self):
+        P = self.P
+        self.create_in_vault("demo-premium", "resident-life", kty="EC-HSM", crv="P-256", key_ops=["sign", "verify"])
+        s = self.session("sync")
+        self.sync_ok(s)
+        priv = self.one(s, P.CKO_PRIVATE_KEY, "resident-life")
+        kid = self.raw(s, priv, CKA_CDC_AZURE_KEY_ID).decode()
+        env = self.tok.env(SYNC_PIN=h.USER_PIN)
+        cdcctl = [CDCCTL, "--config", self.tok.conf, "key"]
+        p = subprocess.run(cdcctl + ["delete", "sync", "--label", "resident-life", "--pin-env", "SYNC_PIN"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("lived only in the vault", p.stdout)
+        self.assertEqual(self.raw(s, priv, CKA_CDC_AZURE_KEY_ID).decode(), kid)  # still names the vault key
+        p = subprocess.run(cdcctl + ["recover", "sync", "--label", "resident-life", "--pin-env", "SYNC_PIN"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(self.ulong(s, priv, CKA_CDC_MIRROR_STATE), MIRRORED)
+        self.assertEqual(len(bytes(s.sign(priv, b"back", P.Mechanism(P.CKM_ECDSA_SHA256)))), 64)
+
     # ------------------------------------------------------------ cloud-native generation
 
     def cloud_native_pair(self, s, label, kind="rsa", extra_priv=(), extra_pub=(), **kw):
