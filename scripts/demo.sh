@@ -6,6 +6,7 @@
 #   4. sign with each on the token and verify with the openssl CLI
 #   5. cdcctl key list: both keys mirrored into Key Vault, with their Azure key ids
 #   6. the vault signs a digest with its copy; openssl verifies it with the token's public key
+#   7. a key made in Azure: cdcctl group sync brings it in; pkcs11-tool signs with it (in the vault)
 # Demo PINs and the emulator's demo secret only; everything lives in ./demo-out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,5 +96,19 @@ curl_az -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
 echo "signed by $KID"
 printf 'Vault signature, token public key: '
 openssl dgst -sha256 -verify "$OUT/rsa.pem" -signature "$OUT/vault-rsa.sig" "$OUT/message.txt"
+
+say "A key made in Azure: created in the vault, brought in by cdcctl group sync, used through the token"
+VAULT=${KID%%/keys/*}
+curl_az -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
+    -d '{"kty":"EC-HSM","crv":"P-256","key_ops":["sign","verify"]}' \
+    "$VAULT/keys/azure-made/create?api-version=7.4" >/dev/null
+DEMO_PIN=$USER_PIN $CDCCTL group sync demo --pin-env DEMO_PIN
+DEMO_PIN=$USER_PIN $CDCCTL key list demo --pin-env DEMO_PIN
+p11 --login --pin "$USER_PIN" --sign --label azure-made -m ECDSA-SHA256 --signature-format openssl \
+    -i "$OUT/message.txt" -o "$OUT/azure-made.sig" 2>/dev/null
+p11 --read-object --type pubkey --label azure-made -o "$OUT/azure-made.der" 2>/dev/null
+openssl pkey -pubin -inform DER -in "$OUT/azure-made.der" -out "$OUT/azure-made.pem"
+printf 'Signed in the vault through pkcs11-tool: '
+openssl dgst -sha256 -verify "$OUT/azure-made.pem" -signature "$OUT/azure-made.sig" "$OUT/message.txt"
 
 say "Done. Config: $CDCP11_CONF; token: $OUT/tokens/demo; emulator log: $OUT/emulator.log"
