@@ -98,7 +98,7 @@ R<AttrMap> material_attrs(const azure::JsonWebKey& k, CK_OBJECT_CLASS cls) {
     return a;
   }
   return err(Errc::key_type_inconsistent,
-             "a " + k.kty + " key stays in Key Vault: only RSA and EC keys are brought into the token");
+             k.kty + " keys stay in Key Vault: only RSA and EC keys are brought into the token");
 }
 
 void usage_from_ops(const std::vector<std::string>& ops, CK_OBJECT_CLASS cls, AttrMap& a) {

@@ -34,7 +34,8 @@ CDCCTL = os.environ.get("CDCCTL", os.path.join(os.environ.get("CDCP11_BUILD", ""
 # (group, vault, type, slot id, trigger)
 GROUPS = [("sync", "demo-premium", "premium", 21, "on_request"),
           ("cn-std", "demo-standard", "standard", 22, "on_request"),
-          ("cn-hsm", "demo-protected", "premium", 23, "on_generate")]
+          ("cn-hsm", "demo-protected", "premium", 23, "on_generate"),
+          ("cn-mhsm", "demo-mhsm", "managed_hsm", 24, "on_request")]
 
 
 class CDC_SYNC_RESULT(ctypes.Structure):
@@ -110,10 +111,11 @@ class CloudKeys(unittest.TestCase):
         return res
 
     def vault_url(self, vault):
-        return self.emu.vault_url(vault)
+        return self.emu.vault_url(vault, hsm=vault.endswith("mhsm"))
 
     def rest(self, method, url, body=None):
-        r = self.emu.rest(method, url, token=self.emu.token(), body=body)
+        resource = "https://managedhsm.azure.net" if ".managedhsm." in url else "https://vault.azure.net"
+        r = self.emu.rest(method, url, token=self.emu.token(resource=resource), body=body)
         self.assertLess(r.status_code, 300, r.text)
         return r.json() if r.text else None
 
@@ -464,6 +466,21 @@ class CloudKeys(unittest.TestCase):
         env = {k: v for k, v in os.environ.items() if k != "OPENSSL_CONF"}
         h.run(["openssl", "verify", "-CAfile", cert, cert], env=env)
         self.assert_in_vault_log("demo-protected", "cn-openssl", "sign")
+
+    def test_managed_hsm_cloud_native_ec_signs_there_and_sync_leaves_symmetric_keys_in_the_hsm(self):
+        P = self.P
+        self.create_in_vault("demo-mhsm", "hsm-aes", kty="oct-HSM", key_size=256, key_ops=["wrapKey", "unwrapKey"])
+        s = self.session("cn-mhsm")
+        pub, priv = self.cloud_native_pair(s, "cn-mhsm-ec", kind="ec", params=bytes.fromhex("06082a8648ce3d030107"))
+        kid = self.assert_resident(s, priv, self.vault_url("demo-mhsm") + "/keys/cn-mhsm-ec/")
+        self.assertEqual(self.rest("GET", kid)["key"]["kty"], "EC-HSM")
+        sig = bytes(s.sign(priv, b"hsm pool", P.Mechanism(P.CKM_ECDSA_SHA256)))
+        self.ec_public(s, pub, ec.SECP256R1()).verify(der_ecdsa(sig), b"hsm pool", ec.ECDSA(hashes.SHA256()))
+        self.assertRegex(self.emu.log(), r"POST demo-mhsm\.managedhsm\.azure\.net/keys/cn-mhsm-ec/[0-9a-f]{32}/sign")
+        res = self.sync_ok(s)
+        self.assertEqual((res["skipped"], res["added"], res["unchanged"]), (1, 0, 1), res)
+        self.assertEqual(self.objs(s, P.CKO_SECRET_KEY, "hsm-aes"), [])
+        self.assertIn("oct-HSM keys stay in Key Vault", self.tok.read_log())
 
     def test_cloud_native_templates_the_vault_cannot_honour_are_refused_precisely(self):
         P = self.P
