@@ -67,6 +67,13 @@ Unexpected<Error> remote(const azure::Error& e) {
 
 bool is(const azure::Error& e, azure::ErrorKind k) { return e.kind == k; }
 
+// The name of the job's KEK; records written before kek_name existed only have its id.
+std::string kek_name_of(const Job& job) {
+  if (!job.kek_name.empty()) return job.kek_name;
+  auto id = azure::parse_key_id(job.kek_kid);
+  return id ? id->name : std::string();
+}
+
 }  // namespace
 
 std::vector<std::string> azure_key_ops(const AttrMap& a) {
@@ -121,6 +128,42 @@ R<void> Engine::check_target(const AzureConfig& a, CK_OBJECT_CLASS cls, CK_KEY_T
                                          std::to_string(rsa_bits));
   if (kt != CKK_RSA && kt != CKK_EC) return err(Errc::key_type_inconsistent, "this key type cannot be mirrored");
   return {};
+}
+
+R<azure::KeyBundle> Engine::obtain_kek(azure::KeyVaultClient& kv, Job& job, const std::string& uid) {
+  if (const std::string name = kek_name_of(job); !name.empty()) {
+    auto got = kv.get_key(name);
+    if (got) {
+      auto tag = got->tags.find("cdcp11-kek-for");
+      if (tag != got->tags.end() && tag->second == uid) {
+        if (job.kek_kid != got->key.kid) {  // the create's answer was lost, not the KEK
+          job.kek_kid = got->key.kid;
+          job.step = Step::kek_created;
+          CDC_TRY(journal_->put(job));
+        }
+        return std::move(*got);
+      }
+    } else if (!is(got.error(), azure::ErrorKind::not_found)) {
+      // It may well exist: making another now would leave one behind.
+      return remote(got.error());
+    }
+    // Gone (deleted; or its create never happened): a new one, under a new name, since a deleted
+    // KEK may hold the old name while it waits to be purged.
+  }
+  azure::CreateKeyOptions ko;
+  ko.kty = "RSA-HSM";
+  ko.key_size = kek_bits_;
+  ko.key_ops = {"import"};
+  ko.tags = {{"cdcp11-kek-for", uid}};
+  job.kek_name = "cdcp11-kek-" + uid.substr(0, 16) + "-" + std::to_string(job.attempts);
+  job.kek_kid.clear();
+  CDC_TRY(journal_->put(job));
+  auto made = kv.create_key(job.kek_name, ko);
+  if (!made) return remote(made.error());
+  job.kek_kid = made->key.kid;
+  job.step = Step::kek_created;
+  CDC_TRY(journal_->put(job));
+  return std::move(*made);
 }
 
 R<Job> Engine::job_for(const StoredObject& key, bool& existed) {
@@ -248,33 +291,9 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
       j.qi = sec("qi");
       o.jwk = std::move(j);
     } else {
-      // A KEK recorded by an earlier attempt is reused while it exists.
-      azure::KeyBundle kek;
-      bool have_kek = false;
-      if (!job.kek_kid.empty()) {
-        if (auto id = azure::parse_key_id(job.kek_kid)) {
-          auto got = kv.get_key(id->name, id->version);
-          if (got) {
-            kek = std::move(*got);
-            have_kek = true;
-          }
-        }
-      }
-      if (!have_kek) {
-        azure::CreateKeyOptions ko;
-        ko.kty = "RSA-HSM";
-        ko.key_size = kek_bits_;
-        ko.key_ops = {"import"};
-        ko.tags = {{"cdcp11-kek-for", key.uid}};
-        const std::string kek_name = "cdcp11-kek-" + key.uid.substr(0, 16) + "-" + std::to_string(job.attempts);
-        auto made = kv.create_key(kek_name, ko);
-        if (!made) return fail_job(remote(made.error()).error);
-        kek = std::move(*made);
-        job.kek_kid = kek.key.kid;
-        job.step = Step::kek_created;
-        CDC_TRY(journal_->put(job));
-      }
-      auto ciphertext = backend.wrap_for_byok(key, kek.key.n, kek.key.e);
+      auto kek = obtain_kek(kv, job, key.uid);
+      if (!kek) return fail_job(kek.error());
+      auto ciphertext = backend.wrap_for_byok(key, kek->key.n, kek->key.e);
       if (!ciphertext) return fail_job(ciphertext.error());
       auto blob = azure::build_byok_blob(job.kek_kid, *ciphertext);
       if (!blob) return fail_job(remote(blob.error()).error);
@@ -306,9 +325,7 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
 
   // 3. Clean up the KEK: delete, and purge only where soft delete is on and purge allowed.
   Outcome out{job.key_kid, {}};
-  if (!job.kek_kid.empty()) {
-    auto id = azure::parse_key_id(job.kek_kid);
-    const std::string kek_name = id ? id->name : std::string();
+  if (const std::string kek_name = kek_name_of(job); !kek_name.empty()) {
     auto del = kv.delete_key(kek_name);
     std::string level;
     bool soft_deleted = false;

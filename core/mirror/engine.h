@@ -53,6 +53,9 @@ class Engine {
  private:
   // The key's journaled job, or a new pending one (not yet written) with its Azure name chosen.
   R<Job> job_for(const StoredObject& key, bool& existed);
+  // The job's KEK: the one it recorded, while that exists, or a new one. Journals as it goes;
+  // the KEK's name is written before its create request is sent.
+  R<azure::KeyBundle> obtain_kek(azure::KeyVaultClient& kv, Job& job, const std::string& uid);
 
   std::string group_;
   AzureConfig azure_;

@@ -40,6 +40,7 @@ std::string encode_job(const Job& j) {
   w.Key("azure_name"); w.String(j.azure_name.c_str());
   w.Key("step"); w.String(step_name(j.step));
   w.Key("kek_kid"); w.String(j.kek_kid.c_str());
+  w.Key("kek_name"); w.String(j.kek_name.c_str());
   w.Key("key_kid"); w.String(j.key_kid.c_str());
   w.Key("error"); w.String(j.error.c_str());
   w.Key("attempts"); w.Uint(j.attempts);
@@ -62,6 +63,7 @@ R<Job> decode_job(const std::string& json) {
   j.object_uid = str("object_uid");
   j.azure_name = str("azure_name");
   j.kek_kid = str("kek_kid");
+  j.kek_name = str("kek_name");  // absent in records of older versions: the name is in kek_kid
   j.key_kid = str("key_kid");
   j.error = str("error");
   const std::string step = str("step");

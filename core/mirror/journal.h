@@ -32,6 +32,9 @@ struct Job {
   std::string azure_name;   // the key name in the vault
   Step step = Step::pending;
   std::string kek_kid;      // versioned id of the ephemeral KEK, once created
+  // Name of the job's KEK, journaled before the create request goes out: a create whose answer
+  // is lost is then found by name instead of being left behind in the vault.
+  std::string kek_name;
   std::string key_kid;      // versioned id of the imported key, once imported
   std::string error;        // last failure, for people
   unsigned attempts = 0;

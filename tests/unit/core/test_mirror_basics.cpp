@@ -34,8 +34,10 @@ TEST_CASE("mirror journal: jobs survive reopening; done jobs are not unfinished"
   {
     auto j = Journal::open((dir / "j").string());
     REQUIRE(j);
-    Job a{uid1, "key-a", Step::kek_created, "https://v.vault.azure.net/keys/kek/01", "", "", 1, 0};
-    Job b{uid2, "key-b", Step::done, "", "https://v.vault.azure.net/keys/key-b/02", "", 1, 0};
+    Job a{.object_uid = uid1, .azure_name = "key-a", .step = Step::kek_created,
+          .kek_kid = "https://v.vault.azure.net/keys/kek/01", .kek_name = "kek", .attempts = 1};
+    Job b{.object_uid = uid2, .azure_name = "key-b", .step = Step::done,
+          .key_kid = "https://v.vault.azure.net/keys/key-b/02", .attempts = 1};
     REQUIRE((*j)->put(a));
     REQUIRE((*j)->put(b));
   }
@@ -47,6 +49,7 @@ TEST_CASE("mirror journal: jobs survive reopening; done jobs are not unfinished"
   CHECK(open->at(0).object_uid == uid1);
   CHECK(open->at(0).step == Step::kek_created);
   CHECK(open->at(0).kek_kid == "https://v.vault.azure.net/keys/kek/01");
+  CHECK(open->at(0).kek_name == "kek");
   CHECK(open->at(0).updated > 0);
   auto got = (*j)->get(uid2);
   REQUIRE(got);
