@@ -166,6 +166,56 @@ R<azure::KeyBundle> Engine::obtain_kek(azure::KeyVaultClient& kv, Job& job, cons
   return std::move(*made);
 }
 
+R<void> Engine::clean_up_kek(azure::KeyVaultClient& kv, const std::string& name, std::string& note) {
+  auto del = kv.delete_key(name);
+  std::string level;
+  bool soft_deleted = false;
+  if (del) {
+    level = del->attributes.recovery_level;
+    soft_deleted = !del->recovery_id.empty();
+  } else if (is(del.error(), azure::ErrorKind::not_found)) {
+    // Deleted by an earlier attempt; it may still wait in the deleted-keys list to be purged.
+    auto gone = kv.get_deleted_key(name);
+    if (gone) {
+      level = gone->attributes.recovery_level;
+      soft_deleted = true;
+    } else if (!is(gone.error(), azure::ErrorKind::not_found) && !is(gone.error(), azure::ErrorKind::bad_request)) {
+      // (400: the vault has no soft delete, so nothing waits to be purged.)
+      return err(Errc::function_failed, "was deleted but could not be checked for a purge: " + gone.error().describe());
+    }
+  } else {
+    return err(Errc::function_failed, "could not be deleted: " + del.error().describe());
+  }
+  const bool recoverable = level.find("Recoverable") != std::string::npos;
+  const bool purgeable = level.find("Purgeable") != std::string::npos;
+  if (!soft_deleted || !recoverable) return {};
+  if (!purgeable) {
+    note = "the KEK is soft-deleted and left there: purge protection is on in vault '" + azure_.vault_name +
+           "', so Key Vault purges it when the retention period ends";
+    return {};
+  }
+  // Deletion completes asynchronously; purge needs it finished (reference §4).
+  for (int i = 0; i < 60; ++i) {
+    auto g = kv.get_deleted_key(name);
+    if (!g) {
+      if (!is(g.error(), azure::ErrorKind::not_found))
+        return err(Errc::function_failed, "was deleted and not purged: " + g.error().describe());
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    auto p = kv.purge_deleted_key(name);
+    if (p || is(p.error(), azure::ErrorKind::not_found)) return {};
+    if (is(p.error(), azure::ErrorKind::forbidden) || is(p.error(), azure::ErrorKind::purge_protected)) {
+      // Not ours to purge (no purge permission): retrying would not change that, and Key Vault
+      // purges it when the retention period ends.
+      note = "the KEK was deleted but may not be purged: " + p.error().describe();
+      return {};
+    }
+    return err(Errc::function_failed, "was deleted and not purged: " + p.error().describe());
+  }
+  return err(Errc::function_failed, "was deleted and its deletion did not complete in time to purge it");
+}
+
 R<Job> Engine::job_for(const StoredObject& key, bool& existed) {
   CDC_ASSIGN(auto found, journal_->get(key.uid));
   existed = found.has_value();
@@ -323,53 +373,18 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
     CDC_TRY(journal_->put(job));
   }
 
-  // 3. Clean up the KEK: delete, and purge only where soft delete is on and purge allowed.
+  // 3. Clean up the KEK. Until that is done the job stays open (step imported), so the next
+  //    attempt or login finishes it; the key itself is mirrored and usable already.
   Outcome out{job.key_kid, {}};
   if (const std::string kek_name = kek_name_of(job); !kek_name.empty()) {
-    auto del = kv.delete_key(kek_name);
-    std::string level;
-    bool soft_deleted = false;
-    if (del) {
-      level = del->attributes.recovery_level;
-      soft_deleted = !del->recovery_id.empty();
-    } else if (is(del.error(), azure::ErrorKind::not_found)) {
-      // Deleted by an earlier attempt; it may still wait in the deleted-keys list.
-      auto gone = kv.get_deleted_key(kek_name);
-      if (gone) {
-        level = gone->attributes.recovery_level;
-        soft_deleted = true;
-      }
-    } else {
-      job.error = "the key is mirrored but its KEK could not be deleted: " + del.error().describe();
-      (void)journal_->put(job);
+    if (auto cleaned = clean_up_kek(kv, kek_name, out.note); !cleaned) {
+      job.error = "the key is mirrored but its KEK " + kek_name + " " + cleaned.error().message +
+                  "; the cleanup is retried at the next login or mirror request";
+      CDC_TRY(journal_->put(job));
       out.note = job.error;
+      out.cleanup_pending = true;
       log::warn(kLog, "group '" + group_ + "': " + job.error);
       return out;
-    }
-    const bool recoverable = level.find("Recoverable") != std::string::npos;
-    const bool purgeable = level.find("Purgeable") != std::string::npos;
-    if (soft_deleted && recoverable && purgeable) {
-      // Deletion completes asynchronously; purge needs it finished (reference §4).
-      bool purged = false;
-      for (int i = 0; i < 60 && !purged; ++i) {
-        if (auto g = kv.get_deleted_key(kek_name); g) {
-          auto p = kv.purge_deleted_key(kek_name);
-          purged = p || is(p.error(), azure::ErrorKind::not_found);
-          if (!p && !purged) {
-            out.note = "the KEK was deleted but not purged: " + p.error().describe();
-            break;
-          }
-        } else if (!is(g.error(), azure::ErrorKind::not_found)) {
-          out.note = "the KEK was deleted but not purged: " + g.error().describe();
-          break;
-        } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        }
-      }
-      if (!purged && out.note.empty()) out.note = "the KEK was deleted; its purge did not complete in time";
-    } else if (soft_deleted && recoverable) {
-      out.note = "the KEK is soft-deleted and left there: purge protection is on in vault '" + azure_.vault_name +
-                 "', so Key Vault purges it when the retention period ends";
     }
     if (!out.note.empty()) log::info(kLog, "group '" + group_ + "': " + out.note);
   }

@@ -24,6 +24,9 @@ std::vector<std::string> azure_key_ops(const AttrMap& key);
 struct Outcome {
   std::string key_kid;   // versioned Azure key id
   std::string note;      // e.g. why the KEK was left soft-deleted
+  // The key is mirrored, but its KEK is not cleaned up yet (note says why); the job stays open
+  // and the next attempt or login finishes the cleanup.
+  bool cleanup_pending = false;
 };
 
 class Engine {
@@ -56,6 +59,9 @@ class Engine {
   // The job's KEK: the one it recorded, while that exists, or a new one. Journals as it goes;
   // the KEK's name is written before its create request is sent.
   R<azure::KeyBundle> obtain_kek(azure::KeyVaultClient& kv, Job& job, const std::string& uid);
+  // Deletes the KEK and purges it where soft delete is on and purge allowed. The error says what
+  // is left to do (a phrase following "its KEK <name>"); note gets what needs no action.
+  R<void> clean_up_kek(azure::KeyVaultClient& kv, const std::string& name, std::string& note);
 
   std::string group_;
   AzureConfig azure_;

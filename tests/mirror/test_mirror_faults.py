@@ -1,7 +1,7 @@
 """The mirror under faults at every step, injected through the emulator's fault rules: the KEK
 create (500, 429 storms, the connection dropped before and after the create is applied, an answer
-lost in an outage), the import (429 storms), and 429s with Retry-After at every step of one
-mirror. For each: no key is lost locally, nothing is imported twice (key
+lost in an outage), the import (429 storms), the KEK delete and purge, and 429s with Retry-After
+at every step of one mirror. For each: no key is lost locally, nothing is imported twice (key
 versions counted in the vault), the job ends mirrored or failed with a reason readable through
 CKA_CDC_MIRROR_ERROR, a retry completes it, and no KEK is left behind (vault keys tagged
 cdcp11-kek-for, live or soft-deleted).
@@ -68,6 +68,12 @@ SCENARIOS = [
              ["429"] * 3 + ["200"]),
     Scenario("import-429-outlasts-retries", [Rule(*IMPORT, status(429, 6, 0))], "failed",
              r"kept throttling requests \(HTTP 429\) after 6 attempts", ["200"], ["429"] * 6 + ["200"]),
+    Scenario("kek-delete-refused", [Rule(*KEK_DELETE, status(403, 1))], "cleanup",
+             r"mirrored but its KEK cdcp11-kek-[\w-]+ could not be deleted", ["200"], ["200"]),
+    Scenario("kek-delete-500-storm", [Rule(*KEK_DELETE, status(500, 6, 0))], "cleanup",
+             r"mirrored but its KEK cdcp11-kek-[\w-]+ could not be deleted", ["200"], ["200"]),
+    Scenario("kek-purge-500-storm", [Rule(*KEK_PURGE, status(500, 6, 0))], "cleanup",
+             r"mirrored but its KEK cdcp11-kek-[\w-]+ was deleted and not purged", ["200"], ["200"]),
     Scenario("429-with-retry-after-at-every-step",
              [Rule("GET", "/keys/{name}", status(429, 1, 1)), Rule(*KEK_CREATE, status(429, 1, 1)),
               Rule(*IMPORT, status(429, 1, 1)), Rule(*KEK_DELETE, status(429, 1, 1)),
@@ -200,20 +206,25 @@ class MirrorFaults(unittest.TestCase):
         retry_afters = sum(r.action["count"] for r in sc.rules if r.action.get("retryAfter") == 1)
         self.assertEqual(rig.tok.read_log().count("server asked to wait 1000 ms") - waits_before, retry_afters)
 
-    def test_cdcctl_key_mirror_finishes_a_mirror_that_failed(self):
+    def test_cdcctl_key_mirror_all_finishes_failed_mirrors_and_pending_cleanups(self):
         rig = self.rig
         s = rig.session(self, "faults")
-        priv = self.ec_key(s, "f-cdcctl")
-        rig.fault({"method": "PUT", "path": "/keys/f-cdcctl"}, **status(503, 6, 0))
-        self.assertEqual(self.mirror_key(s, priv), CKR_FUNCTION_FAILED)
-        self.assertEqual(rig.state(s, priv)[0], FAILED)
+        failed, pending = self.ec_key(s, "f-cdcctl-failed"), self.ec_key(s, "f-cdcctl-cleanup")
+        rig.fault({"method": "PUT", "path": "/keys/f-cdcctl-failed"}, **status(503, 6, 0))
+        rig.fault({"method": "DELETE", "path": "/keys/cdcp11-kek-%s-*" % rig.uid(s, pending)[:16]}, **status(403, 1))
+        self.assertEqual(self.mirror_key(s, failed), CKR_FUNCTION_FAILED)
+        self.assertEqual(self.mirror_key(s, pending), 0)
+        self.assertEqual(rig.state(s, failed)[0], FAILED)
+        self.assertEqual(rig.state(s, pending)[0], MIRRORED)
+        self.assertNotEqual(rig.state(s, pending)[2], "")
         cdcctl = [os.path.join(os.environ["CDCP11_BUILD"], "tools", "cdcctl", "cdcctl"), "--config", rig.tok.conf]
-        r = h.run(cdcctl + ["key", "mirror", "faults", "--label", "f-cdcctl", "--pin-env", "DEMO_PIN"],
+        r = h.run(cdcctl + ["key", "mirror", "faults", "--all", "--pin-env", "DEMO_PIN"],
                   env=rig.tok.env(DEMO_PIN=h.USER_PIN))
-        self.assertIn("f-cdcctl: mirrored as %s/keys/f-cdcctl/" % rig.vault_url(self.VAULT), r.stdout.decode())
-        self.assert_mirrored_copy_is_the_token_key(s, priv, "f-cdcctl", rig.token_public_key(s, "f-cdcctl"))
-        self.assertEqual(self.kek_creates(rig.uid(s, priv)), ["200"])  # the KEK of the failed attempt, reused
-        self.assert_no_kek_left(rig.uid(s, priv))
+        for name, priv in (("f-cdcctl-failed", failed), ("f-cdcctl-cleanup", pending)):
+            self.assertIn("%s: mirrored as %s/keys/%s/" % (name, rig.vault_url(self.VAULT), name), r.stdout.decode())
+            self.assert_mirrored_copy_is_the_token_key(s, priv, name, rig.token_public_key(s, name))
+            self.assertEqual(self.kek_creates(rig.uid(s, priv)), ["200"])  # the KEK of the first attempt, reused
+            self.assert_no_kek_left(rig.uid(s, priv))
 
 
 def wait_for(cond, seconds=30):
