@@ -166,6 +166,51 @@ R<azure::KeyBundle> Engine::obtain_kek(azure::KeyVaultClient& kv, Job& job, cons
   return std::move(*made);
 }
 
+R<void> Engine::recover_own_key(azure::KeyVaultClient& kv, Job& job, const azure::Error& conflict,
+                                const azure::PublicKeyMaterial& expected, bool is_secret) {
+  const std::string name = "'" + job.azure_name + "'";
+  const std::string vault = "vault '" + azure_.vault_name + "'";
+  const std::string rename = "name this key otherwise with CKA_CDC_AZURE_KEY_NAME";
+  if (conflict.inner_code != "ObjectIsDeletedButRecoverable")
+    return err(Errc::function_failed, "the name " + name + " is being deleted or recovered in " + vault +
+                                          "; try again shortly (" + conflict.describe() + ")");
+  if (!recover_soft_deleted_)
+    return err(Errc::function_failed, "the name " + name + " is held by a soft-deleted key in " + vault +
+                                          ": purge or recover it, or " + rename +
+                                          " (with the group's mirror.recover_soft_deleted, a soft-deleted copy of "
+                                          "this same key is recovered)");
+  auto deleted = kv.get_deleted_key(job.azure_name);
+  if (!deleted)
+    return err(Errc::function_failed, "the name " + name + " is held by a soft-deleted key in " + vault +
+                                          " that could not be read to compare it with this key: " +
+                                          deleted.error().describe());
+  // Recovering is only right when it brings back this very key: anything else would make a
+  // different key this key's mirror, and importing over it would mix two keys under one name.
+  if (is_secret)
+    return err(Errc::function_failed, "the name " + name + " is held by a soft-deleted key in " + vault +
+                                          "; Key Vault never shows an AES key's material, so it cannot be proven "
+                                          "to be this key and was not recovered: purge it, or " + rename);
+  if (!azure::public_material_matches(deleted->key, expected))
+    return err(Errc::function_failed, "the soft-deleted key holding the name " + name + " in " + vault +
+                                          " is a different key (its public key is not this token key's): it was "
+                                          "not recovered; purge it, or " + rename);
+  if (auto rec = kv.recover_deleted_key(job.azure_name); !rec) return remote(rec.error());
+  // Recovered, the deleted version is the mirror again: nothing is imported.
+  job.key_kid = deleted->key.kid;
+  job.step = Step::imported;
+  CDC_TRY(journal_->put(job));
+  log::info(kLog, "group '" + group_ + "': the soft-deleted copy " + job.key_kid + " of key " + job.object_uid +
+                      " is recovered");
+  // Recovery completes asynchronously (reference §4); the mirror is usable once the key is back.
+  for (int i = 0; i < 60; ++i) {
+    auto got = kv.get_key(job.azure_name);
+    if (got) return {};
+    if (!is(got.error(), azure::ErrorKind::not_found)) return remote(got.error());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return err(Errc::function_failed, "the soft-deleted key " + name + " was recovered but is not back yet");
+}
+
 R<void> Engine::clean_up_kek(azure::KeyVaultClient& kv, const std::string& name, std::string& note) {
   auto del = kv.delete_key(name);
   std::string level;
@@ -352,25 +397,18 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
       o.byok_crv = pub.crv;
     }
     auto imported = kv.import_key(job.azure_name, o);
-    if (!imported && is(imported.error(), azure::ErrorKind::conflict) && recover_soft_deleted_) {
-      // The name is held by a soft-deleted key: recover it, then import a new version.
-      auto rec = kv.recover_deleted_key(job.azure_name);
-      if (!rec) return fail_job(remote(rec.error()).error);
-      imported = kv.import_key(job.azure_name, o);
+    if (!imported && is(imported.error(), azure::ErrorKind::conflict)) {
+      if (auto back = recover_own_key(kv, job, imported.error(), expected, is_secret); !back)
+        return fail_job(back.error());
+    } else {
+      if (!imported) return fail_job(remote(imported.error()).error);
+      if (!is_secret && !azure::public_material_matches(imported->key, expected))
+        return fail_job(Error{Errc::function_failed, "the public key Key Vault returned for '" + job.azure_name +
+                                                         "' differs from the token's; the mirror is not trusted"});
+      job.key_kid = imported->key.kid;
+      job.step = Step::imported;
+      CDC_TRY(journal_->put(job));
     }
-    if (!imported) {
-      auto e = remote(imported.error()).error;
-      if (is(imported.error(), azure::ErrorKind::conflict))
-        e.message = "the name '" + job.azure_name + "' is held by a soft-deleted key in vault '" + azure_.vault_name +
-                    "': recover or purge it, or name the key with CKA_CDC_AZURE_KEY_NAME (" + e.message + ")";
-      return fail_job(std::move(e));
-    }
-    if (!is_secret && !azure::public_material_matches(imported->key, expected))
-      return fail_job(Error{Errc::function_failed, "the public key Key Vault returned for '" + job.azure_name +
-                                                       "' differs from the token's; the mirror is not trusted"});
-    job.key_kid = imported->key.kid;
-    job.step = Step::imported;
-    CDC_TRY(journal_->put(job));
   }
 
   // 3. Clean up the KEK. Until that is done the job stays open (step imported), so the next

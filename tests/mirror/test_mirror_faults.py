@@ -5,6 +5,8 @@ at every step of one mirror. For each: no key is lost locally, nothing is import
 versions counted in the vault), the job ends mirrored or failed with a reason readable through
 CKA_CDC_MIRROR_ERROR, a retry completes it, and no KEK is left behind (vault keys tagged
 cdcp11-kek-for, live or soft-deleted).
+
+Also: a name held by a soft-deleted key, with and without the group's recover_soft_deleted.
 """
 import collections
 import json
@@ -225,6 +227,67 @@ class MirrorFaults(unittest.TestCase):
             self.assert_mirrored_copy_is_the_token_key(s, priv, name, rig.token_public_key(s, name))
             self.assertEqual(self.kek_creates(rig.uid(s, priv)), ["200"])  # the KEK of the first attempt, reused
             self.assert_no_kek_left(rig.uid(s, priv))
+
+    # ------------------------------------------------------------ a name held by a soft-deleted key
+
+    def test_soft_deleted_name_without_recover_soft_deleted_is_a_clear_error(self):
+        rig = self.rig
+        s = rig.session(self, "faults")
+        mine = ec.generate_private_key(ec.SECP256R1())
+        self.import_into_vault("sd-plain", mine)
+        self.soft_delete("sd-plain")
+        priv = self.ec_key_from(s, "sd-plain", mine)
+        self.assertEqual(self.mirror_key(s, priv), CKR_FUNCTION_FAILED)
+        state, _, error = rig.state(s, priv)
+        self.assertEqual(state, FAILED)
+        self.assertIn("the name 'sd-plain' is held by a soft-deleted key in vault 'demo-premium'", error)
+        self.assertIn("recover_soft_deleted", error)
+        self.assertEqual(rig.get_key(self.VAULT, "sd-plain").status_code, 404)  # not recovered
+        # Once the operator purges it, a retry completes the mirror.
+        purge = rig.rest("DELETE", "%s/deletedkeys/sd-plain" % rig.vault_url(self.VAULT))
+        self.assertEqual(purge.status_code, 204, purge.text)
+        self.assertEqual(self.mirror_key(s, priv), 0)
+        self.assert_mirrored_copy_is_the_token_key(s, priv, "sd-plain", mine.public_key())
+        self.assert_no_kek_left(rig.uid(s, priv))
+
+    def test_recover_soft_deleted_recovers_the_key_when_it_is_this_key(self):
+        rig = self.rig
+        s = rig.session(self, "recover")
+        mine = ec.generate_private_key(ec.SECP256R1())
+        kid = self.import_into_vault("sd-mine", mine)
+        self.soft_delete("sd-mine")
+        priv = self.ec_key_from(s, "sd-mine", mine)
+        self.assertEqual(self.mirror_key(s, priv), 0)
+        # The soft-deleted copy is recovered and is the mirror: no new version is imported.
+        self.assertEqual(self.assert_mirrored_copy_is_the_token_key(s, priv, "sd-mine", mine.public_key()), kid)
+        self.assertIn("POST %s/deletedkeys/sd-mine/recover 200" % rig.vault_url(self.VAULT)[8:], rig.emu.log())
+        rig.sign_in_vault_and_verify(kid, mine.public_key())
+        self.assert_no_kek_left(rig.uid(s, priv))
+
+    def test_recover_soft_deleted_refuses_a_different_key(self):
+        rig = self.rig
+        s = rig.session(self, "recover")
+        other = ec.generate_private_key(ec.SECP256R1())
+        self.import_into_vault("sd-other", other)
+        self.soft_delete("sd-other")
+        mine = ec.generate_private_key(ec.SECP256R1())
+        priv = self.ec_key_from(s, "sd-other", mine)
+        self.assertEqual(self.mirror_key(s, priv), CKR_FUNCTION_FAILED)
+        state, kid, error = rig.state(s, priv)
+        self.assertEqual((state, kid), (FAILED, ""))
+        self.assertRegex(error, r"the soft-deleted key holding the name 'sd-other' in vault 'demo-premium' is a "
+                                r"different key .*: it was not recovered")
+        # Left as it was: still soft-deleted, nothing recovered, nothing imported over it.
+        self.assertEqual(rig.get_key(self.VAULT, "sd-other").status_code, 404)
+        self.assertNotIn("deletedkeys/sd-other/recover", rig.emu.log())
+        deleted = rig.rest("GET", "%s/deletedkeys/sd-other" % rig.vault_url(self.VAULT))
+        self.assertEqual(deleted.status_code, 200)
+        self.assertEqual(rig.vault_public_key(deleted.json()).public_numbers(), other.public_key().public_numbers())
+        # Purged by the operator: the retry mirrors this key under the name.
+        self.assertEqual(rig.rest("DELETE", "%s/deletedkeys/sd-other" % rig.vault_url(self.VAULT)).status_code, 204)
+        self.assertEqual(self.mirror_key(s, priv), 0)
+        self.assert_mirrored_copy_is_the_token_key(s, priv, "sd-other", mine.public_key())
+        self.assert_no_kek_left(rig.uid(s, priv))
 
 
 def wait_for(cond, seconds=30):
