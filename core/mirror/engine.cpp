@@ -16,6 +16,9 @@ namespace {
 
 constexpr const char* kLog = "mirror";
 constexpr unsigned kMaxNameCandidates = 50;
+// How long a mirror waits for another process working on the same key: its retries with
+// backoff (30 s a request at worst) and the wait for a KEK's purge fit well within.
+constexpr std::chrono::milliseconds kLockWait{300'000};
 
 Bytes to_bytes_of(const SecureBytes& s) { return Bytes(s.begin(), s.end()); }
 
@@ -282,6 +285,7 @@ R<Job> Engine::job_for(const StoredObject& key, bool& existed) {
 }
 
 R<void> Engine::enqueue(const StoredObject& key) {
+  CDC_ASSIGN(auto held, journal_->lock(key.uid, kLockWait));
   bool existed = false;
   CDC_ASSIGN(Job job, job_for(key, existed));
   if (existed && job.step != Step::failed) return {};
@@ -310,6 +314,9 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   const azure::PublicKeyMaterial expected = public_of(pub);
   const std::string pub_hash = is_secret ? std::string() : public_hash(backend, pub);
 
+  // From here to the end this process owns the job; one that waited for it re-reads the job
+  // and finds done whatever the other did.
+  CDC_ASSIGN(auto held, journal_->lock(key.uid, kLockWait));
   bool existing = false;
   CDC_ASSIGN(Job job, job_for(key, existing));
   if (job.step == Step::done) return Outcome{job.key_kid, "already mirrored"};

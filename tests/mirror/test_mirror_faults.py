@@ -6,7 +6,8 @@ versions counted in the vault), the job ends mirrored or failed with a reason re
 CKA_CDC_MIRROR_ERROR, a retry completes it, and no KEK is left behind (vault keys tagged
 cdcp11-kek-for, live or soft-deleted).
 
-Also: a name held by a soft-deleted key, with and without the group's recover_soft_deleted.
+Also: a name held by a soft-deleted key, with and without the group's recover_soft_deleted; and
+two processes mirroring one key at the same moment (one import, one KEK).
 """
 import collections
 import json
@@ -288,6 +289,58 @@ class MirrorFaults(unittest.TestCase):
         self.assertEqual(self.mirror_key(s, priv), 0)
         self.assert_mirrored_copy_is_the_token_key(s, priv, "sd-other", mine.public_key())
         self.assert_no_kek_left(rig.uid(s, priv))
+
+    # ------------------------------------------------------------ two processes, one key
+
+    def test_two_processes_mirroring_one_key_at_once_import_it_once_with_one_kek(self):
+        """Each process serialises its own mirrors; across processes only a lock per key keeps two
+        from running the same job. The import is slowed so that the two would overlap."""
+        for mode in ("mirror", "login"):
+            with self.subTest(mode):
+                try:
+                    self.race(mode)
+                finally:
+                    self.rig.emu.admin("DELETE", "/_admin/faults")
+
+    def race(self, mode):
+        rig = self.rig
+        s = rig.session(self, "faults")
+        name = "race-" + mode
+        priv = self.ec_key(s, name)
+        uid = rig.uid(s, priv)
+        if mode == "login":
+            # A journaled job that failed at the import: every login resumes it.
+            rig.fault({"method": "PUT", "path": "/keys/" + name}, **status(403, 1))
+            self.assertEqual(self.mirror_key(s, priv), CKR_FUNCTION_FAILED)
+        rig.fault({"method": "PUT", "path": "/keys/" + name}, action="latency", delayMs=3000, count=2)
+        waited_before = rig.tok.read_log().count("key %s: another process is mirroring it" % uid)
+        workers = [subprocess.Popen([sys.executable, os.path.join(HERE, "mirror_worker.py"), "faults", name, mode],
+                                    env=rig.tok.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        try:
+            for w in workers:
+                self.assertEqual(w.stdout.readline().strip(), "READY", w.stderr.read() if w.poll() else "")
+            for w in workers:
+                w.stdin.write("go\n")
+                w.stdin.flush()
+            results = []
+            for w in workers:
+                out, err = w.communicate(timeout=180)
+                self.assertEqual(w.returncode, 0, err)
+                results.append(json.loads(out.strip().splitlines()[-1]))
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
+        self.assertEqual([(r["rv"], r["state"], r["error"]) for r in results], [(0, MIRRORED, "")] * 2)
+        self.assertEqual(results[0]["kid"], results[1]["kid"])
+        self.assertEqual(rig.versions(self.VAULT, name), 1, "imported twice")
+        self.assertEqual([st for st in self.imports(name) if st != "403"], ["200"])
+        self.assertEqual(self.kek_creates(uid), ["200"])
+        self.assert_no_kek_left(uid)
+        # And they did overlap: one of them found the other at work on the key and waited.
+        self.assertEqual(rig.tok.read_log().count("key %s: another process is mirroring it" % uid) - waited_before, 1)
 
 
 def wait_for(cond, seconds=30):

@@ -61,3 +61,25 @@ TEST_CASE("mirror journal: jobs survive reopening; done jobs are not unfinished"
   CHECK_FALSE(decode_job("{\"version\":1,\"step\":\"bogus\",\"object_uid\":\"x\"}"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("mirror journal: a job's lock excludes every other holder until released") {
+  char tmpl[] = "/tmp/cdcp11-journal-XXXXXX";
+  fs::path dir = ::mkdtemp(tmpl);
+  const std::string uid1(32, 'a'), uid2(32, 'b');
+  // Two journals on one directory stand for two processes: flock excludes across open files.
+  auto a = Journal::open((dir / "j").string());
+  auto b = Journal::open((dir / "j").string());
+  REQUIRE(a);
+  REQUIRE(b);
+  {
+    auto held = (*a)->lock(uid1, std::chrono::milliseconds(0));
+    REQUIRE(held);
+    auto other = (*b)->lock(uid1, std::chrono::milliseconds(100));
+    REQUIRE_FALSE(other);
+    CHECK(other.error().message.find("another process has been mirroring this key") != std::string::npos);
+    CHECK((*b)->lock(uid2, std::chrono::milliseconds(0)));  // other keys are not held up
+  }
+  CHECK((*b)->lock(uid1, std::chrono::milliseconds(0)));
+  CHECK_FALSE((*a)->lock("not-a-uid", std::chrono::milliseconds(0)));
+  fs::remove_all(dir);
+}
