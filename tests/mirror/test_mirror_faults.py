@@ -12,9 +12,9 @@ two processes mirroring one key at the same moment (one import, one KEK).
 import collections
 import json
 import os
-import re
 import subprocess
 import sys
+import time
 import unittest
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -104,13 +104,13 @@ class MirrorFaults(unittest.TestCase):
 
     # ------------------------------------------------------------ helpers
 
-    def ec_key(self, s, label, extra=()):
+    def ec_key(self, s, label):
         P = self.rig.P
         _, priv = s.generateKeyPair(
             [(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
              (P.CKA_EC_PARAMS, P256), (P.CKA_LABEL, label)],
             [(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
-             (P.CKA_PRIVATE, True), (P.CKA_SIGN, True), (P.CKA_LABEL, label), *extra],
+             (P.CKA_PRIVATE, True), (P.CKA_SIGN, True), (P.CKA_LABEL, label)],
             P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
         self.assertEqual(self.rig.state(s, priv), (NONE, "", ""))
         return priv
@@ -172,7 +172,7 @@ class MirrorFaults(unittest.TestCase):
                     self.rig.emu.admin("DELETE", "/_admin/faults")
 
     def run_scenario(self, sc):
-        rig, P = self.rig, self.rig.P
+        rig = self.rig
         s = rig.session(self, "faults")
         name = "f-" + sc.name
         priv = self.ec_key(s, name)
@@ -344,7 +344,6 @@ class MirrorFaults(unittest.TestCase):
 
 
 def wait_for(cond, seconds=30):
-    import time
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if cond():
