@@ -101,7 +101,8 @@ R<void> Library::run_mirror(Slot& slot, CK_OBJECT_HANDLE h) {
                   imported ? (*j)->key_kid : "", r.error().message);
     return fail(std::move(r).error());
   }
-  record_mirror(slot, key.uid, CDC_MIRROR_STATE_MIRRORED, r->key_kid, "");
+  // Mirrored; an unfinished KEK cleanup stays visible in CKA_CDC_MIRROR_ERROR until it is done.
+  record_mirror(slot, key.uid, CDC_MIRROR_STATE_MIRRORED, r->key_kid, r->cleanup_pending ? r->note : "");
   return {};
 }
 

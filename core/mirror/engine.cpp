@@ -16,6 +16,9 @@ namespace {
 
 constexpr const char* kLog = "mirror";
 constexpr unsigned kMaxNameCandidates = 50;
+// How long a mirror waits for another process working on the same key: its retries with
+// backoff (30 s a request at worst) and the wait for a KEK's purge fit well within.
+constexpr std::chrono::milliseconds kLockWait{300'000};
 
 Bytes to_bytes_of(const SecureBytes& s) { return Bytes(s.begin(), s.end()); }
 
@@ -53,6 +56,13 @@ Unexpected<Error> remote(const azure::Error& e) {
 }
 
 bool is(const azure::Error& e, azure::ErrorKind k) { return e.kind == k; }
+
+// The name of the job's KEK; records written before kek_name existed only have its id.
+std::string kek_name_of(const Job& job) {
+  if (!job.kek_name.empty()) return job.kek_name;
+  auto id = azure::parse_key_id(job.kek_kid);
+  return id ? id->name : std::string();
+}
 
 }  // namespace
 
@@ -123,6 +133,137 @@ R<void> Engine::check_target(const AzureConfig& a, CK_OBJECT_CLASS cls, CK_KEY_T
   return {};
 }
 
+R<azure::KeyBundle> Engine::obtain_kek(azure::KeyVaultClient& kv, Job& job, const std::string& uid) {
+  if (const std::string name = kek_name_of(job); !name.empty()) {
+    auto got = kv.get_key(name);
+    if (got) {
+      auto tag = got->tags.find("cdcp11-kek-for");
+      if (tag != got->tags.end() && tag->second == uid) {
+        if (job.kek_kid != got->key.kid) {  // the create's answer was lost, not the KEK
+          job.kek_kid = got->key.kid;
+          job.step = Step::kek_created;
+          CDC_TRY(journal_->put(job));
+        }
+        return std::move(*got);
+      }
+    } else if (!is(got.error(), azure::ErrorKind::not_found)) {
+      // It may well exist: making another now would leave one behind.
+      return remote(got.error());
+    }
+    // Gone (deleted; or its create never happened): a new one, under a new name, since a deleted
+    // KEK may hold the old name while it waits to be purged.
+  }
+  azure::CreateKeyOptions ko;
+  ko.kty = "RSA-HSM";
+  ko.key_size = kek_bits_;
+  ko.key_ops = {"import"};
+  ko.tags = {{"cdcp11-kek-for", uid}};
+  job.kek_name = "cdcp11-kek-" + uid.substr(0, 16) + "-" + std::to_string(job.attempts);
+  job.kek_kid.clear();
+  CDC_TRY(journal_->put(job));
+  auto made = kv.create_key(job.kek_name, ko);
+  if (!made) return remote(made.error());
+  job.kek_kid = made->key.kid;
+  job.step = Step::kek_created;
+  CDC_TRY(journal_->put(job));
+  return std::move(*made);
+}
+
+R<void> Engine::recover_own_key(azure::KeyVaultClient& kv, Job& job, const azure::Error& conflict,
+                                const azure::PublicKeyMaterial& expected, bool is_secret) {
+  const std::string name = "'" + job.azure_name + "'";
+  const std::string vault = "vault '" + azure_.vault_name + "'";
+  const std::string rename = "name this key otherwise with CKA_CDC_AZURE_KEY_NAME";
+  if (conflict.inner_code != "ObjectIsDeletedButRecoverable")
+    return err(Errc::function_failed, "the name " + name + " is being deleted or recovered in " + vault +
+                                          "; try again shortly (" + conflict.describe() + ")");
+  if (!recover_soft_deleted_)
+    return err(Errc::function_failed, "the name " + name + " is held by a soft-deleted key in " + vault +
+                                          ": purge or recover it, or " + rename +
+                                          " (with the group's mirror.recover_soft_deleted, a soft-deleted copy of "
+                                          "this same key is recovered)");
+  auto deleted = kv.get_deleted_key(job.azure_name);
+  if (!deleted)
+    return err(Errc::function_failed, "the name " + name + " is held by a soft-deleted key in " + vault +
+                                          " that could not be read to compare it with this key: " +
+                                          deleted.error().describe());
+  // Recovering is only right when it brings back this very key: anything else would make a
+  // different key this key's mirror, and importing over it would mix two keys under one name.
+  if (is_secret)
+    return err(Errc::function_failed, "the name " + name + " is held by a soft-deleted key in " + vault +
+                                          "; Key Vault never shows an AES key's material, so it cannot be proven "
+                                          "to be this key and was not recovered: purge it, or " + rename);
+  if (!azure::public_material_matches(deleted->key, expected))
+    return err(Errc::function_failed, "the soft-deleted key holding the name " + name + " in " + vault +
+                                          " is a different key (its public key is not this token key's): it was "
+                                          "not recovered; purge it, or " + rename);
+  if (auto rec = kv.recover_deleted_key(job.azure_name); !rec) return remote(rec.error());
+  // Recovered, the deleted version is the mirror again: nothing is imported.
+  job.key_kid = deleted->key.kid;
+  job.step = Step::imported;
+  CDC_TRY(journal_->put(job));
+  log::info(kLog, "group '" + group_ + "': the soft-deleted copy " + job.key_kid + " of key " + job.object_uid +
+                      " is recovered");
+  // Recovery completes asynchronously (reference §4); the mirror is usable once the key is back.
+  for (int i = 0; i < 60; ++i) {
+    auto got = kv.get_key(job.azure_name);
+    if (got) return {};
+    if (!is(got.error(), azure::ErrorKind::not_found)) return remote(got.error());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return err(Errc::function_failed, "the soft-deleted key " + name + " was recovered but is not back yet");
+}
+
+R<void> Engine::clean_up_kek(azure::KeyVaultClient& kv, const std::string& name, std::string& note) {
+  auto del = kv.delete_key(name);
+  std::string level;
+  bool soft_deleted = false;
+  if (del) {
+    level = del->attributes.recovery_level;
+    soft_deleted = !del->recovery_id.empty();
+  } else if (is(del.error(), azure::ErrorKind::not_found)) {
+    // Deleted by an earlier attempt; it may still wait in the deleted-keys list to be purged.
+    auto gone = kv.get_deleted_key(name);
+    if (gone) {
+      level = gone->attributes.recovery_level;
+      soft_deleted = true;
+    } else if (!is(gone.error(), azure::ErrorKind::not_found) && !is(gone.error(), azure::ErrorKind::bad_request)) {
+      // (400: the vault has no soft delete, so nothing waits to be purged.)
+      return err(Errc::function_failed, "was deleted but could not be checked for a purge: " + gone.error().describe());
+    }
+  } else {
+    return err(Errc::function_failed, "could not be deleted: " + del.error().describe());
+  }
+  const bool recoverable = level.find("Recoverable") != std::string::npos;
+  const bool purgeable = level.find("Purgeable") != std::string::npos;
+  if (!soft_deleted || !recoverable) return {};
+  if (!purgeable) {
+    note = "the KEK is soft-deleted and left there: purge protection is on in vault '" + azure_.vault_name +
+           "', so Key Vault purges it when the retention period ends";
+    return {};
+  }
+  // Deletion completes asynchronously; purge needs it finished (reference §4).
+  for (int i = 0; i < 60; ++i) {
+    auto g = kv.get_deleted_key(name);
+    if (!g) {
+      if (!is(g.error(), azure::ErrorKind::not_found))
+        return err(Errc::function_failed, "was deleted and not purged: " + g.error().describe());
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    auto p = kv.purge_deleted_key(name);
+    if (p || is(p.error(), azure::ErrorKind::not_found)) return {};
+    if (is(p.error(), azure::ErrorKind::forbidden) || is(p.error(), azure::ErrorKind::purge_protected)) {
+      // Not ours to purge (no purge permission): retrying would not change that, and Key Vault
+      // purges it when the retention period ends.
+      note = "the KEK was deleted but may not be purged: " + p.error().describe();
+      return {};
+    }
+    return err(Errc::function_failed, "was deleted and not purged: " + p.error().describe());
+  }
+  return err(Errc::function_failed, "was deleted and its deletion did not complete in time to purge it");
+}
+
 R<Job> Engine::job_for(const StoredObject& key, bool& existed) {
   CDC_ASSIGN(auto found, journal_->get(key.uid));
   existed = found.has_value();
@@ -144,6 +285,7 @@ R<Job> Engine::job_for(const StoredObject& key, bool& existed) {
 }
 
 R<void> Engine::enqueue(const StoredObject& key) {
+  CDC_ASSIGN(auto held, journal_->lock(key.uid, kLockWait));
   bool existed = false;
   CDC_ASSIGN(Job job, job_for(key, existed));
   if (existed && job.step != Step::failed) return {};
@@ -172,6 +314,9 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   const azure::PublicKeyMaterial expected = public_material(pub);
   const std::string pub_hash = is_secret ? std::string() : public_hash(backend, pub);
 
+  // From here to the end this process owns the job; one that waited for it re-reads the job
+  // and finds done whatever the other did.
+  CDC_ASSIGN(auto held, journal_->lock(key.uid, kLockWait));
   bool existing = false;
   CDC_ASSIGN(Job job, job_for(key, existing));
   if (job.step == Step::done) return Outcome{job.key_kid, "already mirrored"};
@@ -248,33 +393,9 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
       j.qi = sec("qi");
       o.jwk = std::move(j);
     } else {
-      // A KEK recorded by an earlier attempt is reused while it exists.
-      azure::KeyBundle kek;
-      bool have_kek = false;
-      if (!job.kek_kid.empty()) {
-        if (auto id = azure::parse_key_id(job.kek_kid)) {
-          auto got = kv.get_key(id->name, id->version);
-          if (got) {
-            kek = std::move(*got);
-            have_kek = true;
-          }
-        }
-      }
-      if (!have_kek) {
-        azure::CreateKeyOptions ko;
-        ko.kty = "RSA-HSM";
-        ko.key_size = kek_bits_;
-        ko.key_ops = {"import"};
-        ko.tags = {{"cdcp11-kek-for", key.uid}};
-        const std::string kek_name = "cdcp11-kek-" + key.uid.substr(0, 16) + "-" + std::to_string(job.attempts);
-        auto made = kv.create_key(kek_name, ko);
-        if (!made) return fail_job(remote(made.error()).error);
-        kek = std::move(*made);
-        job.kek_kid = kek.key.kid;
-        job.step = Step::kek_created;
-        CDC_TRY(journal_->put(job));
-      }
-      auto ciphertext = backend.wrap_for_byok(key, kek.key.n, kek.key.e);
+      auto kek = obtain_kek(kv, job, key.uid);
+      if (!kek) return fail_job(kek.error());
+      auto ciphertext = backend.wrap_for_byok(key, kek->key.n, kek->key.e);
       if (!ciphertext) return fail_job(ciphertext.error());
       auto blob = azure::build_byok_blob(job.kek_kid, *ciphertext);
       if (!blob) return fail_job(remote(blob.error()).error);
@@ -283,76 +404,32 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
       o.byok_crv = pub.crv;
     }
     auto imported = kv.import_key(job.azure_name, o);
-    if (!imported && is(imported.error(), azure::ErrorKind::conflict) && recover_soft_deleted_) {
-      // The name is held by a soft-deleted key: recover it, then import a new version.
-      auto rec = kv.recover_deleted_key(job.azure_name);
-      if (!rec) return fail_job(remote(rec.error()).error);
-      imported = kv.import_key(job.azure_name, o);
+    if (!imported && is(imported.error(), azure::ErrorKind::conflict)) {
+      if (auto back = recover_own_key(kv, job, imported.error(), expected, is_secret); !back)
+        return fail_job(back.error());
+    } else {
+      if (!imported) return fail_job(remote(imported.error()).error);
+      if (!is_secret && !azure::public_material_matches(imported->key, expected))
+        return fail_job(Error{Errc::function_failed, "the public key Key Vault returned for '" + job.azure_name +
+                                                         "' differs from the token's; the mirror is not trusted"});
+      job.key_kid = imported->key.kid;
+      job.step = Step::imported;
+      CDC_TRY(journal_->put(job));
     }
-    if (!imported) {
-      auto e = remote(imported.error()).error;
-      if (is(imported.error(), azure::ErrorKind::conflict))
-        e.message = "the name '" + job.azure_name + "' is held by a soft-deleted key in vault '" + azure_.vault_name +
-                    "': recover or purge it, or name the key with CKA_CDC_AZURE_KEY_NAME (" + e.message + ")";
-      return fail_job(std::move(e));
-    }
-    if (!is_secret && !azure::public_material_matches(imported->key, expected))
-      return fail_job(Error{Errc::function_failed, "the public key Key Vault returned for '" + job.azure_name +
-                                                       "' differs from the token's; the mirror is not trusted"});
-    job.key_kid = imported->key.kid;
-    job.step = Step::imported;
-    CDC_TRY(journal_->put(job));
   }
 
-  // 3. Clean up the KEK: delete, and purge only where soft delete is on and purge allowed.
+  // 3. Clean up the KEK. Until that is done the job stays open (step imported), so the next
+  //    attempt or login finishes it; the key itself is mirrored and usable already.
   Outcome out{job.key_kid, {}};
-  if (!job.kek_kid.empty()) {
-    auto id = azure::parse_key_id(job.kek_kid);
-    const std::string kek_name = id ? id->name : std::string();
-    auto del = kv.delete_key(kek_name);
-    std::string level;
-    bool soft_deleted = false;
-    if (del) {
-      level = del->attributes.recovery_level;
-      soft_deleted = !del->recovery_id.empty();
-    } else if (is(del.error(), azure::ErrorKind::not_found)) {
-      // Deleted by an earlier attempt; it may still wait in the deleted-keys list.
-      auto gone = kv.get_deleted_key(kek_name);
-      if (gone) {
-        level = gone->attributes.recovery_level;
-        soft_deleted = true;
-      }
-    } else {
-      job.error = "the key is mirrored but its KEK could not be deleted: " + del.error().describe();
-      (void)journal_->put(job);
+  if (const std::string kek_name = kek_name_of(job); !kek_name.empty()) {
+    if (auto cleaned = clean_up_kek(kv, kek_name, out.note); !cleaned) {
+      job.error = "the key is mirrored but its KEK " + kek_name + " " + cleaned.error().message +
+                  "; the cleanup is retried at the next login or mirror request";
+      CDC_TRY(journal_->put(job));
       out.note = job.error;
+      out.cleanup_pending = true;
       log::warn(kLog, "group '" + group_ + "': " + job.error);
       return out;
-    }
-    const bool recoverable = level.find("Recoverable") != std::string::npos;
-    const bool purgeable = level.find("Purgeable") != std::string::npos;
-    if (soft_deleted && recoverable && purgeable) {
-      // Deletion completes asynchronously; purge needs it finished (reference §4).
-      bool purged = false;
-      for (int i = 0; i < 60 && !purged; ++i) {
-        if (auto g = kv.get_deleted_key(kek_name); g) {
-          auto p = kv.purge_deleted_key(kek_name);
-          purged = p || is(p.error(), azure::ErrorKind::not_found);
-          if (!p && !purged) {
-            out.note = "the KEK was deleted but not purged: " + p.error().describe();
-            break;
-          }
-        } else if (!is(g.error(), azure::ErrorKind::not_found)) {
-          out.note = "the KEK was deleted but not purged: " + g.error().describe();
-          break;
-        } else {
-          std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        }
-      }
-      if (!purged && out.note.empty()) out.note = "the KEK was deleted; its purge did not complete in time";
-    } else if (soft_deleted && recoverable) {
-      out.note = "the KEK is soft-deleted and left there: purge protection is on in vault '" + azure_.vault_name +
-                 "', so Key Vault purges it when the retention period ends";
     }
     if (!out.note.empty()) log::info(kLog, "group '" + group_ + "': " + out.note);
   }

@@ -28,6 +28,9 @@ azure::PublicKeyMaterial public_material(const KeyComponents& c);
 struct Outcome {
   std::string key_kid;   // versioned Azure key id
   std::string note;      // e.g. why the KEK was left soft-deleted
+  // The key is mirrored, but its KEK is not cleaned up yet (note says why); the job stays open
+  // and the next attempt or login finishes the cleanup.
+  bool cleanup_pending = false;
 };
 
 class Engine {
@@ -57,6 +60,18 @@ class Engine {
  private:
   // The key's journaled job, or a new pending one (not yet written) with its Azure name chosen.
   R<Job> job_for(const StoredObject& key, bool& existed);
+  // The job's KEK: the one it recorded, while that exists, or a new one. Journals as it goes;
+  // the KEK's name is written before its create request is sent.
+  R<azure::KeyBundle> obtain_kek(azure::KeyVaultClient& kv, Job& job, const std::string& uid);
+  // The import found the name held by a key that is not live (a 409): soft-deleted, or being
+  // deleted or recovered. With recover_soft_deleted, a soft-deleted copy of this very key (same
+  // public key) is recovered and becomes the mirror (job imported); otherwise an error that
+  // says what holds the name.
+  R<void> recover_own_key(azure::KeyVaultClient& kv, Job& job, const azure::Error& conflict,
+                          const azure::PublicKeyMaterial& expected, bool is_secret);
+  // Deletes the KEK and purges it where soft delete is on and purge allowed. The error says what
+  // is left to do (a phrase following "its KEK <name>"); note gets what needs no action.
+  R<void> clean_up_kek(azure::KeyVaultClient& kv, const std::string& name, std::string& note);
 
   std::string group_;
   AzureConfig azure_;

@@ -4,8 +4,16 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include <ctime>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "common/log.h"
 #include "softtoken/store/object_store.h"
 
 namespace cdcp11::core::mirror {
@@ -40,6 +48,7 @@ std::string encode_job(const Job& j) {
   w.Key("azure_name"); w.String(j.azure_name.c_str());
   w.Key("step"); w.String(step_name(j.step));
   w.Key("kek_kid"); w.String(j.kek_kid.c_str());
+  w.Key("kek_name"); w.String(j.kek_name.c_str());
   w.Key("key_kid"); w.String(j.key_kid.c_str());
   w.Key("error"); w.String(j.error.c_str());
   w.Key("attempts"); w.Uint(j.attempts);
@@ -62,6 +71,7 @@ R<Job> decode_job(const std::string& json) {
   j.object_uid = str("object_uid");
   j.azure_name = str("azure_name");
   j.kek_kid = str("kek_kid");
+  j.kek_name = str("kek_name");  // absent in records of older versions: the name is in kek_kid
   j.key_kid = str("key_kid");
   j.error = str("error");
   const std::string step = str("step");
@@ -77,13 +87,41 @@ R<Job> decode_job(const std::string& json) {
   return j;
 }
 
-Journal::Journal(std::unique_ptr<store::ObjectStore> s) : store_(std::move(s)) {}
+Journal::Journal(std::unique_ptr<store::ObjectStore> s, std::string locks_dir)
+    : store_(std::move(s)), locks_dir_(std::move(locks_dir)) {}
 Journal::~Journal() = default;
 
 R<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
   auto s = store::ObjectStore::open(dir, true);
   if (!s) return from_store(s.error());
-  return std::unique_ptr<Journal>(new Journal(std::move(*s)));
+  std::string locks = dir + "/locks";
+  if (::mkdir(locks.c_str(), 0700) != 0 && errno != EEXIST)
+    return err(Errc::device_error, "mirror journal: cannot create " + locks + ": " + std::strerror(errno));
+  return std::unique_ptr<Journal>(new Journal(std::move(*s), std::move(locks)));
+}
+
+R<Journal::JobLock> Journal::lock(const std::string& uid, std::chrono::milliseconds wait) {
+  if (!store::ObjectStore::is_valid_uid(uid)) return err(Errc::arguments_bad, "mirror journal: bad key uid");
+  // One small file per key, never removed: unlinking a lock file races with a process that has
+  // it open and is about to lock it.
+  const std::string path = locks_dir_ + "/" + uid;
+  store::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return err(Errc::device_error, "mirror journal: cannot open " + path + ": " + std::strerror(errno));
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (bool told = false;;) {
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) return JobLock(std::move(fd));
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK)
+      return err(Errc::device_error, "mirror journal: cannot lock " + path + ": " + std::strerror(errno));
+    if (std::chrono::steady_clock::now() >= deadline)
+      return err(Errc::function_failed, "another process has been mirroring this key for more than " +
+                                            std::to_string(wait.count() / 1000) + " s; try again later");
+    if (!told) {
+      log::info("mirror", "key " + uid + ": another process is mirroring it; waiting for it to finish");
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 R<void> Journal::put(const Job& job) {

@@ -3,6 +3,7 @@
 // own durable store beside the token (<token dir>.mirror), shared by every process.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "softtoken/store/unique_fd.h"
 
 namespace cdcp11::store {
 class ObjectStore;
@@ -32,6 +34,9 @@ struct Job {
   std::string azure_name;   // the key name in the vault
   Step step = Step::pending;
   std::string kek_kid;      // versioned id of the ephemeral KEK, once created
+  // Name of the job's KEK, journaled before the create request goes out: a create whose answer
+  // is lost is then found by name instead of being left behind in the vault.
+  std::string kek_name;
   std::string key_kid;      // versioned id of the imported key, once imported
   std::string error;        // last failure, for people
   unsigned attempts = 0;
@@ -43,8 +48,25 @@ R<Job> decode_job(const std::string& json);
 
 class Journal {
  public:
+  // Exclusive hold on one key's job across processes (an flock of <dir>/locks/<uid>), released
+  // when destroyed. Each process serialises its own mirrors, but two processes logging in at
+  // once would both resume the same job: whoever works on a job remotely holds this.
+  class JobLock {
+   public:
+    JobLock(JobLock&&) = default;
+    JobLock& operator=(JobLock&&) = default;
+
+   private:
+    friend class Journal;
+    explicit JobLock(store::UniqueFd fd) : fd_(std::move(fd)) {}
+    store::UniqueFd fd_;  // closing it releases the flock
+  };
+
   static R<std::unique_ptr<Journal>> open(const std::string& dir);
   ~Journal();
+
+  // Waits up to `wait` for the job's lock; after that, an error saying another process holds it.
+  R<JobLock> lock(const std::string& object_uid, std::chrono::milliseconds wait);
 
   R<void> put(const Job& j);
   R<std::optional<Job>> get(const std::string& object_uid);
@@ -53,8 +75,9 @@ class Journal {
   R<std::vector<Job>> unfinished();
 
  private:
-  explicit Journal(std::unique_ptr<store::ObjectStore> s);
+  Journal(std::unique_ptr<store::ObjectStore> s, std::string locks_dir);
   std::unique_ptr<store::ObjectStore> store_;
+  std::string locks_dir_;
   std::set<std::string> known_;  // uids seen through refresh()
 };
 

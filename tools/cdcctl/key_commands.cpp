@@ -127,7 +127,8 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   common(mirror);
   mirror->add_option("--label", st->label, "The key with this CKA_LABEL");
   mirror->add_option("--id", st->id_hex, "The key with this CKA_ID (hex)");
-  mirror->add_flag("--all", st->all, "Every key not mirrored yet (none, pending or failed)");
+  mirror->add_flag("--all", st->all,
+                   "Every key not mirrored yet (none, pending or failed), or mirrored with its cleanup pending");
   mirror->callback([&, st] {
     if (st->label.empty() && st->id_hex.empty() && !st->all) {
       exit_code = error_out(global, "say which keys: --label, --id or --all");
@@ -140,7 +141,7 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
     }
     int done = 0, failed = 0;
     for (auto& k : (*g)->keys()) {
-      const bool chosen = st->all ? k.state != CDC_MIRROR_STATE_MIRRORED
+      const bool chosen = st->all ? k.state != CDC_MIRROR_STATE_MIRRORED || !k.error.empty()
                                   : (!st->label.empty() && k.label == st->label) || (!st->id_hex.empty() && k.id_hex == st->id_hex);
       if (!chosen) continue;
       auto r = (*g)->lib().mirror_key((*g)->session(), k.handle);

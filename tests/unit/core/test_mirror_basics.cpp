@@ -34,8 +34,10 @@ TEST_CASE("mirror journal: jobs survive reopening; done jobs are not unfinished"
   {
     auto j = Journal::open((dir / "j").string());
     REQUIRE(j);
-    Job a{uid1, "key-a", Step::kek_created, "https://v.vault.azure.net/keys/kek/01", "", "", 1, 0};
-    Job b{uid2, "key-b", Step::done, "", "https://v.vault.azure.net/keys/key-b/02", "", 1, 0};
+    Job a{.object_uid = uid1, .azure_name = "key-a", .step = Step::kek_created,
+          .kek_kid = "https://v.vault.azure.net/keys/kek/01", .kek_name = "kek", .attempts = 1};
+    Job b{.object_uid = uid2, .azure_name = "key-b", .step = Step::done,
+          .key_kid = "https://v.vault.azure.net/keys/key-b/02", .attempts = 1};
     REQUIRE((*j)->put(a));
     REQUIRE((*j)->put(b));
   }
@@ -47,6 +49,7 @@ TEST_CASE("mirror journal: jobs survive reopening; done jobs are not unfinished"
   CHECK(open->at(0).object_uid == uid1);
   CHECK(open->at(0).step == Step::kek_created);
   CHECK(open->at(0).kek_kid == "https://v.vault.azure.net/keys/kek/01");
+  CHECK(open->at(0).kek_name == "kek");
   CHECK(open->at(0).updated > 0);
   auto got = (*j)->get(uid2);
   REQUIRE(got);
@@ -56,5 +59,27 @@ TEST_CASE("mirror journal: jobs survive reopening; done jobs are not unfinished"
   CHECK((*j)->unfinished()->empty());
   CHECK_FALSE((*j)->get(uid1)->has_value());
   CHECK_FALSE(decode_job("{\"version\":1,\"step\":\"bogus\",\"object_uid\":\"x\"}"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("mirror journal: a job's lock excludes every other holder until released") {
+  char tmpl[] = "/tmp/cdcp11-journal-XXXXXX";
+  fs::path dir = ::mkdtemp(tmpl);
+  const std::string uid1(32, 'a'), uid2(32, 'b');
+  // Two journals on one directory stand for two processes: flock excludes across open files.
+  auto a = Journal::open((dir / "j").string());
+  auto b = Journal::open((dir / "j").string());
+  REQUIRE(a);
+  REQUIRE(b);
+  {
+    auto held = (*a)->lock(uid1, std::chrono::milliseconds(0));
+    REQUIRE(held);
+    auto other = (*b)->lock(uid1, std::chrono::milliseconds(100));
+    REQUIRE_FALSE(other);
+    CHECK(other.error().message.find("another process has been mirroring this key") != std::string::npos);
+    CHECK((*b)->lock(uid2, std::chrono::milliseconds(0)));  // other keys are not held up
+  }
+  CHECK((*b)->lock(uid1, std::chrono::milliseconds(0)));
+  CHECK_FALSE((*a)->lock("not-a-uid", std::chrono::milliseconds(0)));
   fs::remove_all(dir);
 }
