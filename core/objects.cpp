@@ -175,7 +175,7 @@ R<CK_OBJECT_HANDLE> Library::copy_object_locked(Session& session, CK_OBJECT_HAND
 R<void> Library::destroy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh) {
   CDC_ASSIGN(auto s, session(h));
   Slot& slot = *s->slot;
-  std::string azure_kid;
+  std::string azure_kid, uid;
   {
   std::lock_guard sl(slot.mu);
   CDC_TRY(sync(slot));
@@ -186,12 +186,14 @@ R<void> Library::destroy_object(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh) {
     return err(Errc::action_prohibited, "the object is not destroyable (CKA_DESTROYABLE is false)");
   // The key's Azure copy, not the public half of an Azure-resident pair (same kid).
   const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
-  azure_kid = e->token && (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY)
-                  ? e->obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") : "";
+  const bool mirrorable = e->token && (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY);
+  azure_kid = mirrorable ? e->obj.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") : "";
+  if (mirrorable) uid = e->obj.uid;
   CDC_TRY(slot.backend->destroy_object(e->obj.uid));
   remove_object(slot, oh);
   }
-  // The remote copy is handled after the slot lock is released (a network call).
+  // The remote side is handled after the slot lock is released (network calls).
+  if (!uid.empty() && slot.mirror) slot.mirror->abandon(uid);
   apply_destroy_policy(slot, azure_kid);
   return {};
 }

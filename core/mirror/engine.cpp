@@ -264,6 +264,30 @@ R<void> Engine::clean_up_kek(azure::KeyVaultClient& kv, const std::string& name,
   return err(Errc::function_failed, "was deleted and its deletion did not complete in time to purge it");
 }
 
+void Engine::abandon(const std::string& uid) {
+  auto held = journal_->lock(uid, kLockWait);
+  if (!held) {
+    log::warn(kLog, "group '" + group_ + "': the mirror job of destroyed key " + uid + " is left: " +
+                        held.error().message);
+    return;
+  }
+  auto found = journal_->get(uid);
+  if (!found || !*found) return;
+  const Job& job = **found;
+  if (const std::string kek = kek_name_of(job); job.step != Step::done && !kek.empty()) {
+    auto kv = conn_->vault();
+    std::string note;
+    if (auto cleaned = clean_up_kek(kv, kek, note); !cleaned)
+      log::warn(kLog, "group '" + group_ + "': key " + uid + " was destroyed mid-mirror and its KEK " + kek + " " +
+                          cleaned.error().message + "; delete it in vault '" + azure_.vault_name + "' by hand");
+    else if (!note.empty())
+      log::info(kLog, "group '" + group_ + "': " + note);
+  }
+  if (auto r = journal_->remove(uid); !r)
+    log::warn(kLog, "group '" + group_ + "': the mirror job of destroyed key " + uid + " could not be removed: " +
+                        r.error().message);
+}
+
 R<Job> Engine::job_for(const StoredObject& key, bool& existed) {
   CDC_ASSIGN(auto found, journal_->get(key.uid));
   existed = found.has_value();

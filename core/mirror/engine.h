@@ -50,6 +50,11 @@ class Engine {
   // process that exits before the worker gets to it leaves a job the next login resumes.
   R<void> enqueue(const StoredObject& key);
 
+  // The local key is gone: its job ends. A KEK an unfinished job made is deleted (and purged as
+  // the vault allows); what cannot be cleaned up is logged by name. Makes remote calls only when
+  // such a KEK exists.
+  void abandon(const std::string& object_uid);
+
   Journal& journal() { return *journal_; }
   const AzureConfig& azure_config() const { return azure_; }
   std::shared_ptr<azure::Connection> connection() { return conn_; }

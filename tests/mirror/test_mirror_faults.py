@@ -229,6 +229,21 @@ class MirrorFaults(unittest.TestCase):
             self.assertEqual(self.kek_creates(rig.uid(s, priv)), ["200"])  # the KEK of the first attempt, reused
             self.assert_no_kek_left(rig.uid(s, priv))
 
+    def test_a_key_destroyed_mid_mirror_takes_its_kek_and_its_job_with_it(self):
+        rig = self.rig
+        s = rig.session(self, "faults")
+        priv = self.ec_key(s, "f-destroyed")
+        uid = rig.uid(s, priv)
+        rig.fault({"method": "PUT", "path": "/keys/f-destroyed"}, **status(503, 6, 0))
+        self.assertEqual(self.mirror_key(s, priv), CKR_FUNCTION_FAILED)
+        self.assertEqual(len(rig.keks(self.VAULT, uid)), 1)  # the failed job keeps its KEK for the retry
+        job = os.path.join(rig.tok.dir, "tokens", "faults.mirror", "objects", uid)
+        self.assertTrue(os.path.exists(job), job)
+        s.destroyObject(priv)
+        self.assert_no_kek_left(uid)
+        self.assertEqual(self.imports("f-destroyed"), ["503"] * 6)
+        self.assertFalse(os.path.exists(job), "the destroyed key's job is still in the journal")
+
     # ------------------------------------------------------------ a name held by a soft-deleted key
 
     def test_soft_deleted_name_without_recover_soft_deleted_is_a_clear_error(self):
