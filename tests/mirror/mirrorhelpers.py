@@ -35,6 +35,10 @@ CURVES = {"P-256": (ec.SECP256R1(), hashes.SHA256(), "ES256"), "P-384": (ec.SECP
           "P-521": (ec.SECP521R1(), hashes.SHA512(), "ES512")}
 
 
+CKA_CDC_ORIGIN = CKA_CDC + 6
+CKA_CDC_CLOUD_NATIVE = CKA_CDC + 7
+
+
 class CK_VERSION(ctypes.Structure):
     _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)]
 
@@ -43,24 +47,36 @@ class CK_INTERFACE(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("functions", ctypes.c_void_p), ("flags", ctypes.c_ulong)]
 
 
+class CDC_SYNC_RESULT(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_ulong) for n in ("linked", "added", "updated", "removed", "unchanged", "skipped")]
+
+
 MIRROR_KEY = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 GET_STATUS = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong),
                               ctypes.c_char_p, ctypes.POINTER(ctypes.c_ulong))
+SYNC_KEYS = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(CDC_SYNC_RESULT))
 
 
 class CDC_FUNCTION_LIST(ctypes.Structure):
     _fields_ = [("version", CK_VERSION), ("mirror_key", MIRROR_KEY), ("get_status", GET_STATUS),
-                ("sync_keys", ctypes.c_void_p)]
+                ("sync_keys", SYNC_KEYS)]
 
 
-def vendor_mirror_key():
-    """C_CDC_MirrorKey of the module PyKCS11 has loaded in this process (same library state)."""
+def vendor():
+    """The 'Vendor cdcp11' function list of the module PyKCS11 has loaded in this process (same
+    library state, so PyKCS11's session and object handles are valid)."""
     lib = ctypes.CDLL(h.MODULE)
     iface = ctypes.POINTER(CK_INTERFACE)()
     rv = lib.C_GetInterface(b"Vendor cdcp11", None, ctypes.byref(iface), ctypes.c_ulong(0))
     assert rv == 0, rv
     fl = ctypes.cast(iface.contents.functions, ctypes.POINTER(CDC_FUNCTION_LIST)).contents
     assert (fl.version.major, fl.version.minor) == (1, 0)
+    return fl
+
+
+def vendor_mirror_key():
+    """C_CDC_MirrorKey, taking PyKCS11 sessions and objects."""
+    fl = vendor()
     return lambda session, obj: fl.mirror_key(h.sh(session), h.oh(obj))
 
 

@@ -5,6 +5,7 @@ Key Vault; sync links local keys already in the vault; cloud-native generation
 is verified here with `cryptography` and the public key read from the token, and the emulator's
 log proves the private key operation ran in the vault."""
 import ctypes
+import glob
 import hashlib
 import json
 import os
@@ -23,11 +24,10 @@ import p11helpers as h  # noqa: E402
 from azhelpers import Emulator  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils  # noqa: E402
-from test_mirror_e2e import (CK_INTERFACE, CK_VERSION, CKA_CDC, CKA_CDC_AZURE_KEY_ID,  # noqa: E402
-                             CKA_CDC_MIRROR_STATE, CLIENT, MIRRORED, SECRET, SUBSCRIPTION, TENANT, b64u, b64u_dec)
+from mirrorhelpers import (CDC_SYNC_RESULT, CKA_CDC_AZURE_KEY_ID, CKA_CDC_CLOUD_NATIVE, CKA_CDC_MIRROR_STATE,  # noqa: E402
+                           CKA_CDC_ORIGIN, MIRRORED, SECRET, SUBSCRIPTION, TENANT, b64u, b64u_dec, vendor)
+from mirrorhelpers import SECRET_APP as CLIENT  # noqa: E402
 
-CKA_CDC_ORIGIN = CKA_CDC + 6
-CKA_CDC_CLOUD_NATIVE = CKA_CDC + 7
 ORIGIN_LOCAL, ORIGIN_AZURE = 0, 1
 CDCCTL = os.environ.get("CDCCTL", os.path.join(os.environ.get("CDCP11_BUILD", ""), "tools", "cdcctl", "cdcctl"))
 
@@ -36,26 +36,6 @@ GROUPS = [("sync", "demo-premium", "premium", 21, "on_request"),
           ("cn-std", "demo-standard", "standard", 22, "on_request"),
           ("cn-hsm", "demo-protected", "premium", 23, "on_generate"),
           ("cn-mhsm", "demo-mhsm", "managed_hsm", 24, "on_request")]
-
-
-class CDC_SYNC_RESULT(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_ulong) for n in ("linked", "added", "updated", "removed", "unchanged", "skipped")]
-
-
-MIRROR_KEY = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
-SYNC_KEYS = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(CDC_SYNC_RESULT))
-
-
-class CDC_FUNCTION_LIST(ctypes.Structure):
-    _fields_ = [("version", CK_VERSION), ("mirror_key", MIRROR_KEY), ("get_status", ctypes.c_void_p),
-                ("sync_keys", SYNC_KEYS)]
-
-
-def vendor():
-    lib = ctypes.CDLL(h.MODULE)
-    iface = ctypes.POINTER(CK_INTERFACE)()
-    assert lib.C_GetInterface(b"Vendor cdcp11", None, ctypes.byref(iface), ctypes.c_ulong(0)) == 0
-    return ctypes.cast(iface.contents.functions, ctypes.POINTER(CDC_FUNCTION_LIST)).contents
 
 
 def der_ecdsa(raw):
@@ -426,7 +406,6 @@ class CloudKeys(unittest.TestCase):
         self.assertNotIn("cdcp11-kek-", self.emu.log().split("keys/cn-rsa/create")[-1])
 
     def test_cloud_native_ec_in_a_standard_vault_is_a_software_key_and_pkcs11_tool_signs_with_it(self):
-        P = self.P
         s = self.session("cn-std")
         pub, priv = self.cloud_native_pair(s, "cn-ec", kind="ec", params=bytes.fromhex("06052b81040023"))  # P-521
         kid = self.assert_resident(s, priv, self.vault_url("demo-standard") + "/keys/cn-ec/")
@@ -447,12 +426,10 @@ class CloudKeys(unittest.TestCase):
         self.assert_in_vault_log("demo-standard", "cn-ec", "sign")
 
     def test_openssl_through_the_libp11_engine_self_signs_with_a_cloud_native_key(self):
-        import glob
         engine = (glob.glob("/usr/lib/*/engines-3/pkcs11.so") or [None])[0]
         if not engine:
             self.skipTest("libengine-pkcs11-openssl not installed")
-        s = self.session("cn-hsm")
-        self.cloud_native_pair(s, "cn-openssl", bits=2048)
+        self.cloud_native_pair(self.session("cn-hsm"), "cn-openssl", bits=2048)
         cnf = self.tok.path("openssl.cnf")
         with open(cnf, "w") as f:
             f.write("openssl_conf = openssl_init\n[openssl_init]\nengines = engine_section\n"

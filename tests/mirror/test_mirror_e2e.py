@@ -2,7 +2,6 @@
 Key Vault emulator through BYOK (Premium, Managed HSM) or a plain JWK import (Standard), and the
 vault's copy is proven to be the same key: a digest signed by the vault verifies with the public
 key read from the token; for AES, a key wrapped by one side unwraps on the other."""
-import base64
 import ctypes
 import hashlib
 import json
@@ -26,13 +25,8 @@ CLIENT = "c1e47000-0000-4000-8000-000000000001"
 SUBSCRIPTION = "5ab5c000-0000-4000-8000-000000000001"
 SECRET = "demo-secret-not-real"
 
-CKA_CDC = 0x80000000 | 0x0CDC0000
-CKA_CDC_MIRROR = CKA_CDC + 1
-CKA_CDC_AZURE_KEY_NAME = CKA_CDC + 2
-CKA_CDC_MIRROR_STATE = CKA_CDC + 3
-CKA_CDC_AZURE_KEY_ID = CKA_CDC + 4
-CKA_CDC_MIRROR_ERROR = CKA_CDC + 5
-MIRRORED, FAILED = 2, 3
+from mirrorhelpers import (CKA_CDC_AZURE_KEY_ID, CKA_CDC_AZURE_KEY_NAME, CKA_CDC_MIRROR,  # noqa: E402
+                           CKA_CDC_MIRROR_ERROR, CKA_CDC_MIRROR_STATE, MIRRORED, b64u, b64u_dec, vendor)
 
 # (group, vault, type, slot id)
 GROUPS = [("premium", "demo-premium", "premium", 11), ("standard", "demo-standard", "standard", 12),
@@ -40,41 +34,9 @@ GROUPS = [("premium", "demo-premium", "premium", 11), ("standard", "demo-standar
           ("async", "demo-premium", "premium", 15)]
 
 
-class CK_VERSION(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)]
-
-
-class CK_INTERFACE(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char_p), ("functions", ctypes.c_void_p), ("flags", ctypes.c_ulong)]
-
-
-MIRROR_KEY = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
-GET_STATUS = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong),
-                              ctypes.c_char_p, ctypes.POINTER(ctypes.c_ulong))
-
-
-class CDC_FUNCTION_LIST(ctypes.Structure):
-    _fields_ = [("version", CK_VERSION), ("mirror_key", MIRROR_KEY), ("get_status", GET_STATUS),
-                ("sync_keys", ctypes.c_void_p)]
-
-
 def vendor_functions():
-    """The 'Vendor cdcp11' interface of the module PyKCS11 has loaded (same process, same state)."""
-    lib = ctypes.CDLL(h.MODULE)
-    iface = ctypes.POINTER(CK_INTERFACE)()
-    rv = lib.C_GetInterface(b"Vendor cdcp11", None, ctypes.byref(iface), ctypes.c_ulong(0))
-    assert rv == 0, rv
-    fl = ctypes.cast(iface.contents.functions, ctypes.POINTER(CDC_FUNCTION_LIST)).contents
-    assert (fl.version.major, fl.version.minor) == (1, 0)
+    fl = vendor()
     return fl.mirror_key, fl.get_status
-
-
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-def b64u_dec(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 class MirrorE2E(unittest.TestCase):
