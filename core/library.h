@@ -219,6 +219,8 @@ class Library {
   // After a key became a token object: mirror it if the policy says so. Called without locks.
   R<void> after_new_key(Session& s, CK_OBJECT_HANDLE h);
   R<void> run_mirror(Slot& slot, CK_OBJECT_HANDLE h);
+  // The uid of a key mirror_key / set_mirror_link may act on (a local private or secret token key).
+  R<std::string> mirrorable_key(Slot& slot, const Session& s, CK_OBJECT_HANDLE h);
   // After a user login: the journal's unfinished jobs go to the worker (they need the token key).
   void resume_mirrors(Slot& slot);
   // After a mirrored key was destroyed locally: the group's on_destroy policy for its copy.

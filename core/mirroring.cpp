@@ -173,19 +173,23 @@ void Library::apply_destroy_policy(Slot& slot, const std::string& kid) {
                          " could not be " + verb + ": " + what);
 }
 
+R<std::string> Library::mirrorable_key(Slot& slot, const Session& s, CK_OBJECT_HANDLE h) {
+  std::lock_guard sl(slot.mu);
+  CDC_TRY(sync(slot));
+  CDC_ASSIGN(ObjectEntry * e, visible_object(slot, s, h, Errc::key_handle_invalid));
+  const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(0);
+  if ((cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) || !e->token)
+    return err(Errc::key_handle_invalid, "only private and secret token keys are mirrored");
+  if (cloud::azure_resident(e->obj.attrs))
+    return err(Errc::key_function_not_permitted, "the key lives in Key Vault only; there is no copy to mirror or "
+                                                 "link (a sync follows changes there)");
+  return e->obj.uid;
+}
+
 R<void> Library::mirror_key(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h) {
   CDC_ASSIGN(auto s, session(hs));
   Slot& slot = *s->slot;
-  {
-    std::lock_guard sl(slot.mu);
-    CDC_TRY(sync(slot));
-    CDC_ASSIGN(ObjectEntry * e, visible_object(slot, *s, h, Errc::key_handle_invalid));
-    const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(0);
-    if ((cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) || !e->token)
-      return err(Errc::key_handle_invalid, "only private and secret token keys are mirrored");
-    if (cloud::azure_resident(e->obj.attrs))
-      return err(Errc::key_function_not_permitted, "the key lives in Key Vault already; there is nothing to mirror");
-  }
+  CDC_TRY(mirrorable_key(slot, *s, h));
   return run_mirror(slot, h);
 }
 
@@ -203,19 +207,7 @@ R<void> Library::set_mirror_link(CK_SESSION_HANDLE hs, CK_OBJECT_HANDLE h, const
   CDC_ASSIGN(auto s, session(hs));
   Slot& slot = *s->slot;
   std::lock_guard one_at_a_time(slot.mirror_mu);  // no mirror of this key runs meanwhile
-  std::string uid;
-  {
-    std::lock_guard sl(slot.mu);
-    CDC_TRY(sync(slot));
-    CDC_ASSIGN(ObjectEntry * e, visible_object(slot, *s, h, Errc::key_handle_invalid));
-    const auto cls = e->obj.attrs.ulong(CKA_CLASS).value_or(0);
-    if ((cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY) || !e->token)
-      return err(Errc::key_handle_invalid, "only private and secret token keys are mirrored");
-    if (cloud::azure_resident(e->obj.attrs))
-      return err(Errc::key_function_not_permitted, "the key lives in Key Vault only; its object names the vault key "
-                                                   "itself (a sync follows changes there)");
-    uid = e->obj.uid;
-  }
+  CDC_ASSIGN(const std::string uid, mirrorable_key(slot, *s, h));
   if (!slot.mirror)
     return err(Errc::function_failed, "group '" + slot.cfg.name + "' has no mirror: " + slot.mirror_unavailable);
   auto& journal = slot.mirror->journal();
