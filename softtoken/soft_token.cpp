@@ -223,10 +223,7 @@ core::R<void> SoftToken::init_token(ByteView so_pin, const std::string& label) {
   return {};
 }
 
-core::R<void> SoftToken::init_pin(ByteView user_pin) {
-  std::lock_guard lk(mu_);
-  CDC_TRY(check_pin_len(user_pin));
-  if (token_key_.empty()) return err(Errc::user_not_logged_in, "C_InitPIN needs the SO to be logged in");
+core::R<void> SoftToken::store_pin_slot(CK_USER_TYPE who, ByteView pin, ByteView token_key) {
   std::optional<core::Error> failure;
   auto r = store_->locked([&]() -> store::R<void> {
     auto m = read_meta();
@@ -234,12 +231,13 @@ core::R<void> SoftToken::init_pin(ByteView user_pin) {
       failure = m.error();
       return {};
     }
-    auto slot = make_pin_slot(user_pin, token_key_, "user", m->token_id);
+    auto slot = make_pin_slot(pin, token_key, who == CKU_SO ? "so" : "user", m->token_id);
     if (!slot) {
       failure = slot.error();
       return {};
     }
-    m->user = std::move(*slot);
+    if (who == CKU_SO) m->so = std::move(*slot);
+    else m->user = std::move(*slot);
     auto enc = encode_meta(*m);
     return store_->write_meta(view(enc));
   });
@@ -248,30 +246,18 @@ core::R<void> SoftToken::init_pin(ByteView user_pin) {
   return {};
 }
 
+core::R<void> SoftToken::init_pin(ByteView user_pin) {
+  std::lock_guard lk(mu_);
+  CDC_TRY(check_pin_len(user_pin));
+  if (token_key_.empty()) return err(Errc::user_not_logged_in, "C_InitPIN needs the SO to be logged in");
+  return store_pin_slot(CKU_USER, user_pin, token_key_);
+}
+
 core::R<void> SoftToken::set_pin(CK_USER_TYPE who, ByteView old_pin, ByteView new_pin) {
   std::lock_guard lk(mu_);
   CDC_TRY(check_pin_len(new_pin));
   CDC_ASSIGN(auto tk, verify_pin(who, old_pin));
-  const std::string whos = who == CKU_SO ? "so" : "user";
-  std::optional<core::Error> failure;
-  auto r = store_->locked([&]() -> store::R<void> {
-    auto m = read_meta();
-    if (!m) {
-      failure = m.error();
-      return {};
-    }
-    auto slot = make_pin_slot(new_pin, tk, whos, m->token_id);
-    if (!slot) {
-      failure = slot.error();
-      return {};
-    }
-    (who == CKU_SO ? m->so : *m->user) = std::move(*slot);
-    auto enc = encode_meta(*m);
-    return store_->write_meta(view(enc));
-  });
-  if (!r) return fail(from_store(r.error()));
-  if (failure) return fail(std::move(*failure));
-  return {};
+  return store_pin_slot(who, new_pin, tk);
 }
 
 core::R<void> SoftToken::login(CK_USER_TYPE who, ByteView pin) {

@@ -88,6 +88,8 @@ class SoftToken final : public core::TokenBackend {
                                      const std::string& token_id);
   core::R<PinSlot> make_pin_slot(ByteView pin, ByteView token_key, const std::string& who,
                                  const std::string& token_id);
+  // Replaces the SO or user PIN slot in the meta record (under the store's cross-process lock).
+  core::R<void> store_pin_slot(CK_USER_TYPE who, ByteView pin, ByteView token_key);
   // Verifies a PIN against the meta record, counting failures across processes.
   core::R<SecureBytes> verify_pin(CK_USER_TYPE who, ByteView pin);
   core::R<Bytes> seal(const std::string& uid, const Secrets& s);
