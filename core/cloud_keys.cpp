@@ -3,12 +3,12 @@
 // public key object plus a private key object without key material (CKA_CDC_ORIGIN azure) whose
 // private key operations go to the vault.
 #include <algorithm>
-#include <cctype>
 #include <map>
 #include <optional>
 #include <set>
 
 #include "cdcp11/cdcp11.h"
+#include "azure/util.h"
 #include "common/log.h"
 #include "core/attribute_policy.h"
 #include "core/cloud/key_attrs.h"
@@ -23,14 +23,9 @@ namespace {
 
 constexpr const char* kLog = "sync";
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 std::string name_of_kid(const std::string& kid) {
   auto id = azure::parse_key_id(kid);
-  return id ? lower(id->name) : std::string();
+  return id ? azure::to_lower(id->name) : std::string();
 }
 
 std::string tag(const azure::Tags& t, const char* k) {
@@ -47,7 +42,8 @@ Bytes key_id_for(TokenBackend& backend, const azure::KeyBundle& b) {
     (void)(*op)->update(view(cloud::public_fingerprint_input(b.key)));
     if (auto d = (*op)->finish()) return Bytes(d->begin(), d->begin() + 20);
   }
-  return Bytes(view(b.name()).begin(), view(b.name()).end());
+  const std::string name = b.name();
+  return Bytes(name.begin(), name.end());
 }
 
 // The two objects standing for a vault key. Caller-chosen attributes (from templates) come in
@@ -272,13 +268,13 @@ R<SyncReport> Library::sync_keys(CK_SESSION_HANDLE hs, const SyncProgress& progr
     if (progress) progress(i, total);
     const azure::KeyItem& it = (*items)[i];
     const std::string name = it.name();
-    in_vault.insert(lower(name));
+    in_vault.insert(azure::to_lower(name));
 
     // 1. A key this token mirrored: link it when the public keys agree.
     if (auto l = local.find(tag(it.tags, "cdcp11-uid")); l != local.end()) {
       const auto& a = l->second.attrs;
       if (a.ulong(CKA_CDC_MIRROR_STATE).value_or(0) == CDC_MIRROR_STATE_MIRRORED &&
-          name_of_kid(a.string_or(CKA_CDC_AZURE_KEY_ID, "")) == lower(name)) {
+          name_of_kid(a.string_or(CKA_CDC_AZURE_KEY_ID, "")) == azure::to_lower(name)) {
         ++rep.unchanged;
         continue;
       }
@@ -298,13 +294,13 @@ R<SyncReport> Library::sync_keys(CK_SESSION_HANDLE hs, const SyncProgress& progr
       continue;
     }
 
-    if (mirrored_as.count(lower(name))) {
+    if (mirrored_as.count(azure::to_lower(name))) {
       ++rep.unchanged;
       continue;
     }
 
     // 2. Already here as an Azure-resident key: follow its current version.
-    auto rit = resident.find(lower(name));
+    auto rit = resident.find(azure::to_lower(name));
     if (rit != resident.end() && rit->second.priv) {
       auto b = kv.get_key(name);
       if (!b) return fail(cloud::from_azure(b.error()));

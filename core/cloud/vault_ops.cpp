@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 
+#include "azure/util.h"
 #include "cdcp11/cdcp11.h"
 #include "core/cloud/key_attrs.h"
 
@@ -223,7 +224,7 @@ R<VaultKey> vault_key_of(std::shared_ptr<azure::Connection> conn, const AttrMap&
     return err(Errc::function_failed, "the key lives in Key Vault but names no key version (CKA_CDC_AZURE_KEY_ID '" +
                                           kid + "')");
   const auto vault = conn->vault();
-  if (id->vault_url != vault.vault_url())
+  if (!azure::iequals(id->vault_url, vault.vault_url()))
     return err(Errc::function_failed, "the key lives in " + id->vault_url + ", not in the group's vault " +
                                           vault.vault_url() + "; run a sync after changing the vault");
   VaultKey k;

@@ -6,11 +6,11 @@
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 
-#include <cctype>
 #include <iostream>
 #include <memory>
 #include <set>
 
+#include "azure/util.h"
 #include "cdcp11/cdcp11.h"
 #include "tools/cdcctl/group_session.h"
 #include "tools/cdcctl/key_lifecycle.h"
@@ -26,11 +26,6 @@ struct KeyState {
   std::string group, pin_env, label, id_hex;
   bool pin_stdin = false, all = false;
 };
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 const char* state_name(CK_ULONG s) {
   switch (s) {
@@ -74,11 +69,11 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
         std::set<std::string> linked;
         for (auto& k : keys) {
           linked.insert(k.uid);
-          if (auto id = azure::parse_key_id(k.azure_kid)) linked.insert(lower(id->name));
+          if (auto id = azure::parse_key_id(k.azure_kid)) linked.insert(azure::to_lower(id->name));
         }
         for (auto& it : *items) {
           auto uid = it.tags.find("cdcp11-uid");
-          if (it.tags.count("cdcp11-kek-for") || linked.count(lower(it.name()))) continue;
+          if (it.tags.count("cdcp11-kek-for") || linked.count(azure::to_lower(it.name()))) continue;
           if (uid == it.tags.end() || !linked.count(uid->second)) remote_only.push_back(it.kid);
         }
       }

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "azure/keyvault.h"
+#include "azure/util.h"
 #include "core/mirror/engine.h"
 #include "core/mirror/naming.h"
 #include "tools/cdcctl/group_session.h"
@@ -63,12 +64,6 @@ std::string sentence(std::string s) {
   s = capitalised(std::move(s));
   if (!s.empty() && s.back() != '.') s += '.';
   return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](unsigned char x, unsigned char y) {
-    return std::tolower(x) == std::tolower(y);
-  });
 }
 
 std::string utc(std::int64_t t) {
@@ -130,7 +125,7 @@ Result<std::optional<Copy>, std::string> recorded_copy(const Ctx& c, const Local
   if (kid.empty()) return std::optional<Copy>();
   auto id = azure::parse_key_id(kid);
   if (!id) return fail("Key '" + shown(k) + "' records '" + kid + "', which is not a Key Vault key id.");
-  if (!iequals(id->vault_url, c.kv.vault_url()))
+  if (!azure::iequals(id->vault_url, c.kv.vault_url()))
     return fail("Key '" + shown(k) + "' is mirrored into " + id->vault_url + ", not into the group's vault " +
                 c.kv.vault_url() + ".");
   return std::optional<Copy>(Copy{id->name, id->version});
@@ -165,7 +160,7 @@ std::vector<LocalKey> keys_recording(const Ctx& c, const std::string& name) {
   std::vector<LocalKey> out;
   for (auto& k : c.gs.keys()) {
     auto copy = recorded_copy(c, k);
-    if (copy && *copy && iequals((*copy)->name, name)) out.push_back(k);
+    if (copy && *copy && azure::iequals((*copy)->name, name)) out.push_back(k);
   }
   return out;
 }
@@ -241,7 +236,7 @@ int report_back(Ctx& c, const std::optional<LocalKey>& chosen, const azure::KeyB
   const std::string what = capitalised(done.substr(0, done.find(' ')));
   auto linked = relink(c, chosen, b, what);
   if (!linked) return error_out(c.global, linked.error());
-  if (!expected.empty() && !iequals(name, expected))
+  if (!expected.empty() && !azure::iequals(name, expected))
     return error_out(c.global, "The backup in " + c.opt.file + " holds key '" + name + "', not '" + expected +
                                    "'; it was " + done + " vault '" + c.vault + "' as '" + name + "'.");
   if (c.global.json) {
