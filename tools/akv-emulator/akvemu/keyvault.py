@@ -495,13 +495,18 @@ class KeyVault:
             items.append(it)
         return self.page(req, items, "/deletedkeys")
 
-    def purge(self, req, vault, store, claims, name, version, op):
+    def _deleted_record(self, vault, store, name):
+        """The soft-deleted key `name`, for purge and recover: 409 while its deletion runs."""
         self._require_soft_delete(vault)
         rec, st = store.get(name)
         if st == DELETING:
             raise kv_error(409, "Conflict", "Key %s is currently being deleted; retry later." % name)
         if st != DELETED:
             raise deleted_key_not_found(name)
+        return rec
+
+    def purge(self, req, vault, store, claims, name, version, op):
+        self._deleted_record(vault, store, name)
         if vault.purge_protection:
             raise kv_error(403, "Forbidden",
                            'Operation "purge" is not allowed because purge protection is enabled for this '
@@ -512,12 +517,7 @@ class KeyVault:
         return Response(204)
 
     def recover(self, req, vault, store, claims, name, version, op):
-        self._require_soft_delete(vault)
-        rec, st = store.get(name)
-        if st == DELETING:
-            raise kv_error(409, "Conflict", "Key %s is currently being deleted; retry later." % name)
-        if st != DELETED:
-            raise deleted_key_not_found(name)
+        rec = self._deleted_record(vault, store, name)
         rec["deleted"] = None
         # Recovery is asynchronous too: GET /keys/{n} answers 404 until done.
         rec["recoveringUntil"] = time.time() + vault.delete_delay
