@@ -104,9 +104,14 @@ curl_az -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
     "$VAULT/keys/azure-made/create?api-version=7.4" >/dev/null
 DEMO_PIN=$USER_PIN $CDCCTL group sync demo --pin-env DEMO_PIN
 DEMO_PIN=$USER_PIN $CDCCTL key list demo --pin-env DEMO_PIN
-p11 --login --pin "$USER_PIN" --sign --label azure-made -m ECDSA-SHA256 --signature-format openssl \
+# pkcs11-tool picks the key to sign with by --id alone (it ignores --label), so ask for the
+# synced key's CKA_ID: sync derives it from the key's public key.
+AZ_ID=$(DEMO_PIN=$USER_PIN $CDCCTL --json key list demo --pin-env DEMO_PIN |
+        $PY -c 'import json,sys; print([k["id"] for k in json.load(sys.stdin)["keys"] if k["label"]=="azure-made"][0])')
+echo "azure-made has CKA_ID $AZ_ID"
+p11 --login --pin "$USER_PIN" --sign --id "$AZ_ID" -m ECDSA-SHA256 --signature-format openssl \
     -i "$OUT/message.txt" -o "$OUT/azure-made.sig" 2>/dev/null
-p11 --read-object --type pubkey --label azure-made -o "$OUT/azure-made.der" 2>/dev/null
+p11 --read-object --type pubkey --id "$AZ_ID" -o "$OUT/azure-made.der" 2>/dev/null
 openssl pkey -pubin -inform DER -in "$OUT/azure-made.der" -out "$OUT/azure-made.pem"
 printf 'Signed in the vault through pkcs11-tool: '
 openssl dgst -sha256 -verify "$OUT/azure-made.pem" -signature "$OUT/azure-made.sig" "$OUT/message.txt"

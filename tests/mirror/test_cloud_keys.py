@@ -417,7 +417,9 @@ class CloudKeys(unittest.TestCase):
             f.write(b"pkcs11-tool data")
         sig_path = self.tok.path("cn-sig")
         idx = str([g for g, *_ in GROUPS].index("cn-std"))
-        self.tok.tool("--slot-index", idx, "--sign", "--mechanism", "ECDSA-SHA512", "--label", "cn-ec",
+        # pkcs11-tool chooses the signing key by --id only (OpenSC 0.23 ignores --label there).
+        key_id = self.raw(s, priv, P.CKA_ID).hex()
+        self.tok.tool("--slot-index", idx, "--sign", "--mechanism", "ECDSA-SHA512", "--id", key_id,
                       "--input-file", data_path, "--output-file", sig_path, login=True)
         with open(sig_path, "rb") as f:
             sig = f.read()
