@@ -1,15 +1,23 @@
 #include "common/bytes.h"
 
+#include <atomic>
 #include <cstring>
 
 namespace cdcp11 {
 
+namespace {
+std::atomic<WipeObserver> g_wipe_observer{nullptr};
+}  // namespace
+
+void set_wipe_observer(WipeObserver o) noexcept { g_wipe_observer.store(o); }
+
 void secure_zero(void* p, std::size_t n) noexcept {
   if (p == nullptr || n == 0) return;
   volatile std::uint8_t* vp = static_cast<volatile std::uint8_t*>(p);
-  while (n--) *vp++ = 0;
+  for (std::size_t i = 0; i < n; ++i) vp[i] = 0;
   // Keep the stores from being treated as dead.
   __asm__ __volatile__("" : : "r"(p) : "memory");
+  if (auto o = g_wipe_observer.load(std::memory_order_relaxed)) o(p, n);
 }
 
 std::string to_hex(ByteView v) {

@@ -14,6 +14,11 @@ namespace cdcp11 {
 // Overwrites memory in a way the optimizer may not elide.
 void secure_zero(void* p, std::size_t n) noexcept;
 
+// For tests: called by secure_zero after it zeroed [p, p + n), while that memory is still
+// allocated, so a test can see what was wiped without touching freed memory. nullptr to remove.
+using WipeObserver = void (*)(const void* p, std::size_t n) noexcept;
+void set_wipe_observer(WipeObserver o) noexcept;
+
 template <class T>
 struct ZeroizingAllocator {
   using value_type = T;

@@ -51,14 +51,25 @@ struct Record {
   Bytes data;
 };
 
+// The meta record as refresh() read it, under the same lock as the object records.
+struct MetaSnapshot {
+  enum class State { absent, present, corrupt } state = State::absent;
+  Bytes data;          // present: the record's payload
+  std::string reason;  // corrupt: why it failed its check
+};
+
 struct Changes {
   std::vector<Record> upserted;        // new or changed since the last refresh (or all, first time)
   std::vector<std::string> removed;    // uids gone since the last refresh
   std::vector<std::string> corrupt;    // uids whose file failed its check (left on disk)
+  // uids whose file exists but could not be read (EIO, EACCES, ...): skipped, reported once, and
+  // tried again at every later refresh until it reads (then it comes back as upserted).
+  std::vector<std::string> unreadable;
   bool full_reload = false;            // true on the first refresh after open
   // The meta record was written or removed since the last refresh (always true on the first):
   // re-read it with read_meta() to pick up e.g. another process's C_InitToken or C_SetPIN.
   bool meta_changed = false;
+  MetaSnapshot meta;                   // not filled in yet
 };
 // Notes on refresh():
 // - A uid listed in `corrupt` is no longer valid data: drop it from any index. `removed` lists
