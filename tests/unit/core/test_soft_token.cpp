@@ -1,66 +1,13 @@
 // SoftToken through the TokenBackend interface, on a real store in a temporary directory.
 #include <doctest/doctest.h>
 
-#include <cstdlib>
-#include <filesystem>
-
 #include "core/mechanisms.h"
-#include "softtoken/crypto/backend.h"
-#include "softtoken/soft_token.h"
+#include "soft_token_test_util.h"
 
 using namespace cdcp11;
 using namespace cdcp11::core;
+using namespace cdcp11::softtoken::test;
 using cdcp11::softtoken::SoftToken;
-namespace fs = std::filesystem;
-
-namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/cdcp11-softtoken-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-GroupConfig group(const fs::path& dir, unsigned retries = 3) {
-  GroupConfig g;
-  g.name = "t";
-  g.token.dir = (dir / "tok").string();
-  g.token.max_pin_retries = retries;
-  g.token.kdf_scrypt_log2_n = 10;
-  return g;
-}
-
-std::unique_ptr<SoftToken> open(const GroupConfig& g) {
-  auto t = SoftToken::open(g, crypto::default_backend());
-  REQUIRE(t);
-  return std::move(*t);
-}
-
-ByteView pin(const char* s) { return view(s); }
-
-void init(SoftToken& t) {
-  REQUIRE(t.init_token(pin("so-pin-1"), "t"));
-  REQUIRE(t.login(CKU_SO, pin("so-pin-1")));
-  REQUIRE(t.init_pin(pin("user-1")));
-  t.logout();
-}
-
-AttrMap aes_key(bool token) {
-  AttrMap a;
-  a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
-  a.set_ulong(CKA_KEY_TYPE, CKK_AES);
-  a.set_bool(CKA_TOKEN, token);
-  a.set_bool(CKA_PRIVATE, true);
-  a.set_bool(CKA_SENSITIVE, false);
-  a.set_bool(CKA_EXTRACTABLE, true);
-  a.set(CKA_VALUE, Bytes(32, 0x5a));
-  return a;
-}
-
-}  // namespace
 
 TEST_CASE("an uninitialised token reports so; init_token and init_pin set the flags") {
   TempDir d;
@@ -80,17 +27,17 @@ TEST_CASE("wrong PINs count across instances and lock the PIN; a right PIN reset
   auto t = open(g);
   init(*t);
   auto other = open(g);  // as a second process would
-  CHECK(t->login(CKU_USER, pin("wrong-1")).error().code == Errc::pin_incorrect);
+  CHECK(err_of(t->login(CKU_USER, pin("wrong-1"))) == Errc::pin_incorrect);
   CHECK(t->status().user_pin_count_low);
   CHECK(t->login(CKU_USER, pin("user-1")));  // resets
   t->logout();
   CHECK_FALSE(t->status().user_pin_count_low);
-  CHECK(t->login(CKU_USER, pin("wrong-1")).error().code == Errc::pin_incorrect);
-  CHECK(other->login(CKU_USER, pin("wrong-2")).error().code == Errc::pin_incorrect);
+  CHECK(err_of(t->login(CKU_USER, pin("wrong-1"))) == Errc::pin_incorrect);
+  CHECK(err_of(other->login(CKU_USER, pin("wrong-2"))) == Errc::pin_incorrect);
   CHECK(t->status().user_pin_final_try);
-  CHECK(other->login(CKU_USER, pin("wrong-3")).error().code == Errc::pin_incorrect);
+  CHECK(err_of(other->login(CKU_USER, pin("wrong-3"))) == Errc::pin_incorrect);
   CHECK(t->status().user_pin_locked);
-  CHECK(t->login(CKU_USER, pin("user-1")).error().code == Errc::pin_locked);
+  CHECK(err_of(t->login(CKU_USER, pin("user-1"))) == Errc::pin_locked);
   // The SO PIN is independent, and the SO can reset the user PIN.
   REQUIRE(t->login(CKU_SO, pin("so-pin-1")));
   REQUIRE(t->init_pin(pin("user-2")));
@@ -101,15 +48,15 @@ TEST_CASE("wrong PINs count across instances and lock the PIN; a right PIN reset
 TEST_CASE("PIN length and change rules") {
   TempDir d;
   auto t = open(group(d.path));
-  CHECK(t->init_token(pin("123"), "t").error().code == Errc::pin_len_range);
+  CHECK(err_of(t->init_token(pin("123"), "t")) == Errc::pin_len_range);
   init(*t);
-  CHECK(t->set_pin(CKU_USER, pin("nope-nope"), pin("user-new")).error().code == Errc::pin_incorrect);
+  CHECK(err_of(t->set_pin(CKU_USER, pin("nope-nope"), pin("user-new"))) == Errc::pin_incorrect);
   REQUIRE(t->set_pin(CKU_USER, pin("user-1"), pin("user-new")));
-  CHECK(t->login(CKU_USER, pin("user-1")).error().code == Errc::pin_incorrect);
+  CHECK(err_of(t->login(CKU_USER, pin("user-1"))) == Errc::pin_incorrect);
   CHECK(t->login(CKU_USER, pin("user-new")));
   // Re-initialising needs the current SO PIN.
   t->logout();
-  CHECK(t->init_token(pin("not-the-so"), "t").error().code == Errc::pin_incorrect);
+  CHECK(err_of(t->init_token(pin("not-the-so"), "t")) == Errc::pin_incorrect);
 }
 
 TEST_CASE("secrets need a login, are sealed at rest and seen by another instance") {
@@ -117,7 +64,7 @@ TEST_CASE("secrets need a login, are sealed at rest and seen by another instance
   auto g = group(d.path);
   auto t = open(g);
   init(*t);
-  CHECK(t->create_object(aes_key(true)).error().code == Errc::user_not_logged_in);
+  CHECK(err_of(t->create_object(aes_key(true))) == Errc::user_not_logged_in);
   REQUIRE(t->login(CKU_USER, pin("user-1")));
   auto obj = t->create_object(aes_key(true));
   REQUIRE(obj);
@@ -133,13 +80,18 @@ TEST_CASE("secrets need a login, are sealed at rest and seen by another instance
   const Bytes needle(32, 0x5a);
   CHECK(std::search(raw->begin(), raw->end(), needle.begin(), needle.end()) == raw->end());
 
+  // A private object is sealed whole: another instance sees it only once logged in.
   auto other = open(g);
   auto ch = other->refresh();
   REQUIRE(ch);
-  REQUIRE(ch->upserted.size() == 1);
-  CHECK(ch->upserted[0].uid == obj->uid);
-  CHECK(other->secret_attribute(obj->uid, CKA_VALUE).error().code == Errc::user_not_logged_in);
+  CHECK(ch->upserted.empty());
+  CHECK(err_of(other->secret_attribute(obj->uid, CKA_VALUE)) == Errc::user_not_logged_in);
   REQUIRE(other->login(CKU_USER, pin("user-1")));
+  auto after_login = other->refresh();
+  REQUIRE(after_login);
+  REQUIRE(after_login->upserted.size() == 1);
+  CHECK(after_login->upserted[0].uid == obj->uid);
+  CHECK(after_login->upserted[0].attrs.ulong(CKA_VALUE_LEN) == 32u);
   auto v = other->secret_attribute(obj->uid, CKA_VALUE);
   REQUIRE(v);
   CHECK(Bytes(v->begin(), v->end()) == needle);
@@ -165,10 +117,12 @@ TEST_CASE("a sealed record copied under another object id does not open") {
   REQUIRE(raw);
   const std::string other_uid = store::ObjectStore::new_uid();
   REQUIRE((*st)->put(other_uid, *raw));  // a valid store record, but sealed for obj->uid
-  REQUIRE(t->refresh());
+  auto ch = t->refresh();
+  REQUIRE(ch);
+  for (auto& o : ch->upserted) CHECK(o.uid != other_uid);  // refused: its MAC names obj->uid
   auto r = t->secret_attribute(other_uid, CKA_VALUE);
   REQUIRE_FALSE(r);
-  CHECK(r.error().code == Errc::device_error);
+  CHECK(err_of(r) == Errc::object_handle_invalid);
   CHECK(t->secret_attribute(obj->uid, CKA_VALUE));
 }
 
@@ -178,9 +132,11 @@ TEST_CASE("re-initialisation wipes objects and another instance drops them") {
   auto t = open(g);
   init(*t);
   REQUIRE(t->login(CKU_USER, pin("user-1")));
-  REQUIRE(t->create_object(aes_key(true)));
+  REQUIRE(t->create_object(data_object("public", false, "v")));
   auto other = open(g);
   REQUIRE(other->refresh()->upserted.size() == 1);
+  REQUIRE(other->login(CKU_USER, pin("user-1")));
+  REQUIRE(other->refresh());
   t->logout();
   REQUIRE(t->init_token(pin("so-pin-1"), "t"));
   CHECK_FALSE(t->status().user_pin_initialized);
@@ -188,6 +144,8 @@ TEST_CASE("re-initialisation wipes objects and another instance drops them") {
   REQUIRE(ch);
   CHECK(ch->full_reload);
   CHECK(ch->upserted.empty());
+  // ... and whoever was logged in there is no longer: the old token key opens nothing new.
+  CHECK(err_of(other->create_object(data_object("after", false, "v"))) == Errc::user_not_logged_in);
 }
 
 TEST_CASE("session objects stay in memory; generated key pairs work for sign and verify") {
@@ -224,7 +182,7 @@ TEST_CASE("session objects stay in memory; generated key pairs work for sign and
   CHECK((*v)->verify(*sig));
   auto v2 = t->begin(OpKind::verify, sign, pair->first);
   REQUIRE((*v2)->update(Bytes{'h', 'o'}));
-  CHECK((*v2)->verify(*sig).error().code == Errc::signature_invalid);
+  CHECK(err_of((*v2)->verify(*sig)) == Errc::signature_invalid);
 }
 
 TEST_CASE("mirror exports: public and private JWK components, and BYOK wrapping that opens by hand") {
@@ -303,7 +261,7 @@ TEST_CASE("mirror exports: public and private JWK components, and BYOK wrapping 
   es.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
   auto edpair = t->generate_key_pair(ed, ep, es);
   REQUIRE(edpair);
-  CHECK(t->public_components(edpair->second).error().code == Errc::key_type_inconsistent);
+  CHECK(err_of(t->public_components(edpair->second)) == Errc::key_type_inconsistent);
   CHECK(t->wrap_for_byok(pair->second, Bytes{1, 2, 3}, Bytes{1, 0, 1}).error().code ==
         Errc::wrapping_key_type_inconsistent);
 }

@@ -1,10 +1,15 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <fstream>
 
+#include "softtoken/store/record_format.h"
 #include "store_test_util.h"
 
 using namespace cdcp11;
@@ -28,6 +33,18 @@ void write_file(const std::string& path, const std::string& content) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << content;
   REQUIRE(f.good());
+}
+
+// A UNIX socket at path: open() on it fails with ENXIO, for root as well.
+void make_socket(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  REQUIRE(path.size() < sizeof a.sun_path);
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  ::close(fd);
 }
 
 bool contains(const std::vector<std::string>& v, const std::string& x) {
@@ -194,4 +211,74 @@ TEST_CASE("open removes stale temp files and an interrupted wipe's directory") {
   REQUIRE(ch);
   CHECK(ch->upserted.size() == 1);
   CHECK(ch->corrupt.empty());
+}
+
+TEST_CASE("an unreadable object file is reported once and skipped, the others are served; it comes back once it reads") {
+  TempDir t;
+  auto s = must_open(t.path());
+  const std::string good = ObjectStore::new_uid(), bad = ObjectStore::new_uid();
+  REQUIRE(s->put(good, payload_for(good, 1)));
+  make_socket(t.sub("objects/" + bad));
+
+  auto r = must_open(t.path(), false);
+  auto ch = r->refresh();
+  REQUIRE(ch);
+  CHECK(ch->unreadable == std::vector<std::string>{bad});
+  CHECK(ch->corrupt.empty());
+  REQUIRE(ch->upserted.size() == 1);
+  CHECK(ch->upserted[0].uid == good);
+
+  // Tried again at every refresh, but reported only once.
+  const std::string more = ObjectStore::new_uid();
+  REQUIRE(s->put(more, payload_for(more, 1)));
+  auto again = r->refresh();
+  REQUIRE(again);
+  CHECK(again->unreadable.empty());
+  REQUIRE(again->upserted.size() == 1);
+  CHECK(again->upserted[0].uid == more);
+  auto idle = r->refresh();
+  REQUIRE(idle);
+  CHECK(idle->unreadable.empty());
+  CHECK(idle->upserted.empty());
+
+  // Replaced by a readable record: served again, without any journal entry naming it.
+  REQUIRE(::unlink(t.sub("objects/" + bad).c_str()) == 0);
+  const Bytes file = encode_record(bad, payload_for(bad, 1));
+  write_file(t.sub("objects/" + bad), std::string(file.begin(), file.end()));
+  auto fixed = r->refresh();
+  REQUIRE(fixed);
+  REQUIRE(fixed->upserted.size() == 1);
+  CHECK(fixed->upserted[0].uid == bad);
+  CHECK(fixed->removed.empty());
+}
+
+TEST_CASE("refresh reads the meta record under its lock: present, absent, corrupt") {
+  TempDir t;
+  auto s = must_open(t.path());
+  auto r = must_open(t.path(), false);
+  auto first = r->refresh();
+  REQUIRE(first);
+  CHECK(first->meta_changed);
+  CHECK(first->meta.state == MetaSnapshot::State::absent);
+
+  REQUIRE(s->write_meta(view("meta v1")));
+  auto written = r->refresh();
+  REQUIRE(written);
+  CHECK(written->meta_changed);
+  CHECK(written->meta.state == MetaSnapshot::State::present);
+  CHECK(written->meta.data == to_bytes(view("meta v1")));
+
+  const std::string u = ObjectStore::new_uid();
+  REQUIRE(s->put(u, view("x")));
+  auto unchanged = r->refresh();
+  REQUIRE(unchanged);
+  CHECK_FALSE(unchanged->meta_changed);
+
+  flip_byte(t.sub("meta"), 22);
+  REQUIRE(s->put(u, view("y")));
+  auto damaged = r->refresh();
+  REQUIRE(damaged);
+  CHECK(damaged->meta_changed);
+  CHECK(damaged->meta.state == MetaSnapshot::State::corrupt);
+  CHECK(damaged->meta.reason.find("checksum") != std::string::npos);
 }

@@ -1,0 +1,110 @@
+// Shared helpers for the SoftToken tests: a scratch directory, a group config, a token opened on
+// it, and a few templates.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <optional>
+
+#include "core/config.h"
+#include "softtoken/crypto/backend.h"
+#include "softtoken/soft_token.h"
+
+namespace cdcp11::softtoken::test {
+
+namespace fs = std::filesystem;
+using core::AttrMap;
+using core::GroupConfig;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/cdcp11-softtoken-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+inline GroupConfig group(const fs::path& dir, unsigned retries = 3) {
+  GroupConfig g;
+  g.name = std::string(1, 't');
+  g.token.dir = (dir / "tok").string();
+  g.token.max_pin_retries = retries;
+  g.token.kdf_scrypt_log2_n = 10;
+  return g;
+}
+
+inline std::unique_ptr<SoftToken> open(const GroupConfig& g) {
+  auto t = SoftToken::open(g, crypto::default_backend());
+  REQUIRE(t);
+  return std::move(*t);
+}
+
+inline ByteView pin(const char* s) { return view(s); }
+
+// The error code of a result, nullopt when it succeeded (so a CHECK of it never aborts).
+template <class R>
+std::optional<core::Errc> err_of(const R& r) {
+  if (r) return std::nullopt;
+  return r.error().code;
+}
+
+inline void init(SoftToken& t) {
+  REQUIRE(t.init_token(pin("so-pin-1"), "t"));
+  REQUIRE(t.login(CKU_SO, pin("so-pin-1")));
+  REQUIRE(t.init_pin(pin("user-1")));
+  t.logout();
+}
+
+inline AttrMap aes_key(bool token) {
+  AttrMap a;
+  a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+  a.set_ulong(CKA_KEY_TYPE, CKK_AES);
+  a.set_bool(CKA_TOKEN, token);
+  a.set_bool(CKA_PRIVATE, true);
+  a.set_bool(CKA_SENSITIVE, false);
+  a.set_bool(CKA_EXTRACTABLE, true);
+  a.set(CKA_VALUE, Bytes(32, 0x5a));
+  return a;
+}
+
+inline AttrMap data_object(const std::string& label, bool is_private, const std::string& value) {
+  AttrMap a;
+  a.set_ulong(CKA_CLASS, CKO_DATA);
+  a.set_bool(CKA_TOKEN, true);
+  a.set_bool(CKA_PRIVATE, is_private);
+  a.set_string(CKA_LABEL, label);
+  a.set_string(CKA_VALUE, value);
+  return a;
+}
+
+// Runs fn in a forked child and returns its exit code (or 128 + signal); the child never
+// returns into doctest.
+inline int run_in_child(const std::function<int()>& fn) {
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    int rc = 99;
+    try {
+      rc = fn();
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+}  // namespace cdcp11::softtoken::test
