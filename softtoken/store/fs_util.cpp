@@ -28,6 +28,8 @@ Error sys_error(int err, std::string_view op, std::string_view path, bool enoent
   Error e;
   if (err == ENOSPC || err == EDQUOT || err == EFBIG)
     e.code = Error::Code::no_space;
+  else if (err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOBUFS)
+    e.code = Error::Code::transient;
   else if (err == ENOENT && enoent_is_not_found)
     e.code = Error::Code::not_found;
   else

@@ -20,7 +20,8 @@ namespace cdcp11::store {
 inline constexpr std::string_view kTempPrefix = ".tmp-";
 
 std::string errno_text(int err);
-// ENOSPC/EDQUOT/EFBIG -> no_space, ENOENT -> not_found when enoent_is_not_found, else io.
+// ENOSPC/EDQUOT/EFBIG -> no_space, EMFILE/ENFILE/ENOMEM/ENOBUFS -> transient, ENOENT ->
+// not_found when enoent_is_not_found, else io.
 Error sys_error(int err, std::string_view op, std::string_view path,
                 bool enoent_is_not_found = false);
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -102,6 +103,7 @@ struct ObjectStore::Impl {
   std::uint64_t seen_gen = 0;
   std::unordered_map<std::string, FileId> known;  // uid -> identity of the file last read
   std::optional<FileId> meta_id;
+  std::set<std::string> unreadable;  // reported unreadable; tried again at every refresh
 
   class Held {
    public:
@@ -303,17 +305,6 @@ R<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::string& dir, bool c
   return std::unique_ptr<ObjectStore>(new ObjectStore(std::move(s)));
 }
 
-R<Bytes> ObjectStore::read_meta() {
-  const std::string path = join(impl_->dir, kMeta);
-  CDC_ASSIGN(Bytes file, read_file_at(impl_->dirfd.get(), kMeta, path));
-  auto rec = decode_record(kMeta, file);
-  if (!rec) {
-    log::warn(kLog, path + " is corrupt: " + rec.error().reason);
-    return fail(make_error(Error::Code::corrupt, path + ": " + rec.error().reason));
-  }
-  return std::move(*rec);
-}
-
 R<void> ObjectStore::write_meta(ByteView data) {
   CDC_ASSIGN(auto held, impl_->hold(LOCK_EX));
   CDC_ASSIGN(std::uint64_t g, impl_->bump_gen(kMeta));
@@ -394,28 +385,43 @@ R<std::uint64_t> ObjectStore::generation() { return impl_->read_gen(); }
 
 namespace {
 
-// Reads objects/<name> into ch (upserted or corrupt) unless its identity equals *known.
-// Returns the identity of what is on disk now, or nullopt if there is no such file.
-R<std::optional<FileId>> load_one(int od, const std::string& objects_path,
-                                  const std::string& name, const FileId* known, Changes& ch) {
-  using Out = std::optional<FileId>;
+// What load_one found for objects/<name>.
+struct Loaded {
+  enum class Kind { absent, unchanged, read, unreadable } kind = Kind::absent;
+  FileId id;  // unchanged / read (a corrupt file is `read` too: it is in ch.corrupt)
+};
+
+// Reads objects/<name> into ch (upserted or corrupt) unless its identity equals *known. A file
+// that cannot be read is logged and reported in ch.unreadable (only the first time: `quiet`
+// when it was unreadable before); a transient error (out of descriptors) fails the call.
+R<Loaded> load_one(int od, const std::string& objects_path, const std::string& name,
+                   const FileId* known, bool quiet, Changes& ch) {
+  using K = Loaded::Kind;
   const std::string path = join(objects_path, name);
+  auto unreadable = [&](const Error& e) -> R<Loaded> {
+    if (e.code == Error::Code::transient) return fail(e);
+    if (!quiet) {
+      log::error(kLog, e.message + ": the record is skipped until it can be read");
+      ch.unreadable.push_back(name);
+    }
+    return Loaded{K::unreadable, {}};
+  };
   if (known) {
     struct stat st {};
     if (::fstatat(od, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT) return Out{};
-      return fail(sys_error(errno, "stat", path));
+      if (errno == ENOENT) return Loaded{};
+      return unreadable(sys_error(errno, "stat", path));
     }
-    if (FileId::of(st) == *known) return Out{*known};
+    if (FileId::of(st) == *known) return Loaded{K::unchanged, *known};
   }
   FileId id;
   auto file = read_file_at(od, name, path, &id);
   if (!file) {
-    if (file.error().code == Error::Code::not_found) return Out{};
-    if (file.error().code != Error::Code::corrupt) return fail(file.error());
+    if (file.error().code == Error::Code::not_found) return Loaded{};
+    if (file.error().code != Error::Code::corrupt) return unreadable(file.error());
     log::warn(kLog, file.error().message);
     ch.corrupt.push_back(name);
-    return Out{id};
+    return Loaded{K::read, id};
   }
   auto rec = decode_record(name, *file);
   if (!rec) {
@@ -424,16 +430,49 @@ R<std::optional<FileId>> load_one(int od, const std::string& objects_path,
   } else {
     ch.upserted.push_back(Record{name, std::move(*rec)});
   }
-  return Out{id};
+  return Loaded{K::read, id};
+}
+
+// The meta record now; an error only when it cannot be read at all at the moment.
+R<MetaSnapshot> snapshot_meta(int dirfd, const std::string& path) {
+  MetaSnapshot m;
+  auto file = read_file_at(dirfd, kMeta, path);
+  if (!file) {
+    if (file.error().code == Error::Code::not_found) return m;
+    if (file.error().code != Error::Code::corrupt) return fail(file.error());
+    m.state = MetaSnapshot::State::corrupt;
+    m.reason = file.error().message;
+    return m;
+  }
+  auto rec = decode_record(kMeta, *file);
+  if (!rec) {
+    m.state = MetaSnapshot::State::corrupt;
+    m.reason = path + ": " + rec.error().reason;
+    return m;
+  }
+  m.state = MetaSnapshot::State::present;
+  m.data = std::move(*rec);
+  return m;
 }
 
 }  // namespace
+
+R<Bytes> ObjectStore::read_meta() {
+  const std::string path = join(impl_->dir, kMeta);
+  CDC_ASSIGN(auto m, snapshot_meta(impl_->dirfd.get(), path));
+  switch (m.state) {
+    case MetaSnapshot::State::absent: return fail(make_error(Error::Code::not_found, path + ": no meta record"));
+    case MetaSnapshot::State::corrupt: return fail(make_error(Error::Code::corrupt, m.reason));
+    case MetaSnapshot::State::present: break;
+  }
+  return std::move(m.data);
+}
 
 R<Changes> ObjectStore::refresh() {
   Impl& s = *impl_;
   {
     CDC_ASSIGN(std::uint64_t g, s.read_gen());
-    if (s.refreshed && g == s.seen_gen) return Changes{};
+    if (s.refreshed && g == s.seen_gen && s.unreadable.empty()) return Changes{};
   }
   // Shared lock: no writer is mid-change while we look, and the generation we record is the
   // one what we read reflects.
@@ -445,30 +484,36 @@ R<Changes> ObjectStore::refresh() {
   std::optional<FileId> meta = stat_id(s.dirfd.get(), kMeta);
   ch.meta_changed = !s.refreshed || meta.has_value() != s.meta_id.has_value() ||
                     (meta && !(*meta == *s.meta_id));
+  if (ch.meta_changed) {
+    CDC_ASSIGN(ch.meta, snapshot_meta(s.dirfd.get(), join(s.dir, kMeta)));
+  }
   CDC_ASSIGN(UniqueFd od, s.objects_dir());
+
+  // Everything is read before this instance's state changes, so an error leaves it as it was.
+  std::vector<std::pair<std::string, Loaded>> updates;
+  std::unordered_map<std::string, FileId> now;
+  std::set<std::string> unreadable;
+  auto load = [&](const std::string& name) -> R<Loaded> {
+    auto it = s.known.find(name);
+    const FileId* known = it == s.known.end() ? nullptr : &it->second;
+    return load_one(od.get(), s.objects_path, name, known, s.unreadable.contains(name), ch);
+  };
 
   std::optional<std::vector<std::string>> journal;
   if (s.refreshed) {
     CDC_ASSIGN(journal, s.journal_since(gen));
   }
   if (journal) {
-    // Only the names changed since our last refresh; applied once all were read, so an error
-    // leaves this instance's state as it was.
-    std::vector<std::pair<std::string, std::optional<FileId>>> updates;
-    for (const auto& name : *journal) {
-      auto it = s.known.find(name);
-      const FileId* known = it == s.known.end() ? nullptr : &it->second;
-      CDC_ASSIGN(auto id, load_one(od.get(), s.objects_path, name, known, ch));
-      if (!id && known) ch.removed.push_back(name);
-      updates.emplace_back(name, id);
-    }
-    for (auto& [name, id] : updates) {
-      if (id) s.known.insert_or_assign(name, *id);
-      else s.known.erase(name);
+    // Only the names changed since our last refresh, and those that could not be read before.
+    std::set<std::string> names(journal->begin(), journal->end());
+    names.insert(s.unreadable.begin(), s.unreadable.end());
+    for (const auto& name : names) {
+      CDC_ASSIGN(auto l, load(name));
+      if (l.kind == Loaded::Kind::absent && s.known.contains(name)) ch.removed.push_back(name);
+      updates.emplace_back(name, l);
     }
   } else {
     CDC_ASSIGN(auto names, list_dir(od.get(), s.objects_path));
-    std::unordered_map<std::string, FileId> now;
     now.reserve(names.size());
     for (auto& name : names) {
       if (!is_valid_uid(name)) {
@@ -476,14 +521,29 @@ R<Changes> ObjectStore::refresh() {
           log::debug(kLog, "ignoring unexpected file " + join(s.objects_path, name));
         continue;
       }
-      auto it = s.known.find(name);
-      const FileId* known = it == s.known.end() ? nullptr : &it->second;
-      CDC_ASSIGN(auto id, load_one(od.get(), s.objects_path, name, known, ch));
-      if (id) now.emplace(std::move(name), *id);
+      CDC_ASSIGN(auto l, load(name));
+      if (l.kind == Loaded::Kind::unreadable) unreadable.insert(name);
+      else if (l.kind != Loaded::Kind::absent) now.emplace(std::move(name), l.id);
     }
     for (const auto& [uid, id] : s.known)
-      if (!now.contains(uid)) ch.removed.push_back(uid);
+      if (!now.contains(uid) && !unreadable.contains(uid)) ch.removed.push_back(uid);
+  }
+
+  if (journal) {
+    for (auto& [name, l] : updates) {
+      s.unreadable.erase(name);
+      switch (l.kind) {
+        case Loaded::Kind::absent: s.known.erase(name); break;
+        case Loaded::Kind::unreadable:
+          s.known.erase(name);
+          s.unreadable.insert(name);
+          break;
+        default: s.known.insert_or_assign(name, l.id);
+      }
+    }
+  } else {
     s.known = std::move(now);
+    s.unreadable = std::move(unreadable);
   }
   s.meta_id = meta;
   s.seen_gen = gen;

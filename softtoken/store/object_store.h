@@ -38,6 +38,7 @@ struct Error {
     not_found,      // record (or store, on open without create) does not exist
     corrupt,        // header/checksum mismatch, unknown format version
     io,             // filesystem error: message names the path and strerror
+    transient,      // out of file descriptors or memory (EMFILE, ENFILE, ENOMEM): retry later
     no_space,       // ENOSPC / EDQUOT: nothing was changed
     bad_argument,   // malformed uid etc.
   } code = Code::io;
@@ -66,14 +67,18 @@ struct Changes {
   // tried again at every later refresh until it reads (then it comes back as upserted).
   std::vector<std::string> unreadable;
   bool full_reload = false;            // true on the first refresh after open
-  // The meta record was written or removed since the last refresh (always true on the first):
-  // re-read it with read_meta() to pick up e.g. another process's C_InitToken or C_SetPIN.
+  // The meta record was written or removed since the last refresh (always true on the first);
+  // `meta` then holds what it is now, e.g. after another process's C_InitToken or C_SetPIN.
   bool meta_changed = false;
-  MetaSnapshot meta;                   // not filled in yet
+  MetaSnapshot meta;
 };
 // Notes on refresh():
-// - A uid listed in `corrupt` is no longer valid data: drop it from any index. `removed` lists
-//   uids reported by an earlier refresh (as upserted or corrupt) whose file is gone now.
+// - A uid listed in `corrupt` or `unreadable` is no longer valid data: drop it from any index.
+//   `removed` lists uids reported by an earlier refresh (as upserted or corrupt) whose file is
+//   gone now.
+// - It fails (and changes nothing, so the next call sees the same changes) only when the store
+//   cannot be read as a whole now: the lock file, the objects directory or the meta record
+//   unreadable, or a transient error (out of file descriptors) on any file.
 // - It detects changes through the generation counter and change journal in DIR/lock, which
 //   every put/remove/write_meta/wipe updates: with the generation unchanged it costs one pread;
 //   after up to 256 changes it re-checks only the changed uids; after more (or a wipe) it lists
