@@ -1,7 +1,11 @@
 #include "common/bytes.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstring>
+#include <utility>
 
 namespace cdcp11 {
 
@@ -18,6 +22,50 @@ void secure_zero(void* p, std::size_t n) noexcept {
   // Keep the stores from being treated as dead.
   __asm__ __volatile__("" : : "r"(p) : "memory");
   if (auto o = g_wipe_observer.load(std::memory_order_relaxed)) o(p, n);
+}
+
+SecretBuffer::SecretBuffer(SecretBuffer&& o) noexcept
+    : p_(std::exchange(o.p_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
+      mapped_(std::exchange(o.mapped_, 0)),
+      locked_(std::exchange(o.locked_, false)) {}
+
+SecretBuffer& SecretBuffer::operator=(SecretBuffer&& o) noexcept {
+  if (this != &o) {
+    wipe();
+    p_ = std::exchange(o.p_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    mapped_ = std::exchange(o.mapped_, 0);
+    locked_ = std::exchange(o.locked_, false);
+  }
+  return *this;
+}
+
+bool SecretBuffer::assign(ByteView v) noexcept {
+  wipe();
+  if (v.empty()) return true;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  const std::size_t ps = page > 0 ? static_cast<std::size_t>(page) : 4096;
+  const std::size_t len = (v.size() + ps - 1) / ps * ps;
+  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return false;
+  (void)::madvise(m, len, MADV_DONTDUMP);
+  locked_ = ::mlock(m, len) == 0;
+  p_ = static_cast<std::uint8_t*>(m);
+  mapped_ = len;
+  size_ = v.size();
+  std::memcpy(p_, v.data(), v.size());
+  return true;
+}
+
+void SecretBuffer::wipe() noexcept {
+  if (!p_) return;
+  secure_zero(p_, mapped_);
+  if (locked_) ::munlock(p_, mapped_);
+  ::munmap(p_, mapped_);
+  p_ = nullptr;
+  size_ = mapped_ = 0;
+  locked_ = false;
 }
 
 std::string to_hex(ByteView v) {

@@ -1,9 +1,11 @@
 // Byte buffers. SecureBytes zeroizes its storage when freed or reallocated, for key material,
-// PINs and anything derived from them.
+// PINs and anything derived from them; SecretBuffer holds a long-lived secret (the token key)
+// in memory kept out of core dumps and swap.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -37,6 +39,35 @@ struct ZeroizingAllocator {
 using Bytes = std::vector<std::uint8_t>;
 using SecureBytes = std::vector<std::uint8_t, ZeroizingAllocator<std::uint8_t>>;
 using ByteView = std::span<const std::uint8_t>;
+
+// A fixed-size home for a long-lived secret: pages of its own, excluded from core dumps
+// (MADV_DONTDUMP) and locked in RAM where RLIMIT_MEMLOCK allows (a failed mlock is not an
+// error: the secret is still wiped), zeroed before the pages are returned.
+class SecretBuffer {
+ public:
+  SecretBuffer() = default;
+  ~SecretBuffer() { wipe(); }
+  SecretBuffer(SecretBuffer&& o) noexcept;
+  SecretBuffer& operator=(SecretBuffer&& o) noexcept;
+  SecretBuffer(const SecretBuffer&) = delete;
+  SecretBuffer& operator=(const SecretBuffer&) = delete;
+
+  // Replaces the content with a copy of v. False when no pages could be mapped (out of memory);
+  // the buffer is then empty.
+  [[nodiscard]] bool assign(ByteView v) noexcept;
+  void wipe() noexcept;
+
+  bool empty() const noexcept { return size_ == 0; }
+  std::size_t size() const noexcept { return size_; }
+  const std::uint8_t* data() const noexcept { return p_; }
+  ByteView view() const noexcept { return {p_, size_}; }
+
+ private:
+  std::uint8_t* p_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t mapped_ = 0;
+  bool locked_ = false;
+};
 
 inline ByteView view(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};

@@ -4,6 +4,22 @@
 
 namespace cdcp11::core {
 
+AttrMap& AttrMap::operator=(const AttrMap& o) {
+  if (this != &o) {
+    wipe_all();
+    m_ = o.m_;
+  }
+  return *this;
+}
+
+AttrMap& AttrMap::operator=(AttrMap&& o) noexcept {
+  if (this != &o) {
+    wipe_all();
+    m_ = std::move(o.m_);
+  }
+  return *this;
+}
+
 R<AttrMap> AttrMap::from_template(const CK_ATTRIBUTE* t, CK_ULONG n) {
   AttrMap a;
   if (n && t == nullptr) return err(Errc::arguments_bad, "template pointer is NULL with a non-zero count");
@@ -14,7 +30,7 @@ R<AttrMap> AttrMap::from_template(const CK_ATTRIBUTE* t, CK_ULONG n) {
     if (t[i].ulValueLen == CK_UNAVAILABLE_INFORMATION)
       return err(Errc::attribute_value_invalid, "attribute " + std::to_string(t[i].type) + " has an invalid length");
     const auto* p = static_cast<const std::uint8_t*>(t[i].pValue);
-    a.m_[t[i].type] = Bytes(p, p + t[i].ulValueLen);
+    a.slot(t[i].type) = Bytes(p, p + t[i].ulValueLen);
   }
   return a;
 }
@@ -27,7 +43,7 @@ const Bytes* AttrMap::find(CK_ATTRIBUTE_TYPE t) const {
 void AttrMap::set_ulong(CK_ATTRIBUTE_TYPE t, CK_ULONG v) {
   Bytes b(sizeof(CK_ULONG));
   std::memcpy(b.data(), &v, sizeof v);
-  m_[t] = std::move(b);
+  slot(t) = std::move(b);
 }
 
 bool AttrMap::bool_or(CK_ATTRIBUTE_TYPE t, bool def) const {
@@ -50,11 +66,12 @@ std::string AttrMap::string_or(CK_ATTRIBUTE_TYPE t, const std::string& def) cons
 }
 
 void AttrMap::merge(const AttrMap& other) {
-  for (auto& [k, v] : other.m_) m_[k] = v;
+  for (auto& [k, v] : other.m_) slot(k) = v;
 }
 
 namespace {
-void put_le(Bytes& out, std::uint64_t v, int n) {
+template <class Buf>
+void put_le(Buf& out, std::uint64_t v, int n) {
   for (int i = 0; i < n; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
 bool get_le(ByteView b, std::size_t& off, int n, std::uint64_t& v) {
@@ -66,16 +83,25 @@ bool get_le(ByteView b, std::size_t& off, int n, std::uint64_t& v) {
 }
 }  // namespace
 
-Bytes AttrMap::serialize() const {
-  Bytes out;
-  put_le(out, m_.size(), 4);
-  for (auto& [k, v] : m_) {
+namespace {
+template <class Buf>
+Buf serialize_map(const AttrMap::Map& m) {
+  std::size_t total = 4;
+  for (auto& [k, v] : m) total += 12 + v.size();
+  Buf out;
+  out.reserve(total);  // one allocation: no unwiped intermediate buffers
+  put_le(out, m.size(), 4);
+  for (auto& [k, v] : m) {
     put_le(out, k, 8);
     put_le(out, v.size(), 4);
     out.insert(out.end(), v.begin(), v.end());
   }
   return out;
 }
+}  // namespace
+
+Bytes AttrMap::serialize() const { return serialize_map<Bytes>(m_); }
+SecureBytes AttrMap::serialize_secure() const { return serialize_map<SecureBytes>(m_); }
 
 R<AttrMap> AttrMap::deserialize(ByteView b) {
   AttrMap a;
@@ -86,7 +112,7 @@ R<AttrMap> AttrMap::deserialize(ByteView b) {
     std::uint64_t type, len;
     if (!get_le(b, off, 8, type) || !get_le(b, off, 4, len) || b.size() - off < len)
       return err(Errc::device_error, "attribute record truncated");
-    a.m_[static_cast<CK_ATTRIBUTE_TYPE>(type)] = Bytes(b.begin() + off, b.begin() + off + len);
+    a.slot(static_cast<CK_ATTRIBUTE_TYPE>(type)) = Bytes(b.begin() + off, b.begin() + off + len);
     off += len;
   }
   if (off != b.size()) return err(Errc::device_error, "attribute record has trailing bytes");
