@@ -11,6 +11,11 @@ using core::err;
 
 namespace {
 
+constexpr std::size_t kSaltLen = 16, kNonceLen = 12, kWrappedLen = 32 + 16, kTokenIdLen = 32;
+constexpr std::size_t kMaxLabel = 32;
+// More failures than any max_pin_retries could need: a bigger count is not a real counter.
+constexpr unsigned kMaxFailures = 1u << 20;
+
 void write_slot(rapidjson::Writer<rapidjson::StringBuffer>& w, const PinSlot& s) {
   w.StartObject();
   w.Key("salt"); w.String(to_hex(s.salt).c_str());
@@ -21,19 +26,37 @@ void write_slot(rapidjson::Writer<rapidjson::StringBuffer>& w, const PinSlot& s)
   w.EndObject();
 }
 
-bool read_hex(const rapidjson::Value& o, const char* k, Bytes& out) {
+bool read_hex(const rapidjson::Value& o, const char* k, std::size_t len, Bytes& out) {
   auto it = o.FindMember(k);
-  return it != o.MemberEnd() && it->value.IsString() && from_hex(it->value.GetString(), out);
+  return it != o.MemberEnd() && it->value.IsString() && from_hex(it->value.GetString(), out) &&
+         out.size() == len;
 }
 
-bool read_slot(const rapidjson::Value& o, PinSlot& s) {
-  if (!o.IsObject()) return false;
+// Empty on success, else what is wrong.
+std::string read_slot(const rapidjson::Value& o, PinSlot& s) {
+  if (!o.IsObject()) return "not an object";
   auto n = o.FindMember("scrypt_log2_n");
   auto f = o.FindMember("failures");
-  if (n == o.MemberEnd() || !n->value.IsUint() || f == o.MemberEnd() || !f->value.IsUint()) return false;
+  if (n == o.MemberEnd() || !n->value.IsUint() || f == o.MemberEnd() || !f->value.IsUint())
+    return "scrypt_log2_n or failures missing";
   s.log2_n = n->value.GetUint();
+  if (s.log2_n < PinSlot::kMinLog2N || s.log2_n > PinSlot::kMaxLog2N)
+    return "scrypt_log2_n " + std::to_string(s.log2_n) + " is outside " + std::to_string(PinSlot::kMinLog2N) +
+           ".." + std::to_string(PinSlot::kMaxLog2N);
   s.failures = f->value.GetUint();
-  return read_hex(o, "salt", s.salt) && read_hex(o, "nonce", s.nonce) && read_hex(o, "wrapped_token_key", s.wrapped);
+  if (s.failures > kMaxFailures) return "failures " + std::to_string(s.failures) + " is out of range";
+  if (!read_hex(o, "salt", kSaltLen, s.salt)) return "salt is not " + std::to_string(kSaltLen) + " hex bytes";
+  if (!read_hex(o, "nonce", kNonceLen, s.nonce)) return "nonce is not " + std::to_string(kNonceLen) + " hex bytes";
+  if (!read_hex(o, "wrapped_token_key", kWrappedLen, s.wrapped))
+    return "wrapped_token_key is not " + std::to_string(kWrappedLen) + " hex bytes";
+  return {};
+}
+
+bool is_token_id(const std::string& id) {
+  if (id.size() != kTokenIdLen) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
 }
 
 }  // namespace
@@ -42,7 +65,7 @@ std::string encode_meta(const TokenMeta& m) {
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
   w.StartObject();
-  w.Key("format"); w.Int(TokenMeta::kFormat);
+  w.Key("format"); w.Int(m.format);
   w.Key("token_id"); w.String(m.token_id.c_str());
   w.Key("label"); w.String(m.label.c_str(), static_cast<rapidjson::SizeType>(m.label.size()));
   w.Key("so"); write_slot(w, m.so);
@@ -53,26 +76,31 @@ std::string encode_meta(const TokenMeta& m) {
 }
 
 core::R<TokenMeta> decode_meta(ByteView json) {
+  auto bad = [](const std::string& why) { return err(Errc::device_error, "token meta record: " + why); };
   rapidjson::Document d;
   d.Parse(reinterpret_cast<const char*>(json.data()), json.size());
-  if (d.HasParseError() || !d.IsObject()) return err(Errc::device_error, "token meta record is not valid JSON");
-  auto f = d.FindMember("format");
-  if (f == d.MemberEnd() || !f->value.IsInt() || f->value.GetInt() != TokenMeta::kFormat)
-    return err(Errc::token_not_recognized, "token meta record has an unknown format version");
+  if (d.HasParseError() || !d.IsObject()) return bad("not valid JSON");
   TokenMeta m;
+  auto f = d.FindMember("format");
+  if (f == d.MemberEnd() || !f->value.IsInt() ||
+      (f->value.GetInt() != TokenMeta::kFormat && f->value.GetInt() != TokenMeta::kLegacyFormat))
+    return bad("unknown format version");
+  m.format = f->value.GetInt();
   auto id = d.FindMember("token_id");
   auto label = d.FindMember("label");
   auto so = d.FindMember("so");
   auto user = d.FindMember("user");
   if (id == d.MemberEnd() || !id->value.IsString() || label == d.MemberEnd() || !label->value.IsString() ||
       so == d.MemberEnd() || user == d.MemberEnd())
-    return err(Errc::device_error, "token meta record is missing fields");
+    return bad("fields missing");
   m.token_id = id->value.GetString();
+  if (!is_token_id(m.token_id)) return bad("token_id is not 32 lowercase hex characters");
   m.label.assign(label->value.GetString(), label->value.GetStringLength());
-  if (!read_slot(so->value, m.so)) return err(Errc::device_error, "token meta record: bad SO PIN entry");
+  if (m.label.size() > kMaxLabel) return bad("label longer than " + std::to_string(kMaxLabel) + " bytes");
+  if (auto why = read_slot(so->value, m.so); !why.empty()) return bad("SO PIN entry: " + why);
   if (!user->value.IsNull()) {
     PinSlot u;
-    if (!read_slot(user->value, u)) return err(Errc::device_error, "token meta record: bad user PIN entry");
+    if (auto why = read_slot(user->value, u); !why.empty()) return bad("user PIN entry: " + why);
     m.user = std::move(u);
   }
   return m;
