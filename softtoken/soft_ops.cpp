@@ -374,7 +374,7 @@ core::R<std::pair<core::StoredObject, core::StoredObject>> SoftToken::generate_k
     // Do not leave half a pair behind.
     if (!session_objs_.erase(po.uid)) {
       (void)store_->remove(po.uid);
-      token_objs_.erase(po.uid);
+      drop_record(po.uid);
     }
     return fail(std::move(vo).error());
   }

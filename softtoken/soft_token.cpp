@@ -1,10 +1,7 @@
-// SoftToken: PINs, the meta record, sealing and the object records.
+// SoftToken: the meta record, PINs and login.
 #include "softtoken/soft_token.h"
 
-#include <cstring>
-
 #include "common/log.h"
-#include "core/attribute_policy.h"
 
 namespace cdcp11::softtoken {
 
@@ -15,21 +12,9 @@ namespace {
 
 constexpr const char* kLog = "softtoken";
 constexpr std::size_t kMinPin = 4, kMaxPin = 255;
-constexpr std::uint8_t kRecordVersion = 1;
-
-core::Error from_store(const store::Error& e) {
-  switch (e.code) {
-    case store::Error::Code::no_space: return {Errc::device_memory, e.message};
-    case store::Error::Code::not_found: return {Errc::object_handle_invalid, e.message};
-    default: return {Errc::device_error, e.message};
-  }
-}
-
-#define STORE_TRY(expr)                                  \
-  do {                                                   \
-    auto&& st_r_ = (expr);                               \
-    if (!st_r_) return ::cdcp11::fail(from_store(st_r_.error())); \
-  } while (0)
+const char* const kLegacyProblem =
+    "the token was written by an earlier cdcp11 (meta format 1: object records neither sealed nor "
+    "authenticated) and is not used; re-initialise it with C_InitToken and its SO PIN";
 
 Bytes aad_for(std::string_view a, std::string_view b, std::string_view c) {
   std::string s;
@@ -45,6 +30,14 @@ core::R<void> check_pin_len(ByteView pin) {
 
 }  // namespace
 
+core::Error from_store(const store::Error& e) {
+  switch (e.code) {
+    case store::Error::Code::no_space: return {Errc::device_memory, e.message};
+    case store::Error::Code::not_found: return {Errc::object_handle_invalid, e.message};
+    default: return {Errc::device_error, e.message};
+  }
+}
+
 SoftToken::SoftToken(core::TokenConfig cfg, std::unique_ptr<store::ObjectStore> st, crypto::Backend& crypto)
     : cfg_(std::move(cfg)), store_(std::move(st)), crypto_(crypto) {}
 
@@ -53,23 +46,73 @@ core::R<std::unique_ptr<SoftToken>> SoftToken::open(const core::GroupConfig& g, 
   if (!st) return fail(from_store(st.error()));
   auto t = std::unique_ptr<SoftToken>(new SoftToken(g.token, std::move(*st), crypto));
   std::lock_guard lk(t->mu_);
-  if (auto m = t->read_meta(); !m && m.error().code != Errc::token_not_present) return fail(std::move(m).error());
+  // Not fatal: every later call reads it again.
+  if (auto m = t->load_meta(); !m) log::warn(kLog, "token '" + g.token.dir + "': " + m.error().message);
   return t;
 }
 
-// ---------------------------------------------------------------- meta and PINs
+// ---------------------------------------------------------------- the meta record
 
-core::R<TokenMeta> SoftToken::read_meta() {
+core::R<void> SoftToken::load_meta() {
   auto b = store_->read_meta();
-  if (!b) {
-    meta_.reset();
-    if (b.error().code == store::Error::Code::not_found)
-      return err(Errc::token_not_present, "the token is not initialised");
-    return fail(from_store(b.error()));
+  store::MetaSnapshot m;
+  if (b) {
+    m.state = store::MetaSnapshot::State::present;
+    m.data = std::move(*b);
+  } else if (b.error().code == store::Error::Code::not_found) {
+    m.state = store::MetaSnapshot::State::absent;
+  } else if (b.error().code == store::Error::Code::corrupt) {
+    m.state = store::MetaSnapshot::State::corrupt;
+    m.reason = b.error().message;
+  } else {
+    return err(Errc::device_error, "the token meta record cannot be read now: " + b.error().message);
   }
-  CDC_ASSIGN(auto m, decode_meta(*b));
-  meta_ = m;
-  return m;
+  apply_meta(m);
+  return {};
+}
+
+void SoftToken::apply_meta(const store::MetaSnapshot& s) {
+  MetaState st = MetaState::absent;
+  std::string why;
+  std::optional<TokenMeta> m;
+  if (s.state == store::MetaSnapshot::State::corrupt) {
+    st = MetaState::corrupt;
+    why = s.reason;
+  } else if (s.state == store::MetaSnapshot::State::present) {
+    auto d = decode_meta(s.data);
+    if (!d) {
+      st = MetaState::corrupt;
+      why = d.error().message;
+    } else {
+      st = d->format == TokenMeta::kLegacyFormat ? MetaState::legacy : MetaState::valid;
+      m = std::move(*d);
+    }
+  }
+  if (st == MetaState::corrupt && (meta_state_ != MetaState::corrupt || why != meta_problem_))
+    log::error(kLog, "token '" + cfg_.dir + "': the meta record is corrupt (" + why +
+                         "): the token is unusable until C_InitToken re-initialises it");
+  if (st == MetaState::legacy) {
+    why = kLegacyProblem;
+    if (meta_state_ != MetaState::legacy) log::error(kLog, "token '" + cfg_.dir + "': " + why);
+  }
+  meta_state_ = st;
+  meta_problem_ = std::move(why);
+  meta_ = std::move(m);
+}
+
+core::R<TokenMeta*> SoftToken::usable_meta(bool allow_legacy) {
+  switch (meta_state_) {
+    case MetaState::valid: return &*meta_;
+    case MetaState::legacy:
+      if (allow_legacy) return &*meta_;
+      return err(Errc::token_not_recognized, meta_problem_);
+    case MetaState::corrupt:
+      return err(Errc::device_error, "the token meta record is corrupt (" + meta_problem_ +
+                                         "): C_InitToken re-initialises the token");
+    case MetaState::absent:
+    case MetaState::unknown: break;
+  }
+  return err(Errc::token_not_recognized, "the token is not initialised");
 }
 
 core::TokenStatus SoftToken::status() {
@@ -77,11 +120,13 @@ core::TokenStatus SoftToken::status() {
   core::TokenStatus s;
   s.min_pin_len = kMinPin;
   s.max_pin_len = kMaxPin;
-  auto m = read_meta();
-  if (!m) return s;
+  if (auto l = load_meta(); !l)
+    log::warn(kLog, "token '" + cfg_.dir + "': " + l.error().message + " (reporting its last known state)");
+  if (meta_state_ != MetaState::valid && meta_state_ != MetaState::legacy) return s;
+  const TokenMeta& m = *meta_;
   s.initialized = true;
-  s.label = m->label;
-  s.serial = m->token_id.substr(0, 16);
+  s.label = m.label;
+  s.serial = m.token_id.substr(0, 16);
   const unsigned max = cfg_.max_pin_retries;
   auto flags = [&](const PinSlot& p, bool& low, bool& final_try, bool& locked) {
     if (!max) return;
@@ -89,13 +134,15 @@ core::TokenStatus SoftToken::status() {
     final_try = !locked && p.failures + 1 == max;
     low = !locked && p.failures > 0;
   };
-  flags(m->so, s.so_pin_count_low, s.so_pin_final_try, s.so_pin_locked);
-  if (m->user) {
+  flags(m.so, s.so_pin_count_low, s.so_pin_final_try, s.so_pin_locked);
+  if (m.user) {
     s.user_pin_initialized = true;
-    flags(*m->user, s.user_pin_count_low, s.user_pin_final_try, s.user_pin_locked);
+    flags(*m.user, s.user_pin_count_low, s.user_pin_final_try, s.user_pin_locked);
   }
   return s;
 }
+
+// ---------------------------------------------------------------- PINs
 
 core::R<crypto::KeyPtr> SoftToken::pin_key(ByteView pin, const PinSlot& slot) {
   auto kek = crypto_.scrypt(pin, slot.salt, std::uint64_t{1} << slot.log2_n, 8, 1, 32);
@@ -114,7 +161,7 @@ core::R<PinSlot> SoftToken::make_pin_slot(ByteView pin, ByteView token_key, cons
   CDC_TRY(random(s.salt.data(), s.salt.size()));
   CDC_TRY(random(s.nonce.data(), s.nonce.size()));
   CDC_ASSIGN(auto key, pin_key(pin, s));
-  CDC_ASSIGN(auto sealed, gcm(key, true, s.nonce, aad_for("cdcp11-token-key-v1", who, token_id), token_key));
+  CDC_ASSIGN(auto sealed, aes_gcm(crypto_, key, true, s.nonce, aad_for("cdcp11-token-key-v1", who, token_id), token_key));
   s.wrapped.assign(sealed.begin(), sealed.end());
   return s;
 }
@@ -122,73 +169,87 @@ core::R<PinSlot> SoftToken::make_pin_slot(ByteView pin, ByteView token_key, cons
 core::R<SecureBytes> SoftToken::open_pin_slot(const PinSlot& slot, ByteView pin, const std::string& who,
                                               const std::string& token_id) {
   CDC_ASSIGN(auto key, pin_key(pin, slot));
-  auto tk = gcm(key, false, slot.nonce, aad_for("cdcp11-token-key-v1", who, token_id), slot.wrapped);
+  auto tk = aes_gcm(crypto_, key, false, slot.nonce, aad_for("cdcp11-token-key-v1", who, token_id), slot.wrapped);
   if (!tk) return err(Errc::pin_incorrect, "wrong PIN");
   return std::move(*tk);
 }
 
-core::R<SecureBytes> SoftToken::gcm(const crypto::KeyPtr& key, bool encrypt, ByteView nonce, Bytes aad,
-                                    ByteView in) {
-  crypto::CipherParams p;
-  p.scheme = crypto::CipherParams::Scheme::aes_gcm;
-  p.iv.assign(nonce.begin(), nonce.end());
-  p.aad = std::move(aad);
-  auto c = encrypt ? crypto_.encryptor(key, p) : crypto_.decryptor(key, p);
-  if (!c) return fail(from_crypto(c.error(), CryptoContext::other));
-  auto a = (*c)->update(in);
-  if (!a) return fail(from_crypto(a.error(), CryptoContext::other));
-  auto b = (*c)->finish();
-  if (!b) return fail(from_crypto(b.error(), CryptoContext::other));
-  a->insert(a->end(), b->begin(), b->end());
-  return std::move(*a);
-}
-
-core::R<SecureBytes> SoftToken::verify_pin(CK_USER_TYPE who, ByteView pin) {
+core::R<SecureBytes> SoftToken::verify_pin(CK_USER_TYPE who, ByteView pin, bool allow_legacy) {
   SecureBytes result;
   std::optional<core::Error> failure;
-  const std::string whos = who == CKU_SO ? "so" : "user";
+  bool logged = false;
+  const std::string slot_name = who == CKU_SO ? "so" : "user";  // bound into the PIN slot's AAD
+  const std::string whos = who == CKU_SO ? "SO" : "user";
+  const unsigned max = cfg_.max_pin_retries;
   auto r = store_->locked([&]() -> store::R<void> {
-    auto m = read_meta();
-    if (!m) {
-      failure = m.error();
+    if (auto l = load_meta(); !l) {
+      failure = l.error();
       return {};
     }
-    PinSlot* slot = who == CKU_SO ? &m->so : (m->user ? &*m->user : nullptr);
+    auto current = usable_meta(allow_legacy);
+    if (!current) {
+      failure = current.error();
+      logged = true;
+      return {};
+    }
+    TokenMeta m = **current;
+    PinSlot* slot = who == CKU_SO ? &m.so : (m.user ? &*m.user : nullptr);
     if (!slot) {
       failure = core::Error{Errc::user_pin_not_initialized, "the user PIN is not initialised"};
       return {};
     }
-    if (cfg_.max_pin_retries && slot->failures >= cfg_.max_pin_retries) {
+    if (max && slot->failures >= max) {
       failure = core::Error{Errc::pin_locked, "the " + whos + " PIN is locked after " +
                                                   std::to_string(slot->failures) + " wrong attempts"};
       return {};
     }
-    auto key = open_pin_slot(*slot, pin, whos, m->token_id);
-    if (!key) {
-      if (key.error().code != Errc::pin_incorrect) {
-        failure = key.error();
-        return {};
+    // Durably or not at all: a counter that only lives in memory allows unlimited guessing.
+    auto write = [&](const std::string& consequence) {
+      const auto enc = encode_meta(m);
+      auto w = store_->write_meta(view(enc));
+      if (w) {
+        meta_ = m;
+        return true;
       }
+      failure = core::Error{Errc::device_error, "the " + whos + " PIN retry counter cannot be written (" +
+                                                    w.error().message + "): " + consequence};
+      return false;
+    };
+    // The attempt is counted before the PIN is tried, so that neither a refused write nor a
+    // process killed during the KDF gives a free guess.
+    if (max) {
       ++slot->failures;
-      failure = core::Error{Errc::pin_incorrect, "wrong " + whos + " PIN (" + std::to_string(slot->failures) +
-                                                     " consecutive failure(s))"};
-      auto enc = encode_meta(*m);
-      if (auto w = store_->write_meta(view(enc)); !w) return w;
-      meta_ = *m;
+      if (!write("the PIN was not tried")) return {};
+    }
+    auto key = open_pin_slot(*slot, pin, slot_name, m.token_id);
+    if (!key) {
+      if (key.error().code == Errc::pin_incorrect) {
+        failure = core::Error{Errc::pin_incorrect, "wrong " + whos + " PIN (" + std::to_string(slot->failures) +
+                                                       " consecutive failure(s))"};
+      } else {
+        failure = key.error();  // the KDF itself failed: not the caller's attempt
+        if (max) {
+          --slot->failures;
+          const auto enc = encode_meta(m);
+          if (store_->write_meta(view(enc))) meta_ = m;
+        }
+      }
       return {};
     }
-    if (slot->failures) {
+    if (max) {
       slot->failures = 0;
-      auto enc = encode_meta(*m);
-      if (auto w = store_->write_meta(view(enc)); !w) return w;
-      meta_ = *m;
+      if (!write("the login is refused")) return {};
     }
     result = std::move(*key);
     return {};
   });
-  if (!r) return fail(from_store(r.error()));
+  if (!r) failure = from_store(r.error());
   if (failure) {
-    log::warn(kLog, "token '" + cfg_.dir + "': " + failure->message);
+    // A meta record that is missing, corrupt or of the old format was logged when it was read.
+    if (!logged) {
+      if (failure->code == Errc::device_error) log::error(kLog, "token '" + cfg_.dir + "': " + failure->message);
+      else log::warn(kLog, "token '" + cfg_.dir + "': " + failure->message);
+    }
     return fail(std::move(*failure));
   }
   return result;
@@ -197,10 +258,18 @@ core::R<SecureBytes> SoftToken::verify_pin(CK_USER_TYPE who, ByteView pin) {
 core::R<void> SoftToken::init_token(ByteView so_pin, const std::string& label) {
   std::lock_guard lk(mu_);
   CDC_TRY(check_pin_len(so_pin));
-  if (auto m = read_meta(); m) {
-    CDC_TRY(verify_pin(CKU_SO, so_pin));
-  } else if (m.error().code != Errc::token_not_present) {
-    return fail(std::move(m).error());
+  CDC_TRY(load_meta());
+  switch (meta_state_) {
+    case MetaState::valid: CDC_TRY(verify_pin(CKU_SO, so_pin)); break;
+    case MetaState::legacy: CDC_TRY(verify_pin(CKU_SO, so_pin, true)); break;
+    case MetaState::corrupt:
+      // Nothing left to check the SO PIN against. Whoever can corrupt the record could as well
+      // delete it, which leaves an uninitialised token anybody may initialise.
+      log::warn(kLog, "token '" + cfg_.dir + "': re-initialising a token whose meta record is corrupt (" +
+                          meta_problem_ + "); its objects are wiped");
+      break;
+    case MetaState::absent:
+    case MetaState::unknown: break;
   }
   TokenMeta nm;
   Bytes id(16);
@@ -217,29 +286,41 @@ core::R<void> SoftToken::init_token(ByteView so_pin, const std::string& label) {
   });
   if (!r) return fail(from_store(r.error()));
   meta_ = nm;
-  token_key_.clear();
+  meta_state_ = MetaState::valid;
+  meta_problem_.clear();
+  forget_keys();
   session_objs_.clear();
-  key_cache_.clear();
+  // core drops every object of the slot itself; the store reports the wiped files as removed.
+  token_objs_.clear();
+  reported_.clear();
+  reported_token_id_ = nm.token_id;
   return {};
 }
 
 core::R<void> SoftToken::store_pin_slot(CK_USER_TYPE who, ByteView pin, ByteView token_key) {
   std::optional<core::Error> failure;
   auto r = store_->locked([&]() -> store::R<void> {
-    auto m = read_meta();
-    if (!m) {
-      failure = m.error();
+    if (auto l = load_meta(); !l) {
+      failure = l.error();
       return {};
     }
-    auto slot = make_pin_slot(pin, token_key, who == CKU_SO ? "so" : "user", m->token_id);
+    auto current = usable_meta();
+    if (!current) {
+      failure = current.error();
+      return {};
+    }
+    TokenMeta m = **current;
+    auto slot = make_pin_slot(pin, token_key, who == CKU_SO ? "so" : "user", m.token_id);
     if (!slot) {
       failure = slot.error();
       return {};
     }
-    if (who == CKU_SO) m->so = std::move(*slot);
-    else m->user = std::move(*slot);
-    auto enc = encode_meta(*m);
-    return store_->write_meta(view(enc));
+    if (who == CKU_SO) m.so = std::move(*slot);
+    else m.user = std::move(*slot);
+    auto enc = encode_meta(m);
+    if (auto w = store_->write_meta(view(enc)); !w) return w;
+    meta_ = std::move(m);
+    return {};
   });
   if (!r) return fail(from_store(r.error()));
   if (failure) return fail(std::move(*failure));
@@ -249,8 +330,8 @@ core::R<void> SoftToken::store_pin_slot(CK_USER_TYPE who, ByteView pin, ByteView
 core::R<void> SoftToken::init_pin(ByteView user_pin) {
   std::lock_guard lk(mu_);
   CDC_TRY(check_pin_len(user_pin));
-  if (token_key_.empty()) return err(Errc::user_not_logged_in, "C_InitPIN needs the SO to be logged in");
-  return store_pin_slot(CKU_USER, user_pin, token_key_);
+  if (keys_.empty()) return err(Errc::user_not_logged_in, "C_InitPIN needs the SO to be logged in");
+  return store_pin_slot(CKU_USER, user_pin, keys_.token_key());
 }
 
 core::R<void> SoftToken::set_pin(CK_USER_TYPE who, ByteView old_pin, ByteView new_pin) {
@@ -262,8 +343,8 @@ core::R<void> SoftToken::set_pin(CK_USER_TYPE who, ByteView old_pin, ByteView ne
 
 core::R<void> SoftToken::login(CK_USER_TYPE who, ByteView pin) {
   std::lock_guard lk(mu_);
-  CDC_ASSIGN(token_key_, verify_pin(who, pin));
-  return {};
+  CDC_ASSIGN(auto tk, verify_pin(who, pin));
+  return take_token_key(tk);
 }
 
 core::R<void> SoftToken::check_pin(ByteView pin) {
@@ -274,248 +355,28 @@ core::R<void> SoftToken::check_pin(ByteView pin) {
 
 void SoftToken::logout() {
   std::lock_guard lk(mu_);
-  token_key_.clear();
-  token_key_.shrink_to_fit();
+  forget_keys();
+}
+
+core::R<void> SoftToken::take_token_key(ByteView token_key) {
+  forget_keys();
+  CDC_TRY(keys_.set(crypto_, token_key));
+  keys_token_id_ = meta_->token_id;
+  for (auto& [uid, r] : token_objs_) admit(uid, r);
+  rescan_ = true;
+  return {};
+}
+
+void SoftToken::forget_keys() {
+  keys_.wipe();
+  keys_token_id_.clear();
   key_cache_.clear();
-}
-
-// ---------------------------------------------------------------- records and sealing
-
-Bytes SoftToken::encode_record(const TokenRecord& r) {
-  Bytes out{'C', 'D', 'C', 'O', kRecordVersion};
-  Bytes id;
-  from_hex(r.token_id, id);
-  out.insert(out.end(), id.begin(), id.end());
-  auto put32 = [&](std::size_t v) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-  };
-  Bytes attrs = r.attrs.serialize();
-  put32(attrs.size());
-  out.insert(out.end(), attrs.begin(), attrs.end());
-  put32(r.sealed.size());
-  out.insert(out.end(), r.sealed.begin(), r.sealed.end());
-  return out;
-}
-
-core::R<SoftToken::TokenRecord> SoftToken::decode_record(ByteView b) {
-  if (b.size() < 5 + 16 + 8 || std::memcmp(b.data(), "CDCO", 4) != 0 || b[4] != kRecordVersion)
-    return err(Errc::device_error, "object record has an unknown format");
-  TokenRecord r;
-  r.token_id = to_hex(b.subspan(5, 16));
-  std::size_t off = 21;
-  auto get32 = [&](std::size_t& v) {
-    if (b.size() - off < 4) return false;
-    v = 0;
-    for (int i = 0; i < 4; ++i) v |= static_cast<std::size_t>(b[off + i]) << (8 * i);
-    off += 4;
-    return true;
-  };
-  std::size_t n;
-  if (!get32(n) || b.size() - off < n) return err(Errc::device_error, "object record truncated");
-  CDC_ASSIGN(r.attrs, core::AttrMap::deserialize(b.subspan(off, n)));
-  off += n;
-  if (!get32(n) || b.size() - off != n) return err(Errc::device_error, "object record truncated");
-  r.sealed.assign(b.begin() + off, b.end());
-  return r;
-}
-
-core::R<Bytes> SoftToken::seal(const std::string& uid, const Secrets& s) {
-  if (s.empty()) return Bytes{};
-  if (token_key_.empty())
-    return err(Errc::user_not_logged_in, "storing key material in the token needs a login");
-  Bytes out(12);
-  CDC_TRY(random(out.data(), out.size()));
-  auto key = crypto_.load_secret(token_key_);
-  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
-  CDC_ASSIGN(auto sealed, gcm(*key, true, out, aad_for("cdcp11-object-v1", meta_ ? meta_->token_id : "", uid),
-                              serialize_secrets(s)));
-  out.insert(out.end(), sealed.begin(), sealed.end());
-  return out;
-}
-
-core::R<Secrets> SoftToken::unseal(const std::string& uid, const TokenRecord& r) {
-  if (r.sealed.empty()) return Secrets{};
-  if (token_key_.empty()) return err(Errc::user_not_logged_in, "using this key needs a login");
-  if (r.sealed.size() < 12 + 16) return err(Errc::device_error, "sealed key material truncated");
-  auto key = crypto_.load_secret(token_key_);
-  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
-  const ByteView sealed(r.sealed);
-  auto plain = gcm(*key, false, sealed.first(12), aad_for("cdcp11-object-v1", r.token_id, uid), sealed.subspan(12));
-  if (!plain) {
-    log::error(kLog, "object " + uid + ": sealed key material does not open (damaged, or moved from another object)");
-    return err(Errc::device_error, "sealed key material of object " + uid + " does not open");
+  for (auto& [uid, r] : token_objs_) {
+    if (!r.rec.is_private || !r.opened) continue;
+    r.rec.attrs = {};
+    r.opened = false;
   }
-  return deserialize_secrets(*plain);
-}
-
-core::R<Secrets> SoftToken::secrets_of(const std::string& uid) {
-  if (auto it = session_objs_.find(uid); it != session_objs_.end()) return it->second.secrets;
-  auto it = token_objs_.find(uid);
-  if (it == token_objs_.end()) return err(Errc::object_handle_invalid, "object " + uid + " no longer exists");
-  return unseal(uid, it->second);
-}
-
-core::R<core::StoredObject> SoftToken::store_new(core::AttrMap attrs, Secrets secrets) {
-  std::string uid = store::ObjectStore::new_uid();
-  attrs.set_string(CKA_UNIQUE_ID, uid);
-  if (!attrs.bool_or(CKA_TOKEN, false)) {
-    session_objs_[uid] = SessionRecord{attrs, std::move(secrets)};
-    return core::StoredObject{uid, std::move(attrs)};
-  }
-  if (!meta_) return err(Errc::token_not_recognized, "the token is not initialised");
-  TokenRecord rec{meta_->token_id, attrs, {}};
-  CDC_ASSIGN(rec.sealed, seal(uid, secrets));
-  STORE_TRY(store_->put(uid, encode_record(rec)));
-  token_objs_[uid] = std::move(rec);
-  return core::StoredObject{uid, std::move(attrs)};
-}
-
-// ---------------------------------------------------------------- objects
-
-core::R<core::ObjectChanges> SoftToken::refresh() {
-  std::lock_guard lk(mu_);
-  core::ObjectChanges out;
-  auto ch = store_->refresh();
-  if (!ch) return fail(from_store(ch.error()));
-  std::string current_id;
-  if (auto m = read_meta(); m) current_id = m->token_id;
-  if (ch->full_reload) token_objs_.clear();
-  for (auto& uid : ch->removed) {
-    token_objs_.erase(uid);
-    key_cache_.erase(uid);
-  }
-  for (auto& uid : ch->corrupt) log::error(kLog, "object record " + uid + " is damaged and is skipped");
-  for (auto& rec : ch->upserted) {
-    auto r = decode_record(rec.data);
-    key_cache_.erase(rec.uid);
-    if (!r) {
-      log::error(kLog, "object record " + rec.uid + ": " + r.error().message);
-      token_objs_.erase(rec.uid);
-      continue;
-    }
-    token_objs_[rec.uid] = std::move(*r);
-  }
-  const bool epoch_changed = current_id != reported_token_id_;
-  if (ch->full_reload || epoch_changed) {
-    if (epoch_changed && !reported_token_id_.empty()) {
-      // Re-initialised by another process: whoever was logged in is no longer.
-      token_key_.clear();
-      key_cache_.clear();
-    }
-    reported_token_id_ = current_id;
-    out.full_reload = true;
-    for (auto& [uid, r] : token_objs_)
-      if (r.token_id == current_id) out.upserted.push_back({uid, r.attrs});
-    return out;
-  }
-  out.removed = std::move(ch->removed);
-  for (auto& rec : ch->upserted) {
-    auto it = token_objs_.find(rec.uid);
-    if (it != token_objs_.end() && it->second.token_id == current_id)
-      out.upserted.push_back({rec.uid, it->second.attrs});
-  }
-  return out;
-}
-
-core::R<core::StoredObject> SoftToken::create_object(const core::AttrMap& in) {
-  std::lock_guard lk(mu_);
-  auto cls = in.ulong(CKA_CLASS).value_or(CKO_DATA);
-  core::AttrMap attrs;
-  Secrets secrets;
-  for (auto& [t, v] : in) {
-    if (core::is_secret_attribute(cls, t)) secrets[t] = SecureBytes(v.begin(), v.end());
-    else attrs.set(t, v);
-  }
-  auto kt = in.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
-  if (cls == CKO_PRIVATE_KEY) {
-    auto m = private_material(attrs, secrets);
-    if (!m) return fail(std::move(m).error());
-    // Validate and complete (CRT parameters, EC public point) so every key is usable.
-    if (auto* rsa = std::get_if<crypto::RsaPrivate>(&*m)) {
-      auto full = crypto_.complete_rsa(*rsa);
-      if (!full) return err(Errc::attribute_value_invalid, "the RSA private key is not consistent: " + full.error().message);
-      secrets.clear();
-      private_key_attrs(*full, attrs, secrets);
-    } else {
-      auto full = crypto_.complete_ec(std::get<crypto::EcPrivate>(*m));
-      if (!full) return err(Errc::attribute_value_invalid, "the EC private key is not valid: " + full.error().message);
-    }
-  } else if (cls == CKO_PUBLIC_KEY) {
-    CDC_ASSIGN(auto pm, public_material(attrs));
-    if (auto k = crypto_.load_public(pm); !k)
-      return err(Errc::attribute_value_invalid, "the public key is not valid: " + k.error().message);
-    if (kt == CKK_RSA) {
-      crypto::RsaPrivate tmp;
-      tmp.n = std::get<crypto::RsaPublic>(pm).n;
-      tmp.e = std::get<crypto::RsaPublic>(pm).e;
-      public_key_attrs(tmp, attrs);
-    }
-  } else if (cls == CKO_SECRET_KEY) {
-    auto& v = secrets[CKA_VALUE];
-    if (kt == CKK_AES && v.size() != 16 && v.size() != 24 && v.size() != 32)
-      return err(Errc::attribute_value_invalid, "an AES key must be 16, 24 or 32 bytes");
-    if (v.empty()) return err(Errc::attribute_value_invalid, "a secret key value must not be empty");
-    attrs.set_ulong(CKA_VALUE_LEN, v.size());
-  }
-  return store_new(std::move(attrs), std::move(secrets));
-}
-
-core::R<core::StoredObject> SoftToken::create_key_reference(const core::AttrMap& attrs) {
-  std::lock_guard lk(mu_);
-  if (attrs.ulong(CKA_CLASS).value_or(CKO_DATA) != CKO_PRIVATE_KEY || !attrs.bool_or(CKA_TOKEN, false))
-    return err(Errc::template_inconsistent, "a key reference is a private key token object");
-  for (auto& [t, v] : attrs)
-    if (core::is_secret_attribute(CKO_PRIVATE_KEY, t))
-      return err(Errc::template_inconsistent, "a key reference carries no private key material");
-  return store_new(attrs, {});
-}
-
-core::R<core::StoredObject> SoftToken::copy_object(const std::string& src, const core::AttrMap& attrs) {
-  std::lock_guard lk(mu_);
-  CDC_ASSIGN(auto secrets, secrets_of(src));
-  return store_new(attrs, std::move(secrets));
-}
-
-core::R<void> SoftToken::update_object(const std::string& uid, const core::AttrMap& attrs) {
-  std::lock_guard lk(mu_);
-  if (auto it = session_objs_.find(uid); it != session_objs_.end()) {
-    it->second.attrs = attrs;
-    return {};
-  }
-  auto it = token_objs_.find(uid);
-  if (it == token_objs_.end()) return err(Errc::object_handle_invalid, "object " + uid + " no longer exists");
-  TokenRecord rec = it->second;
-  rec.attrs = attrs;
-  STORE_TRY(store_->put(uid, encode_record(rec)));
-  it->second = std::move(rec);
-  return {};
-}
-
-core::R<void> SoftToken::destroy_object(const std::string& uid) {
-  std::lock_guard lk(mu_);
-  key_cache_.erase(uid);
-  if (session_objs_.erase(uid)) return {};
-  auto r = store_->remove(uid);
-  if (!r && r.error().code != store::Error::Code::not_found) return fail(from_store(r.error()));
-  token_objs_.erase(uid);
-  return {};
-}
-
-core::R<SecureBytes> SoftToken::secret_attribute(const std::string& uid, CK_ATTRIBUTE_TYPE t) {
-  std::lock_guard lk(mu_);
-  CDC_ASSIGN(auto s, secrets_of(uid));
-  auto it = s.find(t);
-  if (it == s.end()) return err(Errc::attribute_type_invalid, "the object has no such attribute");
-  return it->second;
-}
-
-core::R<std::size_t> SoftToken::object_size(const std::string& uid) {
-  std::lock_guard lk(mu_);
-  if (auto it = session_objs_.find(uid); it != session_objs_.end())
-    return it->second.attrs.serialize().size() + serialize_secrets(it->second.secrets).size();
-  auto it = token_objs_.find(uid);
-  if (it == token_objs_.end()) return err(Errc::object_handle_invalid, "object " + uid + " no longer exists");
-  return encode_record(it->second).size();
+  rescan_ = true;
 }
 
 core::R<void> SoftToken::random(std::uint8_t* out, std::size_t n) {

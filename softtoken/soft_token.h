@@ -1,20 +1,32 @@
 // The software token: a TokenBackend over a durable ObjectStore and the crypto seam.
 //
-// Secrets at rest. A random 256-bit token key seals every object's secret attributes with
-// AES-256-GCM; the additional data binds each sealed blob to the token and the object
-// (token id || uid), so a blob moved to another object or token does not open. The token key is
-// stored twice, each wrapped with AES-256-GCM under a key derived from a PIN (SO and user) with
-// scrypt (RFC 7914; N = 2^kdf_scrypt_log2_n, r = 8, p = 1; 32 MiB at the default N = 2^15).
-// scrypt because it is memory-hard (it makes PIN guessing on GPUs/ASICs expensive) and both
-// crypto libraries of the seam implement it; Argon2id would be preferable but OpenSSL 3.0 lacks it.
+// Secrets at rest. A random 256-bit token key is stored twice, each wrapped with AES-256-GCM
+// under a key derived from a PIN (SO and user) with scrypt (RFC 7914; N = 2^kdf_scrypt_log2_n,
+// r = 8, p = 1; 32 MiB at the default N = 2^15). scrypt because it is memory-hard (it makes PIN
+// guessing on GPUs/ASICs expensive) and both crypto libraries of the seam implement it; Argon2id
+// would be preferable but OpenSSL 3.0 lacks it. Object records are sealed and authenticated
+// under keys derived from the token key (object_record.h): a private object's attributes and
+// every secret attribute are encrypted, and every record carries a MAC. Public objects stay
+// readable without a login, unauthenticated until one: once the token key is known every record
+// is checked (at login and at each refresh), and one that fails is refused, never served. So
+// token objects are written only while logged in (the MAC needs the token key).
 //
 // PIN retry counters live in the meta record and are updated under the store's cross-process
-// lock, so failures from every process count.
+// lock, so failures from every process count; an attempt is counted durably before the PIN is
+// tried, and a login never succeeds while the counter cannot be written.
+//
+// The meta record is read at every status() and refresh(): one that cannot be read now (EMFILE,
+// EIO) is an error of that call and changes nothing; a corrupt one is reported (the token then
+// says it is not initialised, and C_InitToken re-initialises it without the unreadable SO PIN);
+// a changed token id means another process re-initialised the token (logged out, objects
+// reloaded). Tokens of meta format 1 (records before authentication) are refused until
+// C_InitToken (with their SO PIN) re-initialises them.
 #pragma once
 
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -22,10 +34,13 @@
 #include "core/token_backend.h"
 #include "softtoken/crypto/backend.h"
 #include "softtoken/key_material.h"
+#include "softtoken/object_record.h"
 #include "softtoken/store/object_store.h"
 #include "softtoken/token_meta.h"
 
 namespace cdcp11::softtoken {
+
+core::Error from_store(const store::Error& e);
 
 class SoftToken final : public core::TokenBackend {
  public:
@@ -69,10 +84,12 @@ class SoftToken final : public core::TokenBackend {
  private:
   SoftToken(core::TokenConfig cfg, std::unique_ptr<store::ObjectStore> st, crypto::Backend& crypto);
 
+  enum class MetaState { unknown, absent, valid, corrupt, legacy };
+  enum class Trust { unverified, verified, refused };
   struct TokenRecord {
-    std::string token_id;
-    core::AttrMap attrs;
-    Bytes sealed;  // nonce || AES-GCM(secrets) || tag; empty when the object has no secrets
+    ObjectRecord rec;
+    Trust trust = Trust::unverified;
+    bool opened = false;  // a private record's attributes are unsealed into rec.attrs
   };
   struct SessionRecord {
     core::AttrMap attrs;
@@ -80,22 +97,35 @@ class SoftToken final : public core::TokenBackend {
   };
 
   // All under mu_.
-  core::R<TokenMeta> read_meta();
+  // Reads the meta record now into meta_state_/meta_. An error only when it cannot be read at
+  // this moment (EMFILE, EIO): everything is then left as it was.
+  core::R<void> load_meta();
+  // Takes a meta record's bytes (or its absence, or why it is corrupt) as the current state.
+  void apply_meta(const store::MetaSnapshot& m);
+  // The current meta record, or why there is none to use (legacy only when allow_legacy).
+  core::R<TokenMeta*> usable_meta(bool allow_legacy = false);
   core::R<crypto::KeyPtr> pin_key(ByteView pin, const PinSlot& slot);
-  // AES-GCM of a whole buffer (encrypt: ciphertext || tag; decrypt: verifies the tag).
-  core::R<SecureBytes> gcm(const crypto::KeyPtr& key, bool encrypt, ByteView nonce, Bytes aad, ByteView in);
   core::R<SecureBytes> open_pin_slot(const PinSlot& slot, ByteView pin, const std::string& who,
                                      const std::string& token_id);
   core::R<PinSlot> make_pin_slot(ByteView pin, ByteView token_key, const std::string& who,
                                  const std::string& token_id);
   // Replaces the SO or user PIN slot in the meta record (under the store's cross-process lock).
   core::R<void> store_pin_slot(CK_USER_TYPE who, ByteView pin, ByteView token_key);
-  // Verifies a PIN against the meta record, counting failures across processes.
-  core::R<SecureBytes> verify_pin(CK_USER_TYPE who, ByteView pin);
-  core::R<Bytes> seal(const std::string& uid, const Secrets& s);
-  core::R<Secrets> unseal(const std::string& uid, const TokenRecord& r);
+  // Verifies a PIN against the meta record, counting the attempt across processes first.
+  core::R<SecureBytes> verify_pin(CK_USER_TYPE who, ByteView pin, bool allow_legacy = false);
+  // Logged in: derives the record keys and checks every record against them.
+  core::R<void> take_token_key(ByteView token_key);
+  // Logged out (or re-initialised elsewhere): wipes the keys and what they opened.
+  void forget_keys();
+
+  // Checks a record of the current token against the keys (when known): verified (and opened,
+  // if private) or refused.
+  void admit(const std::string& uid, TokenRecord& r);
+  bool servable(const TokenRecord& r) const;
+  void drop_record(const std::string& uid);
   core::R<Secrets> secrets_of(const std::string& uid);
   core::R<core::StoredObject> store_new(core::AttrMap attrs, Secrets secrets);
+  core::R<void> write_record(const std::string& uid, const core::AttrMap& attrs, const Secrets& secrets);
   core::R<crypto::KeyPtr> load_key(const core::StoredObject& obj);
   core::R<core::StoredObject> make_key_object(core::AttrMap attrs, const crypto::PrivateMaterial* priv,
                                               SecureBytes secret_value);
@@ -105,19 +135,23 @@ class SoftToken final : public core::TokenBackend {
                               const crypto::CipherParams& oaep, ByteView plain);
   core::R<core::KeyComponents> components(const core::StoredObject& key, bool with_private);
 
-  static Bytes encode_record(const TokenRecord& r);
-  static core::R<TokenRecord> decode_record(ByteView b);
-
   std::mutex mu_;
   core::TokenConfig cfg_;
   std::unique_ptr<store::ObjectStore> store_;
   crypto::Backend& crypto_;
-  std::optional<TokenMeta> meta_;   // last read
-  std::string reported_token_id_;   // token id of the objects reported to core
-  SecureBytes token_key_;           // empty when nobody is logged in
+  MetaState meta_state_ = MetaState::unknown;
+  std::string meta_problem_;        // corrupt / legacy: why
+  std::optional<TokenMeta> meta_;   // last read valid (or legacy) record
+  RecordKeys keys_;                 // empty when nobody is logged in
+  std::string keys_token_id_;       // the token the keys belong to
   std::unordered_map<std::string, TokenRecord> token_objs_;
   std::unordered_map<std::string, SessionRecord> session_objs_;
   std::unordered_map<std::string, crypto::KeyPtr> key_cache_;
+  // What refresh() has reported to core: the token id and the uids it serves.
+  std::string reported_token_id_;
+  std::set<std::string> reported_;
+  std::set<std::string> dirty_;     // records changed since the last report
+  bool rescan_ = false;             // login/logout: which records are servable may have changed
 };
 
 }  // namespace cdcp11::softtoken
