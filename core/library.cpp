@@ -69,6 +69,7 @@ void Library::finalize() {
   std::lock_guard lk(mu_);
   sessions_.clear();
   for (auto& s : slots_) {
+    std::lock_guard mirrors(s->mirror_mu);  // as in logout()
     std::lock_guard sl(s->mu);
     if (s->backend) s->backend->logout();
   }
@@ -234,6 +235,8 @@ R<void> Library::logout(CK_SESSION_HANDLE h) {
     std::lock_guard ol(o->mu);
     o->reset_ops();
   }
+  // A mirror in flight finishes, and records its state, while the token key is still there.
+  std::lock_guard mirrors(slot.mirror_mu);
   std::lock_guard sl(slot.mu);
   if (slot.login == LoginState::none) return err(Errc::user_not_logged_in, "nobody is logged in");
   slot.backend->logout();
@@ -277,6 +280,8 @@ R<void> Library::close_session(CK_SESSION_HANDLE h) {
     last = std::none_of(sessions_.begin(), sessions_.end(), [&](auto& kv) { return kv.second->slot == s->slot; });
   }
   Slot& slot = *s->slot;
+  std::unique_lock<std::mutex> mirrors;  // as in logout(): the last session logs out
+  if (last) mirrors = std::unique_lock(slot.mirror_mu);
   std::lock_guard sl(slot.mu);
   std::vector<CK_OBJECT_HANDLE> drop;
   for (auto& [oh, e] : slot.objects)
