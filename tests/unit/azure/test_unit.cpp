@@ -172,6 +172,77 @@ TEST_CASE("retry loop: what is retried, and unsafe operations are checked first"
   }
 }
 
+TEST_CASE("retry loop: a 403 Azure marks as a permission still propagating is retried, bounded") {
+  RetryContext ctx;
+  std::vector<std::chrono::milliseconds> slept;
+  ctx.sleep = [&](std::chrono::milliseconds d) { slept.push_back(d); };
+  ctx.policy.max_retries = 5;
+  ctx.policy.propagation_retries = 3;
+  ctx.policy.jitter = 0;
+  auto forbidden = [](std::string_view body) {
+    HttpResponse r;
+    r.status = 403;
+    r.body.assign(body.begin(), body.end());
+    return r;
+  };
+  const std::string rbac =
+      R"({"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.
+If role )"
+      R"(assignments, deny assignments or role definitions were changed recently, please observe propagation time.
+)"
+      R"(Caller: appid=x
+Action: 'Microsoft.KeyVault/vaults/keys/create/action'
+","innererror":)"
+      R"({"code":"ForbiddenByRbac"}}})";
+  const std::string policy =
+      R"({"error":{"code":"Forbidden","message":"The user, group or application 'appid=x' does not have keys create )"
+      R"(permission on key vault 'v;location=westeurope'.","innererror":{"code":"AccessDenied"}}})";
+  CHECK(permission_propagating(forbidden(rbac)));
+  CHECK_FALSE(permission_propagating(forbidden(policy)));
+  HttpResponse ok;
+  ok.status = 200;
+  ok.body.assign(rbac.begin(), rbac.end());
+  CHECK_FALSE(permission_propagating(ok));
+
+  SUBCASE("propagated after two retries: the third attempt succeeds, even for an unsafe request") {
+    int sent = 0;
+    auto r = run_with_retries(ctx, "create key k", Repeat::check_first, [&]() -> Result<HttpResponse, Error> {
+      if (++sent <= 2) return forbidden(rbac);
+      HttpResponse o;
+      o.status = 200;
+      return o;
+    });
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(sent == 3);
+    // Longer waits than a throttling retry: propagation takes seconds.
+    CHECK(slept == std::vector<std::chrono::milliseconds>{2000ms, 4000ms});
+  }
+  SUBCASE("never propagates: 1 + propagation_retries attempts, then the 403 comes back") {
+    int sent = 0, attempts = 0;
+    auto r = run_with_retries(
+        ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> { ++sent; return forbidden(rbac); }, {}, &attempts);
+    REQUIRE(r);
+    CHECK(r->status == 403);
+    CHECK(sent == 4);
+    CHECK(attempts == 4);
+  }
+  SUBCASE("an access-policy 403 carries no mark: final at once") {
+    int sent = 0;
+    auto r = run_with_retries(ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> { ++sent; return forbidden(policy); });
+    CHECK(r->status == 403);
+    CHECK(sent == 1);
+    CHECK(slept.empty());
+  }
+  SUBCASE("switched off") {
+    ctx.policy.propagation_retries = 0;
+    int sent = 0;
+    auto r = run_with_retries(ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> { ++sent; return forbidden(rbac); });
+    CHECK(r->status == 403);
+    CHECK(sent == 1);
+  }
+}
+
 TEST_CASE("challenge parsing and resource verification") {
   auto c = parse_challenge(
       R"(Bearer authorization="https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47", resource="https://vault.azure.net")");
