@@ -97,6 +97,11 @@ class Emulator:
     def fault_response(self, service, rule):
         status = rule["status"]
         headers = {}
+        if "body" in rule:   # an answer of the test's own making
+            r = Response(status, rule["body"])
+            if rule.get("retryAfter") is not None:
+                r.headers["Retry-After"] = str(int(rule["retryAfter"]))
+            return r
         if rule.get("retryAfter") is not None:
             headers["Retry-After"] = str(int(rule["retryAfter"]))
         if service == "entra":
