@@ -59,6 +59,13 @@ std::string base_kty(std::string_view kty) {
   return k;
 }
 
+// What the published limits depend on, from a kty such as "RSA-HSM" or "ec".
+KeyShape shape_of(std::string_view kty, bool hsm, int bits, std::string crv) {
+  const std::string b = base_kty(kty);
+  return KeyShape{hsm || ends_with_icase(kty, "-HSM"), b == "rsa" ? "RSA" : b == "ec" ? "EC" : b.empty() ? "" : "oct",
+                  bits, std::move(crv)};
+}
+
 }  // namespace
 
 struct KeyVaultClient::Op {
@@ -90,9 +97,7 @@ std::string KeyVaultClient::key_url(const std::string& name, const std::string& 
 void KeyVaultClient::remember(const KeyBundle& b) {
   std::string n = to_lower(b.name());
   if (n.empty() || b.key.kty.empty()) return;
-  std::string kty = base_kty(b.key.kty);
-  KeyShape shape{mhsm_ || ends_with_icase(b.key.kty, "-HSM"), kty == "rsa" ? "RSA" : kty == "ec" ? "EC" : "oct",
-                 b.key.rsa_bits(), b.key.crv};
+  KeyShape shape = shape_of(b.key.kty, mhsm_, b.key.rsa_bits(), b.key.crv);
   std::lock_guard lk(mu_);
   shapes_[n] = std::move(shape);
 }
@@ -282,12 +287,7 @@ Result<KeyBundle, Error> KeyVaultClient::create_key(const std::string& name, con
   op.body = create_key_body(o);
   op.permission = "create";
   op.repeat = Repeat::check_first;
-  {
-    const std::string kty = base_kty(o.kty);
-    op.limit = limit_for(KeyOp::create, KeyShape{mhsm_ || ends_with_icase(o.kty, "-HSM"),
-                                                 kty == "rsa" ? "RSA" : kty == "ec" ? "EC" : "oct",
-                                                 o.key_size.value_or(0), o.crv});
-  }
+  op.limit = limit_for(KeyOp::create, shape_of(o.kty, mhsm_, o.key_size.value_or(0), o.crv));
   const int64_t started = now_seconds();
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
     CDC_ASSIGN(auto r, probe_key(name, "create"));
@@ -314,8 +314,7 @@ Result<KeyBundle, Error> KeyVaultClient::import_key(const std::string& name, con
   op.repeat = Repeat::check_first;
   const bool byok = !o.byok_blob.empty();
   const std::string kty = byok ? o.byok_kty : o.jwk->kty;
-  op.limit = limit_for(KeyOp::import, KeyShape{mhsm_ || byok || o.hsm.value_or(false) || ends_with_icase(kty, "-HSM"),
-                                               "", 0, ""});
+  op.limit = limit_for(KeyOp::import, shape_of(kty, mhsm_ || byok || o.hsm.value_or(false), 0, o.byok_crv));
   PublicKeyMaterial expect = o.expected_public;
   if (expect.empty() && o.jwk) {
     expect.n = o.jwk->n;
