@@ -92,6 +92,13 @@ std::chrono::milliseconds backoff_delay(const RetryPolicy& p, int retry, double 
   return std::chrono::milliseconds(static_cast<long long>(std::max(0.0, d)));
 }
 
+bool permission_propagating(const HttpResponse& r) {
+  if (r.status != 403) return false;
+  const std::string_view body = r.text();
+  return body.find("ForbiddenByRbac") != std::string_view::npos &&
+         body.find("please observe propagation time") != std::string_view::npos;
+}
+
 Outcome classify(const Result<HttpResponse, Error>& r) {
   if (!r) {
     switch (r.error().kind) {
@@ -113,7 +120,7 @@ Outcome classify(const Result<HttpResponse, Error>& r) {
 Result<HttpResponse, Error> run_with_retries(const RetryContext& ctx, std::string_view operation, Repeat repeat,
                                              const Attempt& attempt, const AlreadyApplied& already_applied,
                                              int* attempts_out) {
-  int attempts = 0;
+  int attempts = 0, propagation = 0;
   bool check_pending = false;
   for (int retry = 0;; ++retry) {
     if (check_pending && already_applied) {
@@ -127,6 +134,17 @@ Result<HttpResponse, Error> run_with_retries(const RetryContext& ctx, std::strin
     }
     ++attempts;
     auto r = attempt();
+    if (r && propagation < ctx.policy.propagation_retries && permission_propagating(*r)) {
+      ++propagation;
+      const std::chrono::milliseconds delay = backoff_delay(ctx.policy, propagation, random01());
+      log::info(kLog, std::string(operation) + ": HTTP 403 ForbiddenByRbac: the permission may still be propagating "
+                          "after a recent role change; retry " + std::to_string(propagation) + " of " +
+                          std::to_string(ctx.policy.propagation_retries) + " in " + std::to_string(delay.count()) +
+                          " ms" + (r->request_id.empty() ? "" : ", x-ms-request-id=" + r->request_id));
+      ctx.sleep(delay);
+      --retry;  // a 403 does not use up a throttling retry
+      continue;
+    }
     Outcome o = classify(r);
     if (o == Outcome::done || retry >= ctx.policy.max_retries) {
       if (attempts_out) *attempts_out = attempts;
