@@ -259,8 +259,9 @@ R<void> check_template(CreateOp op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const A
     if (r->flags & forbid)
       return err(Errc::attribute_read_only,
                  std::string(r->name) + " may not be given in the template of this operation");
+    // Copy may change what C_SetAttributeValue may (check_modify decides), and the four flags.
     if (op == CreateOp::copy && t != CKA_TOKEN && t != CKA_PRIVATE && t != CKA_MODIFIABLE &&
-        t != CKA_DESTROYABLE && !(r->flags & kModifiable))
+        t != CKA_DESTROYABLE && !(r->flags & (kModifiable | kSoOnlyTrue)))
       return err(Errc::attribute_read_only, std::string(r->name) + " cannot be changed while copying");
   }
   if (op == CreateOp::copy) return {};
@@ -271,6 +272,16 @@ R<void> check_template(CreateOp op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const A
     // checked by the caller.
     if (r.type == CKA_CLASS || (r.type == CKA_KEY_TYPE && op != CreateOp::create)) continue;
     return err(Errc::template_incomplete, std::string(r.name) + " is required and missing");
+  }
+  return {};
+}
+
+R<void> check_so_only(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const AttrMap& given, bool so_logged_in) {
+  if (so_logged_in) return {};
+  for (auto& [t, v] : given) {
+    const Rule* r = find_rule(cls, kt, t);
+    if (r && (r->flags & kSoOnlyTrue) && !v.empty() && v[0] != CK_FALSE)
+      return err(Errc::attribute_read_only, std::string(r->name) + " can only be set to true by the SO");
   }
   return {};
 }

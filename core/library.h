@@ -196,7 +196,11 @@ class Library {
   CK_OBJECT_HANDLE add_object(Slot& slot, StoredObject obj, bool token, CK_SESSION_HANDLE owner);
   void remove_object(Slot& slot, CK_OBJECT_HANDLE h);
   R<ObjectEntry*> visible_object(Slot& slot, const Session& s, CK_OBJECT_HANDLE h, Errc invalid);
-  R<void> check_can_create(const Slot& slot, const Session& s, const AttrMap& attrs);
+  // May session s make an object with the final attributes `attrs`? The SO-only values of the
+  // caller's template (`given`; `attrs` itself when null, as every SO-only default is false), the
+  // session's R/W state and the login the object needs.
+  R<void> check_can_create(const Slot& slot, const Session& s, const AttrMap& attrs,
+                           const AttrMap* given = nullptr);
   R<Mechanism> mechanism(const CK_MECHANISM* m, CK_FLAGS needed);
   R<void> check_key_for(const ObjectEntry& key, const Mechanism& m, CK_ATTRIBUTE_TYPE usage,
                         Errc wrong_type);
