@@ -41,7 +41,17 @@ CK_RV report(const char* fn, const core::Error& e) {
   return rv;
 }
 
-CK_RV initialize(CK_VOID_PTR init_args) {
+CK_RV report_exception(const char* fn, const char* what, CK_RV rv) noexcept {
+  try {
+    log::error("p11", std::string(fn) + ": " + rv_name(rv) + ": " + (what ? what : "out of memory"));
+  } catch (...) {
+  }
+  return rv;
+}
+
+namespace {
+
+CK_RV initialize_state(CK_VOID_PTR init_args) {
   std::unique_lock lk(state_mutex());
   State& s = state();
   if (s.lib && s.pid == ::getpid()) return CKR_CRYPTOKI_ALREADY_INITIALIZED;
@@ -79,14 +89,25 @@ CK_RV initialize(CK_VOID_PTR init_args) {
   return CKR_OK;
 }
 
-CK_RV finalize(CK_VOID_PTR reserved) {
-  if (reserved) return CKR_ARGUMENTS_BAD;
+CK_RV finalize_state(CK_VOID_PTR reserved) {
   std::unique_lock lk(state_mutex());
   State& s = state();
   if (!s.lib || s.pid != ::getpid()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  s.lib->finalize();
-  s.lib.reset();
+  if (reserved) return CKR_ARGUMENTS_BAD;
+  // Whatever happens below, the library is gone afterwards.
+  std::unique_ptr<core::Library> lib = std::move(s.lib);
+  lib->finalize();
   return CKR_OK;
+}
+
+}  // namespace
+
+CK_RV initialize(CK_VOID_PTR init_args) noexcept {
+  return no_throw("C_Initialize", [&] { return initialize_state(init_args); });
+}
+
+CK_RV finalize(CK_VOID_PTR reserved) noexcept {
+  return no_throw("C_Finalize", [&] { return finalize_state(reserved); });
 }
 
 }  // namespace cdcp11::p11
