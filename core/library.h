@@ -198,7 +198,7 @@ class Library {
   R<ObjectEntry*> visible_object(Slot& slot, const Session& s, CK_OBJECT_HANDLE h, Errc invalid);
   // May session s make an object with the final attributes `attrs`? The SO-only values of the
   // caller's template (`given`; `attrs` itself when null, as every SO-only default is false), the
-  // session's R/W state and the login the object needs.
+  // consistency of the whole, the session's R/W state and the login the object needs.
   R<void> check_can_create(const Slot& slot, const Session& s, const AttrMap& attrs,
                            const AttrMap* given = nullptr);
   R<Mechanism> mechanism(const CK_MECHANISM* m, CK_FLAGS needed);

@@ -101,6 +101,7 @@ R<void> Library::check_can_create(const Slot& slot, const Session& s, const Attr
   auto cls = attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
   auto kt = attrs.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
   CDC_TRY(check_so_only(cls, kt, given ? *given : attrs, slot.login == LoginState::so));
+  CDC_TRY(check_consistent(attrs));
   const bool token = attrs.bool_or(CKA_TOKEN, false);
   if (token && !(s.flags & CKF_RW_SESSION))
     return err(Errc::session_read_only, "a token object cannot be created in a read-only session");
