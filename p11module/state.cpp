@@ -1,9 +1,11 @@
 #include "p11module/state.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "common/log.h"
 #include "p11module/rv.h"
@@ -23,10 +25,26 @@ State& state() {
   return *s;
 }
 
+// The state lock lives in static storage so that a forked child can make it anew in place.
+alignas(std::shared_mutex) unsigned char g_mutex_storage[sizeof(std::shared_mutex)];
+
+// In a child forked while other threads were inside C_ calls, the lock (and the Library's own)
+// may be held by threads the child does not have. A child must C_Initialize before any other
+// call: it starts afresh, the parent's state abandoned. Nothing here allocates.
+void child_after_fork() {
+  new (g_mutex_storage) std::shared_mutex;
+  (void)state().lib.release();
+}
+
 }  // namespace
 
 std::shared_mutex& state_mutex() {
-  static auto* m = new std::shared_mutex;
+  static auto* m = [] {
+    (void)state();  // made before the fork handler can use it
+    auto* p = new (g_mutex_storage) std::shared_mutex;
+    ::pthread_atfork(nullptr, nullptr, child_after_fork);
+    return p;
+  }();
   return *m;
 }
 

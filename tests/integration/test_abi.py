@@ -1,13 +1,17 @@
 """The C ABI edge: no C++ exception leaves C_Initialize (the host process gets a CKR, it is not
-terminated).
+terminated); a child forked while another thread is inside a call can C_Initialize and
+C_Finalize.
 
 Each case runs in a child process of its own (this file, run with --child), so a crash or a hang
 is seen from outside and the module starts uninitialised."""
 import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 import p11helpers as h
@@ -31,7 +35,68 @@ def child(mode, *args):
             present = h.c_slots(lib)[1]
             lib.C_Finalize(None)
         print(json.dumps({"rv": rv, "slots_with_token": len(present)}))
+    elif mode == "fork":
+        fork_while_busy(lib, int(args[0]), args[1])
     sys.stdout.flush()
+
+
+def fork_while_busy(lib, forks, busy):
+    """A thread keeps calling into the module while the main thread forks; each child must
+    C_Initialize, list its slots and C_Finalize on its own within 15 s (forking stops at the first
+    that does not). busy: "login" (C_Login
+    with a wrong PIN, a slow scrypt each time) or "logging" (failing calls, one log line each)."""
+    assert h.c_init(lib)[0] == CKR_OK
+    rv, slots = h.c_slots(lib)
+    sess = ctypes.c_ulong(0)
+    lib.C_OpenSession.restype = ctypes.c_ulong
+    assert lib.C_OpenSession(ctypes.c_ulong(slots[0]), ctypes.c_ulong(h.CKF_SERIAL_SESSION), None, None,
+                             ctypes.byref(sess)) == CKR_OK
+    stop = threading.Event()
+    calls = []
+
+    def work():
+        wrong = b"00000000"  # max_pin_retries 0: never locks
+        info = ctypes.create_string_buffer(256)
+        while not stop.is_set():
+            if busy == "login":
+                calls.append(lib.C_Login(sess, ctypes.c_ulong(h.CKU_USER), wrong, ctypes.c_ulong(len(wrong))))
+            else:
+                calls.append(lib.C_GetSlotInfo(ctypes.c_ulong(0xBAD), info))
+
+    t = threading.Thread(target=work)
+    t.start()
+    results = []
+    try:
+        for _ in range(forks):
+            time.sleep(0.3 if busy == "login" else 0.01)  # a C_Login takes about a second
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    ok = lib.C_Initialize(None) == CKR_OK
+                    ok = ok and h.c_slots(lib)[0] == CKR_OK
+                    ok = ok and lib.C_Finalize(None) == CKR_OK
+                    code = 0 if ok else 2
+                finally:
+                    os._exit(code)
+            deadline = time.time() + 15
+            status = "hung"
+            while time.time() < deadline:
+                done, st = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = os.waitstatus_to_exitcode(st)
+                    break
+                time.sleep(0.02)
+            if status == "hung":
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            results.append(status)
+            if status != 0:
+                break
+    finally:
+        stop.set()
+        t.join()
+    print(json.dumps({"children": results, "calls": len(calls)}))
 
 
 def run_child(*args, env=None, timeout=120):
@@ -83,6 +148,26 @@ class InitializeNeverThrowsTest(unittest.TestCase):
                 self.assertEqual(rep["rv"], CKR_OK)
                 self.assertEqual(rep["slots_with_token"], 0)
                 self.assertIn("token unavailable", self.tok.read_log())
+
+
+class ForkTest(unittest.TestCase):
+    def run_forks(self, busy, forks, **tok):
+        t = h.TempToken(retries=0, **tok)
+        try:
+            t.init()
+            r = run_child("fork", str(forks), busy, env=t.env(CDCP11_LOG_LEVEL="info"), timeout=240)
+            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
+            rep = json.loads(r.stdout)
+            self.assertEqual(rep["children"], [0] * forks, "children's exit status (or hung), up to the first failure")
+            self.assertGreater(rep["calls"], 0)
+        finally:
+            t.cleanup()
+
+    def test_child_forked_during_a_login_can_initialize(self):
+        self.run_forks("login", 3, log2n=17)
+
+    def test_child_forked_while_another_thread_logs_can_initialize(self):
+        self.run_forks("logging", 40)
 
 
 if __name__ == "__main__":
