@@ -6,6 +6,7 @@ const char* errc_name(Errc e) {
   switch (e) {
 #define N(x) case Errc::x: return #x;
     N(general_error) N(host_memory) N(arguments_bad) N(function_failed) N(not_supported)
+    N(function_not_parallel) N(no_event)
     N(slot_id_invalid) N(token_not_present) N(token_not_recognized) N(token_write_protected)
     N(session_handle_invalid) N(session_count) N(session_read_only) N(session_read_only_exists)
     N(session_read_write_so_exists) N(session_exists) N(session_parallel_not_supported)

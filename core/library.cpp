@@ -119,6 +119,11 @@ R<std::shared_ptr<Session>> Library::session(CK_SESSION_HANDLE h) const {
   return it->second;
 }
 
+R<void> Library::check_session(CK_SESSION_HANDLE h) const {
+  CDC_TRY(session(h));
+  return {};
+}
+
 std::vector<std::shared_ptr<Session>> Library::sessions_of(const Slot* slot) const {
   std::lock_guard lk(mu_);
   std::vector<std::shared_ptr<Session>> r;

@@ -126,6 +126,7 @@ class Library {
 
   // sessions
   R<CK_SESSION_HANDLE> open_session(CK_SLOT_ID id, CK_FLAGS flags);
+  R<void> check_session(CK_SESSION_HANDLE s) const;
   R<void> close_session(CK_SESSION_HANDLE s);
   R<void> close_all_sessions(CK_SLOT_ID id);
   R<CK_SESSION_INFO> session_info(CK_SESSION_HANDLE s);

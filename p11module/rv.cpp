@@ -13,6 +13,8 @@ CK_RV to_rv(Errc e) {
     case Errc::arguments_bad: return CKR_ARGUMENTS_BAD;
     case Errc::function_failed: return CKR_FUNCTION_FAILED;
     case Errc::not_supported: return CKR_FUNCTION_NOT_SUPPORTED;
+    case Errc::function_not_parallel: return CKR_FUNCTION_NOT_PARALLEL;
+    case Errc::no_event: return CKR_NO_EVENT;
     case Errc::slot_id_invalid: return CKR_SLOT_ID_INVALID;
     case Errc::token_not_present: return CKR_TOKEN_NOT_PRESENT;
     case Errc::token_not_recognized: return CKR_TOKEN_NOT_RECOGNIZED;

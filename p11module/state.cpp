@@ -54,7 +54,7 @@ core::Library& library() { return *state().lib; }
 
 CK_RV report(const char* fn, const core::Error& e) {
   CK_RV rv = to_rv(e.code);
-  if (rv == CKR_BUFFER_TOO_SMALL) log::debug("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
+  if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_NO_EVENT) log::debug("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
   else log::info("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
   return rv;
 }

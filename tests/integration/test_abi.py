@@ -1,6 +1,7 @@
-"""The C ABI edge: no C++ exception leaves C_Initialize (the host process gets a CKR, it is not
-terminated); a child forked while another thread is inside a call can C_Initialize and
-C_Finalize.
+"""The C ABI edge: every function of the 2.40 and 3.0 function lists (and the vendor interface)
+returns CKR_CRYPTOKI_NOT_INITIALIZED outside C_Initialize/C_Finalize; no C++ exception leaves
+C_Initialize (the host process gets a CKR, it is not terminated); a child forked while another
+thread is inside a call can C_Initialize and C_Finalize.
 
 Each case runs in a child process of its own (this file, run with --child), so a crash or a hang
 is seen from outside and the module starts uninitialised."""
@@ -17,6 +18,55 @@ import unittest
 import p11helpers as h
 
 CKR_OK, CKR_GENERAL_ERROR = 0x0, 0x5
+CKR_NOT_INIT, CKR_NO_EVENT = 0x190, 0x8
+CKF_DONT_BLOCK = 1
+
+FUNCTIONS_240 = """C_Initialize C_Finalize C_GetInfo C_GetFunctionList C_GetSlotList C_GetSlotInfo C_GetTokenInfo
+C_GetMechanismList C_GetMechanismInfo C_InitToken C_InitPIN C_SetPIN C_OpenSession C_CloseSession C_CloseAllSessions
+C_GetSessionInfo C_GetOperationState C_SetOperationState C_Login C_Logout C_CreateObject C_CopyObject
+C_DestroyObject C_GetObjectSize C_GetAttributeValue C_SetAttributeValue C_FindObjectsInit C_FindObjects
+C_FindObjectsFinal C_EncryptInit C_Encrypt C_EncryptUpdate C_EncryptFinal C_DecryptInit C_Decrypt C_DecryptUpdate
+C_DecryptFinal C_DigestInit C_Digest C_DigestUpdate C_DigestKey C_DigestFinal C_SignInit C_Sign C_SignUpdate
+C_SignFinal C_SignRecoverInit C_SignRecover C_VerifyInit C_Verify C_VerifyUpdate C_VerifyFinal C_VerifyRecoverInit
+C_VerifyRecover C_DigestEncryptUpdate C_DecryptDigestUpdate C_SignEncryptUpdate C_DecryptVerifyUpdate
+C_GenerateKey C_GenerateKeyPair C_WrapKey C_UnwrapKey C_DeriveKey C_SeedRandom C_GenerateRandom
+C_GetFunctionStatus C_CancelFunction C_WaitForSlotEvent""".split()
+FUNCTIONS_30 = FUNCTIONS_240 + """C_GetInterfaceList C_GetInterface C_LoginUser C_SessionCancel C_MessageEncryptInit
+C_EncryptMessage C_EncryptMessageBegin C_EncryptMessageNext C_MessageEncryptFinal C_MessageDecryptInit
+C_DecryptMessage C_DecryptMessageBegin C_DecryptMessageNext C_MessageDecryptFinal C_MessageSignInit C_SignMessage
+C_SignMessageBegin C_SignMessageNext C_MessageSignFinal C_MessageVerifyInit C_VerifyMessage C_VerifyMessageBegin
+C_VerifyMessageNext C_MessageVerifyFinal""".split()
+VENDOR = ["C_CDC_MirrorKey", "C_CDC_GetMirrorStatus", "C_CDC_SyncKeys"]
+# Callable before C_Initialize by the spec (5.4.4-5.4.6), and C_Initialize itself.
+BEFORE_INIT = {"C_Initialize", "C_GetFunctionList", "C_GetInterfaceList", "C_GetInterface"}
+ANY = ctypes.CFUNCTYPE(ctypes.c_ulong, *([ctypes.c_ulong] * 10))  # zero/NULL arguments (x86-64: extras ignored)
+
+
+def function_table(lib, name, version, count):
+    """The entries of the interface `name` with `version` (major, minor): a list of raw pointers."""
+    iface = ctypes.POINTER(h.CK_INTERFACE)()
+    ver = h.CK_VERSION(*version) if version else None
+    lib.C_GetInterface.restype = ctypes.c_ulong
+    rv = lib.C_GetInterface(name, ctypes.byref(ver) if ver else None, ctypes.byref(iface), ctypes.c_ulong(0))
+    assert rv == CKR_OK, "C_GetInterface(%r): 0x%x" % (name, rv)
+    table = ctypes.cast(iface.contents.pFunctionList, ctypes.POINTER(ctypes.c_void_p))
+    return [table[1 + i] for i in range(count)]  # entry 0 holds the CK_VERSION (padded to a pointer)
+
+
+def not_initialized_report(lib):
+    """{"list:function": rv} for every function that must say CKR_CRYPTOKI_NOT_INITIALIZED now."""
+    out = {}
+    for label, name, version, names in (("2.40", b"PKCS 11", (2, 40), FUNCTIONS_240),
+                                        ("3.0", b"PKCS 11", (3, 0), FUNCTIONS_30),
+                                        ("vendor", b"Vendor cdcp11", None, VENDOR)):
+        for fname, ptr in zip(names, function_table(lib, name, version, len(names))):
+            if fname in BEFORE_INIT:
+                continue
+            out["%s:%s" % (label, fname)] = ANY(ptr)(*([0] * 10))
+    for fname in FUNCTIONS_30:  # the exported symbols too
+        if fname not in BEFORE_INIT:
+            out["symbol:" + fname] = ANY(ctypes.cast(getattr(lib, fname), ctypes.c_void_p).value)(*([0] * 10))
+    return out
 
 
 # ---------------------------------------------------------------- children
@@ -25,7 +75,15 @@ def child(mode, *args):
     lib = ctypes.CDLL(h.MODULE)
     lib.C_Initialize.restype = ctypes.c_ulong
     lib.C_Finalize.restype = ctypes.c_ulong
-    if mode == "initialize":
+    if mode == "not-initialized":
+        before = not_initialized_report(lib)
+        assert lib.C_Initialize(None) == CKR_OK
+        slot = ctypes.c_ulong(0)
+        lib.C_WaitForSlotEvent.restype = ctypes.c_ulong
+        no_event = lib.C_WaitForSlotEvent(ctypes.c_ulong(CKF_DONT_BLOCK), ctypes.byref(slot), None)
+        assert lib.C_Finalize(None) == CKR_OK
+        print(json.dumps({"before": before, "after": not_initialized_report(lib), "no_event": no_event}))
+    elif mode == "initialize":
         args_ = h.CK_C_INITIALIZE_ARGS()
         path = ctypes.create_string_buffer(args[0].encode())
         args_.pReserved = ctypes.cast(path, ctypes.c_void_p)
@@ -105,6 +163,23 @@ def run_child(*args, env=None, timeout=120):
 
 
 # ---------------------------------------------------------------- tests
+
+class NotInitializedTest(unittest.TestCase):
+    def test_every_function_before_initialize_and_after_finalize(self):
+        tok = h.TempToken()
+        try:
+            r = run_child("not-initialized", env=tok.env())
+            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
+            rep = json.loads(r.stdout)
+            for phase in ("before", "after"):
+                wrong = {f: hex(rv) for f, rv in rep[phase].items() if rv != CKR_NOT_INIT}
+                self.assertEqual(wrong, {}, "%s C_Initialize: not CKR_CRYPTOKI_NOT_INITIALIZED" % phase)
+            self.assertEqual(len([f for f in rep["before"] if f.startswith("3.0:")]), len(FUNCTIONS_30) - len(BEFORE_INIT))
+            # and once initialised, a poll says no event (the slots never change)
+            self.assertEqual(rep["no_event"], CKR_NO_EVENT)
+        finally:
+            tok.cleanup()
+
 
 class InitializeNeverThrowsTest(unittest.TestCase):
     """Paths the filesystem refuses in ways std::filesystem reports by throwing: a symlink loop

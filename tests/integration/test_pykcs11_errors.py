@@ -169,6 +169,39 @@ class HandleAndSessionTest(P11Case):
         self.assertRV("CKR_SESSION_HANDLE_INVALID", self.raw.C_CloseSession(ctypes.c_ulong(hs)))
         self.assertRV("CKR_SESSION_HANDLE_INVALID", self.raw.C_CloseSession(ctypes.c_ulong(0x7FFFFF)))
 
+    def test_invalid_session_is_reported_before_bad_arguments(self):
+        # PKCS#11 3.0 5.1.7: the codes of 5.1.2 (session handle) take precedence over 5.1.6's.
+        r, bad, z = self.raw, ctypes.c_ulong(0x7FFFFF), ctypes.c_ulong(5)
+        calls = {
+            "C_GetSessionInfo": lambda: r.C_GetSessionInfo(bad, None),
+            "C_Login": lambda: r.C_Login(bad, ctypes.c_ulong(1), None, z),
+            "C_InitPIN": lambda: r.C_InitPIN(bad, None, z),
+            "C_SetPIN": lambda: r.C_SetPIN(bad, None, z, None, z),
+            "C_CreateObject": lambda: r.C_CreateObject(bad, None, z, None),
+            "C_CopyObject": lambda: r.C_CopyObject(bad, z, None, z, None),
+            "C_GetObjectSize": lambda: r.C_GetObjectSize(bad, z, None),
+            "C_GetAttributeValue": lambda: r.C_GetAttributeValue(bad, z, None, z),
+            "C_SetAttributeValue": lambda: r.C_SetAttributeValue(bad, z, None, z),
+            "C_FindObjectsInit": lambda: r.C_FindObjectsInit(bad, None, z),
+            "C_FindObjects": lambda: r.C_FindObjects(bad, None, z, None),
+            "C_EncryptInit": lambda: r.C_EncryptInit(bad, None, z),
+            "C_Encrypt": lambda: r.C_Encrypt(bad, None, z, None, None),
+            "C_DecryptUpdate": lambda: r.C_DecryptUpdate(bad, None, z, None, None),
+            "C_SignFinal": lambda: r.C_SignFinal(bad, None, None),
+            "C_Verify": lambda: r.C_Verify(bad, None, z, None, z),
+            "C_DigestInit": lambda: r.C_DigestInit(bad, None),
+            "C_Digest": lambda: r.C_Digest(bad, None, z, None, None),
+            "C_GenerateKey": lambda: r.C_GenerateKey(bad, None, None, z, None),
+            "C_GenerateKeyPair": lambda: r.C_GenerateKeyPair(bad, None, None, z, None, z, None, None),
+            "C_WrapKey": lambda: r.C_WrapKey(bad, None, z, z, None, None),
+            "C_UnwrapKey": lambda: r.C_UnwrapKey(bad, None, z, None, z, None, z, None),
+            "C_DeriveKey": lambda: r.C_DeriveKey(bad, None, z, None, z, None),
+            "C_SeedRandom": lambda: r.C_SeedRandom(bad, None, z),
+            "C_GenerateRandom": lambda: r.C_GenerateRandom(bad, None, z),
+        }
+        got = {name: h.ckr_name(fn()) for name, fn in calls.items()}
+        self.assertEqual({n: c for n, c in got.items() if c != "CKR_SESSION_HANDLE_INVALID"}, {})
+
     def test_session_object_handle_invalid_after_its_session_closes(self):
         other = rw()
         d = other.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, False), (P.CKA_LABEL, "sessobj")])
@@ -347,6 +380,17 @@ class OperationTest(P11Case):
         self.assertRV("CKR_OK", rv)
         # PKCS#1 v1.5 is deterministic: same as the single-part signature
         self.assertEqual(sig, bytes(self.s.sign(self.priv, b"abcdefghi", P.Mechanism(P.CKM_SHA256_RSA_PKCS))))
+
+
+class SeedRandomTest(P11Case):
+    def test_seed_random(self):
+        s = rw(login=False)
+        raw = h.Raw()
+        self.assertRV("CKR_ARGUMENTS_BAD", raw.C_SeedRandom(ctypes.c_ulong(h.sh(s)), None, ctypes.c_ulong(8)))
+        seed = ctypes.create_string_buffer(8)
+        self.assertRV("CKR_RANDOM_SEED_NOT_SUPPORTED", raw.C_SeedRandom(ctypes.c_ulong(h.sh(s)), seed, ctypes.c_ulong(8)))
+        self.assertRV("CKR_SESSION_HANDLE_INVALID", raw.C_SeedRandom(ctypes.c_ulong(0x7FFFFF), seed, ctypes.c_ulong(8)))
+        s.closeSession()
 
 
 class LoginStateTest(P11Case):
