@@ -16,7 +16,7 @@ const char* errc_name(Errc e) {
     N(operation_active) N(object_handle_invalid) N(attribute_read_only) N(attribute_sensitive)
     N(attribute_type_invalid) N(attribute_value_invalid) N(template_incomplete) N(template_inconsistent)
     N(action_prohibited) N(key_handle_invalid) N(key_type_inconsistent) N(key_size_range)
-    N(key_function_not_permitted) N(key_not_wrappable) N(key_unextractable)
+    N(key_function_not_permitted) N(key_indigestible) N(key_not_wrappable) N(key_unextractable)
     N(wrapping_key_handle_invalid) N(wrapping_key_type_inconsistent) N(wrapping_key_size_range)
     N(unwrapping_key_handle_invalid) N(unwrapping_key_type_inconsistent) N(unwrapping_key_size_range)
     N(wrapped_key_invalid) N(wrapped_key_len_range) N(mechanism_invalid) N(mechanism_param_invalid)

@@ -58,6 +58,7 @@ enum class Errc {
   key_type_inconsistent,
   key_size_range,
   key_function_not_permitted,
+  key_indigestible,
   key_not_wrappable,
   key_unextractable,
   wrapping_key_handle_invalid,

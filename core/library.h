@@ -144,18 +144,21 @@ class Library {
   R<CK_ULONG> find(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE* out, CK_ULONG max);
   R<void> find_final(CK_SESSION_HANDLE s);
 
-  // operations (sign/verify/encrypt/decrypt/digest)
+  // operations (sign/verify/encrypt/decrypt/digest). Every error but buffer_too_small ends the
+  // active operation, a bad argument included: the caller's input comes as an Input (the bytes,
+  // or arguments_bad for a NULL pointer with a length), and a NULL out_len is arguments_bad.
+  using Input = R<ByteView>;
   R<void> op_init(CK_SESSION_HANDLE s, OpKind kind, const CK_MECHANISM* m, CK_OBJECT_HANDLE key);
   // Single-part: data in, result out with PKCS#11 output-buffer semantics.
-  R<void> op_single(CK_SESSION_HANDLE s, OpKind kind, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
-  R<void> op_update(CK_SESSION_HANDLE s, OpKind kind, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+  R<void> op_single(CK_SESSION_HANDLE s, OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+  R<void> op_update(CK_SESSION_HANDLE s, OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
   R<void> op_final(CK_SESSION_HANDLE s, OpKind kind, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
-  R<void> verify_single(CK_SESSION_HANDLE s, ByteView data, ByteView sig);
-  R<void> verify_update(CK_SESSION_HANDLE s, ByteView data);
-  R<void> verify_final(CK_SESSION_HANDLE s, ByteView sig);
+  R<void> verify_single(CK_SESSION_HANDLE s, Input data, Input sig);
+  R<void> verify_update(CK_SESSION_HANDLE s, Input data);
+  R<void> verify_final(CK_SESSION_HANDLE s, Input sig);
   R<void> digest_init(CK_SESSION_HANDLE s, const CK_MECHANISM* m);
-  R<void> digest_single(CK_SESSION_HANDLE s, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
-  R<void> digest_update(CK_SESSION_HANDLE s, ByteView in);
+  R<void> digest_single(CK_SESSION_HANDLE s, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+  R<void> digest_update(CK_SESSION_HANDLE s, Input in);
   R<void> digest_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
   R<void> digest_final(CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 

@@ -37,6 +37,13 @@ R<void> need(bool ok, const char* what) {
 
 R<AttrMap> tmpl(CK_ATTRIBUTE_PTR t, CK_ULONG n) { return AttrMap::from_template(t, n); }
 
+// The caller's data for an active operation: core ends the operation if it is a NULL pointer
+// with a length.
+Library::Input input(const CK_BYTE* p, CK_ULONG n, const char* what) {
+  if (!p && n) return err(Errc::arguments_bad, std::string(what) + " is NULL");
+  return bytes(p, n);
+}
+
 // A function on a session: an invalid handle is reported before any argument error (PKCS#11 3.0
 // 5.1.7: the codes of 5.1.2 take precedence over those of 5.1.6).
 template <class F>
@@ -393,14 +400,12 @@ CDC_OP_FUNCTIONS(Verify, OpKind::verify)
 
 CDC_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
   return session_call("C_Encrypt", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    return L.op_single(h, OpKind::encrypt, bytes(in, n), out, outLen);
+    return L.op_single(h, OpKind::encrypt, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
   return session_call("C_EncryptUpdate", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.op_update(h, OpKind::encrypt, bytes(in, n), out, outLen);
+    return L.op_update(h, OpKind::encrypt, input(in, n, "pPart"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
@@ -408,14 +413,12 @@ CDC_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_P
 }
 CDC_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
   return session_call("C_Decrypt", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pEncryptedData"));
-    return L.op_single(h, OpKind::decrypt, bytes(in, n), out, outLen);
+    return L.op_single(h, OpKind::decrypt, input(in, n, "pEncryptedData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
   return session_call("C_DecryptUpdate", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pEncryptedPart"));
-    return L.op_update(h, OpKind::decrypt, bytes(in, n), out, outLen);
+    return L.op_update(h, OpKind::decrypt, input(in, n, "pEncryptedPart"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
@@ -423,14 +426,12 @@ CDC_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_P
 }
 CDC_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
   return session_call("C_Sign", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    return L.op_single(h, OpKind::sign, bytes(in, n), out, outLen);
+    return L.op_single(h, OpKind::sign, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
   return session_call("C_SignUpdate", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.op_update(h, OpKind::sign, bytes(in, n), nullptr, nullptr);
+    return L.op_update(h, OpKind::sign, input(in, n, "pPart"), nullptr, nullptr);
   });
 }
 CDC_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
@@ -438,21 +439,17 @@ CDC_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR 
 }
 CDC_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR sig, CK_ULONG sigLen) {
   return session_call("C_Verify", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    CDC_TRY(need(sig || !sigLen, "pSignature"));
-    return L.verify_single(h, bytes(in, n), bytes(sig, sigLen));
+    return L.verify_single(h, input(in, n, "pData"), input(sig, sigLen, "pSignature"));
   });
 }
 CDC_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
   return session_call("C_VerifyUpdate", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.verify_update(h, bytes(in, n));
+    return L.verify_update(h, input(in, n, "pPart"));
   });
 }
 CDC_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sigLen) {
   return session_call("C_VerifyFinal", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(sig || !sigLen, "pSignature"));
-    return L.verify_final(h, bytes(sig, sigLen));
+    return L.verify_final(h, input(sig, sigLen, "pSignature"));
   });
 }
 
@@ -466,14 +463,12 @@ CDC_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m) {
 }
 CDC_EXPORT CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
   return session_call("C_Digest", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    return L.digest_single(h, bytes(in, n), out, outLen);
+    return L.digest_single(h, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
   return session_call("C_DigestUpdate", h, [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.digest_update(h, bytes(in, n));
+    return L.digest_update(h, input(in, n, "pPart"));
   });
 }
 CDC_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {

@@ -382,6 +382,157 @@ class OperationTest(P11Case):
         self.assertEqual(sig, bytes(self.s.sign(self.priv, b"abcdefghi", P.Mechanism(P.CKM_SHA256_RSA_PKCS))))
 
 
+class OperationEndsTest(P11Case):
+    """Which results end an active operation (PKCS#11 3.0 5.2 and 5.8-5.13): every error but
+    CKR_BUFFER_TOO_SMALL, a NULL length pointer and a single-part call after an Update included;
+    a length query and CKR_BUFFER_TOO_SMALL leave it running."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = rw()
+        cls.raw = h.Raw()
+        cls.hs = h.sh(cls.s)
+        cls.pub, cls.priv = rsa_pair(cls.s, "ends")
+        cls.aes = aes_key(cls.s, "ends-aes")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.closeSession()
+
+    S = ctypes.c_ulong
+
+    def start(self, kind):
+        """Starts an operation of `kind` (after ending any left by a failed check); returns the names
+        of its single-part, update and final functions."""
+        self.raw.C_SessionCancel(self.S(self.hs), self.S(P.CKF_ENCRYPT | P.CKF_DECRYPT | P.CKF_DIGEST | P.CKF_SIGN |
+                                                         P.CKF_VERIFY))
+        if kind == "digest":
+            m = h.mech(P.CKM_SHA256)
+            self.assertRV("CKR_OK", self.raw.C_DigestInit(self.S(self.hs), ctypes.byref(m)))
+            return "C_Digest", "C_DigestUpdate", "C_DigestFinal"
+        if kind in ("encrypt", "decrypt"):
+            name = "C_EncryptInit" if kind == "encrypt" else "C_DecryptInit"
+            self.assertRV("CKR_OK", self.raw.init(name, self.hs, h.mech(P.CKM_AES_CBC_PAD, bytes(16)), h.oh(self.aes)))
+            fn = "C_Encrypt" if kind == "encrypt" else "C_Decrypt"
+            return fn, fn + "Update", fn + "Final"
+        if kind == "sign":
+            self.assertRV("CKR_OK", self.raw.init("C_SignInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(self.priv)))
+            return "C_Sign", "C_SignUpdate", "C_SignFinal"
+        self.assertRV("CKR_OK", self.raw.init("C_VerifyInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(self.pub)))
+        return "C_Verify", "C_VerifyUpdate", "C_VerifyFinal"
+
+    def assert_ended(self, kind):
+        data = ctypes.create_string_buffer(16)
+        n = ctypes.c_ulong(512)
+        out = ctypes.create_string_buffer(512)
+        if kind == "verify":
+            rv = self.raw.C_VerifyUpdate(self.S(self.hs), data, self.S(16))
+        elif kind in ("digest", "sign"):
+            rv = getattr(self.raw, "C_%sUpdate" % kind.capitalize())(self.S(self.hs), data, self.S(16))
+        else:
+            rv = getattr(self.raw, "C_%sUpdate" % kind.capitalize())(self.S(self.hs), data, self.S(16), out,
+                                                                    ctypes.byref(n))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", rv)
+
+    def test_null_length_pointer_ends_the_operation(self):
+        data = ctypes.create_string_buffer(b"0123456789abcdef", 16)
+        out = ctypes.create_string_buffer(512)
+        for kind in ("digest", "encrypt", "decrypt", "sign"):
+            for step in ("single", "update", "final"):
+                if kind in ("digest", "sign") and step == "update":
+                    continue  # no output
+                with self.subTest(kind=kind, step=step):
+                    single, update, final = self.start(kind)
+                    if step == "single":
+                        rv = getattr(self.raw, single)(self.S(self.hs), data, self.S(16), out, None)
+                    elif step == "update":
+                        rv = getattr(self.raw, update)(self.S(self.hs), data, self.S(16), out, None)
+                    else:
+                        if kind in ("digest", "sign"):
+                            self.assertRV("CKR_OK", getattr(self.raw, update)(self.S(self.hs), data, self.S(16)))
+                        rv = getattr(self.raw, final)(self.S(self.hs), out, None)
+                    self.assertRV("CKR_ARGUMENTS_BAD", rv)
+                    self.assert_ended(kind)
+
+    def test_null_data_pointer_ends_the_operation(self):
+        for kind in ("digest", "encrypt", "decrypt", "sign", "verify"):
+            with self.subTest(kind=kind):
+                single, update, final = self.start(kind)
+                n = ctypes.c_ulong(512)
+                out = ctypes.create_string_buffer(512)
+                if kind in ("digest", "sign", "verify"):
+                    rv = getattr(self.raw, update)(self.S(self.hs), None, self.S(16))
+                else:
+                    rv = getattr(self.raw, update)(self.S(self.hs), None, self.S(16), out, ctypes.byref(n))
+                self.assertRV("CKR_ARGUMENTS_BAD", rv)
+                self.assert_ended(kind)
+        # a NULL signature with a length ends a verify
+        self.start("verify")
+        d = ctypes.create_string_buffer(b"data", 4)
+        self.assertRV("CKR_ARGUMENTS_BAD", self.raw.C_Verify(self.S(self.hs), d, self.S(4), None, self.S(256)))
+        self.assert_ended("verify")
+
+    def test_single_part_call_after_update_is_operation_active_and_ends(self):
+        data = ctypes.create_string_buffer(b"0123456789abcdef", 16)
+        for kind in ("digest", "encrypt", "decrypt", "sign", "verify"):
+            with self.subTest(kind=kind):
+                single, update, final = self.start(kind)
+                n = ctypes.c_ulong(512)
+                out = ctypes.create_string_buffer(512)
+                if kind in ("digest", "sign", "verify"):
+                    self.assertRV("CKR_OK", getattr(self.raw, update)(self.S(self.hs), data, self.S(16)))
+                else:
+                    self.assertRV("CKR_OK", getattr(self.raw, update)(self.S(self.hs), data, self.S(16), out,
+                                                                      ctypes.byref(n)))
+                n.value = 512
+                if kind == "verify":
+                    rv = self.raw.C_Verify(self.S(self.hs), data, self.S(16), out, self.S(256))
+                else:
+                    rv = getattr(self.raw, single)(self.S(self.hs), data, self.S(16), out, ctypes.byref(n))
+                self.assertRV("CKR_OPERATION_ACTIVE", rv)
+                self.assert_ended(kind)
+
+    def test_length_query_and_buffer_too_small_keep_it_running(self):
+        for kind in ("digest", "encrypt", "sign"):
+            with self.subTest(kind=kind):
+                single, _, _ = self.start(kind)
+                rv, _, n = self.raw.single(single, self.hs, b"0123456789abcdef")
+                self.assertRV("CKR_OK", rv)
+                rv, _, _ = self.raw.single(single, self.hs, b"0123456789abcdef", size=1)
+                self.assertRV("CKR_BUFFER_TOO_SMALL", rv)
+                rv, out, _ = self.raw.single(single, self.hs, b"0123456789abcdef", size=n)
+                self.assertRV("CKR_OK", rv)
+
+    def test_digest_key(self):
+        import hashlib
+        value = bytes(range(32))
+        k = self.s.createObject([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_TOKEN, False),
+                                 (P.CKA_VALUE, value)])  # sensitive and unextractable by default
+        gen = aes_key(self.s, "digest-gen")
+        for key, expect in ((k, hashlib.sha256(value).digest()), (gen, None)):
+            self.start("digest")
+            self.assertRV("CKR_OK", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(key))))
+            rv, out, _ = self.raw.out_call(self.raw.C_DigestFinal, self.S(self.hs), size=32)
+            self.assertRV("CKR_OK", rv)
+            if expect:
+                self.assertEqual(out, expect)
+        # with data around it: H(data || key || data)
+        self.start("digest")
+        d = ctypes.create_string_buffer(b"ab", 2)
+        self.assertRV("CKR_OK", self.raw.C_DigestUpdate(self.S(self.hs), d, self.S(2)))
+        self.assertRV("CKR_OK", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(k))))
+        self.assertRV("CKR_OK", self.raw.C_DigestUpdate(self.S(self.hs), d, self.S(2)))
+        rv, out, _ = self.raw.out_call(self.raw.C_DigestFinal, self.S(self.hs), size=32)
+        self.assertEqual(out, hashlib.sha256(b"ab" + value + b"ab").digest())
+        # only secret keys can be digested; a refused key ends the operation
+        self.start("digest")
+        self.assertRV("CKR_KEY_INDIGESTIBLE", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(self.pub))))
+        self.assert_ended("digest")
+        self.start("digest")
+        self.assertRV("CKR_KEY_HANDLE_INVALID", self.raw.C_DigestKey(self.S(self.hs), self.S(0x7FFFFFF0)))
+        self.assert_ended("digest")
+
+
 class SeedRandomTest(P11Case):
     def test_seed_random(self):
         s = rw(login=False)
