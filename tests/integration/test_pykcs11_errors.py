@@ -544,6 +544,55 @@ class SeedRandomTest(P11Case):
         s.closeSession()
 
 
+class PublicSessionTest(P11Case):
+    """The session-state table (PKCS#11 3.0 5.6): an R/W public session reads and writes every public
+    object, token or session, and may generate and create them; private ones need the user."""
+
+    def setUp(self):
+        self.slot = h.slot_of(LIB, "fresh")
+        LIB.closeAllSessions(self.slot)  # nobody logged in
+        self.s = LIB.openSession(self.slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        self.assertEqual(self.s.getSessionInfo().state, P.CKS_RW_PUBLIC_SESSION)
+
+    def tearDown(self):
+        LIB.closeAllSessions(self.slot)
+
+    def test_public_objects_in_a_public_rw_session(self):
+        for token in (False, True):
+            with self.subTest(token=token):
+                k = aes_key(self.s, "pub-aes-%d" % token, token=token, extra=[(P.CKA_PRIVATE, False)])
+                iv = bytes(16)
+                ct = bytes(self.s.encrypt(k, b"x" * 16, P.Mechanism(P.CKM_AES_CBC_PAD, iv)))
+                self.assertEqual(bytes(self.s.decrypt(k, ct, P.Mechanism(P.CKM_AES_CBC_PAD, iv))), b"x" * 16)
+                pub, priv = self.s.generateKeyPair(
+                    [(P.CKA_TOKEN, token), (P.CKA_PRIVATE, False), (P.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107")),
+                     (P.CKA_VERIFY, True)],
+                    [(P.CKA_TOKEN, token), (P.CKA_PRIVATE, False), (P.CKA_SIGN, True)], P.MechanismECGENERATEKEYPAIR)
+                sig = bytes(self.s.sign(priv, b"data", P.Mechanism(P.CKM_ECDSA_SHA256)))
+                self.assertTrue(self.s.verify(pub, b"data", sig, P.Mechanism(P.CKM_ECDSA_SHA256)))
+                created = self.s.createObject([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES),
+                                               (P.CKA_TOKEN, token), (P.CKA_PRIVATE, False), (P.CKA_VALUE, bytes(16)),
+                                               (P.CKA_ENCRYPT, True)])
+                d = self.s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, token), (P.CKA_PRIVATE, False),
+                                         (P.CKA_VALUE, b"public")])
+                for o in (k, pub, priv, created, d):
+                    self.s.destroyObject(o)
+        # a token key made in a public session is usable in another process's public session
+        k = aes_key(self.s, "pub-persist", token=True, extra=[(P.CKA_PRIVATE, False)])
+        out = TOK.tool("--token-label", "fresh", "-O", "--type", "secrkey").stdout.decode()
+        self.assertIn("pub-persist", out)
+        self.s.destroyObject(k)
+
+    def test_private_objects_still_need_the_user(self):
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", aes_key, self.s, "priv-aes")  # CKA_PRIVATE defaults to true
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", aes_key, self.s, "priv-aes", True, [(P.CKA_PRIVATE, True)])
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", self.s.createObject,
+                       [(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, True)])
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", self.s.generateKeyPair,
+                       [(P.CKA_TOKEN, False), (P.CKA_MODULUS_BITS, 2048)], [(P.CKA_TOKEN, False)],
+                       P.MechanismRSAGENERATEKEYPAIR)
+
+
 class LoginStateTest(P11Case):
     def test_private_objects_need_login_and_handles_die_on_logout(self):
         s = rw()
