@@ -111,7 +111,10 @@ CK_RV finalize_state(CK_VOID_PTR reserved) {
   std::unique_lock lk(state_mutex());
   State& s = state();
   if (!s.lib || s.pid != ::getpid()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (reserved) return CKR_ARGUMENTS_BAD;
+  if (reserved) {
+    log::info("p11", "C_Finalize: CKR_ARGUMENTS_BAD: pReserved must be NULL");
+    return CKR_ARGUMENTS_BAD;
+  }
   // Whatever happens below, the library is gone afterwards.
   std::unique_ptr<core::Library> lib = std::move(s.lib);
   lib->finalize();

@@ -81,8 +81,10 @@ def child(mode, *args):
         slot = ctypes.c_ulong(0)
         lib.C_WaitForSlotEvent.restype = ctypes.c_ulong
         no_event = lib.C_WaitForSlotEvent(ctypes.c_ulong(CKF_DONT_BLOCK), ctypes.byref(slot), None)
+        bad_finalize = lib.C_Finalize(ctypes.c_void_p(8))  # pReserved must be NULL
         assert lib.C_Finalize(None) == CKR_OK
-        print(json.dumps({"before": before, "after": not_initialized_report(lib), "no_event": no_event}))
+        print(json.dumps({"before": before, "after": not_initialized_report(lib), "no_event": no_event,
+                          "bad_finalize": bad_finalize}))
     elif mode == "initialize":
         args_ = h.CK_C_INITIALIZE_ARGS()
         path = ctypes.create_string_buffer(args[0].encode())
@@ -168,7 +170,7 @@ class NotInitializedTest(unittest.TestCase):
     def test_every_function_before_initialize_and_after_finalize(self):
         tok = h.TempToken()
         try:
-            r = run_child("not-initialized", env=tok.env())
+            r = run_child("not-initialized", env=tok.env(CDCP11_LOG_LEVEL="info"))
             self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
             rep = json.loads(r.stdout)
             for phase in ("before", "after"):
@@ -177,6 +179,8 @@ class NotInitializedTest(unittest.TestCase):
             self.assertEqual(len([f for f in rep["before"] if f.startswith("3.0:")]), len(FUNCTIONS_30) - len(BEFORE_INIT))
             # and once initialised, a poll says no event (the slots never change)
             self.assertEqual(rep["no_event"], CKR_NO_EVENT)
+            self.assertEqual(rep["bad_finalize"], 0x7)  # CKR_ARGUMENTS_BAD, and said why
+            self.assertIn("C_Finalize: CKR_ARGUMENTS_BAD: pReserved must be NULL", tok.read_log())
         finally:
             tok.cleanup()
 
