@@ -78,6 +78,7 @@ struct OpState {
   const MechanismEntry* mech = nullptr;
   std::unique_ptr<Operation> op;
   bool multipart = false;                  // an Update has been called
+  bool single = false;                     // a single-part call kept it running (a length query)
   bool context_login_needed = false;       // CKA_ALWAYS_AUTHENTICATE key, not yet re-authenticated
   std::optional<SecureBytes> pending;      // result computed for a length query
 };

@@ -82,6 +82,13 @@ Unexpected<Error> single_after_update() {
   return err(Errc::operation_active, "a multi-part operation is in progress; the single-part call ends it");
 }
 
+// After a single-part call that kept the operation running (a length query, a too-small buffer):
+// only that call may finish it.
+R<void> not_after_single(const OpState& o) {
+  if (o.single) return err(Errc::operation_active, "a single-part call is in progress; this call ends it");
+  return {};
+}
+
 }  // namespace
 
 R<Mechanism> Library::mechanism(const CK_MECHANISM* m, CK_FLAGS needed) {
@@ -174,6 +181,7 @@ R<void> Library::op_single(CK_SESSION_HANDLE h, OpKind kind, Input in, CK_BYTE_P
   auto& st = slot_for(*s, kind);
   return step(st, info(kind).name, [&]() -> R<void> {
     if (st->multipart) return single_after_update();
+    st->single = true;
     CDC_TRY(in);
     CDC_TRY(need_out_len(out_len));
     if (st->context_login_needed) return context_login_missing();
@@ -193,6 +201,7 @@ R<void> Library::op_update(CK_SESSION_HANDLE h, OpKind kind, Input in, CK_BYTE_P
   auto& st = slot_for(*s, kind);
   const bool has_output = kind == OpKind::encrypt || kind == OpKind::decrypt;
   return step(st, info(kind).name, [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
     CDC_TRY(in);
     if (has_output) CDC_TRY(need_out_len(out_len));
     if (!st->mech->multipart) return single_part_only(st->mech);
@@ -214,6 +223,7 @@ R<void> Library::op_final(CK_SESSION_HANDLE h, OpKind kind, CK_BYTE_PTR out, CK_
   std::lock_guard ol(s->mu);
   auto& st = slot_for(*s, kind);
   return step(st, info(kind).name, [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
     CDC_TRY(need_out_len(out_len));
     if (st->context_login_needed) return context_login_missing();
     if (!st->mech->multipart) return single_part_only(st->mech);
@@ -276,6 +286,7 @@ R<void> Library::digest_single(CK_SESSION_HANDLE h, Input in, CK_BYTE_PTR out, C
   auto& st = s->digest;
   return step(st, "digest", [&]() -> R<void> {
     if (st->multipart) return single_after_update();
+    st->single = true;
     CDC_TRY(in);
     CDC_TRY(need_out_len(out_len));
     CDC_TRY(compute_once(*st, [&]() -> R<SecureBytes> {
@@ -291,6 +302,7 @@ R<void> Library::digest_update(CK_SESSION_HANDLE h, Input in) {
   std::lock_guard ol(s->mu);
   auto& st = s->digest;
   return step(st, "digest", [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
     CDC_TRY(in);
     st->multipart = true;
     CDC_TRY(st->op->update(*in));
@@ -303,6 +315,7 @@ R<void> Library::digest_key(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE kh) {
   std::lock_guard ol(s->mu);
   auto& st = s->digest;
   return step(st, "digest", [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
     Slot& slot = *s->slot;
     std::unique_lock sl(slot.mu);
     CDC_TRY(sync(slot));
@@ -327,6 +340,7 @@ R<void> Library::digest_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR
   std::lock_guard ol(s->mu);
   auto& st = s->digest;
   return step(st, "digest", [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
     CDC_TRY(need_out_len(out_len));
     CDC_TRY(compute_once(*st, [&] { return st->op->finish(); }));
     return deliver_final(st, out, out_len);

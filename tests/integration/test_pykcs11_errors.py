@@ -492,6 +492,36 @@ class OperationEndsTest(P11Case):
                 self.assertRV("CKR_OPERATION_ACTIVE", rv)
                 self.assert_ended(kind)
 
+    def input_for(self, kind):
+        """16 bytes, or for decrypt a valid AES-CBC-PAD ciphertext of them under the start() IV."""
+        if kind != "decrypt":
+            return b"0123456789abcdef"
+        return bytes(self.s.encrypt(self.aes, b"0123456789abcdef", P.Mechanism(P.CKM_AES_CBC_PAD, bytes(16))))
+
+    def test_update_or_final_after_a_single_part_length_query_is_operation_active_and_ends(self):
+        data = ctypes.create_string_buffer(b"0123456789abcdef", 16)
+        for kind in ("digest", "encrypt", "decrypt", "sign"):
+            for step in ("update", "final"):
+                with self.subTest(kind=kind, step=step):
+                    single, update, final = self.start(kind)
+                    rv, _, n = self.raw.single(single, self.hs, self.input_for(kind))  # a length query
+                    self.assertRV("CKR_OK", rv)
+                    out = ctypes.create_string_buffer(512)
+                    ln = ctypes.c_ulong(512)
+                    if step == "final":
+                        rv = getattr(self.raw, final)(self.S(self.hs), out, ctypes.byref(ln))
+                    elif kind in ("digest", "sign"):
+                        rv = getattr(self.raw, update)(self.S(self.hs), data, self.S(16))
+                    else:
+                        rv = getattr(self.raw, update)(self.S(self.hs), data, self.S(16), out, ctypes.byref(ln))
+                    self.assertRV("CKR_OPERATION_ACTIVE", rv)
+                    self.assert_ended(kind)
+        k = aes_key(self.s, "digest-after-single", extra=[(P.CKA_SENSITIVE, False), (P.CKA_EXTRACTABLE, True)])
+        self.start("digest")
+        self.assertRV("CKR_OK", self.raw.single("C_Digest", self.hs, b"abc")[0])
+        self.assertRV("CKR_OPERATION_ACTIVE", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(k))))
+        self.assert_ended("digest")
+
     def test_length_query_and_buffer_too_small_keep_it_running(self):
         for kind in ("digest", "encrypt", "sign"):
             with self.subTest(kind=kind):
@@ -502,6 +532,20 @@ class OperationEndsTest(P11Case):
                 self.assertRV("CKR_BUFFER_TOO_SMALL", rv)
                 rv, out, _ = self.raw.single(single, self.hs, b"0123456789abcdef", size=n)
                 self.assertRV("CKR_OK", rv)
+
+    def test_digest_init_checks(self):
+        self.raw.C_SessionCancel(self.S(self.hs), self.S(P.CKF_DIGEST))
+        m = h.mech(P.CKM_SHA256, b"\x00")
+        self.assertRV("CKR_MECHANISM_PARAM_INVALID", self.raw.C_DigestInit(self.S(self.hs), ctypes.byref(m)))
+        # an active operation is reported before the mechanism is judged
+        self.start("digest")
+        bogus = h.mech(0x80001234)
+        self.assertRV("CKR_OPERATION_ACTIVE", self.raw.C_DigestInit(self.S(self.hs), ctypes.byref(bogus)))
+        # with no operation, a call is CKR_OPERATION_NOT_INITIALIZED before its arguments are judged
+        self.raw.C_SessionCancel(self.S(self.hs), self.S(P.CKF_DIGEST))
+        buf = ctypes.create_string_buffer(64)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", self.raw.C_Digest(self.S(self.hs), buf, self.S(3), buf, None))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", self.raw.C_DigestUpdate(self.S(self.hs), None, self.S(5)))
 
     def test_digest_key(self):
         import hashlib
