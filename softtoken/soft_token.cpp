@@ -319,28 +319,46 @@ core::R<SoftToken::TokenRecord> SoftToken::decode_record(ByteView b) {
   return r;
 }
 
-core::R<Bytes> SoftToken::seal(const std::string& uid, const Secrets& s) {
+core::R<crypto::KeyPtr> SoftToken::sealing_key(bool private_object, const std::string& token_id) {
+  SecureBytes k;
+  if (private_object) {
+    if (token_key_.empty()) return err(Errc::user_not_logged_in, "the key material of a private object needs a login");
+    k = token_key_;
+  } else {
+    auto d = crypto_.digest(crypto::Hash::sha256);
+    d->update(view("cdcp11-public-object-key-v1|" + token_id));
+    Bytes h = d->finish();
+    k.assign(h.begin(), h.end());
+  }
+  auto key = crypto_.load_secret(k);
+  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
+  return std::move(*key);
+}
+
+core::R<Bytes> SoftToken::seal(const std::string& uid, const Secrets& s, bool private_object) {
   if (s.empty()) return Bytes{};
-  if (token_key_.empty())
-    return err(Errc::user_not_logged_in, "storing key material in the token needs a login");
+  const std::string token_id = meta_ ? meta_->token_id : "";
+  CDC_ASSIGN(auto key, sealing_key(private_object, token_id));
   Bytes out(12);
   CDC_TRY(random(out.data(), out.size()));
-  auto key = crypto_.load_secret(token_key_);
-  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
-  CDC_ASSIGN(auto sealed, gcm(*key, true, out, aad_for("cdcp11-object-v1", meta_ ? meta_->token_id : "", uid),
-                              serialize_secrets(s)));
+  CDC_ASSIGN(auto sealed, gcm(key, true, out, aad_for("cdcp11-object-v1", token_id, uid), serialize_secrets(s)));
   out.insert(out.end(), sealed.begin(), sealed.end());
   return out;
 }
 
 core::R<Secrets> SoftToken::unseal(const std::string& uid, const TokenRecord& r) {
   if (r.sealed.empty()) return Secrets{};
-  if (token_key_.empty()) return err(Errc::user_not_logged_in, "using this key needs a login");
   if (r.sealed.size() < 12 + 16) return err(Errc::device_error, "sealed key material truncated");
-  auto key = crypto_.load_secret(token_key_);
-  if (!key) return fail(from_crypto(key.error(), CryptoContext::other));
+  const bool private_object = r.attrs.bool_or(CKA_PRIVATE, true);
+  CDC_ASSIGN(auto key, sealing_key(private_object, r.token_id));
   const ByteView sealed(r.sealed);
-  auto plain = gcm(*key, false, sealed.first(12), aad_for("cdcp11-object-v1", r.token_id, uid), sealed.subspan(12));
+  const Bytes aad = aad_for("cdcp11-object-v1", r.token_id, uid);
+  auto plain = gcm(key, false, sealed.first(12), aad, sealed.subspan(12));
+  if (!plain && !private_object && !token_key_.empty()) {
+    // A public object sealed under the token key, as earlier versions did.
+    CDC_ASSIGN(auto token_key, sealing_key(true, r.token_id));
+    plain = gcm(token_key, false, sealed.first(12), aad, sealed.subspan(12));
+  }
   if (!plain) {
     log::error(kLog, "object " + uid + ": sealed key material does not open (damaged, or moved from another object)");
     return err(Errc::device_error, "sealed key material of object " + uid + " does not open");
@@ -364,7 +382,7 @@ core::R<core::StoredObject> SoftToken::store_new(core::AttrMap attrs, Secrets se
   }
   if (!meta_) return err(Errc::token_not_recognized, "the token is not initialised");
   TokenRecord rec{meta_->token_id, attrs, {}};
-  CDC_ASSIGN(rec.sealed, seal(uid, secrets));
+  CDC_ASSIGN(rec.sealed, seal(uid, secrets, attrs.bool_or(CKA_PRIVATE, true)));
   STORE_TRY(store_->put(uid, encode_record(rec)));
   token_objs_[uid] = std::move(rec);
   return core::StoredObject{uid, std::move(attrs)};

@@ -1,7 +1,7 @@
 // The software token: a TokenBackend over a durable ObjectStore and the crypto seam.
 //
-// Secrets at rest. A random 256-bit token key seals every object's secret attributes with
-// AES-256-GCM; the additional data binds each sealed blob to the token and the object
+// Secrets at rest. A random 256-bit token key seals every private object's secret attributes with
+// AES-256-GCM (public objects: see sealing_key); the additional data binds each sealed blob to the token and the object
 // (token id || uid), so a blob moved to another object or token does not open. The token key is
 // stored twice, each wrapped with AES-256-GCM under a key derived from a PIN (SO and user) with
 // scrypt (RFC 7914; N = 2^kdf_scrypt_log2_n, r = 8, p = 1; 32 MiB at the default N = 2^15).
@@ -92,7 +92,12 @@ class SoftToken final : public core::TokenBackend {
   core::R<void> store_pin_slot(CK_USER_TYPE who, ByteView pin, ByteView token_key);
   // Verifies a PIN against the meta record, counting failures across processes.
   core::R<SecureBytes> verify_pin(CK_USER_TYPE who, ByteView pin);
-  core::R<Bytes> seal(const std::string& uid, const Secrets& s);
+  // Private objects' material is sealed under the token key (a login). Public objects (CKA_PRIVATE
+  // false) are usable without one, so theirs is sealed under a key derived from the token id: bound
+  // to this token and object and checked, but open to whoever can read the token directory (who
+  // can use the object anyway).
+  core::R<crypto::KeyPtr> sealing_key(bool private_object, const std::string& token_id);
+  core::R<Bytes> seal(const std::string& uid, const Secrets& s, bool private_object);
   core::R<Secrets> unseal(const std::string& uid, const TokenRecord& r);
   core::R<Secrets> secrets_of(const std::string& uid);
   core::R<core::StoredObject> store_new(core::AttrMap attrs, Secrets secrets);
