@@ -6,6 +6,7 @@
 #include <botan/hash.h>
 #include <botan/oaep.h>
 #include <botan/pubkey.h>
+#include <botan/rsa.h>
 #include <botan/stream_cipher.h>
 
 #include "softtoken/crypto/botan/bt.h"
@@ -167,18 +168,25 @@ class RsaCipher final : public Cipher {
       if (buf_.size() > max)
         return err(Code::bad_input_length, "RSA plaintext longer than " + std::to_string(max) + " bytes");
     } else if (buf_.size() != k) {
-      return err(Code::bad_encrypted_input, "RSA ciphertext must be " + std::to_string(k) + " bytes");
+      return err(Code::bad_input_length, "RSA ciphertext must be " + std::to_string(k) + " bytes");
+    }
+    if (!enc_ && !oaep) {
+      // Botan 2's EME-PKCS1-v1_5 decryption throws on bad padding (decrypt_or_random needs a
+      // known length and is not deterministic); the padding is removed by the shared
+      // constant-time decoder with implicit rejection instead.
+      CDC_ASSIGN(auto em, raw_private(k));
+      SecureBytes d(k);
+      CDC_TRY(guard("RSA private exponent", [&]() -> R<void> {
+        Botan::BigInt::encode_1363(d.data(), k, dynamic_cast<const Botan::RSA_PrivateKey&>(*key_.priv).get_d());
+        return {};
+      }));
+      return detail::pkcs1_decode_implicit(backend(), em, d, buf_);
     }
     try {
       if (!oaep) {
-        if (enc_) {
-          Botan::PK_Encryptor_EME e(*key_.pub, rng(), "EME-PKCS1-v1_5");
-          auto c = e.encrypt(buf_.data(), buf_.size(), rng());
-          return SecureBytes(c.begin(), c.end());
-        }
-        Botan::PK_Decryptor_EME d(*key_.priv, rng(), "EME-PKCS1-v1_5");
-        auto m = d.decrypt(buf_.data(), buf_.size());
-        return SecureBytes(m.begin(), m.end());
+        Botan::PK_Encryptor_EME e(*key_.pub, rng(), "EME-PKCS1-v1_5");
+        auto c = e.encrypt(buf_.data(), buf_.size(), rng());
+        return SecureBytes(c.begin(), c.end());
       }
       // OAEP through Botan's EME object so that the label can be arbitrary bytes (the EME name
       // string cannot carry them) and MGF1 can use a different hash; RSA itself is raw.
@@ -194,11 +202,7 @@ class RsaCipher final : public Cipher {
         if (!detail::pad_left(ByteView(c.data(), c.size()), k, out)) return err(Code::internal, "RSA output too long");
         return out;
       }
-      Botan::PK_Decryptor_EME d(*key_.priv, rng(), "Raw");
-      SV raw = d.decrypt(buf_.data(), buf_.size());
-      SecureBytes em;
-      if (!detail::pad_left(ByteView(raw.data(), raw.size()), k, em))
-        return err(Code::bad_encrypted_input, "RSA decryption failed");
+      CDC_ASSIGN(auto em, raw_private(k));
       uint8_t valid = 0;
       SV m = base.unpad(valid, em.data(), em.size());
       if (valid != 0xFF) return err(Code::bad_encrypted_input, "RSA-OAEP decoding failed (padding or label)");
@@ -210,6 +214,25 @@ class RsaCipher final : public Cipher {
   }
 
  private:
+  // The RSA private-key operation on the ciphertext, all k bytes of its result. Decryption with
+  // EME "Raw" strips the leading zero bytes, so the output length would tell whether the top
+  // byte is zero (Manger's oracle against OAEP); the "Raw" signature is the same blinded private
+  // operation and keeps every byte.
+  R<SecureBytes> raw_private(std::size_t k) {
+    try {
+      Botan::PK_Signer signer(*key_.priv, rng(), "Raw");
+      std::vector<uint8_t> x = signer.sign_message(buf_.data(), buf_.size(), rng());
+      SecureBytes em(x.begin(), x.end());
+      secure_zero(x.data(), x.size());
+      if (em.size() != k) return err(Code::internal, "RSA private operation returned a short result");
+      return em;
+    } catch (const Botan::Invalid_Argument&) {
+      return err(Code::bad_encrypted_input, "RSA ciphertext is not below the modulus");
+    } catch (const std::exception& e) {
+      return err(Code::internal, std::string("RSA private operation: ") + e.what());
+    }
+  }
+
   const BotanKey& key_;
   KeyPtr hold_;
   CipherParams p_;
