@@ -502,12 +502,15 @@ core::R<core::StoredObject> SoftToken::unwrap_key(const core::Mechanism& m, cons
   auto kt = attrs.ulong(CKA_KEY_TYPE).value_or(0);
   core::AttrMap a = attrs;
   if (cls == CKO_SECRET_KEY) {
-    if (auto want = attrs.ulong(CKA_VALUE_LEN); want && *want != plain.size()) {
-      if (*want > plain.size()) return err(Errc::wrapped_key_invalid, "the unwrapped key is shorter than CKA_VALUE_LEN");
-      plain.resize(*want);  // CBC-PAD / RSA wraps carry the exact value; truncation only per VALUE_LEN
-    }
-    if (kt == CKK_AES && plain.size() != 16 && plain.size() != 24 && plain.size() != 32)
-      return err(Errc::wrapped_key_invalid, "the unwrapped value is not a valid AES key length");
+    // An RSA-encrypted value is exact. With implicit rejection (CKM_RSA_PKCS) a wrapped key with
+    // bad padding yields a synthetic value of pseudo-random length, so these checks must reject
+    // it exactly as they reject a well-padded value of the wrong length, and never truncate.
+    const bool exact = m.entry->family == MechFamily::rsa_pkcs1 || m.entry->family == MechFamily::rsa_oaep;
+    auto want = attrs.ulong(CKA_VALUE_LEN);
+    if (want && *want < plain.size() && !exact) plain.resize(*want);  // block-mode wraps are zero-padded
+    const bool aes_len = plain.size() == 16 || plain.size() == 24 || plain.size() == 32;
+    if (plain.empty() || (want && *want != plain.size()) || (kt == CKK_AES && !aes_len))
+      return err(Errc::wrapped_key_invalid, "the unwrapped key's length does not fit CKA_KEY_TYPE / CKA_VALUE_LEN");
     std::lock_guard lk2(mu_);
     return make_key_object(std::move(a), nullptr, std::move(plain));
   }
