@@ -123,9 +123,17 @@ core::R<crypto::CipherParams> cipher_params(const core::Mechanism& m) {
       break;
     }
     case MechFamily::aes_cbc_pad:
-      p.scheme = crypto::CipherParams::Scheme::aes_cbc_pad;
-      if (m.param.size() != 16) return err(Errc::mechanism_param_invalid, "CKM_AES_CBC_PAD: the IV must be 16 bytes");
+    case MechFamily::aes_cbc:
+      p.scheme = m.entry->family == MechFamily::aes_cbc ? crypto::CipherParams::Scheme::aes_cbc
+                                                        : crypto::CipherParams::Scheme::aes_cbc_pad;
+      if (m.param.size() != 16)
+        return err(Errc::mechanism_param_invalid, std::string(m.entry->name) + ": the IV must be 16 bytes, got " +
+                                                      std::to_string(m.param.size()));
       p.iv = m.param;
+      break;
+    case MechFamily::aes_ecb:
+      CDC_TRY(no_param(m));
+      p.scheme = crypto::CipherParams::Scheme::aes_ecb;
       break;
     case MechFamily::aes_ctr: {
       CDC_ASSIGN(auto c, param_as<CK_AES_CTR_PARAMS>(m));
@@ -426,6 +434,15 @@ core::R<Bytes> SoftToken::wrap_key(const core::Mechanism& m, const core::StoredO
       }
       return std::move(*r);
     }
+    case MechFamily::aes_ecb:
+    case MechFamily::aes_cbc: {
+      // The spec's rule for these: the key's value, zero-padded to a whole number of blocks.
+      if (key.attrs.ulong(CKA_CLASS).value_or(0) != CKO_SECRET_KEY)
+        return err(Errc::key_not_wrappable, std::string(m.entry->name) + " wraps secret keys only");
+      CDC_ASSIGN(auto p, cipher_params(m));
+      data.resize((data.size() + 15) / 16 * 16, 0);
+      return encrypt_all(kek, p, data);
+    }
     case MechFamily::aes_cbc_pad:
     case MechFamily::rsa_oaep:
     case MechFamily::rsa_pkcs1: {
@@ -474,6 +491,12 @@ core::R<core::StoredObject> SoftToken::unwrap_key(const core::Mechanism& m, cons
       plain = std::move(*r);
       break;
     }
+    case MechFamily::aes_ecb:
+    case MechFamily::aes_cbc:
+      if (attrs.ulong(CKA_CLASS).value_or(0) != CKO_SECRET_KEY)
+        return err(Errc::template_inconsistent, std::string(m.entry->name) + " unwraps secret keys only");
+      if (wrapped.empty()) return err(Errc::wrapped_key_len_range, "the wrapped key is empty");
+      [[fallthrough]];
     case MechFamily::aes_cbc_pad:
     case MechFamily::rsa_oaep:
     case MechFamily::rsa_pkcs1: {

@@ -120,6 +120,8 @@ struct CipherParams {
                   // Encrypt output = ciphertext || tag. Decrypt input = ciphertext || tag; decrypt
                   // outputs nothing until finish(), which verifies the tag first.
     aes_cbc_pad,  // iv 16 bytes, PKCS#7 padding
+    aes_ecb,      // no iv, no padding: the input must be whole blocks (bad_input_length at finish())
+    aes_cbc,      // iv 16 bytes, no padding: whole blocks as for aes_ecb
     aes_ctr,      // iv = 16-byte initial counter block; counter_bits = bits of the block that
                   // increment (1..128); wrapping the counter is an error (bad_input_length).
     rsa_oaep,     // oaep_hash, mgf1, label

@@ -62,6 +62,13 @@ class CtrBudget {
 // Validates scheme-independent AES parameters shared by both backends.
 R<void> check_aes_params(const CipherParams& p, std::size_t key_len);
 
+// AES-ECB / AES-CBC without padding: the input must be whole blocks.
+inline bool unpadded_block_mode(CipherParams::Scheme s) {
+  return s == CipherParams::Scheme::aes_ecb || s == CipherParams::Scheme::aes_cbc;
+}
+// The error for a final partial block of those modes (bad_input_length).
+Unexpected<Error> partial_block_error(CipherParams::Scheme s, std::size_t total);
+
 // Validates an AES key-wrap request; returns the IV to use (default filled in).
 R<Bytes> keywrap_iv(ByteView kek, std::size_t in_len, bool pad, ByteView iv, bool wrapping);
 

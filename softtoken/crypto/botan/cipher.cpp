@@ -1,7 +1,8 @@
-// Botan 2 backend: AES-GCM / CBC-PAD / CTR and RSA-OAEP / RSAES-PKCS1-v1_5.
+// Botan 2 backend: AES-GCM / CBC-PAD / CTR / ECB / CBC and RSA-OAEP / RSAES-PKCS1-v1_5.
 // botan/oaep.h is public in 2.19 but flagged "will be made internal"; silence that notice.
 #define BOTAN_NO_DEPRECATED_WARNINGS 1
 #include <botan/aead.h>
+#include <botan/block_cipher.h>
 #include <botan/cipher_mode.h>
 #include <botan/hash.h>
 #include <botan/oaep.h>
@@ -45,7 +46,13 @@ class AesCipher final : public Cipher {
         mode_ = make_gcm(native ? tag_len_ : 16, native ? !enc_ : false);
         return {};
       }
-      mode_ = Botan::Cipher_Mode::create_or_throw(aes + "/CBC/PKCS7", enc_ ? Botan::ENCRYPTION : Botan::DECRYPTION);
+      if (p_.scheme == Scheme::aes_ecb) {  // Debian's Botan 2 is built without the ECB mode
+        ecb_ = Botan::BlockCipher::create_or_throw(aes);
+        ecb_->set_key(key.secret.data(), key.secret.size());
+        return {};
+      }
+      mode_ = Botan::Cipher_Mode::create_or_throw(aes + (p_.scheme == Scheme::aes_cbc ? "/CBC/NoPadding" : "/CBC/PKCS7"),
+                                                  enc_ ? Botan::ENCRYPTION : Botan::DECRYPTION);
       mode_->set_key(key.secret.data(), key.secret.size());
       mode_->start(p_.iv.data(), p_.iv.size());
       return {};
@@ -63,14 +70,18 @@ class AesCipher final : public Cipher {
     pending_.insert(pending_.end(), in.begin(), in.end());
     total_ += in.size();
     if (p_.scheme == Scheme::aes_gcm && !enc_) return SecureBytes{};  // released after the tag verifies
-    std::size_t gran = mode_->update_granularity();
+    // The unpadded modes release every whole block at once, as OpenSSL does.
+    const bool whole_blocks = detail::unpadded_block_mode(p_.scheme);
+    std::size_t gran = whole_blocks ? 16 : mode_->update_granularity();
     std::size_t n = pending_.size() / gran * gran;
-    // CBC decryption keeps the final block(s) for the padding check in finish().
-    if (!enc_ && n == pending_.size() && n > 0) n -= gran;
+    // CBC-PAD decryption keeps the final block(s) for the padding check in finish().
+    if (!whole_blocks && !enc_ && n == pending_.size() && n > 0) n -= gran;
     if (n == 0) return SecureBytes{};
     return guard("cipher update", [&]() -> R<SecureBytes> {
       SV buf(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
-      mode_->update(buf);
+      if (ecb_ && enc_) ecb_->encrypt_n(buf.data(), buf.data(), n / 16);
+      else if (ecb_) ecb_->decrypt_n(buf.data(), buf.data(), n / 16);
+      else mode_->update(buf);
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
       return SecureBytes(buf.begin(), buf.end());
     });
@@ -83,6 +94,10 @@ class AesCipher final : public Cipher {
     if (p_.scheme == Scheme::aes_gcm && !enc_) return gcm_decrypt();
     if (p_.scheme == Scheme::aes_cbc_pad && !enc_ && (total_ == 0 || total_ % 16))
       return err(Code::bad_encrypted_input, "AES-CBC ciphertext length is not a positive multiple of 16");
+    if (detail::unpadded_block_mode(p_.scheme)) {
+      if (!pending_.empty()) return detail::partial_block_error(p_.scheme, total_);
+      return SecureBytes{};  // update() has released every block
+    }
     try {
       SV buf(pending_.begin(), pending_.end());
       mode_->finish(buf);
@@ -144,6 +159,7 @@ class AesCipher final : public Cipher {
   SecureBytes pending_;
   std::unique_ptr<Botan::Cipher_Mode> mode_;
   std::unique_ptr<Botan::StreamCipher> ctr_;
+  std::unique_ptr<Botan::BlockCipher> ecb_;
   detail::CtrBudget budget_;
 };
 

@@ -1,4 +1,4 @@
-// OpenSSL 3 backend: AES-GCM / CBC-PAD / CTR and RSA-OAEP / RSAES-PKCS1-v1_5.
+// OpenSSL 3 backend: AES-GCM / CBC-PAD / CTR / ECB / CBC and RSA-OAEP / RSAES-PKCS1-v1_5.
 #include <openssl/rsa.h>
 
 #include "softtoken/crypto/openssl/ossl.h"
@@ -15,7 +15,10 @@ class AesCipher final : public Cipher {
 
   R<void> init(const OsslKey& key) {
     CDC_TRY(detail::check_aes_params(p_, key.secret.size()));
-    const char* mode = p_.scheme == Scheme::aes_gcm ? "GCM" : p_.scheme == Scheme::aes_cbc_pad ? "CBC" : "CTR";
+    const char* mode = p_.scheme == Scheme::aes_gcm                                     ? "GCM"
+                       : p_.scheme == Scheme::aes_cbc_pad || p_.scheme == Scheme::aes_cbc ? "CBC"
+                       : p_.scheme == Scheme::aes_ecb                                     ? "ECB"
+                                                                                          : "CTR";
     std::string name = "AES-" + std::to_string(key.secret.size() * 8) + "-" + mode;
     CipherPtr cipher = fetch_cipher(name);
     ctx_.reset(EVP_CIPHER_CTX_new());
@@ -82,6 +85,7 @@ class AesCipher final : public Cipher {
     }
     if (p_.scheme == Scheme::aes_cbc_pad && !enc_ && (total_ == 0 || total_ % 16))
       return err(Code::bad_encrypted_input, "AES-CBC ciphertext length is not a positive multiple of 16");
+    if (detail::unpadded_block_mode(p_.scheme) && total_ % 16) return detail::partial_block_error(p_.scheme, total_);
     SecureBytes out(32);
     int fin = 0;
     if (EVP_CipherFinal_ex(ctx_.get(), out.data(), &fin) != 1) {
