@@ -53,6 +53,24 @@ class GroupCommands(unittest.TestCase):
         leftovers = [n for n in os.listdir(self.dir.name) if ".tmp." in n]
         self.assertEqual(leftovers, [])
 
+    def test_a_new_secret_replaces_a_world_readable_secret_file_with_a_private_one(self):
+        secrets = os.path.join(self.dir.name, "secrets")
+        os.makedirs(secrets)
+        old = os.path.join(secrets, "payments.secret")
+        with open(old, "w") as f:
+            f.write("old-secret")
+        os.chmod(old, 0o644)
+        self.add_azure_group()
+        self.assertEqual(stat.S_IMODE(os.stat(old).st_mode), 0o600)
+        with open(old) as f:
+            self.assertEqual(f.read(), "s3cr3t-do-not-leak")
+        # Editing keeps a config's own mode (it holds no secret), and a new secret is private again.
+        os.chmod(self.conf, 0o640)
+        os.chmod(old, 0o644)
+        self.run_cdcctl("group", "edit", "payments", "--secret-stdin", stdin="n3w-s3cr3t\n")
+        self.assertEqual(stat.S_IMODE(os.stat(self.conf).st_mode), 0o640)
+        self.assertEqual(stat.S_IMODE(os.stat(old).st_mode), 0o600)
+
     def test_list_and_show_human_and_json(self):
         self.add_azure_group()
         self.run_cdcctl("group", "add", "local", "--description", "no cloud")

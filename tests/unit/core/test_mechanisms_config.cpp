@@ -5,7 +5,10 @@
 #include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
+#include "common/atomic_file.h"
 #include "core/config.h"
 #include "core/mechanisms.h"
 
@@ -141,4 +144,39 @@ TEST_CASE("config: a secret file others can read is refused") {
   CHECK(c2->groups[0].azure);
   std::remove(secret.c_str());
   ::rmdir(dir.c_str());
+}
+
+TEST_CASE("atomic file: the file gets exactly the mode asked for, and a stale temp file does not block it") {
+  char tmpl[] = "/tmp/cdcp11-atomic-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string path = dir + "/secret";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs("old", f);
+  std::fclose(f);
+  ::chmod(path.c_str(), 0644);
+  REQUIRE(cdcp11::write_file_atomically(path, "new", 0600));
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  REQUIRE(cdcp11::write_file_atomically(path, "wider", 0640));
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0640);
+  // A temp file a crashed writer of this very PID left behind (the old name scheme).
+  const std::string stale = dir + "/.secret.tmp." + std::to_string(::getpid());
+  f = std::fopen(stale.c_str(), "w");
+  std::fclose(f);
+  auto r = cdcp11::write_file_atomically(path, "again", 0600);
+  CHECK_MESSAGE(r, (r ? "" : r.error()));
+  std::ifstream in(path);
+  std::string content;
+  std::getline(in, content);
+  CHECK(content == "again");
+  // Nothing of ours is left beside the target but that stale file.
+  std::size_t entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    (void)e;
+    ++entries;
+  }
+  CHECK(entries == 2);
+  std::filesystem::remove_all(dir);
 }
