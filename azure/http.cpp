@@ -210,6 +210,9 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
     curl_easy_setopt(c, CURLOPT_SSLKEY,
                      (config_.client_key_file.empty() ? config_.client_cert_file : config_.client_key_file).c_str());
     curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    // An (empty) passphrase keeps OpenSSL from prompting on the terminal should the key be
+    // encrypted after all (Connection::open refuses encrypted keys).
+    curl_easy_setopt(c, CURLOPT_KEYPASSWD, "");
   }
   if (!config_.proxy.empty()) {
     curl_easy_setopt(c, CURLOPT_PROXY, config_.proxy.c_str());

@@ -256,7 +256,7 @@ R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
 
 R<Config> parse_config(const std::string& json, const std::string& path) {
   rapidjson::Document d;
-  d.Parse(json.c_str(), json.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(json.c_str(), json.size());
   if (d.HasParseError())
     return err(Errc::general_error, path + ": invalid JSON at offset " + std::to_string(d.GetErrorOffset()) +
                                         ": " + rapidjson::GetParseError_En(d.GetParseError()));

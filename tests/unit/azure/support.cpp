@@ -291,6 +291,22 @@ TestCert make_test_cert(const std::string& cn) {
   return tc;
 }
 
+std::string encrypt_key_pem(const std::string& key_pem, const std::string& passphrase) {
+  BIO* in = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(in, nullptr, nullptr, nullptr);
+  BIO_free(in);
+  if (!key) throw std::runtime_error("encrypt_key_pem: no key");
+  BIO* out = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(out, key, EVP_aes_256_cbc(), reinterpret_cast<const unsigned char*>(passphrase.data()),
+                           static_cast<int>(passphrase.size()), nullptr, nullptr);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out, &data);
+  std::string pem(data, static_cast<std::size_t>(n));
+  BIO_free(out);
+  EVP_PKEY_free(key);
+  return pem;
+}
+
 double log_time(const std::string& line) {
   // 2026-01-01T10:00:00.12Z
   auto t = line.find('T');

@@ -91,6 +91,8 @@ struct TestCert {
   std::string cert_pem, key_pem;
 };
 TestCert make_test_cert(const std::string& cn);
+// key_pem encrypted (PKCS#8, AES-256-CBC) under passphrase.
+std::string encrypt_key_pem(const std::string& key_pem, const std::string& passphrase);
 
 // Parses the emulator log's timestamp (seconds of the day, 10 ms resolution).
 double log_time(const std::string& line);

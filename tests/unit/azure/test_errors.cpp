@@ -6,8 +6,22 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <curl/curl.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "azure/base64url.h"
 #include "azure/connection.h"
@@ -257,6 +271,74 @@ TEST_CASE("through an HTTP CONNECT proxy, and a client certificate that cannot b
   c.http.client_cert_file = "/nonexistent/client.pem";
   std::string s = not_connected(c);
   CHECK(s.rfind("The TLS client certificate /nonexistent/client.pem could not be used (", 0) == 0);
+}
+
+TEST_CASE("an encrypted client key never makes OpenSSL prompt on the terminal") {
+  Emulator& emu = shared_emulator();
+  const std::string dir = make_temp_dir("cdcp11-azure-tty-");
+  auto tc = make_test_cert("tty-test");
+  const std::string encrypted = encrypt_key_pem(tc.key_pem, "tty-passphrase-577");
+  write_file(dir + "/client.pem", tc.cert_pem, 0644);
+  write_file(dir + "/client.key", encrypted, 0600);
+  // A pseudo-terminal as the controlling terminal of a child: what a prompt would write shows
+  // up on its master side.
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  REQUIRE(master >= 0);
+  REQUIRE(::grantpt(master) == 0);
+  REQUIRE(::unlockpt(master) == 0);
+  const std::string slave = ::ptsname(master);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) try {
+    ::setsid();
+    int s = ::open(slave.c_str(), O_RDWR);
+    if (s < 0 || ::ioctl(s, TIOCSCTTY, 0) != 0) ::_exit(77);
+    // The Entra certificate credential ...
+    bool ok = !ClientCertificate::from_pem(Secret(tc.cert_pem + encrypted));
+    // ... and libcurl given the key directly (past Connection::open's check).
+    HttpConfig h = emu.http();
+    h.client_cert_file = dir + "/client.pem";
+    h.client_key_file = dir + "/client.key";
+    HttpClient http(h);
+    HttpRequest req;
+    req.url = "https://demo-premium.vault.azure.net/keys?api-version=7.4";
+    ok = ok && !http.perform(req, "probe");
+    ::_exit(ok ? 0 : 1);
+  } catch (...) {
+    ::_exit(2);
+  }
+  std::string seen_on_tty;
+  int status = 0;
+  bool exited = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!exited && std::chrono::steady_clock::now() < deadline) {
+    // With no slave open the master only reports a hang-up: then wait a little, not spin.
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0 && (p.revents & POLLIN)) {
+      char buf[256];
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n > 0) seen_on_tty.append(buf, static_cast<std::size_t>(n));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (seen_on_tty.find("pass phrase") != std::string::npos) break;  // it prompted: it would wait forever
+    exited = ::waitpid(pid, &status, WNOHANG) == pid;
+  }
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  ::close(master);
+  std::string cmd = "rm -rf '" + dir + "'";
+  CHECK(std::system(cmd.c_str()) == 0);
+  CHECK_MESSAGE(seen_on_tty.find("pass phrase") == std::string::npos, "prompted: " << seen_on_tty);
+  REQUIRE(exited);
+  REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    MESSAGE("skipped: no pseudo-terminal could become the controlling terminal");
+    return;
+  }
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 // Last in this file (doctest runs a file's cases in order): everything logged or reported above
