@@ -203,7 +203,12 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
   curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, config_.verify_host ? 2L : 0L);
-  if (!config_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, config_.ca_file.c_str());
+  // A CA file replaces the system CAs: libcurl's built-in CA directory would otherwise still be
+  // trusted beside it.
+  if (!config_.ca_file.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, config_.ca_file.c_str());
+    curl_easy_setopt(c, CURLOPT_CAPATH, nullptr);
+  }
   if (!config_.client_cert_file.empty()) {
     curl_easy_setopt(c, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
     curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
@@ -220,7 +225,10 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
     curl_easy_setopt(c, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c, CURLOPT_PROXY_SSL_VERIFYHOST, config_.verify_host ? 2L : 0L);
     const std::string& pca = config_.proxy_ca_file.empty() ? config_.ca_file : config_.proxy_ca_file;
-    if (!pca.empty()) curl_easy_setopt(c, CURLOPT_PROXY_CAINFO, pca.c_str());
+    if (!pca.empty()) {
+      curl_easy_setopt(c, CURLOPT_PROXY_CAINFO, pca.c_str());
+      curl_easy_setopt(c, CURLOPT_PROXY_CAPATH, nullptr);
+    }
     if (!config_.no_proxy.empty()) curl_easy_setopt(c, CURLOPT_NOPROXY, config_.no_proxy.c_str());
   } else {
     curl_easy_setopt(c, CURLOPT_PROXY, "");  // ignore http(s)_proxy from the environment

@@ -273,6 +273,77 @@ TEST_CASE("through an HTTP CONNECT proxy, and a client certificate that cannot b
   CHECK(s.rfind("The TLS client certificate /nonexistent/client.pem could not be used (", 0) == 0);
 }
 
+namespace {
+
+// OpenSSL's CApath file name for a CA certificate: <subject hash>.0.
+std::string capath_name(const std::string& pem) {
+  BIO* b = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* x = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+  BIO_free(b);
+  REQUIRE(x);
+  char name[16];
+  std::snprintf(name, sizeof name, "%08lx.0", X509_subject_name_hash(x));
+  X509_free(x);
+  return name;
+}
+
+}  // namespace
+
+TEST_CASE("tls.ca_file replaces the system CAs instead of adding to them") {
+  Emulator& emu = shared_emulator();
+  const char* capath = curl_version_info(CURLVERSION_NOW)->capath;
+  if (!capath) {
+    MESSAGE("skipped: this libcurl has no built-in CA path");
+    return;
+  }
+  // A system CA store that trusts the emulator: the emulator's CA under its hashed name (and as
+  // the bundle), put over libcurl's built-in CA path in a private mount namespace.
+  const std::string dir = make_temp_dir("cdcp11-azure-sysca-");
+  const std::string ca_pem = read_file(emu.ca());
+  write_file(dir + "/" + capath_name(ca_pem), ca_pem, 0644);
+  write_file(dir + "/ca-certificates.crt", ca_pem, 0644);
+  // ca_file: a CA that issued nothing the emulator presents.
+  const std::string other_ca = dir + "-other.pem";
+  write_file(other_ca, make_test_cert("unrelated CA").cert_pem, 0644);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) try {
+    const uid_t uid = ::getuid();
+    const gid_t gid = ::getgid();
+    if (::unshare(CLONE_NEWNS) != 0) {
+      if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) ::_exit(77);
+      write_file("/proc/self/setgroups", "deny", 0644);
+      write_file("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1", 0644);
+      write_file("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1", 0644);
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount(dir.c_str(), capath, nullptr, MS_BIND, nullptr) != 0)
+      ::_exit(77);
+    // The stand-in system store works: with no ca_file the emulator is trusted through it.
+    ConnectionConfig sys = fast(emu.config());
+    sys.http.ca_file.clear();
+    if (!emu.connect(sys)->check()) ::_exit(78);
+    ConnectionConfig own = fast(emu.config());
+    own.http.ca_file = other_ca;
+    auto r = emu.connect(own)->check();
+    ::_exit(r ? 1 : r.error().kind == ErrorKind::tls_ca_untrusted ? 0 : 2);
+  } catch (...) {
+    ::_exit(77);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  std::string cmd = "rm -rf '" + dir + "' '" + other_ca + "'";
+  CHECK(std::system(cmd.c_str()) == 0);
+  REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    MESSAGE("skipped: no private mount namespace here (needs root or user namespaces)");
+    return;
+  }
+  CHECK_MESSAGE(WEXITSTATUS(status) != 78, "the stand-in system CA store was not used by libcurl");
+  CHECK_MESSAGE(WEXITSTATUS(status) != 1, "with tls.ca_file set, a server trusted only by the system CAs was accepted");
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
 TEST_CASE("an encrypted client key never makes OpenSSL prompt on the terminal") {
   Emulator& emu = shared_emulator();
   const std::string dir = make_temp_dir("cdcp11-azure-tty-");
