@@ -230,6 +230,12 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
       curl_easy_setopt(c, CURLOPT_PROXY_CAPATH, nullptr);
     }
     if (!config_.no_proxy.empty()) curl_easy_setopt(c, CURLOPT_NOPROXY, config_.no_proxy.c_str());
+    if (!config_.proxy_user.empty()) {
+      curl_easy_setopt(c, CURLOPT_PROXYUSERNAME, config_.proxy_user.c_str());
+      SecureBytes pw(config_.proxy_password.bytes());
+      pw.push_back(0);
+      curl_easy_setopt(c, CURLOPT_PROXYPASSWORD, reinterpret_cast<const char*>(pw.data()));  // libcurl copies it
+    }
   } else {
     curl_easy_setopt(c, CURLOPT_PROXY, "");  // ignore http(s)_proxy from the environment
   }
@@ -284,7 +290,7 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
     impl_->release(std::move(h), config_.max_idle_handles);
     err.curl_code = rc;
     err.tls_verify_result = verify;
-    err.message = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    err.message = redact_url_credentials(errbuf[0] ? errbuf : curl_easy_strerror(rc));
     err.maybe_applied = !is_connect_phase(rc) && request_size > 0;
     const bool via_proxy = !config_.proxy.empty();
     switch (rc) {
@@ -345,7 +351,7 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
       err.kind = ErrorKind::proxy;
       err.message = "the proxy answered HTTP " + std::to_string(connect_code) + " to CONNECT";
     }
-    if (err.kind == ErrorKind::proxy) err.principal = config_.proxy;
+    if (err.kind == ErrorKind::proxy) err.principal = redact_url_credentials(config_.proxy);
     log::debug(kLog, std::string(operation) + " " + req.method + " " + err.host + ": " + err.to_log_string());
     return fail(std::move(err));
   }

@@ -216,11 +216,15 @@ void terminate(pid_t& pid) {
 
 }  // namespace
 
-std::unique_ptr<Proxy> Proxy::start(bool deny_all) {
+std::unique_ptr<Proxy> Proxy::start(bool deny_all, const std::string& auth) {
   std::unique_ptr<Proxy> p(new Proxy());
   p->dir_ = make_temp_dir("cdcp11-azure-proxy-");
   std::vector<std::string> args = {"/usr/bin/python3", source_root() + "/tests/unit/azure/connect_proxy.py"};
   if (deny_all) args.push_back("--deny-all");
+  if (!auth.empty()) {
+    args.push_back("--auth");
+    args.push_back(auth);
+  }
   p->pid_ = spawn(args, p->dir_ + "/out.txt", p->dir_ + "/err.txt");
   static const std::regex line(R"(^proxy listening on (\d+))");
   for (int i = 0; i < 200; ++i) {

@@ -68,7 +68,8 @@ class Emulator {
 // tests/unit/azure/connect_proxy.py as a subprocess: an HTTP CONNECT proxy that logs tunnels.
 class Proxy {
  public:
-  static std::unique_ptr<Proxy> start(bool deny_all = false);
+  // auth "user:password": tunnels need that Proxy-Authorization (Basic), else 407.
+  static std::unique_ptr<Proxy> start(bool deny_all = false, const std::string& auth = "");
   ~Proxy();
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::vector<std::string> log_lines() const;

@@ -34,6 +34,7 @@ using namespace cdcp11::azure::test;
 namespace {
 
 constexpr const char* kWrongSecret = "wrong-secret-value-7c1d9e";
+constexpr const char* kProxyPassword = "pr0xy-pass-1618";
 
 // Every error string the tests saw, for the leak check at the end.
 std::vector<std::string>& seen() {
@@ -344,6 +345,34 @@ TEST_CASE("tls.ca_file replaces the system CAs instead of adding to them") {
   CHECK(WEXITSTATUS(status) == 0);
 }
 
+TEST_CASE("proxy credentials: sent to the proxy, never shown in an error or a log line") {
+  Emulator& emu = shared_emulator();
+  auto proxy = Proxy::start(false, std::string("alice:") + kProxyPassword);
+  ConnectionConfig c = emu.config();
+  c.http.proxy = proxy->url();
+  c.http.proxy_user = "alice";
+  c.http.proxy_password = Secret(std::string_view(kProxyPassword));
+  auto conn = emu.connect(c);
+  auto r = conn->check();
+  REQUIRE_MESSAGE(r, sentence(r.error()));
+  auto tunnels = proxy->log_lines();
+  REQUIRE_FALSE(tunnels.empty());
+  for (auto& t : tunnels) CHECK(t == "CONNECT 127.0.0.1:" + port() + " 200");
+
+  c.http.proxy_password = Secret(std::string_view("not-the-proxy-password"));
+  CHECK(not_connected(c) == "The proxy " + proxy->url() + " failed (the proxy answered HTTP 407 to CONNECT): check "
+                            "the proxy setting and that the proxy is reachable.");
+
+  // Credentials written into the proxy URL (the configuration refuses them; the API redacts them).
+  c = emu.config();
+  c.http.proxy = std::string("http://alice:") + kProxyPassword + "@127.0.0.1:1";
+  CHECK(not_connected(c) == "The proxy http://***@127.0.0.1:1 failed (no connection to it could be made): check the "
+                            "proxy setting and that the proxy is reachable.");
+  c.http.proxy = std::string("http://alice:") + kProxyPassword + "@proxy.cdcp11-nowhere.invalid:3128";
+  CHECK(not_connected(c) == "The proxy http://***@proxy.cdcp11-nowhere.invalid:3128 failed (its host name does not "
+                            "resolve): check the proxy setting and that the proxy is reachable.");
+}
+
 TEST_CASE("an encrypted client key never makes OpenSSL prompt on the terminal") {
   Emulator& emu = shared_emulator();
   const std::string dir = make_temp_dir("cdcp11-azure-tty-");
@@ -460,7 +489,7 @@ TEST_CASE("no secret, token or private key in any log line or error string") {
   BN_free(y);
   EVP_PKEY_free(ec);
 
-  std::vector<std::string> needles = {kSecret, kReaderSecret, kWrongSecret, std::string((*tok)->token.view()),
+  std::vector<std::string> needles = {kSecret, kReaderSecret, kWrongSecret, kProxyPassword, std::string((*tok)->token.view()),
                                       std::string((*ctok)->token.view()), d_b64, "eyJ", "client_secret=",
                                       "client_assertion="};
   // Every line of the app certificate's private key.

@@ -17,6 +17,7 @@
 #include "azure/retry.h"
 #include "azure/secret.h"
 #include "azure/service_error.h"
+#include "azure/util.h"
 #include "support.h"
 
 using namespace cdcp11;
@@ -565,4 +566,15 @@ TEST_CASE("an encrypted client key is refused with a precise error, never prompt
   CHECK(both.error().describe().find("The TLS client key file " + dir + "/both.pem is encrypted;") == 0);
   std::string cmd = "rm -rf '" + dir + "'";
   CHECK(std::system(cmd.c_str()) == 0);
+}
+
+TEST_CASE("credentials in URLs are redacted") {
+  CHECK(redact_url_credentials("http://alice:s3cret@proxy.example:3128") == "http://***@proxy.example:3128");
+  CHECK(redact_url_credentials("alice:s3cret@proxy.example:3128") == "***@proxy.example:3128");
+  CHECK(redact_url_credentials("https://tok3n@proxy.example/") == "https://***@proxy.example/");
+  CHECK(redact_url_credentials("http://proxy.example:3128") == "http://proxy.example:3128");
+  CHECK(redact_url_credentials("https://v.vault.azure.net/keys/a@b") == "https://v.vault.azure.net/keys/a@b");
+  CHECK(redact_url_credentials("Failed to connect to http://u:p%40ss@h:1 and https://x:y@z/ today") ==
+        "Failed to connect to http://***@h:1 and https://***@z/ today");
+  CHECK(redact_url_credentials("") == "");
 }
