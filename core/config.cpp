@@ -278,7 +278,8 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
 
 R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   if (!m.IsObject()) return c.bad("", "must be an object");
-  CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted"}));
+  CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted",
+                            "allow_plain_export_of_non_extractable"}));
   MirrorConfig mc;
   CDC_ASSIGN(std::string trig, get_choice(c, m, "trigger", {"on_generate", "on_request"}, "on_request"));
   CDC_ASSIGN(std::string mode, get_choice(c, m, "mode", {"sync", "async"}, "sync"));
@@ -287,6 +288,8 @@ R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   mc.mode = mode == "sync" ? MirrorMode::sync : MirrorMode::async;
   mc.on_destroy = od == "keep" ? OnDestroy::keep : od == "disable" ? OnDestroy::disable : OnDestroy::remove;
   CDC_ASSIGN(mc.recover_soft_deleted, get_bool(c, m, "recover_soft_deleted", false));
+  CDC_ASSIGN(mc.allow_plain_export_of_non_extractable,
+             get_bool(c, m, "allow_plain_export_of_non_extractable", false));
   return mc;
 }
 

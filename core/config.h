@@ -73,6 +73,10 @@ struct MirrorConfig {
   MirrorMode mode = MirrorMode::sync;
   OnDestroy on_destroy = OnDestroy::keep;
   bool recover_soft_deleted = false;
+  // A Standard vault takes a plain JWK: a key with CKA_EXTRACTABLE false is only sent that way
+  // when this is on, and then loses CKA_NEVER_EXTRACTABLE. BYOK (Premium, Managed HSM) keeps the
+  // key non-exportable and needs no permission.
+  bool allow_plain_export_of_non_extractable = false;
 };
 
 struct GroupConfig {

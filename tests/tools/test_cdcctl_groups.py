@@ -133,6 +133,17 @@ class GroupCommands(unittest.TestCase):
         self.run_cdcctl("group", "edit", "payments", "--local-only")
         self.assertNotIn("azure", self.config()["groups"][0])
 
+    def test_plain_export_of_non_extractable_keys_is_a_group_setting(self):
+        self.add_azure_group()
+        shown = json.loads(self.run_cdcctl("--json", "group", "show", "payments").stdout)
+        self.assertFalse(shown["mirror"]["allow_plain_export_of_non_extractable"])
+        self.run_cdcctl("group", "edit", "payments", "--allow-plain-export-of-non-extractable", "true")
+        self.assertTrue(self.config()["groups"][0]["mirror"]["allow_plain_export_of_non_extractable"])
+        self.assertIn("plain export", self.run_cdcctl("group", "show", "payments").stdout)
+        self.run_cdcctl("group", "edit", "payments", "--allow-plain-export-of-non-extractable", "maybe", ok=False)
+        self.run_cdcctl("group", "edit", "payments", "--allow-plain-export-of-non-extractable", "false")
+        self.assertFalse(self.config()["groups"][0]["mirror"]["allow_plain_export_of_non_extractable"])
+
     def test_invalid_edits_are_refused_and_leave_the_file_unchanged(self):
         self.add_azure_group()
         with open(self.conf, "rb") as f:

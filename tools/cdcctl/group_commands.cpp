@@ -30,7 +30,7 @@ namespace {
 struct GroupOptions {
   std::string description, token_dir, cloud, tenant, client, subscription, secret_file, secret_env, cert_file,
       key_file, ca_file, client_cert, client_key, proxy, proxy_user, proxy_password_file, proxy_password_env, vault,
-      vault_type, trigger, mode, on_destroy;
+      vault_type, trigger, mode, on_destroy, plain_export;
   unsigned long slot_id = 0, max_pin_retries = 0;
   std::vector<std::string> connect_to;
   bool secret_stdin = false, proxy_password_stdin = false, no_validate_host = false, validate_host = false,
@@ -85,6 +85,11 @@ void add_group_options(CLI::App* cmd, GroupOptions& o, bool for_edit) {
                           ->check(CLI::IsMember({"on_generate", "on_request"}));
   o.given["mirror-mode"] = cmd->add_option("--mirror-mode", o.mode, "sync or async")
                                ->check(CLI::IsMember({"sync", "async"}));
+  o.given["allow-plain-export-of-non-extractable"] =
+      cmd->add_option("--allow-plain-export-of-non-extractable", o.plain_export,
+                      "true: a Standard vault may get non-extractable keys as a plain JWK (they then lose "
+                      "CKA_NEVER_EXTRACTABLE); false (default): such a mirror is refused")
+          ->check(CLI::IsMember({"true", "false"}));
   o.given["on-destroy"] = cmd->add_option("--on-destroy", o.on_destroy,
                                           "What C_DestroyObject does to the Azure copy: keep, disable or delete")
                               ->check(CLI::IsMember({"keep", "disable", "delete"}));
@@ -201,6 +206,8 @@ Status apply(ConfigDoc& doc, rapidjson::Value& g, const std::string& name, Group
   setif("mirror", "mirror.trigger", o.trigger);
   setif("mirror-mode", "mirror.mode", o.mode);
   setif("on-destroy", "mirror.on_destroy", o.on_destroy);
+  if (o.has("allow-plain-export-of-non-extractable"))
+    doc.set_bool(g, "mirror.allow_plain_export_of_non_extractable", o.plain_export == "true");
   return {};
 }
 
@@ -261,6 +268,7 @@ void write_group_json(Writer& w, const core::GroupConfig& g) {
   w.Key("trigger"); w.String(trigger_name(g.mirror.trigger));
   w.Key("mode"); w.String(mode_name(g.mirror.mode));
   w.Key("on_destroy"); w.String(destroy_name(g.mirror.on_destroy));
+  w.Key("allow_plain_export_of_non_extractable"); w.Bool(g.mirror.allow_plain_export_of_non_extractable);
   w.EndObject();
   w.EndObject();
 }
@@ -354,6 +362,8 @@ void add_group_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       }
       t.add({"mirror", std::string(trigger_name(g.mirror.trigger)) + ", " + mode_name(g.mirror.mode) +
                            ", on destroy: " + destroy_name(g.mirror.on_destroy)});
+      if (g.mirror.allow_plain_export_of_non_extractable)
+        t.add({"plain export", "non-extractable keys may go to a Standard vault as a plain JWK"});
       t.print(std::cout);
       return;
     }

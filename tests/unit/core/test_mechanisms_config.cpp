@@ -196,6 +196,22 @@ TEST_CASE("config: a proxy password is never inline and never echoed; it comes f
   ::rmdir(dir.c_str());
 }
 
+TEST_CASE("config: plain export of non-extractable keys is a group policy, off by default") {
+  auto mirror = [](const std::string& m) {
+    auto c = parse_config(R"({"groups":[{"name":"g","token":{"dir":"t"},"mirror":)" + m + "}]}", "/c.json");
+    return c;
+  };
+  auto def = mirror("{}");
+  REQUIRE(def);
+  CHECK_FALSE(def->groups[0].mirror.allow_plain_export_of_non_extractable);
+  auto on = mirror(R"({"allow_plain_export_of_non_extractable":true})");
+  REQUIRE(on);
+  CHECK(on->groups[0].mirror.allow_plain_export_of_non_extractable);
+  auto bad = mirror(R"({"allow_plain_export_of_non_extractable":"yes"})");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message == "/c.json: group 'g': mirror.allow_plain_export_of_non_extractable: must be true or false");
+}
+
 TEST_CASE("atomic file: the file gets exactly the mode asked for, and a stale temp file does not block it") {
   char tmpl[] = "/tmp/cdcp11-atomic-XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);

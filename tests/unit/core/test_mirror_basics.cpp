@@ -119,7 +119,7 @@ TEST_CASE("mirror journal: application threads enqueue and abandon while the wor
   auto opened = Journal::open(jdir);
   REQUIRE(opened);
   // No KEK is ever journaled here, so abandon() makes no remote call: no connection is needed.
-  Engine engine("g", cdcp11::core::AzureConfig{}, nullptr, std::move(*opened), false);
+  Engine engine("g", cdcp11::core::AzureConfig{}, nullptr, std::move(*opened), cdcp11::core::MirrorConfig{});
   // Another process's view of the same journal, looked at once before the threads start.
   auto other = Journal::open(jdir);
   REQUIRE(other);
