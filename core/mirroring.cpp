@@ -59,9 +59,7 @@ R<void> Library::precheck_mirror(const Slot& slot, const AttrMap& a, std::size_t
                                        a.ulong(CKA_KEY_TYPE).value_or(0), rsa_bits));
   // The creating functions know no CKR_KEY_UNEXTRACTABLE: for them the template and the group's
   // policy are what conflict.
-  if (auto plain = mirror::Engine::plain_export_of_non_extractable(
-          slot.mirror->azure_config(), a, slot.cfg.mirror.allow_plain_export_of_non_extractable);
-      !plain)
+  if (auto plain = slot.mirror->plain_export_of_non_extractable(a); !plain)
     return err(Errc::template_inconsistent, plain.error().message);
   return {};
 }
@@ -110,8 +108,7 @@ R<void> Library::run_mirror(Slot& slot, CK_OBJECT_HANDLE h) {
     record_mirror(slot, key.uid, CDC_MIRROR_STATE_FAILED, "", why);
     return err(Errc::function_failed, why);
   }
-  auto plain = mirror::Engine::plain_export_of_non_extractable(slot.mirror->azure_config(), key.attrs,
-                                                               slot.cfg.mirror.allow_plain_export_of_non_extractable);
+  auto plain = slot.mirror->plain_export_of_non_extractable(key.attrs);
   if (!plain) {
     record_mirror(slot, key.uid, CDC_MIRROR_STATE_FAILED, "", plain.error().message);
     return fail(std::move(plain).error());

@@ -110,13 +110,13 @@ Engine::Engine(std::string group, AzureConfig azure, std::shared_ptr<azure::Conn
       journal_(std::move(journal)),
       policy_(policy) {}
 
-R<bool> Engine::plain_export_of_non_extractable(const AzureConfig& a, const AttrMap& key, bool allowed) {
-  if (a.vault_type != VaultType::standard || key.ulong(CKA_CLASS) != CKO_PRIVATE_KEY ||
+R<bool> Engine::plain_export_of_non_extractable(const AttrMap& key) const {
+  if (azure_.vault_type != VaultType::standard || key.ulong(CKA_CLASS) != CKO_PRIVATE_KEY ||
       key.bool_or(CKA_EXTRACTABLE, false))
     return false;
-  if (allowed) return true;
+  if (policy_.allow_plain_export_of_non_extractable) return true;
   return err(Errc::key_unextractable,
-             "the key is not extractable (CKA_EXTRACTABLE false) and vault '" + a.vault_name +
+             "the key is not extractable (CKA_EXTRACTABLE false) and vault '" + azure_.vault_name +
                  "' is a Standard vault, which takes keys only as a plain JWK export; the group's "
                  "mirror.allow_plain_export_of_non_extractable is off. Mirror into a Premium vault or Managed HSM "
                  "(BYOK keeps the key non-exportable), or turn that setting on (the key's CKA_NEVER_EXTRACTABLE "
@@ -341,8 +341,7 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   }
   CDC_TRY(check_target(azure_, cls, kt, rsa_bits));
   // Before anything goes to Azure; the caller records a plain export on the key first.
-  CDC_ASSIGN(const bool plain,
-             plain_export_of_non_extractable(azure_, a, policy_.allow_plain_export_of_non_extractable));
+  CDC_ASSIGN(const bool plain, plain_export_of_non_extractable(a));
   if (plain && a.bool_or(CKA_NEVER_EXTRACTABLE, true))
     return err(Errc::function_failed, "the key's CKA_NEVER_EXTRACTABLE must be made false before its plain export");
   const bool is_secret = cls == CKO_SECRET_KEY;

@@ -48,7 +48,7 @@ class Engine {
   // (mirror.allow_plain_export_of_non_extractable); otherwise key_unextractable, with a sentence
   // naming the setting and the alternatives. True when the mirror will be such a plain export:
   // the key's CKA_NEVER_EXTRACTABLE must then be made false before anything is sent.
-  static R<bool> plain_export_of_non_extractable(const AzureConfig& azure, const AttrMap& key, bool allowed);
+  R<bool> plain_export_of_non_extractable(const AttrMap& key) const;
 
   // Mirrors the key (a private or secret key object) or resumes its journaled job. The journal
   // holds the outcome either way; the error is a sentence for people.
