@@ -418,7 +418,7 @@ class CloudKeys(unittest.TestCase):
         sig_path = self.tok.path("cn-sig")
         idx = str([g for g, *_ in GROUPS].index("cn-std"))
         # pkcs11-tool chooses the signing key by --id only (OpenSC 0.23 ignores --label there).
-        key_id = self.raw(s, priv, P.CKA_ID).hex()
+        key_id = self.raw(s, priv, self.P.CKA_ID).hex()
         self.tok.tool("--slot-index", idx, "--sign", "--mechanism", "ECDSA-SHA512", "--id", key_id,
                       "--input-file", data_path, "--output-file", sig_path, login=True)
         with open(sig_path, "rb") as f:
