@@ -238,8 +238,10 @@ Result<HttpResponse, Error> KeyVaultClient::send(const Op& op_in) {
 
 Result<KeyBundle, Error> KeyVaultClient::bundle_from(const HttpResponse& r, const std::string& operation) {
   KeyBundle b;
-  if (!parse_key_bundle(r.text(), b)) {
-    Error e = make_error(ErrorKind::invalid_response, operation, "the answer is not a key bundle");
+  std::string why;
+  if (!parse_key_bundle(r.text(), b, &why)) {
+    Error e = make_error(ErrorKind::invalid_response, operation,
+                         "the answer is not a key bundle" + (why.empty() ? "" : ": " + why));
     e.host = host_;
     e.request_id = r.request_id;
     return fail(std::move(e));
@@ -364,9 +366,10 @@ Result<std::vector<KeyItem>, Error> KeyVaultClient::list_paged(const std::string
     op.permission = permission;
     op.limit = limit_for(KeyOp::list, KeyShape{mhsm_, "", 0, ""});
     CDC_ASSIGN(HttpResponse r, send(op));
-    std::string next;
-    if (!parse_key_items(r.text(), out, next)) {
-      Error e = make_error(ErrorKind::invalid_response, what, "the answer is not a key list");
+    std::string next, why;
+    if (!parse_key_items(r.text(), out, next, &why)) {
+      Error e = make_error(ErrorKind::invalid_response, what,
+                           "the answer is not a key list" + (why.empty() ? "" : ": " + why));
       e.host = host_;
       return fail(std::move(e));
     }

@@ -248,8 +248,10 @@ class KeyVaultClient {
 SecureBytes create_key_body(const CreateKeyOptions& o);
 Result<SecureBytes, Error> import_key_body(const ImportKeyOptions& o);
 SecureBytes update_key_body(const UpdateKeyOptions& o);
-bool parse_key_bundle(std::string_view json, KeyBundle& out);
-bool parse_key_items(std::string_view json, std::vector<KeyItem>& out, std::string& next_link);
+// why, if given, gets the reason text that is not JSON was refused (see parse_json).
+bool parse_key_bundle(std::string_view json, KeyBundle& out, std::string* why = nullptr);
+bool parse_key_items(std::string_view json, std::vector<KeyItem>& out, std::string& next_link,
+                     std::string* why = nullptr);
 bool public_material_matches(const JsonWebKey& k, const PublicKeyMaterial& m);
 
 }  // namespace cdcp11::azure

@@ -14,6 +14,11 @@ namespace {
 
 constexpr const char* kLog = "azure.retry";
 
+// Longer than any wait we honour (RetryPolicy::max_retry_after caps it): values past it mean
+// "a long time" and are clamped, so the arithmetic on them cannot overflow.
+constexpr long long kMaxWaitSeconds = 10LL * 365 * 86400;
+
+// A non-negative number of seconds or milliseconds, at most kMaxWaitSeconds * 1000.
 std::optional<long long> parse_number(std::string_view v) {
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
@@ -21,14 +26,17 @@ std::optional<long long> parse_number(std::string_view v) {
   // Fractional seconds are rounded up (a few services send "1.5").
   std::size_t dot = v.find('.');
   std::string_view ip = v.substr(0, dot);
+  constexpr long long kMax = kMaxWaitSeconds * 1000;
   long long n = 0;
   auto [p, ec] = std::from_chars(ip.data(), ip.data() + ip.size(), n);
-  if (ec != std::errc() || p != ip.data() + ip.size() || n < 0) return std::nullopt;
+  if (ec == std::errc::result_out_of_range && p == ip.data() + ip.size() && ip.front() != '-') n = kMax;
+  else if (ec != std::errc() || p != ip.data() + ip.size() || n < 0) return std::nullopt;
+  n = std::min(n, kMax);
   if (dot != std::string_view::npos) {
     std::string_view frac = v.substr(dot + 1);
     if (frac.empty() || !std::all_of(frac.begin(), frac.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return std::nullopt;
-    if (std::any_of(frac.begin(), frac.end(), [](char c) { return c != '0'; })) ++n;
+    if (n < kMax && std::any_of(frac.begin(), frac.end(), [](char c) { return c != '0'; })) ++n;
   }
   return n;
 }
@@ -63,11 +71,14 @@ std::optional<std::chrono::milliseconds> parse_retry_after_value(std::string_vie
     return milliseconds(*n);
   }
   if (iequals(name, "retry-after")) {
-    if (auto n = parse_number(value)) return milliseconds(*n * 1000);
+    if (auto n = parse_number(value)) return milliseconds(std::min(*n, kMaxWaitSeconds) * 1000);
     if (auto t = parse_http_date(value)) {
+      // In seconds first: a far date is past what the clock's nanoseconds can hold.
+      const long long ahead = static_cast<long long>(*t) - std::chrono::system_clock::to_time_t(now);
+      if (ahead <= 0) return milliseconds(0);
+      if (ahead >= kMaxWaitSeconds) return milliseconds(kMaxWaitSeconds * 1000);
       auto when = std::chrono::system_clock::from_time_t(*t);
-      auto d = std::chrono::duration_cast<milliseconds>(when - now);
-      return std::max(d, milliseconds(0));
+      return std::max(std::chrono::duration_cast<milliseconds>(when - now), milliseconds(0));
     }
   }
   return std::nullopt;

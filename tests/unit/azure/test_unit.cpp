@@ -18,6 +18,7 @@
 #include "azure/rotation_policy.h"
 #include "azure/secret.h"
 #include "azure/service_error.h"
+#include "azure/util.h"
 #include "support.h"
 
 using namespace cdcp11;
@@ -70,6 +71,23 @@ TEST_CASE("Retry-After: seconds, HTTP date, milliseconds headers") {
   CHECK(parse_retry_after(r, now) == 7000ms);
   r.headers = {};
   CHECK_FALSE(parse_retry_after(r, now));
+}
+
+TEST_CASE("Retry-After: absurd values do not overflow, they mean a long wait") {
+  auto now = std::chrono::system_clock::from_time_t(784111777);
+  for (const char* v : {"9999999999999999", "9223372036854775807", "9223372036854775807.5"}) {
+    INFO(v);
+    auto d = parse_retry_after_value("Retry-After", v, now);
+    REQUIRE(d);
+    CHECK(*d >= 24h);
+  }
+  auto ms = parse_retry_after_value("retry-after-ms", "9223372036854775807.1", now);
+  REQUIRE(ms);
+  CHECK(*ms >= 24h);
+  auto far = parse_retry_after_value("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT", now);
+  REQUIRE(far);
+  CHECK(*far >= 24h);
+  CHECK(parse_retry_after_value("Retry-After", "Mon, 01 Jan 0001 00:00:00 GMT", now) == 0ms);
 }
 
 TEST_CASE("backoff: exponential, jittered within bounds, capped") {
@@ -639,4 +657,87 @@ TEST_CASE("rotation policy JSON: shape in and out") {
   CHECK_FALSE(iso8601_duration_valid("PT"));
   CHECK_FALSE(iso8601_duration_valid("P1H"));
   CHECK_FALSE(iso8601_duration_valid("90D"));
+}
+
+TEST_CASE("JSON from the network: nesting is bounded, numbers out of int64 range are refused") {
+  // Far deeper than any Azure answer; a recursive parser would run off the stack.
+  const std::size_t depth = 1'000'000;
+  std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  JsonDocument d;
+  std::string why;
+  CHECK_FALSE(parse_json(deep, d, &why));
+  CHECK(why == "JSON nested deeper than 64 levels");
+  KeyBundle kb;
+  CHECK_FALSE(parse_key_bundle("{\"key\":" + deep + "}", kb));
+  // Brackets inside strings are text, not nesting.
+  JsonDocument s;
+  CHECK(parse_json("{\"a\":\"" + std::string(100, '[') + "\"}", s));
+  CHECK(parse_json(std::string(64, '[') + std::string(64, ']'), s));
+  CHECK_FALSE(parse_json(std::string(65, '[') + std::string(65, ']'), s));
+  CHECK_FALSE(parse_json("{\"a\":", s, &why));
+  CHECK(why.rfind("invalid JSON", 0) == 0);
+
+  JsonDocument n;
+  REQUIRE(parse_json(R"({"big":1e300,"neg":-1e300,"edge":9223372036854775808.0,"u":18446744073709551615,
+                         "ok":1.5e9,"frac":12.75,"min":-9223372036854775808,"minf":-9223372036854775808.0})", n));
+  CHECK_FALSE(int_member(n, "big"));
+  CHECK_FALSE(int_member(n, "neg"));
+  CHECK_FALSE(int_member(n, "edge"));
+  CHECK_FALSE(int_member(n, "u"));
+  CHECK(int_member(n, "ok") == 1500000000);
+  CHECK(int_member(n, "frac") == 12);
+  CHECK(int_member(n, "min") == INT64_MIN);
+  CHECK(int_member(n, "minf") == INT64_MIN);
+}
+
+TEST_CASE("an encrypted client key is refused with a precise error, never prompted for") {
+  auto tc = test::make_test_cert("encrypted-key-test");
+  const std::string encrypted = test::encrypt_key_pem(tc.key_pem, "key-passphrase-2718");
+  REQUIRE(encrypted.find("ENCRYPTED") != std::string::npos);
+
+  // The Entra certificate credential.
+  auto cert = ClientCertificate::from_pem(Secret(tc.cert_pem + encrypted));
+  REQUIRE_FALSE(cert);
+  CHECK(cert.error().kind == ErrorKind::certificate);
+  CHECK(cert.error().describe() ==
+        "The client certificate's private key is encrypted; cdcp11 cannot ask for its passphrase: store the key "
+        "unencrypted in a file only its owner can read (openssl pkey -in KEY -out PLAIN-KEY; chmod 600 PLAIN-KEY).");
+
+  // The mutual-TLS client key.
+  const std::string dir = test::make_temp_dir("cdcp11-azure-enckey-");
+  test::write_file(dir + "/client.pem", tc.cert_pem, 0644);
+  test::write_file(dir + "/client.key", encrypted, 0600);
+  ConnectionConfig c;
+  c.tenant_id = test::kTenant;
+  c.client_id = test::kSecretApp;
+  c.client_secret = Secret(std::string_view("x"));
+  c.vault_url = "https://demo-premium.vault.azure.net";
+  c.http.client_cert_file = dir + "/client.pem";
+  c.http.client_key_file = dir + "/client.key";
+  auto conn = Connection::open(c);
+  REQUIRE_FALSE(conn);
+  CHECK(conn.error().describe() ==
+        "The TLS client key file " + dir + "/client.key is encrypted; cdcp11 cannot ask for its passphrase: store "
+        "the key unencrypted in a file only its owner can read (openssl pkey -in KEY -out PLAIN-KEY; chmod 600 "
+        "PLAIN-KEY).");
+  // The key inside the certificate file, as tls.client_key_file may be left empty.
+  test::write_file(dir + "/both.pem", tc.cert_pem + encrypted, 0600);
+  c.http.client_cert_file = dir + "/both.pem";
+  c.http.client_key_file = "";
+  auto both = Connection::open(c);
+  REQUIRE_FALSE(both);
+  CHECK(both.error().describe().find("The TLS client key file " + dir + "/both.pem is encrypted;") == 0);
+  std::string cmd = "rm -rf '" + dir + "'";
+  CHECK(std::system(cmd.c_str()) == 0);
+}
+
+TEST_CASE("credentials in URLs are redacted") {
+  CHECK(redact_url_credentials("http://alice:s3cret@proxy.example:3128") == "http://***@proxy.example:3128");
+  CHECK(redact_url_credentials("alice:s3cret@proxy.example:3128") == "***@proxy.example:3128");
+  CHECK(redact_url_credentials("https://tok3n@proxy.example/") == "https://***@proxy.example/");
+  CHECK(redact_url_credentials("http://proxy.example:3128") == "http://proxy.example:3128");
+  CHECK(redact_url_credentials("https://v.vault.azure.net/keys/a@b") == "https://v.vault.azure.net/keys/a@b");
+  CHECK(redact_url_credentials("Failed to connect to http://u:p%40ss@h:1 and https://x:y@z/ today") ==
+        "Failed to connect to http://***@h:1 and https://***@z/ today");
+  CHECK(redact_url_credentials("") == "");
 }
