@@ -27,7 +27,7 @@ CROSSES = {
     "RSA-PKCS", "SHA1-RSA-PKCS", "SHA256-RSA-PKCS", "SHA384-RSA-PKCS", "SHA512-RSA-PKCS",
     "RSA-PKCS-PSS", "RSA-PKCS-OAEP", "ECDSA", "ECDSA-SHA1",
     "SHA-1-HMAC", "SHA256-HMAC", "SHA384-HMAC", "SHA512-HMAC",
-    "SHA-1", "SHA256", "SHA384", "SHA512",
+    "SHA-1", "SHA256", "SHA384", "SHA512", "AES-ECB",
 }
 
 GROUPS = [("plain", "demo-premium", "premium", {"trigger": "on_request"}),
