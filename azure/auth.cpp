@@ -11,6 +11,7 @@ namespace cdcp11::azure {
 namespace {
 
 constexpr const char* kLog = "azure.auth";
+constexpr std::chrono::seconds kMaxTokenLifetime{31 * 86400};
 
 std::string first_line(std::string_view s) {
   auto e = s.find_first_of("\r\n");
@@ -126,8 +127,10 @@ Result<std::shared_ptr<const AccessToken>, Error> TokenProvider::fetch(std::stri
     return fail(std::move(e));
   }
   JsonDocument doc;
-  if (!parse_json(resp.text(), doc) || !doc.IsObject())
-    return fail(make_error(ErrorKind::invalid_response, op, "the token response is not JSON"));
+  std::string why;
+  if (!parse_json(resp.text(), doc, &why) || !doc.IsObject())
+    return fail(make_error(ErrorKind::invalid_response, op,
+                           "the token response is not a JSON object" + (why.empty() ? "" : " (" + why + ")")));
   const JsonValue* at = member(doc, "access_token");
   if (!at || !at->IsString())
     return fail(make_error(ErrorKind::invalid_response, op, "the token response has no access_token"));
@@ -141,7 +144,9 @@ Result<std::shared_ptr<const AccessToken>, Error> TokenProvider::fetch(std::stri
     std::string s = str_member(doc, "expires_in");
     if (!s.empty()) expires_in = std::strtoll(s.c_str(), nullptr, 10);
   }
-  if (expires_in && *expires_in > 0) tok->expires_on = tok->obtained + std::chrono::seconds(*expires_in);
+  // Entra tokens live an hour or a day; a bound also keeps the time arithmetic from overflowing.
+  if (expires_in && *expires_in > 0 && *expires_in <= kMaxTokenLifetime.count())
+    tok->expires_on = tok->obtained + std::chrono::seconds(*expires_in);
   if (tok->expires_on <= tok->obtained)
     return fail(make_error(ErrorKind::invalid_response, op, "the token response has no usable expires_in"));
   ++fetches_;
@@ -166,7 +171,9 @@ bool read_token_claims(const Secret& jwt, AccessToken& out) {
   out.tid = str_member(doc, "tid");
   out.appid = str_member(doc, "appid");
   if (out.appid.empty()) out.appid = str_member(doc, "azp");
-  if (auto exp = int_member(doc, "exp"); exp && out.expires_on.time_since_epoch().count() == 0)
+  // Before year 10000: later would overflow the clock's nanoseconds.
+  if (auto exp = int_member(doc, "exp");
+      exp && *exp > 0 && *exp < 253402300800 && out.expires_on.time_since_epoch().count() == 0)
     out.expires_on = std::chrono::system_clock::time_point(std::chrono::seconds(*exp));
   return true;
 }

@@ -1,5 +1,6 @@
 #include "azure/connection.h"
 
+#include "azure/pem.h"
 #include "azure/util.h"
 #include "common/log.h"
 
@@ -38,6 +39,16 @@ Result<std::shared_ptr<Connection>, Error> Connection::open(ConnectionConfig cfg
   }
   if (!cfg.verify_challenge_resource)
     log::warn("azure", "Key Vault challenge resource verification is switched off by configuration");
+
+  // libcurl would hand an encrypted key to OpenSSL, which prompts on the terminal (or fails
+  // with a vague error): refuse it here, precisely. A key that cannot be read is left to libcurl,
+  // whose error names the file.
+  if (!cfg.http.client_cert_file.empty()) {
+    const std::string& path = cfg.http.client_key_file.empty() ? cfg.http.client_cert_file : cfg.http.client_key_file;
+    if (auto pem = load_private_file(path, "TLS client key"); pem && read_pem_private_key(pem->bytes()).encrypted)
+      return fail(make_error(ErrorKind::certificate, op,
+                             "The TLS client key file " + path + " is encrypted; " + kEncryptedKeyAdvice));
+  }
 
   ClientCredential cred;
   cred.tenant_id = cfg.tenant_id;

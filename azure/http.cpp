@@ -203,13 +203,21 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
   curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, config_.verify_host ? 2L : 0L);
-  if (!config_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, config_.ca_file.c_str());
+  // A CA file replaces the system CAs: libcurl's built-in CA directory would otherwise still be
+  // trusted beside it.
+  if (!config_.ca_file.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, config_.ca_file.c_str());
+    curl_easy_setopt(c, CURLOPT_CAPATH, nullptr);
+  }
   if (!config_.client_cert_file.empty()) {
     curl_easy_setopt(c, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
     curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
     curl_easy_setopt(c, CURLOPT_SSLKEY,
                      (config_.client_key_file.empty() ? config_.client_cert_file : config_.client_key_file).c_str());
     curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    // An (empty) passphrase keeps OpenSSL from prompting on the terminal should the key be
+    // encrypted after all (Connection::open refuses encrypted keys).
+    curl_easy_setopt(c, CURLOPT_KEYPASSWD, "");
   }
   if (!config_.proxy.empty()) {
     curl_easy_setopt(c, CURLOPT_PROXY, config_.proxy.c_str());
@@ -217,8 +225,17 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
     curl_easy_setopt(c, CURLOPT_PROXY_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c, CURLOPT_PROXY_SSL_VERIFYHOST, config_.verify_host ? 2L : 0L);
     const std::string& pca = config_.proxy_ca_file.empty() ? config_.ca_file : config_.proxy_ca_file;
-    if (!pca.empty()) curl_easy_setopt(c, CURLOPT_PROXY_CAINFO, pca.c_str());
+    if (!pca.empty()) {
+      curl_easy_setopt(c, CURLOPT_PROXY_CAINFO, pca.c_str());
+      curl_easy_setopt(c, CURLOPT_PROXY_CAPATH, nullptr);
+    }
     if (!config_.no_proxy.empty()) curl_easy_setopt(c, CURLOPT_NOPROXY, config_.no_proxy.c_str());
+    if (!config_.proxy_user.empty()) {
+      curl_easy_setopt(c, CURLOPT_PROXYUSERNAME, config_.proxy_user.c_str());
+      SecureBytes pw(config_.proxy_password.bytes());
+      pw.push_back(0);
+      curl_easy_setopt(c, CURLOPT_PROXYPASSWORD, reinterpret_cast<const char*>(pw.data()));  // libcurl copies it
+    }
   } else {
     curl_easy_setopt(c, CURLOPT_PROXY, "");  // ignore http(s)_proxy from the environment
   }
@@ -273,7 +290,7 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
     impl_->release(std::move(h), config_.max_idle_handles);
     err.curl_code = rc;
     err.tls_verify_result = verify;
-    err.message = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    err.message = redact_url_credentials(errbuf[0] ? errbuf : curl_easy_strerror(rc));
     err.maybe_applied = !is_connect_phase(rc) && request_size > 0;
     const bool via_proxy = !config_.proxy.empty();
     switch (rc) {
@@ -334,7 +351,7 @@ Result<HttpResponse, Error> HttpClient::perform(const HttpRequest& req, std::str
       err.kind = ErrorKind::proxy;
       err.message = "the proxy answered HTTP " + std::to_string(connect_code) + " to CONNECT";
     }
-    if (err.kind == ErrorKind::proxy) err.principal = config_.proxy;
+    if (err.kind == ErrorKind::proxy) err.principal = redact_url_credentials(config_.proxy);
     log::debug(kLog, std::string(operation) + " " + req.method + " " + err.host + ": " + err.to_log_string());
     return fail(std::move(err));
   }

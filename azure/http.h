@@ -26,6 +26,8 @@ struct HttpConfig {
   std::string client_cert_file;     // mutual TLS: PEM certificate ...
   std::string client_key_file;      // ... and its PEM key (may be the same file)
   std::string proxy;                // "http://host:3128" or "https://host:443"; empty = none
+  std::string proxy_user;           // proxy authentication (Basic), with ...
+  Secret proxy_password;            // ... this password; never part of `proxy`
   std::string proxy_ca_file;        // CA for an https:// proxy; empty = ca_file / system
   std::string no_proxy;             // comma-separated hosts that bypass the proxy
   std::chrono::milliseconds connect_timeout{10'000};

@@ -50,10 +50,13 @@ using JsonValue = rapidjson::GenericValue<rapidjson::UTF8<>, JsonPool>;
 using JsonBuffer = rapidjson::GenericStringBuffer<rapidjson::UTF8<>, ZeroizingRapidAllocator>;
 using JsonWriter = rapidjson::Writer<JsonBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>, ZeroizingRapidAllocator>;
 
-inline bool parse_json(std::string_view text, JsonDocument& doc) {
-  doc.Parse(text.data(), text.size());
-  return !doc.HasParseError();
-}
+// Deeper than any Azure answer (they nest 4 or 5 levels), shallow enough for any stack.
+constexpr std::size_t kMaxJsonDepth = 64;
+
+// Parses text from the network. Refuses nesting deeper than kMaxJsonDepth before parsing (and
+// parses iteratively), so a hostile answer cannot exhaust the stack. why, if given, gets the
+// reason on failure.
+bool parse_json(std::string_view text, JsonDocument& doc, std::string* why = nullptr);
 
 inline SecureBytes to_body(const JsonBuffer& b) {
   return SecureBytes(reinterpret_cast<const uint8_t*>(b.GetString()),
@@ -71,13 +74,9 @@ inline std::string str_member(const JsonValue& obj, const char* name) {
   return v && v->IsString() ? std::string(v->GetString(), v->GetStringLength()) : std::string();
 }
 
-inline std::optional<int64_t> int_member(const JsonValue& obj, const char* name) {
-  const JsonValue* v = member(obj, name);
-  if (!v) return std::nullopt;
-  if (v->IsInt64()) return v->GetInt64();
-  if (v->IsDouble()) return static_cast<int64_t>(v->GetDouble());
-  return std::nullopt;
-}
+// An integer member; a fractional number is truncated. Absent, or not a number in int64 range:
+// nullopt (converting a double outside that range would be undefined).
+std::optional<int64_t> int_member(const JsonValue& obj, const char* name);
 
 inline std::optional<bool> bool_member(const JsonValue& obj, const char* name) {
   const JsonValue* v = member(obj, name);

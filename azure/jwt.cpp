@@ -8,6 +8,7 @@
 
 #include "azure/base64url.h"
 #include "azure/json.h"
+#include "azure/pem.h"
 #include "azure/util.h"
 
 namespace cdcp11::azure {
@@ -27,8 +28,6 @@ Error cert_error(std::string msg) { return make_error(ErrorKind::certificate, "l
 
 }  // namespace
 
-void ClientCertificate::KeyFree::operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-
 Result<ClientCertificate, Error> ClientCertificate::from_pem(const Secret& pem) {
   ClientCertificate out;
   {
@@ -41,11 +40,12 @@ Result<ClientCertificate, Error> ClientCertificate::from_pem(const Secret& pem) 
     unsigned char* p = out.der_.data();
     i2d_X509(x.get(), &p);
   }
-  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.bytes().data(), static_cast<int>(pem.size())));
-  EVP_PKEY* k = bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr;
-  if (!k) return fail(cert_error("No unencrypted PEM private key found for the client certificate"));
-  out.key_.reset(k, KeyFree{});
-  if (EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA)
+  PemKey k = read_pem_private_key(pem.bytes());
+  if (k.encrypted)
+    return fail(cert_error(std::string("The client certificate's private key is encrypted; ") + kEncryptedKeyAdvice));
+  if (!k.key) return fail(cert_error("No PEM private key found for the client certificate"));
+  out.key_ = std::move(k.key);
+  if (EVP_PKEY_get_base_id(out.key_.get()) != EVP_PKEY_RSA)
     return fail(cert_error("The client certificate key is not an RSA key; Entra ID assertions need RSA (PS256)"));
   return out;
 }

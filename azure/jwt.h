@@ -27,9 +27,6 @@ class ClientCertificate {
   std::string x5t_s256() const;  // base64url(SHA-256(cert DER)), no padding
 
  private:
-  struct KeyFree {
-    void operator()(EVP_PKEY* k) const;
-  };
   Bytes der_;
   std::shared_ptr<EVP_PKEY> key_;
 };

@@ -59,6 +59,13 @@ std::string base_kty(std::string_view kty) {
   return k;
 }
 
+// What the published limits depend on, from a kty such as "RSA-HSM" or "ec".
+KeyShape shape_of(std::string_view kty, bool hsm, int bits, std::string crv) {
+  const std::string b = base_kty(kty);
+  return KeyShape{hsm || ends_with_icase(kty, "-HSM"), b == "rsa" ? "RSA" : b == "ec" ? "EC" : b.empty() ? "" : "oct",
+                  bits, std::move(crv)};
+}
+
 }  // namespace
 
 struct KeyVaultClient::Op {
@@ -69,8 +76,7 @@ struct KeyVaultClient::Op {
   std::string permission;  // access-policy permission it needs
   Repeat repeat = Repeat::safe;
   AlreadyApplied already_applied;
-  LimitBucket bucket = LimitBucket::vault;
-  int units = 1;
+  Limit limit;
   std::string client_request_id;  // one per operation, kept across its retries
 };
 
@@ -90,20 +96,24 @@ std::string KeyVaultClient::key_url(const std::string& name, const std::string& 
 
 void KeyVaultClient::remember(const KeyBundle& b) {
   std::string n = to_lower(b.name());
-  if (n.empty()) return;
+  if (n.empty() || b.key.kty.empty()) return;
+  KeyShape shape = shape_of(b.key.kty, mhsm_, b.key.rsa_bits(), b.key.crv);
   std::lock_guard lk(mu_);
-  shapes_[n] = {mhsm_ || ends_with_icase(b.key.kty, "-HSM"), b.key.rsa_bits()};
+  shapes_[n] = std::move(shape);
 }
 
-std::pair<LimitBucket, int> KeyVaultClient::bucket_for_key(const std::string& name) {
-  std::lock_guard lk(mu_);
-  auto it = shapes_.find(to_lower(name));
-  if (it == shapes_.end()) return {mhsm_ ? LimitBucket::other_hsm : LimitBucket::other_sw, 1};
-  return {it->second.hsm ? LimitBucket::other_hsm : LimitBucket::other_sw, rsa_weight(it->second.bits)};
+Limit KeyVaultClient::limit_for(KeyOp op, const KeyShape& shape) const {
+  return mhsm_ ? mhsm_limit(op, shape) : vault_limit(op, shape);
 }
 
-LimitBucket KeyVaultClient::create_bucket(std::string_view kty, bool byok) const {
-  return (mhsm_ || byok || ends_with_icase(kty, "-HSM")) ? LimitBucket::create_hsm : LimitBucket::create_sw;
+Limit KeyVaultClient::limit_for(KeyOp op, const std::string& name) {
+  KeyShape shape;
+  shape.hsm = mhsm_;
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = shapes_.find(to_lower(name)); it != shapes_.end()) shape = it->second;
+  }
+  return limit_for(op, shape);
 }
 
 Error KeyVaultClient::map_error(const HttpResponse& r, const Op& op, int attempts) const {
@@ -173,7 +183,7 @@ Result<HttpResponse, Error> KeyVaultClient::attempt(const Op& op, const std::str
   for (int pass = 0;; ++pass) {
     const std::string scope = ch->token_scope();
     CDC_ASSIGN(auto tok, conn_->tokens().token(scope));
-    lim.acquire(host_, op.bucket, op.units);
+    lim.acquire(host_, op.limit);
     HttpRequest req;
     req.method = op.method;
     req.url = url;
@@ -185,7 +195,7 @@ Result<HttpResponse, Error> KeyVaultClient::attempt(const Op& op, const std::str
     req.client_request_id = op.client_request_id;
     req.fresh_connection = op.repeat == Repeat::check_first;
     auto r = conn_->http().perform(req, op.name);
-    if (r && r->status == 429) lim.refund(host_, op.bucket, op.units);
+    if (r && r->status == 429) lim.refund(host_, op.limit);
     if (!r || r->status != 401 || pass > 0) return r;
     // The token was refused: drop it, take the (possibly new) challenge, and try once more.
     conn_->tokens().invalidate(scope, *tok);
@@ -228,8 +238,10 @@ Result<HttpResponse, Error> KeyVaultClient::send(const Op& op_in) {
 
 Result<KeyBundle, Error> KeyVaultClient::bundle_from(const HttpResponse& r, const std::string& operation) {
   KeyBundle b;
-  if (!parse_key_bundle(r.text(), b)) {
-    Error e = make_error(ErrorKind::invalid_response, operation, "the answer is not a key bundle");
+  std::string why;
+  if (!parse_key_bundle(r.text(), b, &why)) {
+    Error e = make_error(ErrorKind::invalid_response, operation,
+                         "the answer is not a key bundle" + (why.empty() ? "" : ": " + why));
     e.host = host_;
     e.request_id = r.request_id;
     return fail(std::move(e));
@@ -257,6 +269,7 @@ Result<std::optional<HttpResponse>, Error> KeyVaultClient::probe_key(const std::
   get.name = "get key " + name + " (did the " + why + " happen?)";
   get.url = key_url(name, "", "");
   get.permission = "get";
+  get.limit = limit_for(KeyOp::get, name);
   auto r = send(get);
   if (r) return std::optional<HttpResponse>(std::move(*r));
   if (r.error().kind == ErrorKind::not_found) return std::optional<HttpResponse>();
@@ -276,7 +289,7 @@ Result<KeyBundle, Error> KeyVaultClient::create_key(const std::string& name, con
   op.body = create_key_body(o);
   op.permission = "create";
   op.repeat = Repeat::check_first;
-  op.bucket = create_bucket(o.kty, false);
+  op.limit = limit_for(KeyOp::create, shape_of(o.kty, mhsm_, o.key_size.value_or(0), o.crv));
   const int64_t started = now_seconds();
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
     CDC_ASSIGN(auto r, probe_key(name, "create"));
@@ -303,7 +316,7 @@ Result<KeyBundle, Error> KeyVaultClient::import_key(const std::string& name, con
   op.repeat = Repeat::check_first;
   const bool byok = !o.byok_blob.empty();
   const std::string kty = byok ? o.byok_kty : o.jwk->kty;
-  op.bucket = create_bucket(kty, byok || o.hsm.value_or(false));
+  op.limit = limit_for(KeyOp::import, shape_of(kty, mhsm_ || byok || o.hsm.value_or(false), 0, o.byok_crv));
   PublicKeyMaterial expect = o.expected_public;
   if (expect.empty() && o.jwk) {
     expect.n = o.jwk->n;
@@ -335,7 +348,7 @@ Result<KeyBundle, Error> KeyVaultClient::get_key(const std::string& name, const 
   if (!valid_version(version)) return fail(bad_name(op.name, version));
   op.url = key_url(name, version, "");
   op.permission = "get";
-  std::tie(op.bucket, op.units) = bucket_for_key(name);
+  op.limit = limit_for(KeyOp::get, name);
   CDC_ASSIGN(HttpResponse r, send(op));
   return bundle_from(r, op.name);
 }
@@ -347,21 +360,21 @@ Result<std::vector<KeyItem>, Error> KeyVaultClient::list_paged(const std::string
   for (int page = 0; !url.empty(); ++page) {
     if (page > 100000)
       return fail(make_error(ErrorKind::invalid_response, what, "the listing does not end"));
-    // nextLink is followed verbatim, but only to the vault itself: it will carry our token.
-    if (url_host(url) != host_)
-      return fail(make_error(ErrorKind::invalid_response, what, "a nextLink pointing to another host"));
     Op op;
     op.name = what;
     op.url = url;
     op.permission = permission;
+    op.limit = limit_for(KeyOp::list, KeyShape{mhsm_, "", 0, ""});
     CDC_ASSIGN(HttpResponse r, send(op));
-    std::string next;
-    if (!parse_key_items(r.text(), out, next)) {
-      Error e = make_error(ErrorKind::invalid_response, what, "the answer is not a key list");
+    std::string next, why;
+    if (!parse_key_items(r.text(), out, next, &why)) {
+      Error e = make_error(ErrorKind::invalid_response, what,
+                           "the answer is not a key list" + (why.empty() ? "" : ": " + why));
       e.host = host_;
       return fail(std::move(e));
     }
-    url = next;
+    if (next.empty()) break;
+    CDC_ASSIGN(url, next_page_url(next, what));
   }
   return out;
 }
@@ -396,7 +409,7 @@ Result<KeyBundle, Error> KeyVaultClient::update_key(const std::string& name, con
                            : key_url(name, version, "");
   op.body = update_key_body(o);
   op.permission = "update";
-  std::tie(op.bucket, op.units) = bucket_for_key(name);
+  op.limit = limit_for(KeyOp::update, name);
   CDC_ASSIGN(HttpResponse r, send(op));
   return bundle_from(r, op.name);
 }
@@ -409,11 +422,13 @@ Result<DeletedKeyBundle, Error> KeyVaultClient::delete_key(const std::string& na
   op.url = key_url(name, "", "");
   op.permission = "delete";
   op.repeat = Repeat::check_first;
+  op.limit = limit_for(KeyOp::delete_, name);
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
     Op get;
     get.name = "get deleted key " + name + " (did the delete happen?)";
     get.url = deleted_key_url(name, "");
     get.permission = "get";
+    get.limit = limit_for(KeyOp::other, name);
     auto d = send(get);
     if (d) return std::optional<HttpResponse>(std::move(*d));
     if (d.error().kind != ErrorKind::not_found && d.error().kind != ErrorKind::bad_request) return fail(std::move(d).error());
@@ -431,6 +446,7 @@ Result<DeletedKeyBundle, Error> KeyVaultClient::get_deleted_key(const std::strin
   CDC_CHECK_NAME(op.name, name);
   op.url = deleted_key_url(name, "");
   op.permission = "get";
+  op.limit = limit_for(KeyOp::other, name);
   CDC_ASSIGN(HttpResponse r, send(op));
   return bundle_from(r, op.name);
 }
@@ -442,6 +458,7 @@ Result<void, Error> KeyVaultClient::purge_deleted_key(const std::string& name) {
   op.method = "DELETE";
   op.url = deleted_key_url(name, "");
   op.permission = "purge";
+  op.limit = limit_for(KeyOp::purge, name);
   op.repeat = Repeat::check_first;
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
     auto d = get_deleted_key(name);
@@ -460,6 +477,7 @@ Result<KeyBundle, Error> KeyVaultClient::recover_deleted_key(const std::string& 
   op.method = "POST";
   op.url = deleted_key_url(name, "/recover");
   op.permission = "recover";
+  op.limit = limit_for(KeyOp::recover, name);
   op.repeat = Repeat::check_first;
   op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
     auto d = get_deleted_key(name);
@@ -481,6 +499,7 @@ Result<Bytes, Error> KeyVaultClient::backup_key(const std::string& name) {
   op.method = "POST";
   op.url = key_url(name, "", "/backup");
   op.permission = "backup";
+  op.limit = limit_for(KeyOp::backup, name);
   CDC_ASSIGN(HttpResponse r, send(op));
   JsonDocument doc;
   std::optional<Bytes> blob;
@@ -506,6 +525,7 @@ Result<KeyBundle, Error> KeyVaultClient::restore_key(ByteView backup, const Rest
   }
   op.permission = "restore";
   op.repeat = Repeat::check_first;
+  op.limit = limit_for(KeyOp::restore, KeyShape{mhsm_, "", 0, ""});
   if (!o.expected_name.empty()) {
     CDC_CHECK_NAME(op.name, o.expected_name);
     op.already_applied = [&] { return probe_key(o.expected_name, "restore"); };
@@ -514,7 +534,91 @@ Result<KeyBundle, Error> KeyVaultClient::restore_key(ByteView backup, const Rest
   return bundle_from(r, op.name);
 }
 
-Result<CryptoResult, Error> KeyVaultClient::crypto(const std::string& what, const std::string& name,
+Result<KeyBundle, Error> KeyVaultClient::rotate_key(const std::string& name) {
+  Op op;
+  op.name = "rotate key " + name;
+  CDC_CHECK_NAME(op.name, name);
+  op.method = "POST";
+  op.url = key_url(name, "", "/rotate");
+  op.permission = "rotate";
+  op.repeat = Repeat::check_first;
+  op.limit = limit_for(KeyOp::rotate, name);
+  const int64_t started = now_seconds();
+  op.already_applied = [&]() -> Result<std::optional<HttpResponse>, Error> {
+    CDC_ASSIGN(auto r, probe_key(name, "rotation"));
+    if (!r) return r;
+    KeyBundle b;
+    if (parse_key_bundle(r->text(), b) && b.attributes.created && *b.attributes.created >= started - 5)
+      return std::optional<HttpResponse>(std::move(*r));
+    return std::optional<HttpResponse>();
+  };
+  CDC_ASSIGN(HttpResponse r, send(op));
+  return bundle_from(r, op.name);
+}
+
+Result<RotationPolicy, Error> KeyVaultClient::policy_from(const HttpResponse& r, const std::string& operation) {
+  RotationPolicy p;
+  if (!parse_rotation_policy(r.text(), p)) {
+    Error e = make_error(ErrorKind::invalid_response, operation, "the answer is not a rotation policy");
+    e.host = host_;
+    e.request_id = r.request_id;
+    return fail(std::move(e));
+  }
+  return p;
+}
+
+Result<RotationPolicy, Error> KeyVaultClient::get_rotation_policy(const std::string& name) {
+  Op op;
+  op.name = "get rotation policy of key " + name;
+  CDC_CHECK_NAME(op.name, name);
+  op.url = key_url(name, "", "/rotationpolicy");
+  op.permission = "getrotationpolicy";
+  op.limit = limit_for(KeyOp::other, name);
+  CDC_ASSIGN(HttpResponse r, send(op));
+  return policy_from(r, op.name);
+}
+
+Result<RotationPolicy, Error> KeyVaultClient::set_rotation_policy(const std::string& name, const RotationPolicy& p) {
+  Op op;
+  op.name = "set rotation policy of key " + name;
+  CDC_CHECK_NAME(op.name, name);
+  auto body = rotation_policy_body(p);
+  if (!body) {
+    Error e = std::move(body).error();
+    e.operation = op.name;
+    e.host = host_;
+    log::info(kLog, e.to_log_string());
+    return fail(std::move(e));
+  }
+  op.method = "PUT";
+  op.url = key_url(name, "", "/rotationpolicy");
+  op.body = std::move(*body);
+  op.permission = "setrotationpolicy";
+  op.limit = limit_for(KeyOp::other, name);
+  CDC_ASSIGN(HttpResponse r, send(op));
+  return policy_from(r, op.name);
+}
+
+Result<std::string, Error> KeyVaultClient::next_page_url(const std::string& next, const std::string& what) const {
+  const std::string host = url_host(next);
+  if (host == host_) return next;
+  // Reached under another name, the vault still names its own host: take the path and query
+  // onto ours. Anything else would carry our token to a host we were not configured for.
+  const Cloud& cloud = conn_->cloud();
+  const bool we_use_an_alias = !cloud.is_vault_host(host_) && !cloud.is_mhsm_host(host_);
+  const bool names_a_vault = cloud.is_vault_host(host) || cloud.is_mhsm_host(host);
+  const std::size_t scheme = next.find("://");
+  const std::size_t path = scheme == std::string::npos ? std::string::npos : next.find('/', scheme + 3);
+  if (we_use_an_alias && names_a_vault && path != std::string::npos && next.rfind("https://", 0) == 0) {
+    log::debug(kLog, what + ": following the nextLink for " + host + " on " + host_);
+    return vault_url_ + next.substr(path);
+  }
+  Error e = make_error(ErrorKind::invalid_response, what, "a nextLink pointing to another host (" + host + ")");
+  e.host = host_;
+  return fail(std::move(e));
+}
+
+Result<CryptoResult, Error> KeyVaultClient::crypto(KeyOp kop, const std::string& what, const std::string& name,
                                                    const std::string& version, const std::string& permission,
                                                    SecureBytes body, bool secret_result, SecureBytes* plain_out) {
   Op op;
@@ -525,7 +629,7 @@ Result<CryptoResult, Error> KeyVaultClient::crypto(const std::string& what, cons
   op.url = key_url(name, version, "/" + what);
   op.body = std::move(body);
   op.permission = permission;
-  std::tie(op.bucket, op.units) = bucket_for_key(name);
+  op.limit = limit_for(kop, name);
   CDC_ASSIGN(HttpResponse r, send(op));
   JsonDocument doc;
   if (!parse_json(r.text(), doc) || !doc.IsObject())
@@ -570,7 +674,7 @@ SecureBytes crypto_body(const std::string& alg, ByteView value, const CryptoPara
 
 Result<CryptoResult, Error> KeyVaultClient::sign(const std::string& name, const std::string& version,
                                                  const std::string& alg, ByteView digest) {
-  return crypto("sign", name, version, "sign", crypto_body(alg, digest, nullptr), false, nullptr);
+  return crypto(KeyOp::sign, "sign", name, version, "sign", crypto_body(alg, digest, nullptr), false, nullptr);
 }
 
 Result<bool, Error> KeyVaultClient::verify(const std::string& name, const std::string& version, const std::string& alg,
@@ -592,7 +696,7 @@ Result<bool, Error> KeyVaultClient::verify(const std::string& name, const std::s
     op.body = to_body(b);
   }
   op.permission = "verify";
-  std::tie(op.bucket, op.units) = bucket_for_key(name);
+  op.limit = limit_for(KeyOp::verify, name);
   CDC_ASSIGN(HttpResponse r, send(op));
   JsonDocument doc;
   std::optional<bool> v;
@@ -603,25 +707,28 @@ Result<bool, Error> KeyVaultClient::verify(const std::string& name, const std::s
 
 Result<CryptoResult, Error> KeyVaultClient::encrypt(const std::string& name, const std::string& version,
                                                     const CryptoParams& p, ByteView plaintext) {
-  return crypto("encrypt", name, version, "encrypt", crypto_body(p.alg, plaintext, &p), false, nullptr);
+  return crypto(KeyOp::encrypt, "encrypt", name, version, "encrypt", crypto_body(p.alg, plaintext, &p), false,
+                nullptr);
 }
 
 Result<SecureBytes, Error> KeyVaultClient::decrypt(const std::string& name, const std::string& version,
                                                    const CryptoParams& p, ByteView ciphertext) {
   SecureBytes plain;
-  CDC_TRY(crypto("decrypt", name, version, "decrypt", crypto_body(p.alg, ciphertext, &p), true, &plain));
+  CDC_TRY(crypto(KeyOp::decrypt, "decrypt", name, version, "decrypt", crypto_body(p.alg, ciphertext, &p), true,
+                 &plain));
   return plain;
 }
 
 Result<CryptoResult, Error> KeyVaultClient::wrap_key(const std::string& name, const std::string& version,
                                                      const std::string& alg, ByteView key) {
-  return crypto("wrapkey", name, version, "wrapKey", crypto_body(alg, key, nullptr), false, nullptr);
+  return crypto(KeyOp::wrap, "wrapkey", name, version, "wrapKey", crypto_body(alg, key, nullptr), false, nullptr);
 }
 
 Result<SecureBytes, Error> KeyVaultClient::unwrap_key(const std::string& name, const std::string& version,
                                                       const std::string& alg, ByteView wrapped) {
   SecureBytes plain;
-  CDC_TRY(crypto("unwrapkey", name, version, "unwrapKey", crypto_body(alg, wrapped, nullptr), true, &plain));
+  CDC_TRY(crypto(KeyOp::unwrap, "unwrapkey", name, version, "unwrapKey", crypto_body(alg, wrapped, nullptr), true,
+                 &plain));
   return plain;
 }
 
@@ -630,6 +737,7 @@ Result<void, Error> KeyVaultClient::check_access() {
   op.name = "list keys";
   op.url = vault_url_ + "/keys?maxresults=1&api-version=" + conn_->config().api_version;
   op.permission = "list";
+  op.limit = limit_for(KeyOp::list, KeyShape{mhsm_, "", 0, ""});
   CDC_TRY(send(op));
   return {};
 }

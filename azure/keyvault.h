@@ -18,6 +18,13 @@
 //                         fetched with GET /keys/{n}).
 //   restore ............. only with RestoreOptions::expected_name: GET /keys/{name} exists =
 //                         done; without it a possibly applied restore is reported, not repeated.
+//   rotate .............. not idempotent (every call adds a version). Before repeating, GET the
+//                         key: a version created since the first attempt is taken as ours.
+//   get/set rotation policy: idempotent (the PUT replaces the whole policy).
+// A nextLink is followed verbatim when it names the vault's host. When the vault was reached
+// under another name (a custom domain in front of a private endpoint), Azure still builds it on
+// the vault's own host (*.vault.azure.net:443); it is then followed on the name we were given,
+// so requests and the token never go to a host we were not configured for.
 // Requests of the non-idempotent operations use a fresh connection (http.h explains why).
 #pragma once
 
@@ -33,6 +40,7 @@
 #include "azure/error.h"
 #include "azure/http.h"
 #include "azure/limiter.h"
+#include "azure/rotation_policy.h"
 #include "common/bytes.h"
 #include "common/result.h"
 
@@ -176,6 +184,12 @@ class KeyVaultClient {
   Result<Bytes, Error> backup_key(const std::string& name);
   Result<KeyBundle, Error> restore_key(ByteView backup, const RestoreOptions& o = {});
 
+  // Rotation (API 7.3+): a new version of the same type, size and curve, per the key's policy.
+  Result<KeyBundle, Error> rotate_key(const std::string& name);
+  // A key that never had a policy set answers the service's default (Notify 30 days before expiry).
+  Result<RotationPolicy, Error> get_rotation_policy(const std::string& name);
+  Result<RotationPolicy, Error> set_rotation_policy(const std::string& name, const RotationPolicy& p);
+
   // digest: the hash (RS/PS/ES algorithms sign a digest; ECDSA results are raw r||s).
   Result<CryptoResult, Error> sign(const std::string& name, const std::string& version, const std::string& alg,
                                    ByteView digest);
@@ -204,9 +218,12 @@ class KeyVaultClient {
   Result<std::vector<KeyItem>, Error> list_paged(const std::string& first_path, const std::string& what,
                                                  const std::string& permission);
   Result<KeyBundle, Error> bundle_from(const HttpResponse& r, const std::string& operation);
-  Result<CryptoResult, Error> crypto(const std::string& what, const std::string& name, const std::string& version,
-                                     const std::string& permission, SecureBytes body, bool secret_result,
-                                     SecureBytes* plain_out);
+  Result<CryptoResult, Error> crypto(KeyOp kop, const std::string& what, const std::string& name,
+                                     const std::string& version, const std::string& permission, SecureBytes body,
+                                     bool secret_result, SecureBytes* plain_out);
+  Result<RotationPolicy, Error> policy_from(const HttpResponse& r, const std::string& operation);
+  // The next page's URL, or an error when the nextLink may not be followed (see above).
+  Result<std::string, Error> next_page_url(const std::string& next_link, const std::string& what) const;
   std::string key_url(const std::string& name, const std::string& version, const std::string& suffix) const;
   std::string deleted_key_url(const std::string& name, const std::string& suffix) const;
   // GET the key to learn whether a request whose answer was lost already happened: its answer
@@ -214,18 +231,16 @@ class KeyVaultClient {
   Result<std::optional<HttpResponse>, Error> probe_key(const std::string& name, const std::string& why);
   std::int64_t now_seconds() const;
   void remember(const KeyBundle& b);
-  std::pair<LimitBucket, int> bucket_for_key(const std::string& name);
-  LimitBucket create_bucket(std::string_view kty, bool byok) const;
+  // The published limit a request counts against: the vault's or the Managed HSM's model, for
+  // the key's remembered shape (or the one given).
+  Limit limit_for(KeyOp op, const std::string& name);
+  Limit limit_for(KeyOp op, const KeyShape& shape) const;
   Error map_error(const HttpResponse& r, const Op& op, int attempts) const;
 
   std::shared_ptr<Connection> conn_;
   std::string vault_url_, host_;
   bool mhsm_ = false;
   std::mutex mu_;
-  struct KeyShape {
-    bool hsm;
-    int bits;
-  };
   std::map<std::string, KeyShape> shapes_;
 };
 
@@ -233,8 +248,10 @@ class KeyVaultClient {
 SecureBytes create_key_body(const CreateKeyOptions& o);
 Result<SecureBytes, Error> import_key_body(const ImportKeyOptions& o);
 SecureBytes update_key_body(const UpdateKeyOptions& o);
-bool parse_key_bundle(std::string_view json, KeyBundle& out);
-bool parse_key_items(std::string_view json, std::vector<KeyItem>& out, std::string& next_link);
+// why, if given, gets the reason text that is not JSON was refused (see parse_json).
+bool parse_key_bundle(std::string_view json, KeyBundle& out, std::string* why = nullptr);
+bool parse_key_items(std::string_view json, std::vector<KeyItem>& out, std::string& next_link,
+                     std::string* why = nullptr);
 bool public_material_matches(const JsonWebKey& k, const PublicKeyMaterial& m);
 
 }  // namespace cdcp11::azure

@@ -228,9 +228,9 @@ SecureBytes update_key_body(const UpdateKeyOptions& o) {
   return to_body(b);
 }
 
-bool parse_key_bundle(std::string_view json, KeyBundle& out) {
+bool parse_key_bundle(std::string_view json, KeyBundle& out, std::string* why) {
   JsonDocument doc;
-  if (!parse_json(json, doc) || !doc.IsObject()) return false;
+  if (!parse_json(json, doc, why) || !doc.IsObject()) return false;
   const JsonValue* k = member(doc, "key");
   if (!k || !k->IsObject()) return false;
   out.key.kid = str_member(*k, "kid");
@@ -250,9 +250,9 @@ bool parse_key_bundle(std::string_view json, KeyBundle& out) {
   return !out.key.kid.empty();
 }
 
-bool parse_key_items(std::string_view json, std::vector<KeyItem>& out, std::string& next_link) {
+bool parse_key_items(std::string_view json, std::vector<KeyItem>& out, std::string& next_link, std::string* why) {
   JsonDocument doc;
-  if (!parse_json(json, doc) || !doc.IsObject()) return false;
+  if (!parse_json(json, doc, why) || !doc.IsObject()) return false;
   const JsonValue* v = member(doc, "value");
   if (!v || !v->IsArray()) return false;
   for (const auto& it : v->GetArray()) {

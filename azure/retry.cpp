@@ -14,6 +14,11 @@ namespace {
 
 constexpr const char* kLog = "azure.retry";
 
+// Longer than any wait we honour (RetryPolicy::max_retry_after caps it): values past it mean
+// "a long time" and are clamped, so the arithmetic on them cannot overflow.
+constexpr long long kMaxWaitSeconds = 10LL * 365 * 86400;
+
+// A non-negative number of seconds or milliseconds, at most kMaxWaitSeconds * 1000.
 std::optional<long long> parse_number(std::string_view v) {
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
@@ -21,14 +26,17 @@ std::optional<long long> parse_number(std::string_view v) {
   // Fractional seconds are rounded up (a few services send "1.5").
   std::size_t dot = v.find('.');
   std::string_view ip = v.substr(0, dot);
+  constexpr long long kMax = kMaxWaitSeconds * 1000;
   long long n = 0;
   auto [p, ec] = std::from_chars(ip.data(), ip.data() + ip.size(), n);
-  if (ec != std::errc() || p != ip.data() + ip.size() || n < 0) return std::nullopt;
+  if (ec == std::errc::result_out_of_range && p == ip.data() + ip.size() && ip.front() != '-') n = kMax;
+  else if (ec != std::errc() || p != ip.data() + ip.size() || n < 0) return std::nullopt;
+  n = std::min(n, kMax);
   if (dot != std::string_view::npos) {
     std::string_view frac = v.substr(dot + 1);
     if (frac.empty() || !std::all_of(frac.begin(), frac.end(), [](char c) { return c >= '0' && c <= '9'; }))
       return std::nullopt;
-    if (std::any_of(frac.begin(), frac.end(), [](char c) { return c != '0'; })) ++n;
+    if (n < kMax && std::any_of(frac.begin(), frac.end(), [](char c) { return c != '0'; })) ++n;
   }
   return n;
 }
@@ -63,11 +71,14 @@ std::optional<std::chrono::milliseconds> parse_retry_after_value(std::string_vie
     return milliseconds(*n);
   }
   if (iequals(name, "retry-after")) {
-    if (auto n = parse_number(value)) return milliseconds(*n * 1000);
+    if (auto n = parse_number(value)) return milliseconds(std::min(*n, kMaxWaitSeconds) * 1000);
     if (auto t = parse_http_date(value)) {
+      // In seconds first: a far date is past what the clock's nanoseconds can hold.
+      const long long ahead = static_cast<long long>(*t) - std::chrono::system_clock::to_time_t(now);
+      if (ahead <= 0) return milliseconds(0);
+      if (ahead >= kMaxWaitSeconds) return milliseconds(kMaxWaitSeconds * 1000);
       auto when = std::chrono::system_clock::from_time_t(*t);
-      auto d = std::chrono::duration_cast<milliseconds>(when - now);
-      return std::max(d, milliseconds(0));
+      return std::max(std::chrono::duration_cast<milliseconds>(when - now), milliseconds(0));
     }
   }
   return std::nullopt;
@@ -92,6 +103,13 @@ std::chrono::milliseconds backoff_delay(const RetryPolicy& p, int retry, double 
   return std::chrono::milliseconds(static_cast<long long>(std::max(0.0, d)));
 }
 
+bool permission_propagating(const HttpResponse& r) {
+  if (r.status != 403) return false;
+  const std::string_view body = r.text();
+  return body.find("ForbiddenByRbac") != std::string_view::npos &&
+         body.find("please observe propagation time") != std::string_view::npos;
+}
+
 Outcome classify(const Result<HttpResponse, Error>& r) {
   if (!r) {
     switch (r.error().kind) {
@@ -113,7 +131,7 @@ Outcome classify(const Result<HttpResponse, Error>& r) {
 Result<HttpResponse, Error> run_with_retries(const RetryContext& ctx, std::string_view operation, Repeat repeat,
                                              const Attempt& attempt, const AlreadyApplied& already_applied,
                                              int* attempts_out) {
-  int attempts = 0;
+  int attempts = 0, propagation = 0;
   bool check_pending = false;
   for (int retry = 0;; ++retry) {
     if (check_pending && already_applied) {
@@ -127,6 +145,17 @@ Result<HttpResponse, Error> run_with_retries(const RetryContext& ctx, std::strin
     }
     ++attempts;
     auto r = attempt();
+    if (r && propagation < ctx.policy.propagation_retries && permission_propagating(*r)) {
+      ++propagation;
+      const std::chrono::milliseconds delay = backoff_delay(ctx.policy, propagation, random01());
+      log::info(kLog, std::string(operation) + ": HTTP 403 ForbiddenByRbac: the permission may still be propagating "
+                          "after a recent role change; retry " + std::to_string(propagation) + " of " +
+                          std::to_string(ctx.policy.propagation_retries) + " in " + std::to_string(delay.count()) +
+                          " ms" + (r->request_id.empty() ? "" : ", x-ms-request-id=" + r->request_id));
+      ctx.sleep(delay);
+      --retry;  // a 403 does not use up a throttling retry
+      continue;
+    }
     Outcome o = classify(r);
     if (o == Outcome::done || retry >= ctx.policy.max_retries) {
       if (attempts_out) *attempts_out = attempts;

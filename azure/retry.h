@@ -11,6 +11,15 @@
 // `already_applied` hook runs first; it looks at the vault (e.g. GET the key and compare) and
 // either returns the answer to use or says "not applied", and only then is the request sent
 // again. keyvault.h documents the check per operation.
+//
+// A 403 is final, except one that Azure marks as possibly a grant still propagating: Key
+// Vault's RBAC denial (innererror ForbiddenByRbac) says "If role assignments, deny assignments
+// or role definitions were changed recently, please observe propagation time." That sentence
+// is the only sign Azure gives (no header, no code of its own), and it is in every RBAC
+// denial, so such a 403 is retried a bounded number of times (propagation_retries, with longer
+// waits than a throttling retry) and then reported. Access-policy denials carry no such
+// sentence and are final at once, like ARM's. A 403 was not applied, so any operation may be
+// repeated after it.
 #pragma once
 
 #include <chrono>
@@ -32,6 +41,10 @@ struct RetryPolicy {
   std::chrono::milliseconds max_delay{16000};
   std::chrono::milliseconds max_retry_after{60000};  // cap on a server-requested wait
   double jitter = 0.2;                            // +-20 % of the exponential delay
+  // Retries of a 403 marked as a permission possibly still propagating (0 = none). The waits
+  // are the backoff one step further on (2, 4, 8 s with the defaults), so a grant made moments
+  // ago gets about 14 s; a real denial costs the same before it is reported.
+  int propagation_retries = 3;
 };
 
 // Delay from Retry-After (delta-seconds or HTTP-date), retry-after-ms or x-ms-retry-after-ms,
@@ -45,6 +58,9 @@ std::optional<std::chrono::milliseconds> parse_retry_after_value(std::string_vie
 // Backoff before retry number `retry` (0 = first retry): min(max_delay, base*2^retry) scaled by a
 // factor in [1-jitter, 1+jitter] from `random01` in [0,1), capped again at max_delay.
 std::chrono::milliseconds backoff_delay(const RetryPolicy& p, int retry, double random01);
+
+// Whether the answer is a 403 that Azure marks as possibly a grant still propagating.
+bool permission_propagating(const HttpResponse& r);
 
 enum class Repeat { safe, check_first };
 

@@ -52,21 +52,23 @@ Result<Secret, Error> load_private_file(const std::string& path, std::string_vie
   return Secret(std::move(data));
 }
 
-Result<Secret, Error> load_secret_file(const std::string& path) {
-  CDC_ASSIGN(Secret s, load_private_file(path, "client secret"));
+Result<Secret, Error> load_secret_file(const std::string& path, std::string_view what) {
+  CDC_ASSIGN(Secret s, load_private_file(path, what));
   SecureBytes b = s.bytes();
   if (!b.empty() && b.back() == '\n') b.pop_back();
   if (!b.empty() && b.back() == '\r') b.pop_back();
   if (b.empty())
-    return fail(make_error(ErrorKind::secret_file, "read client secret", "The client secret file " + path + " is empty"));
+    return fail(make_error(ErrorKind::secret_file, "read " + std::string(what),
+                           "The " + std::string(what) + " file " + path + " is empty"));
   return Secret(std::move(b));
 }
 
-Result<Secret, Error> load_secret_env(const std::string& name) {
+Result<Secret, Error> load_secret_env(const std::string& name, std::string_view what) {
   const char* v = std::getenv(name.c_str());
   if (!v || !*v)
-    return fail(make_error(ErrorKind::config, "read client secret",
-                           "The environment variable " + name + " that should hold the client secret is not set"));
+    return fail(make_error(ErrorKind::config, "read " + std::string(what),
+                           "The environment variable " + name + " that should hold the " + std::string(what) +
+                               " is not set"));
   return Secret(std::string_view(v));
 }
 

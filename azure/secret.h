@@ -35,11 +35,11 @@ class Secret {
 namespace cdcp11::azure {
 
 // Reads a secret from a file, refusing one that its group or others may read (the error says
-// which, and how to fix it). One trailing newline is stripped.
-Result<Secret, Error> load_secret_file(const std::string& path);
+// which, and how to fix it). One trailing newline is stripped. `what` names it in errors.
+Result<Secret, Error> load_secret_file(const std::string& path, std::string_view what = "client secret");
 // Reads a file that holds a private key (same permission rule), without stripping anything.
 Result<Secret, Error> load_private_file(const std::string& path, std::string_view what);
 // Reads a secret from an environment variable; an unset or empty variable is an error.
-Result<Secret, Error> load_secret_env(const std::string& name);
+Result<Secret, Error> load_secret_env(const std::string& name, std::string_view what = "client secret");
 
 }  // namespace cdcp11::azure

@@ -79,6 +79,40 @@ void url_encode_append(std::string_view s, SecureBytes& out) {
 
 void append(SecureBytes& out, std::string_view s) { out.insert(out.end(), s.begin(), s.end()); }
 
+namespace {
+
+// The authority of a URL starting at `from`: up to a path, query, fragment or blank.
+std::size_t authority_end(std::string_view s, std::size_t from) {
+  auto e = s.find_first_of("/?# \t\r\n\"'<>", from);
+  return e == std::string_view::npos ? s.size() : e;
+}
+
+}  // namespace
+
+std::string redact_url_credentials(std::string_view s) {
+  std::string out;
+  std::size_t pos = 0;
+  auto redact_from = [&](std::size_t start) {
+    const std::size_t end = authority_end(s, start);
+    const auto at = s.substr(start, end - start).rfind('@');
+    out.append(s.substr(pos, start - pos));
+    if (at != std::string_view::npos) {
+      out += "***";
+      pos = start + at;
+    } else {
+      pos = start;
+    }
+    return end;
+  };
+  if (s.find("://") == std::string_view::npos && s.find_first_of(" \t\r\n") == std::string_view::npos) {
+    redact_from(0);
+  } else {
+    for (std::size_t p = s.find("://"); p != std::string_view::npos; p = s.find("://", p)) p = redact_from(p + 3);
+  }
+  out.append(s.substr(pos));
+  return out;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)

@@ -29,6 +29,11 @@ std::string url_encode(std::string_view s);
 void url_encode_append(std::string_view s, SecureBytes& out);
 void append(SecureBytes& out, std::string_view s);
 
+// s with the user information of every URL in it ("scheme://user:password@host") replaced by
+// "***"; a text without blanks and without "://" is taken as one URL ("user:pw@host:port", as
+// libcurl reads a proxy setting). For anything that may show a URL to people or logs.
+std::string redact_url_credentials(std::string_view s);
+
 bool iequals(std::string_view a, std::string_view b);
 std::string to_lower(std::string_view s);
 bool ends_with_icase(std::string_view s, std::string_view suffix);

@@ -20,11 +20,10 @@ Result<void, std::string> write_file_atomically(const std::string& path, std::st
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) mode = st.st_mode & 07777;
-  const std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return fail(sys_error("cannot create", tmp));
+  // O_EXCL under a random name: a temp file a crashed writer left (even of this PID) is no obstacle.
+  std::string tmp = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return fail(sys_error("cannot create a temporary file beside", path));
   auto cleanup = [&](std::string e) {
     ::close(fd);
     ::unlink(tmp.c_str());

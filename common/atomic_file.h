@@ -9,8 +9,10 @@
 
 namespace cdcp11 {
 
-// mode applies to a newly created file; an existing file keeps its permission bits.
-// The error is a sentence naming the path and the system error.
+// The file ends up with exactly `mode`, whatever mode an existing file had (a caller that wants
+// to keep it passes it in). The temp file has a unique random name, so a temp file left by a
+// crashed writer never blocks a write. The error is a sentence naming the path and the system
+// error.
 Result<void, std::string> write_file_atomically(const std::string& path, std::string_view content,
                                                 unsigned mode = 0600);
 

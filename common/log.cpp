@@ -1,11 +1,12 @@
 #include "common/log.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <mutex>
 #include <string>
 
@@ -14,8 +15,13 @@ namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::warn)};
 // Leaked on purpose: logging must keep working during static destruction at process exit.
+// Held across fork(), so that a child never inherits it locked by a thread it does not have.
 std::mutex& sink_mutex() {
-  static auto* m = new std::mutex;
+  static auto* m = [] {
+    auto* p = new std::mutex;
+    ::pthread_atfork([] { sink_mutex().lock(); }, [] { sink_mutex().unlock(); }, [] { sink_mutex().unlock(); });
+    return p;
+  }();
   return *m;
 }
 FILE* g_sink = nullptr;  // nullptr = stderr
@@ -53,11 +59,18 @@ void configure_from_env() {
 
 void write(Level l, std::string_view component, std::string_view message) {
   if (!enabled(l)) return;
+  // Calendar arithmetic, not gmtime_r: glibc takes its tzset lock there, and a child forked while
+  // another thread held it would never log.
+  using namespace std::chrono;
+  const auto now = floor<seconds>(system_clock::now());
+  const auto day = floor<days>(now);
+  const year_month_day ymd{day};
+  const hh_mm_ss hms{now - day};
   char ts[32];
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::snprintf(ts, sizeof ts, "%04d-%02u-%02uT%02ld:%02ld:%02ldZ", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<long>(hms.hours().count()), static_cast<long>(hms.minutes().count()),
+                static_cast<long>(hms.seconds().count()));
   std::string line;
   line.reserve(message.size() + 64);
   line += ts;

@@ -128,7 +128,7 @@ const std::vector<Rule>& rules() {
     {CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", S::private_key, K::boolean, kReadOnly},
     {CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", S::private_key, K::boolean, kReadOnly},
     {CKA_WRAP_WITH_TRUSTED, "CKA_WRAP_WITH_TRUSTED", S::private_key, K::boolean, kModifiable | kStickyTrue},
-    {CKA_ALWAYS_AUTHENTICATE, "CKA_ALWAYS_AUTHENTICATE", S::private_key, K::boolean, kModifiable},
+    {CKA_ALWAYS_AUTHENTICATE, "CKA_ALWAYS_AUTHENTICATE", S::private_key, K::boolean, 0},
     {CKA_PUBLIC_KEY_INFO, "CKA_PUBLIC_KEY_INFO", S::private_key, K::bytes, 0},
     // secret keys
     {CKA_SENSITIVE, "CKA_SENSITIVE", S::secret_key, K::boolean, kModifiable | kStickyTrue},
@@ -259,8 +259,9 @@ R<void> check_template(CreateOp op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const A
     if (r->flags & forbid)
       return err(Errc::attribute_read_only,
                  std::string(r->name) + " may not be given in the template of this operation");
+    // Copy may change what C_SetAttributeValue may (check_modify decides), and the four flags.
     if (op == CreateOp::copy && t != CKA_TOKEN && t != CKA_PRIVATE && t != CKA_MODIFIABLE &&
-        t != CKA_DESTROYABLE && !(r->flags & kModifiable))
+        t != CKA_DESTROYABLE && !(r->flags & (kModifiable | kSoOnlyTrue)))
       return err(Errc::attribute_read_only, std::string(r->name) + " cannot be changed while copying");
   }
   if (op == CreateOp::copy) return {};
@@ -272,6 +273,22 @@ R<void> check_template(CreateOp op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const A
     if (r.type == CKA_CLASS || (r.type == CKA_KEY_TYPE && op != CreateOp::create)) continue;
     return err(Errc::template_incomplete, std::string(r.name) + " is required and missing");
   }
+  return {};
+}
+
+R<void> check_so_only(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const AttrMap& given, bool so_logged_in) {
+  if (so_logged_in) return {};
+  for (auto& [t, v] : given) {
+    const Rule* r = find_rule(cls, kt, t);
+    if (r && (r->flags & kSoOnlyTrue) && !v.empty() && v[0] != CK_FALSE)
+      return err(Errc::attribute_read_only, std::string(r->name) + " can only be set to true by the SO");
+  }
+  return {};
+}
+
+R<void> check_consistent(const AttrMap& a) {
+  if (a.bool_or(CKA_ALWAYS_AUTHENTICATE, false) && !a.bool_or(CKA_PRIVATE, false))
+    return err(Errc::template_inconsistent, "CKA_ALWAYS_AUTHENTICATE may only be true on a private object (CKA_PRIVATE)");
   return {};
 }
 

@@ -17,6 +17,14 @@ const char* attribute_name(CK_ATTRIBUTE_TYPE t);
 // For copy, tmpl holds only the caller's changes.
 R<void> check_template(CreateOp op, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const AttrMap& tmpl);
 
+// Footnote 10: only the SO may give CK_TRUE to CKA_TRUSTED. `given` is the caller's template of
+// any operation that makes an object (its defaults are false); C_SetAttributeValue has check_modify.
+R<void> check_so_only(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const AttrMap& given, bool so_logged_in);
+
+// The final attributes of a new object, defaults included, hold together: CKA_ALWAYS_AUTHENTICATE
+// only on a private object (3.0 section 4.9).
+R<void> check_consistent(const AttrMap& a);
+
 // Fills defaults for attributes the template left out (CKA_TOKEN false, CKA_PRIVATE true for
 // private and secret keys, usage flags, CKA_SENSITIVE true, CKA_EXTRACTABLE false, ...).
 void apply_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a);

@@ -53,6 +53,13 @@ Result<std::shared_ptr<azure::Connection>, std::string> open_azure(const GroupCo
   c.http.client_cert_file = a.tls.client_cert_file;
   c.http.client_key_file = a.tls.client_key_file;
   c.http.proxy = a.tls.proxy;
+  c.http.proxy_user = a.tls.proxy_user;
+  if (!a.tls.proxy_password_file.empty() || !a.tls.proxy_password_env.empty()) {
+    auto pw = a.tls.proxy_password_file.empty() ? azure::load_secret_env(a.tls.proxy_password_env, "proxy password")
+                                                : azure::load_secret_file(a.tls.proxy_password_file, "proxy password");
+    if (!pw) return fail(who + ": " + pw.error().describe());
+    c.http.proxy_password = std::move(*pw);
+  }
   c.http.connect_to = a.tls.connect_to;
   c.http.connect_timeout = std::chrono::seconds(a.tls.connect_timeout_s);
   c.http.total_timeout = std::chrono::seconds(a.tls.total_timeout_s);

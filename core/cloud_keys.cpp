@@ -132,7 +132,8 @@ R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> Library::generate_cloud_native(
     auto* p = pub.find(CKA_EC_PARAMS);
     if (!p) return err(Errc::template_incomplete, "CKA_EC_PARAMS is required for an EC key pair");
     auto crv = cloud::curve_of(*p);
-    if (!crv) return err(Errc::curve_not_supported, "Key Vault makes EC keys on P-256, P-384 and P-521 only");
+    if (!crv)
+      return err(Errc::curve_not_supported, "Key Vault makes EC keys on P-256, P-384, P-521 and P-256K (secp256k1) only");
     o.crv = *crv;
   }
   o.key_ops = cloud::ops_from_usage(pub, priv);

@@ -132,6 +132,43 @@ std::string resolve(const fs::path& base, const std::string& p) {
   return fs::absolute(base / p).lexically_normal().string();
 }
 
+// Whether a proxy setting carries user information ("user:password@"), as a URL or as libcurl's
+// scheme-less "user:password@host:port"; password says whether a password is part of it.
+bool proxy_userinfo(const std::string& proxy, bool& password) {
+  auto start = proxy.find("://");
+  start = start == std::string::npos ? 0 : start + 3;
+  auto end = proxy.find_first_of("/?#", start);
+  const std::string authority = proxy.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  const auto at = authority.rfind('@');
+  if (at == std::string::npos) return false;
+  password = authority.find(':') < at;
+  return true;
+}
+
+// tls.proxy and its credential. Like the client secret, a proxy password never sits in the
+// configuration: it comes from a 0600 file or an environment variable. No message quotes the
+// proxy setting, since it may hold the very password it refuses.
+R<void> parse_proxy(const Ctx& tc, const Value& t, const fs::path& base, TlsConfig& tls) {
+  CDC_ASSIGN(tls.proxy, get_string(tc, t, "proxy", false));
+  if (bool password = false; proxy_userinfo(tls.proxy, password))
+    return tc.bad("proxy", password ? "a proxy password may not be written in the configuration; use "
+                                      "proxy_password_file (mode 0600) or proxy_password_env, and proxy_user"
+                                    : "give the proxy user name in proxy_user, not in the URL");
+  CDC_ASSIGN(tls.proxy_user, get_string(tc, t, "proxy_user", false));
+  CDC_ASSIGN(std::string pf, get_string(tc, t, "proxy_password_file", false));
+  CDC_ASSIGN(tls.proxy_password_env, get_string(tc, t, "proxy_password_env", false));
+  tls.proxy_password_file = resolve(base, pf);
+  const bool has_password = !tls.proxy_password_file.empty() || !tls.proxy_password_env.empty();
+  if (!tls.proxy_password_file.empty() && !tls.proxy_password_env.empty())
+    return tc.bad("proxy_password_file", "give at most one of proxy_password_file and proxy_password_env");
+  if (has_password && tls.proxy_user.empty()) return tc.bad("proxy_user", "a proxy password needs proxy_user");
+  if (!tls.proxy_user.empty() && tls.proxy.empty()) return tc.bad("proxy_user", "is set but no proxy is");
+  if (!tls.proxy_password_file.empty() && fs::exists(tls.proxy_password_file) &&
+      !file_is_private(tls.proxy_password_file))
+    return tc.bad("proxy_password_file", tls.proxy_password_file + " is readable by group or others; chmod 600 it");
+  return {};
+}
+
 R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
   if (!a.IsObject()) return c.bad("", "must be an object");
   CDC_TRY(only_known(c, a, {"cloud", "tenant_id", "client_id", "subscription_id", "credential", "tls", "vault"}));
@@ -194,7 +231,8 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
     Ctx tc{c.file, c.where + "tls."};
     if (!t.IsObject()) return tc.bad("", "must be an object");
     CDC_TRY(only_known(tc, t, {"validate_host", "ca_file", "client_cert_file", "client_key_file", "proxy",
-                               "connect_to", "connect_timeout_s", "total_timeout_s"}));
+                               "proxy_user", "proxy_password_file", "proxy_password_env", "connect_to",
+                               "connect_timeout_s", "total_timeout_s"}));
     CDC_ASSIGN(az.tls.validate_host, get_bool(tc, t, "validate_host", true));
     CDC_ASSIGN(std::string ca, get_string(tc, t, "ca_file", false));
     CDC_ASSIGN(std::string cc2, get_string(tc, t, "client_cert_file", false));
@@ -207,7 +245,7 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
     if (!az.tls.client_key_file.empty() && fs::exists(az.tls.client_key_file) &&
         !file_is_private(az.tls.client_key_file))
       return tc.bad("client_key_file", az.tls.client_key_file + " is readable by group or others; chmod 600 it");
-    CDC_ASSIGN(az.tls.proxy, get_string(tc, t, "proxy", false));
+    CDC_TRY(parse_proxy(tc, t, base, az.tls));
     if (auto ct = t.FindMember("connect_to"); ct != t.MemberEnd()) {
       if (!ct->value.IsArray()) return tc.bad("connect_to", "must be an array of \"host:port:addr:port\" strings");
       for (auto& e : ct->value.GetArray()) {
@@ -240,7 +278,8 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
 
 R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   if (!m.IsObject()) return c.bad("", "must be an object");
-  CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted"}));
+  CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted",
+                            "allow_plain_export_of_non_extractable"}));
   MirrorConfig mc;
   CDC_ASSIGN(std::string trig, get_choice(c, m, "trigger", {"on_generate", "on_request"}, "on_request"));
   CDC_ASSIGN(std::string mode, get_choice(c, m, "mode", {"sync", "async"}, "sync"));
@@ -249,6 +288,8 @@ R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   mc.mode = mode == "sync" ? MirrorMode::sync : MirrorMode::async;
   mc.on_destroy = od == "keep" ? OnDestroy::keep : od == "disable" ? OnDestroy::disable : OnDestroy::remove;
   CDC_ASSIGN(mc.recover_soft_deleted, get_bool(c, m, "recover_soft_deleted", false));
+  CDC_ASSIGN(mc.allow_plain_export_of_non_extractable,
+             get_bool(c, m, "allow_plain_export_of_non_extractable", false));
   return mc;
 }
 
@@ -256,7 +297,7 @@ R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
 
 R<Config> parse_config(const std::string& json, const std::string& path) {
   rapidjson::Document d;
-  d.Parse(json.c_str(), json.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(json.c_str(), json.size());
   if (d.HasParseError())
     return err(Errc::general_error, path + ": invalid JSON at offset " + std::to_string(d.GetErrorOffset()) +
                                         ": " + rapidjson::GetParseError_En(d.GetParseError()));

@@ -46,7 +46,10 @@ struct TlsConfig {
   std::string ca_file;           // empty: system CAs
   std::string client_cert_file;  // mutual TLS
   std::string client_key_file;
-  std::string proxy;             // e.g. https://proxy:3128
+  std::string proxy;             // e.g. https://proxy:3128; never with credentials in it
+  std::string proxy_user;        // proxy authentication: the user name ...
+  std::string proxy_password_file;  // ... and its password from a 0600 file, or
+  std::string proxy_password_env;   // ... from an environment variable
   std::vector<std::string> connect_to;  // libcurl CONNECT_TO entries "host:port:addr:port"
   unsigned connect_timeout_s = 10;
   unsigned total_timeout_s = 60;
@@ -70,6 +73,10 @@ struct MirrorConfig {
   MirrorMode mode = MirrorMode::sync;
   OnDestroy on_destroy = OnDestroy::keep;
   bool recover_soft_deleted = false;
+  // A Standard vault takes a plain JWK: a key with CKA_EXTRACTABLE false is only sent that way
+  // when this is on, and then loses CKA_NEVER_EXTRACTABLE. BYOK (Premium, Managed HSM) keeps the
+  // key non-exportable and needs no permission.
+  bool allow_plain_export_of_non_extractable = false;
 };
 
 struct GroupConfig {

@@ -14,6 +14,8 @@ enum class Errc {
   arguments_bad,
   function_failed,
   not_supported,             // function not supported
+  function_not_parallel,     // C_GetFunctionStatus, C_CancelFunction (legacy)
+  no_event,                  // C_WaitForSlotEvent with CKF_DONT_BLOCK
   // slots, tokens, sessions
   slot_id_invalid,
   token_not_present,
@@ -56,6 +58,7 @@ enum class Errc {
   key_type_inconsistent,
   key_size_range,
   key_function_not_permitted,
+  key_indigestible,
   key_not_wrappable,
   key_unextractable,
   wrapping_key_handle_invalid,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 
 #include "common/log.h"
 
@@ -9,7 +10,16 @@ namespace cdcp11::core {
 
 namespace {
 constexpr const char* kLog = "core";
+
+// A factory that throws leaves its group without a token, like one that fails.
+R<std::unique_ptr<TokenBackend>> open_backend(const BackendFactory& factory, const GroupConfig& g) {
+  try {
+    return factory(g);
+  } catch (const std::exception& e) {
+    return err(Errc::general_error, std::string("the token could not be opened: ") + e.what());
+  }
 }
+}  // namespace
 
 void Session::reset_ops() {
   find.reset();
@@ -50,10 +60,16 @@ R<void> Library::initialize(const std::string& config_path, const BackendFactory
     slot->cfg = g;
     if (!g.azure_error.empty())
       log::error(kLog, "group '" + g.name + "': Azure is not used, its configuration is invalid: " + g.azure_error);
-    auto b = factory(g);
+    auto b = open_backend(factory, g);
     if (b) {
       slot->backend = std::move(*b);
-      open_mirror(*slot);
+      try {
+        open_mirror(*slot);
+      } catch (const std::exception& e) {
+        slot->mirror.reset();
+        slot->mirror_unavailable = std::string("the mirror could not be opened: ") + e.what();
+        log::error(kLog, "group '" + g.name + "': " + slot->mirror_unavailable);
+      }
     } else {
       slot->backend_error = b.error().message;
       log::error(kLog, "group '" + g.name + "': token unavailable: " + b.error().message);
@@ -102,6 +118,11 @@ R<std::shared_ptr<Session>> Library::session(CK_SESSION_HANDLE h) const {
   auto it = sessions_.find(h);
   if (it == sessions_.end()) return err(Errc::session_handle_invalid, "no session " + std::to_string(h));
   return it->second;
+}
+
+R<void> Library::check_session(CK_SESSION_HANDLE h) const {
+  CDC_TRY(session(h));
+  return {};
 }
 
 std::vector<std::shared_ptr<Session>> Library::sessions_of(const Slot* slot) const {

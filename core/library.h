@@ -78,6 +78,7 @@ struct OpState {
   const MechanismEntry* mech = nullptr;
   std::unique_ptr<Operation> op;
   bool multipart = false;                  // an Update has been called
+  bool single = false;                     // a single-part call kept it running (a length query)
   bool context_login_needed = false;       // CKA_ALWAYS_AUTHENTICATE key, not yet re-authenticated
   std::optional<SecureBytes> pending;      // result computed for a length query
 };
@@ -126,6 +127,7 @@ class Library {
 
   // sessions
   R<CK_SESSION_HANDLE> open_session(CK_SLOT_ID id, CK_FLAGS flags);
+  R<void> check_session(CK_SESSION_HANDLE s) const;
   R<void> close_session(CK_SESSION_HANDLE s);
   R<void> close_all_sessions(CK_SLOT_ID id);
   R<CK_SESSION_INFO> session_info(CK_SESSION_HANDLE s);
@@ -143,18 +145,21 @@ class Library {
   R<CK_ULONG> find(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE* out, CK_ULONG max);
   R<void> find_final(CK_SESSION_HANDLE s);
 
-  // operations (sign/verify/encrypt/decrypt/digest)
+  // operations (sign/verify/encrypt/decrypt/digest). Every error but buffer_too_small ends the
+  // active operation, a bad argument included: the caller's input comes as an Input (the bytes,
+  // or arguments_bad for a NULL pointer with a length), and a NULL out_len is arguments_bad.
+  using Input = R<ByteView>;
   R<void> op_init(CK_SESSION_HANDLE s, OpKind kind, const CK_MECHANISM* m, CK_OBJECT_HANDLE key);
   // Single-part: data in, result out with PKCS#11 output-buffer semantics.
-  R<void> op_single(CK_SESSION_HANDLE s, OpKind kind, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
-  R<void> op_update(CK_SESSION_HANDLE s, OpKind kind, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+  R<void> op_single(CK_SESSION_HANDLE s, OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+  R<void> op_update(CK_SESSION_HANDLE s, OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
   R<void> op_final(CK_SESSION_HANDLE s, OpKind kind, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
-  R<void> verify_single(CK_SESSION_HANDLE s, ByteView data, ByteView sig);
-  R<void> verify_update(CK_SESSION_HANDLE s, ByteView data);
-  R<void> verify_final(CK_SESSION_HANDLE s, ByteView sig);
+  R<void> verify_single(CK_SESSION_HANDLE s, Input data, Input sig);
+  R<void> verify_update(CK_SESSION_HANDLE s, Input data);
+  R<void> verify_final(CK_SESSION_HANDLE s, Input sig);
   R<void> digest_init(CK_SESSION_HANDLE s, const CK_MECHANISM* m);
-  R<void> digest_single(CK_SESSION_HANDLE s, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
-  R<void> digest_update(CK_SESSION_HANDLE s, ByteView in);
+  R<void> digest_single(CK_SESSION_HANDLE s, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
+  R<void> digest_update(CK_SESSION_HANDLE s, Input in);
   R<void> digest_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key);
   R<void> digest_final(CK_SESSION_HANDLE s, CK_BYTE_PTR out, CK_ULONG_PTR out_len);
 
@@ -196,7 +201,11 @@ class Library {
   CK_OBJECT_HANDLE add_object(Slot& slot, StoredObject obj, bool token, CK_SESSION_HANDLE owner);
   void remove_object(Slot& slot, CK_OBJECT_HANDLE h);
   R<ObjectEntry*> visible_object(Slot& slot, const Session& s, CK_OBJECT_HANDLE h, Errc invalid);
-  R<void> check_can_create(const Slot& slot, const Session& s, const AttrMap& attrs);
+  // May session s make an object with the final attributes `attrs`? The SO-only values of the
+  // caller's template (`given`; `attrs` itself when null, as every SO-only default is false), the
+  // consistency of the whole, the session's R/W state and the login the object needs.
+  R<void> check_can_create(const Slot& slot, const Session& s, const AttrMap& attrs,
+                           const AttrMap* given = nullptr);
   R<Mechanism> mechanism(const CK_MECHANISM* m, CK_FLAGS needed);
   R<void> check_key_for(const ObjectEntry& key, const Mechanism& m, CK_ATTRIBUTE_TYPE usage,
                         Errc wrong_type);

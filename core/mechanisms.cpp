@@ -63,6 +63,8 @@ const std::vector<MechanismEntry>& table() {
       {CKM_AES_GCM, "CKM_AES_GCM", F::aes_gcm, 0, 16, 32, kED, true, kAes},
       {CKM_AES_CBC_PAD, "CKM_AES_CBC_PAD", F::aes_cbc_pad, 0, 16, 32, kED | kWU, true, kAes},
       {CKM_AES_CTR, "CKM_AES_CTR", F::aes_ctr, 0, 16, 32, kED, true, kAes},
+      {CKM_AES_ECB, "CKM_AES_ECB", F::aes_ecb, 0, 16, 32, kED | kWU, true, kAes},
+      {CKM_AES_CBC, "CKM_AES_CBC", F::aes_cbc, 0, 16, 32, kED | kWU, true, kAes},
       {CKM_AES_KEY_WRAP, "CKM_AES_KEY_WRAP", F::aes_kw, 0, 16, 32, kWU, false, kAes},
       {CKM_AES_KEY_WRAP_KWP, "CKM_AES_KEY_WRAP_KWP", F::aes_kwp, 0, 16, 32, kWU, false, kAes},
       // digests

@@ -15,6 +15,7 @@ enum class MechFamily {
   rsa_pkcs1,      // sign/verify/encrypt/decrypt/wrap/unwrap
   rsa_pss, ecdsa, eddsa, hmac,
   rsa_oaep, aes_gcm, aes_cbc_pad, aes_ctr,
+  aes_ecb, aes_cbc,  // no padding: whole blocks only
   digest, ecdh,
   aes_kw, aes_kwp, rsa_aes_kw,
 };

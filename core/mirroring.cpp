@@ -1,4 +1,6 @@
 // Mirroring keys into the group's Key Vault: when, and recording the outcome on the object.
+#include <functional>
+
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/azure_link.h"
@@ -35,8 +37,7 @@ void Library::open_mirror(Slot& slot) {
     log::error(kLog, "group '" + g.name + "': " + journal.error().message);
     return;
   }
-  slot.mirror = std::make_unique<mirror::Engine>(g.name, *g.azure, std::move(*conn), std::move(*journal),
-                                                 g.mirror.recover_soft_deleted);
+  slot.mirror = std::make_unique<mirror::Engine>(g.name, *g.azure, std::move(*conn), std::move(*journal), g.mirror);
   slot.worker = std::make_unique<mirror::Worker>();
 }
 
@@ -54,27 +55,43 @@ R<void> Library::precheck_mirror(const Slot& slot, const AttrMap& a, std::size_t
   if (!slot.mirror)
     return err(Errc::function_failed, "group '" + slot.cfg.name + "' mirrors this key but cannot reach Azure: " +
                                           slot.mirror_unavailable);
-  return mirror::Engine::check_target(slot.mirror->azure_config(), a.ulong(CKA_CLASS).value_or(0),
-                                      a.ulong(CKA_KEY_TYPE).value_or(0), rsa_bits);
+  CDC_TRY(mirror::Engine::check_target(slot.mirror->azure_config(), a.ulong(CKA_CLASS).value_or(0),
+                                       a.ulong(CKA_KEY_TYPE).value_or(0), rsa_bits));
+  // The creating functions know no CKR_KEY_UNEXTRACTABLE: for them the template and the group's
+  // policy are what conflict.
+  if (auto plain = slot.mirror->plain_export_of_non_extractable(a); !plain)
+    return err(Errc::template_inconsistent, plain.error().message);
+  return {};
 }
 
-void Library::record_mirror(Slot& slot, const std::string& uid, CK_ULONG state, const std::string& kid,
-                            const std::string& error) {
+namespace {
+
+// Changes attributes of the key with this uid, in the token and in the slot's view of it.
+R<void> update_key(Slot& slot, const std::string& uid, const std::function<void(AttrMap&)>& change) {
   std::lock_guard sl(slot.mu);
   auto it = slot.by_uid.find(uid);
-  if (it == slot.by_uid.end()) return;
+  if (it == slot.by_uid.end()) return err(Errc::key_handle_invalid, "the key is gone");
   auto& e = slot.objects[it->second];
   AttrMap a = e.obj.attrs;
-  a.set_ulong(CKA_CDC_MIRROR_STATE, state);
-  if (!kid.empty() || state != CDC_MIRROR_STATE_FAILED) a.set_string(CKA_CDC_AZURE_KEY_ID, kid);
-  a.set_string(CKA_CDC_MIRROR_ERROR, error);
-  if (auto r = slot.backend->update_object(uid, a); !r) {
-    log::error(kLog, "recording the mirror state of " + uid + " failed: " + r.error().message);
-    return;
-  }
+  change(a);
+  CDC_TRY(slot.backend->update_object(uid, a));
   slot.index.remove(it->second, e.obj.attrs);
   e.obj.attrs = std::move(a);
   slot.index.add(it->second, e.obj.attrs);
+  return {};
+}
+
+}  // namespace
+
+void Library::record_mirror(Slot& slot, const std::string& uid, CK_ULONG state, const std::string& kid,
+                            const std::string& error) {
+  auto r = update_key(slot, uid, [&](AttrMap& a) {
+    a.set_ulong(CKA_CDC_MIRROR_STATE, state);
+    if (!kid.empty() || state != CDC_MIRROR_STATE_FAILED) a.set_string(CKA_CDC_AZURE_KEY_ID, kid);
+    a.set_string(CKA_CDC_MIRROR_ERROR, error);
+  });
+  if (!r && r.error().code != Errc::key_handle_invalid)
+    log::error(kLog, "recording the mirror state of " + uid + " failed: " + r.error().message);
 }
 
 R<void> Library::run_mirror(Slot& slot, CK_OBJECT_HANDLE h) {
@@ -90,6 +107,21 @@ R<void> Library::run_mirror(Slot& slot, CK_OBJECT_HANDLE h) {
     std::string why = "group '" + slot.cfg.name + "' cannot mirror: " + slot.mirror_unavailable;
     record_mirror(slot, key.uid, CDC_MIRROR_STATE_FAILED, "", why);
     return err(Errc::function_failed, why);
+  }
+  auto plain = slot.mirror->plain_export_of_non_extractable(key.attrs);
+  if (!plain) {
+    record_mirror(slot, key.uid, CDC_MIRROR_STATE_FAILED, "", plain.error().message);
+    return fail(std::move(plain).error());
+  }
+  if (*plain && key.attrs.bool_or(CKA_NEVER_EXTRACTABLE, true)) {
+    // Written before the key material leaves: from here on it has been extractable.
+    if (auto r = update_key(slot, key.uid, [](AttrMap& a) { a.set_bool(CKA_NEVER_EXTRACTABLE, false); }); !r) {
+      const std::string why = "the key's CKA_NEVER_EXTRACTABLE could not be cleared before its plain export: " +
+                              r.error().message;
+      record_mirror(slot, key.uid, CDC_MIRROR_STATE_FAILED, "", why);
+      return err(Errc::device_error, why);
+    }
+    key.attrs.set_bool(CKA_NEVER_EXTRACTABLE, false);
   }
   record_mirror(slot, key.uid, CDC_MIRROR_STATE_PENDING, "", "");
   // No slot lock is held here: the engine talks to Azure and to the backend (thread-safe).

@@ -97,7 +97,11 @@ R<ObjectEntry*> Library::visible_object(Slot& slot, const Session& s, CK_OBJECT_
   return &e;
 }
 
-R<void> Library::check_can_create(const Slot& slot, const Session& s, const AttrMap& attrs) {
+R<void> Library::check_can_create(const Slot& slot, const Session& s, const AttrMap& attrs, const AttrMap* given) {
+  auto cls = attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
+  auto kt = attrs.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
+  CDC_TRY(check_so_only(cls, kt, given ? *given : attrs, slot.login == LoginState::so));
+  CDC_TRY(check_consistent(attrs));
   const bool token = attrs.bool_or(CKA_TOKEN, false);
   if (token && !(s.flags & CKF_RW_SESSION))
     return err(Errc::session_read_only, "a token object cannot be created in a read-only session");
@@ -159,7 +163,7 @@ R<CK_OBJECT_HANDLE> Library::copy_object_locked(Session& session, CK_OBJECT_HAND
   AttrMap a = cur;
   a.merge(tmpl);
   a.erase(CKA_UNIQUE_ID);
-  CDC_TRY(check_can_create(slot, *s, a));
+  CDC_TRY(check_can_create(slot, *s, a, &tmpl));
   if (a.has(CKA_CDC_MIRROR_STATE)) {
     // A copy is a new key: it has not been mirrored.
     a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_NONE);

@@ -38,17 +38,23 @@ std::optional<OpState>& slot_for(Session& s, OpKind k) {
   return s.sign;
 }
 
-// Runs the step once and keeps its result, so a length query (or a too-small buffer) and the
-// call that follows return the same bytes; a failed step ends the operation.
-template <class Step>
-R<void> compute_once(std::optional<OpState>& st, Step step) {
-  if (st->pending) return {};
-  R<SecureBytes> r = step();
-  if (!r) {
-    st.reset();
-    return fail(std::move(r).error());
-  }
-  st->pending = std::move(*r);
+// One call on an active operation: every error but buffer_too_small ends it (PKCS#11 3.0 5.2
+// and 5.8-5.13: a NULL length pointer, a single-part call after an Update, a refused key...).
+// A success or a length query leaves it to the body, which ends it once the caller has the result.
+template <class Body>
+R<void> step(std::optional<OpState>& st, const char* name, Body body) {
+  if (!st) return err(Errc::operation_not_initialized, std::string(name) + " operation not initialised");
+  R<void> r = body();
+  if (!r && r.error().code != Errc::buffer_too_small) st.reset();
+  return r;
+}
+
+// Runs the computation once and keeps its result, so a length query (or a too-small buffer) and
+// the call that follows return the same bytes.
+template <class Compute>
+R<void> compute_once(OpState& o, Compute compute) {
+  if (o.pending) return {};
+  CDC_ASSIGN(o.pending, compute());
   return {};
 }
 
@@ -59,15 +65,28 @@ R<void> deliver_final(std::optional<OpState>& st, CK_BYTE_PTR out, CK_ULONG_PTR 
   return w;
 }
 
-Unexpected<Error> end_single_part_only(std::optional<OpState>& st) {
-  const char* name = st->mech->name;
-  st.reset();
-  return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
+R<void> need_out_len(const CK_ULONG_PTR out_len) {
+  if (!out_len) return err(Errc::arguments_bad, "the output length pointer is NULL");
+  return {};
 }
 
-Unexpected<Error> end_for_context_login(std::optional<OpState>& st) {
-  st.reset();  // an error ends the operation (PKCS#11 3.0 5.12/5.13)
+Unexpected<Error> single_part_only(const MechanismEntry* mech) {
+  return err(Errc::not_supported, std::string(mech->name) + " is single-part only: no Update/Final");
+}
+
+Unexpected<Error> context_login_missing() {
   return err(Errc::user_not_logged_in, "the key needs a context-specific login (CKA_ALWAYS_AUTHENTICATE)");
+}
+
+Unexpected<Error> single_after_update() {
+  return err(Errc::operation_active, "a multi-part operation is in progress; the single-part call ends it");
+}
+
+// After a single-part call that kept the operation running (a length query, a too-small buffer):
+// only that call may finish it.
+R<void> not_after_single(const OpState& o) {
+  if (o.single) return err(Errc::operation_active, "a single-part call is in progress; this call ends it");
+  return {};
 }
 
 }  // namespace
@@ -156,83 +175,94 @@ R<void> Library::op_init(CK_SESSION_HANDLE h, OpKind kind, const CK_MECHANISM* p
   return {};
 }
 
-R<void> Library::op_single(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+R<void> Library::op_single(CK_SESSION_HANDLE h, OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
   auto& st = slot_for(*s, kind);
-  if (!st) return err(Errc::operation_not_initialized, std::string(info(kind).name) + " operation not initialised");
-  if (st->multipart) {
-    st.reset();
-    return err(Errc::operation_active, "a multi-part operation is in progress; the single-part call ends it");
-  }
-  if (st->context_login_needed) return end_for_context_login(st);
-  CDC_TRY(compute_once(st, [&]() -> R<SecureBytes> {
-    CDC_ASSIGN(auto a, st->op->update(in));
-    CDC_ASSIGN(auto b, st->op->finish());
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-  }));
-  return deliver_final(st, out, out_len);
+  return step(st, info(kind).name, [&]() -> R<void> {
+    if (st->multipart) return single_after_update();
+    st->single = true;
+    CDC_TRY(in);
+    CDC_TRY(need_out_len(out_len));
+    if (st->context_login_needed) return context_login_missing();
+    CDC_TRY(compute_once(*st, [&]() -> R<SecureBytes> {
+      CDC_ASSIGN(auto a, st->op->update(*in));
+      CDC_ASSIGN(auto b, st->op->finish());
+      a.insert(a.end(), b.begin(), b.end());
+      return a;
+    }));
+    return deliver_final(st, out, out_len);
+  });
 }
 
-R<void> Library::op_update(CK_SESSION_HANDLE h, OpKind kind, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+R<void> Library::op_update(CK_SESSION_HANDLE h, OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
   auto& st = slot_for(*s, kind);
-  if (!st) return err(Errc::operation_not_initialized, std::string(info(kind).name) + " operation not initialised");
-  if (!st->mech->multipart) return end_single_part_only(st);
-  if (st->context_login_needed) return end_for_context_login(st);
-  st->multipart = true;
-  CDC_TRY(compute_once(st, [&] { return st->op->update(in); }));
-  if (kind == OpKind::sign || kind == OpKind::verify) {
-    st->pending.reset();
-    return {};
-  }
-  auto w = write_output(*st->pending, out, out_len);
-  if (w && out) st->pending.reset();
-  else if (!w && w.error().code != Errc::buffer_too_small) st.reset();
-  return w;
+  const bool has_output = kind == OpKind::encrypt || kind == OpKind::decrypt;
+  return step(st, info(kind).name, [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
+    CDC_TRY(in);
+    if (has_output) CDC_TRY(need_out_len(out_len));
+    if (!st->mech->multipart) return single_part_only(st->mech);
+    if (st->context_login_needed) return context_login_missing();
+    st->multipart = true;
+    CDC_TRY(compute_once(*st, [&] { return st->op->update(*in); }));
+    if (!has_output) {
+      st->pending.reset();
+      return {};
+    }
+    auto w = write_output(*st->pending, out, out_len);
+    if (w && out) st->pending.reset();
+    return w;
+  });
 }
 
 R<void> Library::op_final(CK_SESSION_HANDLE h, OpKind kind, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
   auto& st = slot_for(*s, kind);
-  if (!st) return err(Errc::operation_not_initialized, std::string(info(kind).name) + " operation not initialised");
-  if (st->context_login_needed) return end_for_context_login(st);
-  if (!st->mech->multipart) return end_single_part_only(st);
-  CDC_TRY(compute_once(st, [&] { return st->op->finish(); }));
-  return deliver_final(st, out, out_len);
+  return step(st, info(kind).name, [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
+    CDC_TRY(need_out_len(out_len));
+    if (st->context_login_needed) return context_login_missing();
+    if (!st->mech->multipart) return single_part_only(st->mech);
+    CDC_TRY(compute_once(*st, [&] { return st->op->finish(); }));
+    return deliver_final(st, out, out_len);
+  });
 }
 
-R<void> Library::verify_single(CK_SESSION_HANDLE h, ByteView data, ByteView sig) {
+// C_Verify and C_VerifyFinal end the operation whatever their result.
+R<void> Library::verify_single(CK_SESSION_HANDLE h, Input data, Input sig) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
   auto& st = s->verify;
   if (!st) return err(Errc::operation_not_initialized, "verify operation not initialised");
   auto op = std::move(st->op);
   const bool multipart = st->multipart;
-  st.reset();  // C_Verify always ends the operation
-  if (multipart) return err(Errc::operation_active, "a multi-part verify is in progress; C_Verify ends it");
-  CDC_TRY(op->update(data));
-  return op->verify(sig);
+  st.reset();
+  if (multipart) return single_after_update();
+  CDC_TRY(data);
+  CDC_TRY(sig);
+  CDC_TRY(op->update(*data));
+  return op->verify(*sig);
 }
 
-R<void> Library::verify_update(CK_SESSION_HANDLE h, ByteView data) {
-  return op_update(h, OpKind::verify, data, nullptr, nullptr);
+R<void> Library::verify_update(CK_SESSION_HANDLE h, Input data) {
+  return op_update(h, OpKind::verify, std::move(data), nullptr, nullptr);
 }
 
-R<void> Library::verify_final(CK_SESSION_HANDLE h, ByteView sig) {
+R<void> Library::verify_final(CK_SESSION_HANDLE h, Input sig) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
   auto& st = s->verify;
   if (!st) return err(Errc::operation_not_initialized, "verify operation not initialised");
   auto op = std::move(st->op);
-  const bool multi = st->mech->multipart;
-  const char* name = st->mech->name;
+  const MechanismEntry* mech = st->mech;
   st.reset();
-  if (!multi) return err(Errc::not_supported, std::string(name) + " is single-part only: no Update/Final");
-  return op->verify(sig);
+  if (!mech->multipart) return single_part_only(mech);
+  CDC_TRY(sig);
+  return op->verify(*sig);
 }
 
 // ---------------------------------------------------------------- digest
@@ -250,62 +280,71 @@ R<void> Library::digest_init(CK_SESSION_HANDLE h, const CK_MECHANISM* pm) {
   return {};
 }
 
-R<void> Library::digest_single(CK_SESSION_HANDLE h, ByteView in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+R<void> Library::digest_single(CK_SESSION_HANDLE h, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
   auto& st = s->digest;
-  if (!st) return err(Errc::operation_not_initialized, "digest operation not initialised");
-  if (st->multipart) {
-    st.reset();
-    return err(Errc::operation_active, "a multi-part digest is in progress; C_Digest ends it");
-  }
-  CDC_TRY(compute_once(st, [&]() -> R<SecureBytes> {
-    CDC_TRY(st->op->update(in));
-    return st->op->finish();
-  }));
-  return deliver_final(st, out, out_len);
+  return step(st, "digest", [&]() -> R<void> {
+    if (st->multipart) return single_after_update();
+    st->single = true;
+    CDC_TRY(in);
+    CDC_TRY(need_out_len(out_len));
+    CDC_TRY(compute_once(*st, [&]() -> R<SecureBytes> {
+      CDC_TRY(st->op->update(*in));
+      return st->op->finish();
+    }));
+    return deliver_final(st, out, out_len);
+  });
 }
 
-R<void> Library::digest_update(CK_SESSION_HANDLE h, ByteView in) {
+R<void> Library::digest_update(CK_SESSION_HANDLE h, Input in) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
-  if (!s->digest) return err(Errc::operation_not_initialized, "digest operation not initialised");
-  s->digest->multipart = true;
-  auto r = s->digest->op->update(in);
-  if (!r) {
-    s->digest.reset();
-    return fail(std::move(r).error());
-  }
-  return {};
+  auto& st = s->digest;
+  return step(st, "digest", [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
+    CDC_TRY(in);
+    st->multipart = true;
+    CDC_TRY(st->op->update(*in));
+    return {};
+  });
 }
 
 R<void> Library::digest_key(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE kh) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
-  if (!s->digest) return err(Errc::operation_not_initialized, "digest operation not initialised");
-  Slot& slot = *s->slot;
-  std::unique_lock sl(slot.mu);
-  auto key = visible_object(slot, *s, kh, Errc::key_handle_invalid);
-  if (!key) return fail(std::move(key).error());
-  if ((*key)->obj.attrs.ulong(CKA_CLASS).value_or(0) != CKO_SECRET_KEY)
-    return err(Errc::key_handle_invalid, "C_DigestKey takes a secret key");
-  if ((*key)->obj.attrs.bool_or(CKA_SENSITIVE, true) || !(*key)->obj.attrs.bool_or(CKA_EXTRACTABLE, false))
-    return err(Errc::key_unextractable, "C_DigestKey refuses a sensitive or unextractable key");
-  StoredObject copy = (*key)->obj;
-  sl.unlock();
-  CDC_ASSIGN(auto value, slot.backend->key_value_for_digest(copy));
-  s->digest->multipart = true;
-  CDC_TRY(s->digest->op->update(value));
-  return {};
+  auto& st = s->digest;
+  return step(st, "digest", [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
+    Slot& slot = *s->slot;
+    std::unique_lock sl(slot.mu);
+    CDC_TRY(sync(slot));
+    CDC_ASSIGN(ObjectEntry * key, visible_object(slot, *s, kh, Errc::key_handle_invalid));
+    // Any secret key: the spec sets no sensitivity rule here, and a key's digest reveals no
+    // more than its use would.
+    if (key->obj.attrs.ulong(CKA_CLASS).value_or(0) != CKO_SECRET_KEY)
+      return err(Errc::key_indigestible, "C_DigestKey digests secret keys only");
+    if (cloud::azure_resident(key->obj.attrs))
+      return err(Errc::key_indigestible, "the key's material is in Key Vault, not in the token");
+    StoredObject copy = key->obj;
+    sl.unlock();
+    CDC_ASSIGN(auto value, slot.backend->key_value_for_digest(copy));
+    st->multipart = true;
+    CDC_TRY(st->op->update(value));
+    return {};
+  });
 }
 
 R<void> Library::digest_final(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   CDC_ASSIGN(auto s, session(h));
   std::lock_guard ol(s->mu);
   auto& st = s->digest;
-  if (!st) return err(Errc::operation_not_initialized, "digest operation not initialised");
-  CDC_TRY(compute_once(st, [&] { return st->op->finish(); }));
-  return deliver_final(st, out, out_len);
+  return step(st, "digest", [&]() -> R<void> {
+    CDC_TRY(not_after_single(*st));
+    CDC_TRY(need_out_len(out_len));
+    CDC_TRY(compute_once(*st, [&] { return st->op->finish(); }));
+    return deliver_final(st, out, out_len);
+  });
 }
 
 }  // namespace cdcp11::core

@@ -37,6 +37,29 @@ R<void> need(bool ok, const char* what) {
 
 R<AttrMap> tmpl(CK_ATTRIBUTE_PTR t, CK_ULONG n) { return AttrMap::from_template(t, n); }
 
+// The caller's data for an active operation: core ends the operation if it is a NULL pointer
+// with a length.
+Library::Input input(const CK_BYTE* p, CK_ULONG n, const char* what) {
+  if (!p && n) return err(Errc::arguments_bad, std::string(what) + " is NULL");
+  return bytes(p, n);
+}
+
+// A function on a session: an invalid handle is reported before any argument error (PKCS#11 3.0
+// 5.1.7: the codes of 5.1.2 take precedence over those of 5.1.6).
+template <class F>
+CK_RV session_call(const char* fn, CK_SESSION_HANDLE h, F&& f) noexcept {
+  return call(fn, [&](Library& L) -> R<void> {
+    CDC_TRY(L.check_session(h));
+    return f(L);
+  });
+}
+
+// A function this module does not implement: still CKR_CRYPTOKI_NOT_INITIALIZED outside
+// C_Initialize/C_Finalize, like every other.
+CK_RV unsupported(const char* fn) noexcept {
+  return call(fn, [&](Library&) -> R<void> { return err(Errc::not_supported, std::string(fn) + " is not supported"); });
+}
+
 }  // namespace
 
 extern CK_FUNCTION_LIST g_function_list;
@@ -145,8 +168,8 @@ CDC_EXPORT CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo) {
 
 CDC_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
   return call("C_GetTokenInfo", [&](Library& L) -> R<void> {
+    CDC_ASSIGN(auto* slot, L.slot_with_token(slotID));  // 5.1.3's CKR_TOKEN_NOT_PRESENT first
     CDC_TRY(need(pInfo, "pInfo"));
-    CDC_ASSIGN(auto* slot, L.slot_with_token(slotID));
     CDC_ASSIGN(auto st, L.token_status(slotID));
     CDC_ASSIGN(auto counts, L.session_counts(slotID));
     std::memset(pInfo, 0, sizeof *pInfo);
@@ -183,8 +206,8 @@ CDC_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
 
 CDC_EXPORT CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList, CK_ULONG_PTR pulCount) {
   return call("C_GetMechanismList", [&](Library& L) -> R<void> {
-    CDC_TRY(need(pulCount, "pulCount"));
     CDC_TRY(L.slot_with_token(slotID));
+    CDC_TRY(need(pulCount, "pulCount"));
     auto table = cdcp11::core::mechanism_table();
     if (!pList) {
       *pulCount = table.size();
@@ -202,8 +225,8 @@ CDC_EXPORT CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pLi
 
 CDC_EXPORT CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo) {
   return call("C_GetMechanismInfo", [&](Library& L) -> R<void> {
-    CDC_TRY(need(pInfo, "pInfo"));
     CDC_TRY(L.slot_with_token(slotID));
+    CDC_TRY(need(pInfo, "pInfo"));
     auto* e = cdcp11::core::find_mechanism(type);
     if (!e) return err(Errc::mechanism_invalid, std::string(cdcp11::core::mechanism_name(type)) + " is not supported");
     pInfo->ulMinKeySize = e->min_key;
@@ -215,6 +238,7 @@ CDC_EXPORT CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, C
 
 CDC_EXPORT CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel) {
   return call("C_InitToken", [&](Library& L) -> R<void> {
+    CDC_TRY(L.slot_with_token(slotID));
     CDC_TRY(need(pPin || !ulPinLen, "pPin"));
     CDC_TRY(need(pLabel, "pLabel"));
     std::string label(reinterpret_cast<const char*>(pLabel), 32);
@@ -224,7 +248,7 @@ CDC_EXPORT CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG u
 }
 
 CDC_EXPORT CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen) {
-  return call("C_InitPIN", [&](Library& L) -> R<void> {
+  return session_call("C_InitPIN", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(pPin || !ulPinLen, "pPin"));
     return L.init_pin(h, bytes(pPin, ulPinLen));
   });
@@ -232,7 +256,7 @@ CDC_EXPORT CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pPin, CK_ULONG u
 
 CDC_EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pOld, CK_ULONG ulOld, CK_UTF8CHAR_PTR pNew,
                           CK_ULONG ulNew) {
-  return call("C_SetPIN", [&](Library& L) -> R<void> {
+  return session_call("C_SetPIN", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(pOld || !ulOld, "pOldPin"));
     CDC_TRY(need(pNew || !ulNew, "pNewPin"));
     return L.set_pin(h, bytes(pOld, ulOld), bytes(pNew, ulNew));
@@ -250,7 +274,7 @@ CDC_EXPORT CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR, C
 }
 
 CDC_EXPORT CK_RV C_CloseSession(CK_SESSION_HANDLE h) {
-  return call("C_CloseSession", [&](Library& L) { return L.close_session(h); });
+  return session_call("C_CloseSession", h, [&](Library& L) { return L.close_session(h); });
 }
 
 CDC_EXPORT CK_RV C_CloseAllSessions(CK_SLOT_ID slotID) {
@@ -258,20 +282,22 @@ CDC_EXPORT CK_RV C_CloseAllSessions(CK_SLOT_ID slotID) {
 }
 
 CDC_EXPORT CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR pInfo) {
-  return call("C_GetSessionInfo", [&](Library& L) -> R<void> {
+  return session_call("C_GetSessionInfo", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(pInfo, "pInfo"));
     CDC_ASSIGN(*pInfo, L.session_info(h));
     return {};
   });
 }
 
-CDC_EXPORT CK_RV C_GetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+CDC_EXPORT CK_RV C_GetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR) {
+  return unsupported("C_GetOperationState");
+}
 CDC_EXPORT CK_RV C_SetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE) {
-  return CKR_FUNCTION_NOT_SUPPORTED;
+  return unsupported("C_SetOperationState");
 }
 
 CDC_EXPORT CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen) {
-  return call("C_Login", [&](Library& L) -> R<void> {
+  return session_call("C_Login", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(pPin || !ulPinLen, "pPin"));
     return L.login(h, userType, bytes(pPin, ulPinLen));
   });
@@ -284,13 +310,13 @@ CDC_EXPORT CK_RV C_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8
 }
 
 CDC_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE h) {
-  return call("C_Logout", [&](Library& L) { return L.logout(h); });
+  return session_call("C_Logout", h, [&](Library& L) { return L.logout(h); });
 }
 
 // ---------------------------------------------------------------- objects
 
 CDC_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
-  return call("C_CreateObject", [&](Library& L) -> R<void> {
+  return session_call("C_CreateObject", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(t, "pTemplate"));
     CDC_TRY(need(ph, "phObject"));
     CDC_ASSIGN(auto a, tmpl(t, n));
@@ -301,7 +327,7 @@ CDC_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULON
 
 CDC_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                               CK_OBJECT_HANDLE_PTR ph) {
-  return call("C_CopyObject", [&](Library& L) -> R<void> {
+  return session_call("C_CopyObject", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(ph, "phNewObject"));
     CDC_ASSIGN(auto a, tmpl(t, n));
     CDC_ASSIGN(*ph, L.copy_object(h, o, a));
@@ -310,11 +336,11 @@ CDC_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIB
 }
 
 CDC_EXPORT CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o) {
-  return call("C_DestroyObject", [&](Library& L) { return L.destroy_object(h, o); });
+  return session_call("C_DestroyObject", h, [&](Library& L) { return L.destroy_object(h, o); });
 }
 
 CDC_EXPORT CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR pul) {
-  return call("C_GetObjectSize", [&](Library& L) -> R<void> {
+  return session_call("C_GetObjectSize", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(pul, "pulSize"));
     CDC_ASSIGN(*pul, L.object_size(h, o));
     return {};
@@ -322,14 +348,14 @@ CDC_EXPORT CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULO
 }
 
 CDC_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
-  return call("C_GetAttributeValue", [&](Library& L) -> R<void> {
+  return session_call("C_GetAttributeValue", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(t || !n, "pTemplate"));
     return L.get_attributes(h, o, t, n);
   });
 }
 
 CDC_EXPORT CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
-  return call("C_SetAttributeValue", [&](Library& L) -> R<void> {
+  return session_call("C_SetAttributeValue", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(t || !n, "pTemplate"));
     CDC_ASSIGN(auto a, tmpl(t, n));
     return L.set_attributes(h, o, a);
@@ -337,7 +363,7 @@ CDC_EXPORT CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK
 }
 
 CDC_EXPORT CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
-  return call("C_FindObjectsInit", [&](Library& L) -> R<void> {
+  return session_call("C_FindObjectsInit", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(t || !n, "pTemplate"));
     CDC_ASSIGN(auto a, tmpl(t, n));
     return L.find_init(h, a);
@@ -345,7 +371,7 @@ CDC_EXPORT CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_U
 }
 
 CDC_EXPORT CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ph, CK_ULONG max, CK_ULONG_PTR pulCount) {
-  return call("C_FindObjects", [&](Library& L) -> R<void> {
+  return session_call("C_FindObjects", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(ph || !max, "phObject"));
     CDC_TRY(need(pulCount, "pulObjectCount"));
     CDC_ASSIGN(*pulCount, L.find(h, ph, max));
@@ -354,14 +380,14 @@ CDC_EXPORT CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ph, CK_
 }
 
 CDC_EXPORT CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) {
-  return call("C_FindObjectsFinal", [&](Library& L) { return L.find_final(h); });
+  return session_call("C_FindObjectsFinal", h, [&](Library& L) { return L.find_final(h); });
 }
 
 // ---------------------------------------------------------------- encrypt / decrypt / sign / verify
 
 #define CDC_OP_FUNCTIONS(Name, Kind)                                                                   \
   CDC_EXPORT CK_RV C_##Name##Init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {        \
-    return call("C_" #Name "Init", [&](Library& L) -> R<void> {                                         \
+    return session_call("C_" #Name "Init", h, [&](Library& L) -> R<void> {                              \
       CDC_TRY(need(m, "pMechanism"));                                                                   \
       return L.op_init(h, Kind, m, k);                                                                  \
     });                                                                                                 \
@@ -373,123 +399,125 @@ CDC_OP_FUNCTIONS(Sign, OpKind::sign)
 CDC_OP_FUNCTIONS(Verify, OpKind::verify)
 
 CDC_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_Encrypt", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    return L.op_single(h, OpKind::encrypt, bytes(in, n), out, outLen);
+  return session_call("C_Encrypt", h, [&](Library& L) -> R<void> {
+    return L.op_single(h, OpKind::encrypt, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_EncryptUpdate", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.op_update(h, OpKind::encrypt, bytes(in, n), out, outLen);
+  return session_call("C_EncryptUpdate", h, [&](Library& L) -> R<void> {
+    return L.op_update(h, OpKind::encrypt, input(in, n, "pPart"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_EncryptFinal", [&](Library& L) { return L.op_final(h, OpKind::encrypt, out, outLen); });
+  return session_call("C_EncryptFinal", h, [&](Library& L) { return L.op_final(h, OpKind::encrypt, out, outLen); });
 }
 CDC_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_Decrypt", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pEncryptedData"));
-    return L.op_single(h, OpKind::decrypt, bytes(in, n), out, outLen);
+  return session_call("C_Decrypt", h, [&](Library& L) -> R<void> {
+    return L.op_single(h, OpKind::decrypt, input(in, n, "pEncryptedData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_DecryptUpdate", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pEncryptedPart"));
-    return L.op_update(h, OpKind::decrypt, bytes(in, n), out, outLen);
+  return session_call("C_DecryptUpdate", h, [&](Library& L) -> R<void> {
+    return L.op_update(h, OpKind::decrypt, input(in, n, "pEncryptedPart"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_DecryptFinal", [&](Library& L) { return L.op_final(h, OpKind::decrypt, out, outLen); });
+  return session_call("C_DecryptFinal", h, [&](Library& L) { return L.op_final(h, OpKind::decrypt, out, outLen); });
 }
 CDC_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_Sign", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    return L.op_single(h, OpKind::sign, bytes(in, n), out, outLen);
+  return session_call("C_Sign", h, [&](Library& L) -> R<void> {
+    return L.op_single(h, OpKind::sign, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
-  return call("C_SignUpdate", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.op_update(h, OpKind::sign, bytes(in, n), nullptr, nullptr);
+  return session_call("C_SignUpdate", h, [&](Library& L) -> R<void> {
+    return L.op_update(h, OpKind::sign, input(in, n, "pPart"), nullptr, nullptr);
   });
 }
 CDC_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_SignFinal", [&](Library& L) { return L.op_final(h, OpKind::sign, out, outLen); });
+  return session_call("C_SignFinal", h, [&](Library& L) { return L.op_final(h, OpKind::sign, out, outLen); });
 }
 CDC_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR sig, CK_ULONG sigLen) {
-  return call("C_Verify", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    CDC_TRY(need(sig || !sigLen, "pSignature"));
-    return L.verify_single(h, bytes(in, n), bytes(sig, sigLen));
+  return session_call("C_Verify", h, [&](Library& L) -> R<void> {
+    return L.verify_single(h, input(in, n, "pData"), input(sig, sigLen, "pSignature"));
   });
 }
 CDC_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
-  return call("C_VerifyUpdate", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.verify_update(h, bytes(in, n));
+  return session_call("C_VerifyUpdate", h, [&](Library& L) -> R<void> {
+    return L.verify_update(h, input(in, n, "pPart"));
   });
 }
 CDC_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sigLen) {
-  return call("C_VerifyFinal", [&](Library& L) -> R<void> {
-    CDC_TRY(need(sig || !sigLen, "pSignature"));
-    return L.verify_final(h, bytes(sig, sigLen));
+  return session_call("C_VerifyFinal", h, [&](Library& L) -> R<void> {
+    return L.verify_final(h, input(sig, sigLen, "pSignature"));
   });
 }
 
 // ---------------------------------------------------------------- digest
 
 CDC_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m) {
-  return call("C_DigestInit", [&](Library& L) -> R<void> {
+  return session_call("C_DigestInit", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     return L.digest_init(h, m);
   });
 }
 CDC_EXPORT CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_Digest", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pData"));
-    return L.digest_single(h, bytes(in, n), out, outLen);
+  return session_call("C_Digest", h, [&](Library& L) -> R<void> {
+    return L.digest_single(h, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
-  return call("C_DigestUpdate", [&](Library& L) -> R<void> {
-    CDC_TRY(need(in || !n, "pPart"));
-    return L.digest_update(h, bytes(in, n));
+  return session_call("C_DigestUpdate", h, [&](Library& L) -> R<void> {
+    return L.digest_update(h, input(in, n, "pPart"));
   });
 }
 CDC_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
-  return call("C_DigestKey", [&](Library& L) { return L.digest_key(h, k); });
+  return session_call("C_DigestKey", h, [&](Library& L) { return L.digest_key(h, k); });
 }
 CDC_EXPORT CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_DigestFinal", [&](Library& L) { return L.digest_final(h, out, outLen); });
+  return session_call("C_DigestFinal", h, [&](Library& L) { return L.digest_final(h, out, outLen); });
 }
 
 // ---------------------------------------------------------------- not supported
 
-CDC_EXPORT CK_RV C_SignRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_SignRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_VerifyRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_DigestEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_DecryptDigestUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_SignEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_DecryptVerifyUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
-CDC_EXPORT CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
-  CK_RV rv = call("C_SeedRandom", [&](Library& L) -> R<void> {
-    CDC_TRY(L.session_info(h));
-    return {};
-  });
+CDC_EXPORT CK_RV C_SignRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) { return unsupported("C_SignRecoverInit"); }
+CDC_EXPORT CK_RV C_SignRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_SignRecover"); }
+CDC_EXPORT CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) { return unsupported("C_VerifyRecoverInit"); }
+CDC_EXPORT CK_RV C_VerifyRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_VerifyRecover"); }
+CDC_EXPORT CK_RV C_DigestEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_DigestEncryptUpdate"); }
+CDC_EXPORT CK_RV C_DecryptDigestUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_DecryptDigestUpdate"); }
+CDC_EXPORT CK_RV C_SignEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_SignEncryptUpdate"); }
+CDC_EXPORT CK_RV C_DecryptVerifyUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_DecryptVerifyUpdate"); }
+CDC_EXPORT CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR pSeed, CK_ULONG n) {
+  CK_RV rv = session_call("C_SeedRandom", h, [&](Library&) { return need(pSeed || !n, "pSeed"); });
   return rv == CKR_OK ? CKR_RANDOM_SEED_NOT_SUPPORTED : rv;
 }
-CDC_EXPORT CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE) { return CKR_FUNCTION_NOT_PARALLEL; }
-CDC_EXPORT CK_RV C_CancelFunction(CK_SESSION_HANDLE) { return CKR_FUNCTION_NOT_PARALLEL; }
-CDC_EXPORT CK_RV C_WaitForSlotEvent(CK_FLAGS, CK_SLOT_ID_PTR, CK_VOID_PTR) { return CKR_FUNCTION_NOT_SUPPORTED; }
+// Legacy functions (PKCS#11 3.0 5.20): they only ever say CKR_FUNCTION_NOT_PARALLEL.
+CDC_EXPORT CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE h) {
+  return session_call("C_GetFunctionStatus", h, [&](Library&) -> R<void> {
+    return err(Errc::function_not_parallel, "C_GetFunctionStatus is a legacy function");
+  });
+}
+CDC_EXPORT CK_RV C_CancelFunction(CK_SESSION_HANDLE h) {
+  return session_call("C_CancelFunction", h, [&](Library&) -> R<void> {
+    return err(Errc::function_not_parallel, "C_CancelFunction is a legacy function");
+  });
+}
+// The slots are the configured groups and their tokens: nothing changes while initialised.
+CDC_EXPORT CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved) {
+  return call("C_WaitForSlotEvent", [&](Library&) -> R<void> {
+    CDC_TRY(need(pSlot, "pSlot"));
+    if (pReserved) return err(Errc::arguments_bad, "pReserved must be NULL");
+    if (flags & CKF_DONT_BLOCK) return err(Errc::no_event, "no slot event: the slots never change");
+    return err(Errc::not_supported, "waiting for a slot event would never return: the slots never change");
+  });
+}
 
 // ---------------------------------------------------------------- keys and random
 
 CDC_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                                CK_OBJECT_HANDLE_PTR ph) {
-  return call("C_GenerateKey", [&](Library& L) -> R<void> {
+  return session_call("C_GenerateKey", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(ph, "phKey"));
     CDC_ASSIGN(auto a, tmpl(t, n));
@@ -501,7 +529,7 @@ CDC_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRI
 CDC_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
                                    CK_ATTRIBUTE_PTR vt, CK_ULONG vn, CK_OBJECT_HANDLE_PTR ppub,
                                    CK_OBJECT_HANDLE_PTR ppriv) {
-  return call("C_GenerateKeyPair", [&](Library& L) -> R<void> {
+  return session_call("C_GenerateKeyPair", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(ppub && ppriv, "phPublicKey/phPrivateKey"));
     CDC_ASSIGN(auto pub, tmpl(pt, pn));
@@ -515,7 +543,7 @@ CDC_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_A
 
 CDC_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE k,
                            CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return call("C_WrapKey", [&](Library& L) -> R<void> {
+  return session_call("C_WrapKey", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     return L.wrap_key(h, m, wk, k, out, outLen);
   });
@@ -523,7 +551,7 @@ CDC_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HA
 
 CDC_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR w,
                              CK_ULONG wn, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
-  return call("C_UnwrapKey", [&](Library& L) -> R<void> {
+  return session_call("C_UnwrapKey", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(w, "pWrappedKey"));
     CDC_TRY(need(ph, "phKey"));
@@ -535,7 +563,7 @@ CDC_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_
 
 CDC_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
                              CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
-  return call("C_DeriveKey", [&](Library& L) -> R<void> {
+  return session_call("C_DeriveKey", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(ph, "phKey"));
     CDC_ASSIGN(auto a, tmpl(t, n));
@@ -545,7 +573,7 @@ CDC_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_
 }
 
 CDC_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG n) {
-  return call("C_GenerateRandom", [&](Library& L) -> R<void> {
+  return session_call("C_GenerateRandom", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(out || !n, "pRandomData"));
     return L.generate_random(h, out, n);
   });
@@ -554,11 +582,11 @@ CDC_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG
 // ---------------------------------------------------------------- PKCS#11 3.0 additions
 
 CDC_EXPORT CK_RV C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags) {
-  return call("C_SessionCancel", [&](Library& L) { return L.cancel(h, flags); });
+  return session_call("C_SessionCancel", h, [&](Library& L) { return L.cancel(h, flags); });
 }
 
 #define CDC_UNSUPPORTED(name, ...) \
-  CDC_EXPORT CK_RV name(__VA_ARGS__) { return CKR_FUNCTION_NOT_SUPPORTED; }
+  CDC_EXPORT CK_RV name(__VA_ARGS__) { return unsupported(#name); }
 CDC_UNSUPPORTED(C_MessageEncryptInit, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE)
 CDC_UNSUPPORTED(C_EncryptMessage, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR)
 CDC_UNSUPPORTED(C_EncryptMessageBegin, CK_SESSION_HANDLE, CK_VOID_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG)
@@ -585,12 +613,12 @@ CDC_UNSUPPORTED(C_MessageVerifyFinal, CK_SESSION_HANDLE)
 namespace {
 
 CK_RV C_CDC_MirrorKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
-  return call("C_CDC_MirrorKey", [&](Library& L) { return L.mirror_key(h, k); });
+  return session_call("C_CDC_MirrorKey", h, [&](Library& L) { return L.mirror_key(h, k); });
 }
 
 CK_RV C_CDC_GetMirrorStatus(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_ULONG_PTR pState, CK_UTF8CHAR_PTR pKeyId,
                             CK_ULONG_PTR pulKeyIdLen) {
-  return call("C_CDC_GetMirrorStatus", [&](Library& L) -> R<void> {
+  return session_call("C_CDC_GetMirrorStatus", h, [&](Library& L) -> R<void> {
     CDC_TRY(need(pState, "pState"));
     CDC_ASSIGN(auto st, L.mirror_status(h, k));
     *pState = st.first;
@@ -600,7 +628,7 @@ CK_RV C_CDC_GetMirrorStatus(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_ULONG_PT
 }
 
 CK_RV C_CDC_SyncKeys(CK_SESSION_HANDLE h, CDC_SYNC_RESULT_PTR pResult) {
-  return call("C_CDC_SyncKeys", [&](Library& L) -> R<void> {
+  return session_call("C_CDC_SyncKeys", h, [&](Library& L) -> R<void> {
     CDC_ASSIGN(auto rep, L.sync_keys(h));
     if (pResult) {
       pResult->ulLinked = rep.linked;

@@ -13,6 +13,8 @@ CK_RV to_rv(Errc e) {
     case Errc::arguments_bad: return CKR_ARGUMENTS_BAD;
     case Errc::function_failed: return CKR_FUNCTION_FAILED;
     case Errc::not_supported: return CKR_FUNCTION_NOT_SUPPORTED;
+    case Errc::function_not_parallel: return CKR_FUNCTION_NOT_PARALLEL;
+    case Errc::no_event: return CKR_NO_EVENT;
     case Errc::slot_id_invalid: return CKR_SLOT_ID_INVALID;
     case Errc::token_not_present: return CKR_TOKEN_NOT_PRESENT;
     case Errc::token_not_recognized: return CKR_TOKEN_NOT_RECOGNIZED;
@@ -51,6 +53,7 @@ CK_RV to_rv(Errc e) {
     case Errc::key_type_inconsistent: return CKR_KEY_TYPE_INCONSISTENT;
     case Errc::key_size_range: return CKR_KEY_SIZE_RANGE;
     case Errc::key_function_not_permitted: return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    case Errc::key_indigestible: return CKR_KEY_INDIGESTIBLE;
     case Errc::key_not_wrappable: return CKR_KEY_NOT_WRAPPABLE;
     case Errc::key_unextractable: return CKR_KEY_UNEXTRACTABLE;
     case Errc::wrapping_key_handle_invalid: return CKR_WRAPPING_KEY_HANDLE_INVALID;

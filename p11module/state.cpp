@@ -1,9 +1,11 @@
 #include "p11module/state.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "common/log.h"
 #include "p11module/rv.h"
@@ -23,10 +25,26 @@ State& state() {
   return *s;
 }
 
+// The state lock lives in static storage so that a forked child can make it anew in place.
+alignas(std::shared_mutex) unsigned char g_mutex_storage[sizeof(std::shared_mutex)];
+
+// In a child forked while other threads were inside C_ calls, the lock (and the Library's own)
+// may be held by threads the child does not have. A child must C_Initialize before any other
+// call: it starts afresh, the parent's state abandoned. Nothing here allocates.
+void child_after_fork() {
+  new (g_mutex_storage) std::shared_mutex;
+  (void)state().lib.release();
+}
+
 }  // namespace
 
 std::shared_mutex& state_mutex() {
-  static auto* m = new std::shared_mutex;
+  static auto* m = [] {
+    (void)state();  // made before the fork handler can use it
+    auto* p = new (g_mutex_storage) std::shared_mutex;
+    ::pthread_atfork(nullptr, nullptr, child_after_fork);
+    return p;
+  }();
   return *m;
 }
 
@@ -36,12 +54,22 @@ core::Library& library() { return *state().lib; }
 
 CK_RV report(const char* fn, const core::Error& e) {
   CK_RV rv = to_rv(e.code);
-  if (rv == CKR_BUFFER_TOO_SMALL) log::debug("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
+  if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_NO_EVENT) log::debug("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
   else log::info("p11", std::string(fn) + ": " + rv_name(rv) + ": " + e.message);
   return rv;
 }
 
-CK_RV initialize(CK_VOID_PTR init_args) {
+CK_RV report_exception(const char* fn, const char* what, CK_RV rv) noexcept {
+  try {
+    log::error("p11", std::string(fn) + ": " + rv_name(rv) + ": " + (what ? what : "out of memory"));
+  } catch (...) {
+  }
+  return rv;
+}
+
+namespace {
+
+CK_RV initialize_state(CK_VOID_PTR init_args) {
   std::unique_lock lk(state_mutex());
   State& s = state();
   if (s.lib && s.pid == ::getpid()) return CKR_CRYPTOKI_ALREADY_INITIALIZED;
@@ -79,14 +107,28 @@ CK_RV initialize(CK_VOID_PTR init_args) {
   return CKR_OK;
 }
 
-CK_RV finalize(CK_VOID_PTR reserved) {
-  if (reserved) return CKR_ARGUMENTS_BAD;
+CK_RV finalize_state(CK_VOID_PTR reserved) {
   std::unique_lock lk(state_mutex());
   State& s = state();
   if (!s.lib || s.pid != ::getpid()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  s.lib->finalize();
-  s.lib.reset();
+  if (reserved) {
+    log::info("p11", "C_Finalize: CKR_ARGUMENTS_BAD: pReserved must be NULL");
+    return CKR_ARGUMENTS_BAD;
+  }
+  // Whatever happens below, the library is gone afterwards.
+  std::unique_ptr<core::Library> lib = std::move(s.lib);
+  lib->finalize();
   return CKR_OK;
+}
+
+}  // namespace
+
+CK_RV initialize(CK_VOID_PTR init_args) noexcept {
+  return no_throw("C_Initialize", [&] { return initialize_state(init_args); });
+}
+
+CK_RV finalize(CK_VOID_PTR reserved) noexcept {
+  return no_throw("C_Finalize", [&] { return finalize_state(reserved); });
 }
 
 }  // namespace cdcp11::p11

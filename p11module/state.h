@@ -15,25 +15,38 @@ std::shared_mutex& state_mutex();
 bool initialized();          // in this process
 core::Library& library();    // valid only while initialized()
 
-CK_RV initialize(CK_VOID_PTR init_args);
-CK_RV finalize(CK_VOID_PTR reserved);
+CK_RV initialize(CK_VOID_PTR init_args) noexcept;
+CK_RV finalize(CK_VOID_PTR reserved) noexcept;
 
 // Maps an internal error to CK_RV and logs the failed call.
 CK_RV report(const char* fn, const core::Error& e);
+// The CKR of an exception that reached the ABI edge (what: its what(), or null), logged.
+CK_RV report_exception(const char* fn, const char* what, CK_RV rv) noexcept;
 
+// Runs f; an exception becomes a CKR and one log line: nothing thrown crosses the C ABI.
 template <class F>
-CK_RV call(const char* fn, F&& f) {
+CK_RV no_throw(const char* fn, F&& f) noexcept {
   try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    return report_exception(fn, nullptr, CKR_HOST_MEMORY);
+  } catch (const std::exception& e) {
+    return report_exception(fn, e.what(), CKR_GENERAL_ERROR);
+  } catch (...) {
+    return report_exception(fn, "an unknown exception", CKR_GENERAL_ERROR);
+  }
+}
+
+// A C_ function of an initialised module: f(library) under the shared state lock.
+template <class F>
+CK_RV call(const char* fn, F&& f) noexcept {
+  return no_throw(fn, [&]() -> CK_RV {
     std::shared_lock lk(state_mutex());
     if (!initialized()) return CKR_CRYPTOKI_NOT_INITIALIZED;
     core::R<void> r = f(library());
     if (r) return CKR_OK;
     return report(fn, r.error());
-  } catch (const std::bad_alloc&) {
-    return CKR_HOST_MEMORY;
-  } catch (...) {
-    return CKR_GENERAL_ERROR;
-  }
+  });
 }
 
 }  // namespace cdcp11::p11

@@ -16,10 +16,12 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 PY=/usr/bin/python3
 
 say "Building libcdcp11.so and cdcctl"
-[ -f build/build.ninja ] || meson setup build >/dev/null
-meson compile -C build >/dev/null
-MODULE=$PWD/build/p11module/libcdcp11.so
-CDCCTL=$PWD/build/tools/cdcctl/cdcctl
+# The test command's OpenSSL build directory: what the demo builds, the tests reuse.
+BUILD=build-openssl
+[ -f $BUILD/build.ninja ] || meson setup $BUILD -Dcrypto_backend=openssl >/dev/null
+meson compile -C $BUILD cdcp11 cdcctl >/dev/null
+MODULE=$PWD/$BUILD/p11module/libcdcp11.so
+CDCCTL=$PWD/$BUILD/tools/cdcctl/cdcctl
 
 OUT=$PWD/demo-out
 rm -rf "$OUT"

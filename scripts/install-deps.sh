@@ -8,9 +8,10 @@ PKGS=(
   meson ninja-build g++ pkg-config
   libssl-dev libbotan-2-dev rapidjson-dev libp11-kit-dev doctest-dev libcurl4-openssl-dev libcli11-dev
   # runtime / demo
-  openssl p11-kit opensc
+  openssl p11-kit p11-kit-modules opensc
   # tests
   softhsm2 gnutls-bin libengine-pkcs11-openssl python3-pykcs11 python3-cryptography python3-azure
+  systemd   # systemd-analyze and systemd-socket-activate, for the p11-kit service units' test
 )
 
 missing=()

@@ -123,9 +123,17 @@ core::R<crypto::CipherParams> cipher_params(const core::Mechanism& m) {
       break;
     }
     case MechFamily::aes_cbc_pad:
-      p.scheme = crypto::CipherParams::Scheme::aes_cbc_pad;
-      if (m.param.size() != 16) return err(Errc::mechanism_param_invalid, "CKM_AES_CBC_PAD: the IV must be 16 bytes");
+    case MechFamily::aes_cbc:
+      p.scheme = m.entry->family == MechFamily::aes_cbc ? crypto::CipherParams::Scheme::aes_cbc
+                                                        : crypto::CipherParams::Scheme::aes_cbc_pad;
+      if (m.param.size() != 16)
+        return err(Errc::mechanism_param_invalid, std::string(m.entry->name) + ": the IV must be 16 bytes, got " +
+                                                      std::to_string(m.param.size()));
       p.iv = m.param;
+      break;
+    case MechFamily::aes_ecb:
+      CDC_TRY(no_param(m));
+      p.scheme = crypto::CipherParams::Scheme::aes_ecb;
       break;
     case MechFamily::aes_ctr: {
       CDC_ASSIGN(auto c, param_as<CK_AES_CTR_PARAMS>(m));
@@ -426,6 +434,15 @@ core::R<Bytes> SoftToken::wrap_key(const core::Mechanism& m, const core::StoredO
       }
       return std::move(*r);
     }
+    case MechFamily::aes_ecb:
+    case MechFamily::aes_cbc: {
+      // The spec's rule for these: the key's value, zero-padded to a whole number of blocks.
+      if (key.attrs.ulong(CKA_CLASS).value_or(0) != CKO_SECRET_KEY)
+        return err(Errc::key_not_wrappable, std::string(m.entry->name) + " wraps secret keys only");
+      CDC_ASSIGN(auto p, cipher_params(m));
+      data.resize((data.size() + 15) / 16 * 16, 0);
+      return encrypt_all(kek, p, data);
+    }
     case MechFamily::aes_cbc_pad:
     case MechFamily::rsa_oaep:
     case MechFamily::rsa_pkcs1: {
@@ -474,6 +491,12 @@ core::R<core::StoredObject> SoftToken::unwrap_key(const core::Mechanism& m, cons
       plain = std::move(*r);
       break;
     }
+    case MechFamily::aes_ecb:
+    case MechFamily::aes_cbc:
+      if (attrs.ulong(CKA_CLASS).value_or(0) != CKO_SECRET_KEY)
+        return err(Errc::template_inconsistent, std::string(m.entry->name) + " unwraps secret keys only");
+      if (wrapped.empty()) return err(Errc::wrapped_key_len_range, "the wrapped key is empty");
+      [[fallthrough]];
     case MechFamily::aes_cbc_pad:
     case MechFamily::rsa_oaep:
     case MechFamily::rsa_pkcs1: {
@@ -502,12 +525,15 @@ core::R<core::StoredObject> SoftToken::unwrap_key(const core::Mechanism& m, cons
   auto kt = attrs.ulong(CKA_KEY_TYPE).value_or(0);
   core::AttrMap a = attrs;
   if (cls == CKO_SECRET_KEY) {
-    if (auto want = attrs.ulong(CKA_VALUE_LEN); want && *want != plain.size()) {
-      if (*want > plain.size()) return err(Errc::wrapped_key_invalid, "the unwrapped key is shorter than CKA_VALUE_LEN");
-      plain.resize(*want);  // CBC-PAD / RSA wraps carry the exact value; truncation only per VALUE_LEN
-    }
-    if (kt == CKK_AES && plain.size() != 16 && plain.size() != 24 && plain.size() != 32)
-      return err(Errc::wrapped_key_invalid, "the unwrapped value is not a valid AES key length");
+    // An RSA-encrypted value is exact. With implicit rejection (CKM_RSA_PKCS) a wrapped key with
+    // bad padding yields a synthetic value of pseudo-random length, so these checks must reject
+    // it exactly as they reject a well-padded value of the wrong length, and never truncate.
+    const bool exact = m.entry->family == MechFamily::rsa_pkcs1 || m.entry->family == MechFamily::rsa_oaep;
+    auto want = attrs.ulong(CKA_VALUE_LEN);
+    if (want && *want < plain.size() && !exact) plain.resize(*want);  // block-mode wraps are zero-padded
+    const bool aes_len = plain.size() == 16 || plain.size() == 24 || plain.size() == 32;
+    if (plain.empty() || (want && *want != plain.size()) || (kt == CKK_AES && !aes_len))
+      return err(Errc::wrapped_key_invalid, "the unwrapped key's length does not fit CKA_KEY_TYPE / CKA_VALUE_LEN");
     std::lock_guard lk2(mu_);
     return make_key_object(std::move(a), nullptr, std::move(plain));
   }

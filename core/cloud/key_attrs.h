@@ -15,8 +15,8 @@
 
 namespace cdcp11::core::cloud {
 
-// CKA_EC_PARAMS (DER OID) of a Key Vault curve name, and back. Only the NIST curves Key Vault
-// and the token share: P-256, P-384, P-521.
+// CKA_EC_PARAMS (DER OID) of a Key Vault curve name, and back: the curves Key Vault and the
+// token share, P-256, P-384, P-521 and P-256K (secp256k1).
 std::optional<Bytes> ec_params_of(std::string_view crv);
 std::optional<std::string> curve_of(ByteView ec_params);
 std::size_t curve_bytes(std::string_view crv);
@@ -26,7 +26,7 @@ Bytes ec_point_of(ByteView x, ByteView y);
 
 // The key material attributes of a Key Vault key for an object of class cls: CKA_KEY_TYPE and
 // CKA_MODULUS / CKA_PUBLIC_EXPONENT, or CKA_EC_PARAMS (+ CKA_EC_POINT for public keys).
-// key_type_inconsistent for keys PKCS#11 objects here cannot stand for (oct, P-256K).
+// key_type_inconsistent for keys PKCS#11 objects here cannot stand for (oct).
 R<AttrMap> material_attrs(const azure::JsonWebKey& k, CK_OBJECT_CLASS cls);
 
 // Usage flags from Key Vault key_ops for an object of class cls (sign -> CKA_SIGN on the private

@@ -43,6 +43,7 @@ const HashInfo* hash_for_curve(const std::string& crv) {
   if (crv == "P-256") return hash_info(CKM_SHA256);
   if (crv == "P-384") return hash_info(CKM_SHA384);
   if (crv == "P-521") return hash_info(CKM_SHA512);
+  if (crv == "P-256K") return hash_info(CKM_SHA256);
   return nullptr;
 }
 
@@ -98,10 +99,11 @@ R<SignPlan> sign_plan(const Mechanism& m, const VaultKey& key) {
     case MechFamily::ecdsa: {
       p.hash = hash_for_curve(key.crv);
       if (!p.hash) return unsupported(m, "curve " + key.crv + " is not signed by Key Vault");
+      // Key Vault names ECDSA over secp256k1 ES256K (RFC 8812); the NIST curves ES + hash size.
+      p.alg = std::string("ES") + p.hash->suffix + (key.crv == "P-256K" ? "K" : "");
       if (e.hash && e.hash != p.hash->mech)
-        return unsupported(m, "Key Vault signs a " + key.crv + " key with SHA-" + p.hash->suffix +
-                                  " only (ES" + p.hash->suffix + ")");
-      p.alg = std::string("ES") + p.hash->suffix;
+        return unsupported(m, "Key Vault signs a " + key.crv + " key with SHA-" + p.hash->suffix + " only (" +
+                                  p.alg + ")");
       p.hash_here = e.hash != 0;
       return p;
     }

@@ -103,12 +103,25 @@ std::vector<std::string> azure_key_ops(const AttrMap& a) {
 }
 
 Engine::Engine(std::string group, AzureConfig azure, std::shared_ptr<azure::Connection> conn,
-               std::unique_ptr<Journal> journal, bool recover_soft_deleted)
+               std::unique_ptr<Journal> journal, MirrorConfig policy)
     : group_(std::move(group)),
       azure_(std::move(azure)),
       conn_(std::move(conn)),
       journal_(std::move(journal)),
-      recover_soft_deleted_(recover_soft_deleted) {}
+      policy_(policy) {}
+
+R<bool> Engine::plain_export_of_non_extractable(const AttrMap& key) const {
+  if (azure_.vault_type != VaultType::standard || key.ulong(CKA_CLASS) != CKO_PRIVATE_KEY ||
+      key.bool_or(CKA_EXTRACTABLE, false))
+    return false;
+  if (policy_.allow_plain_export_of_non_extractable) return true;
+  return err(Errc::key_unextractable,
+             "the key is not extractable (CKA_EXTRACTABLE false) and vault '" + azure_.vault_name +
+                 "' is a Standard vault, which takes keys only as a plain JWK export; the group's "
+                 "mirror.allow_plain_export_of_non_extractable is off. Mirror into a Premium vault or Managed HSM "
+                 "(BYOK keeps the key non-exportable), or turn that setting on (the key's CKA_NEVER_EXTRACTABLE "
+                 "then becomes false)");
+}
 
 R<void> Engine::check_target(const AzureConfig& a, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, std::size_t rsa_bits) {
   const std::string vault = "'" + a.vault_name + "' (" + vault_type_name(a.vault_type) + ")";
@@ -177,7 +190,7 @@ R<void> Engine::recover_own_key(azure::KeyVaultClient& kv, Job& job, const azure
   if (conflict.inner_code != "ObjectIsDeletedButRecoverable")
     return err(Errc::function_failed, "the name " + name + " is being deleted or recovered in " + vault +
                                           "; try again shortly (" + conflict.describe() + ")");
-  if (!recover_soft_deleted_)
+  if (!policy_.recover_soft_deleted)
     return err(Errc::function_failed, "the name " + name + " is held by a soft-deleted key in " + vault +
                                           ": purge or recover it, or " + rename +
                                           " (with the group's mirror.recover_soft_deleted, a soft-deleted copy of "
@@ -327,6 +340,10 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
     rsa_bits = (n->size() - i) * 8;
   }
   CDC_TRY(check_target(azure_, cls, kt, rsa_bits));
+  // Before anything goes to Azure; the caller records a plain export on the key first.
+  CDC_ASSIGN(const bool plain, plain_export_of_non_extractable(a));
+  if (plain && a.bool_or(CKA_NEVER_EXTRACTABLE, true))
+    return err(Errc::function_failed, "the key's CKA_NEVER_EXTRACTABLE must be made false before its plain export");
   const bool is_secret = cls == CKO_SECRET_KEY;
   const bool standard = azure_.vault_type == VaultType::standard;
   KeyComponents pub;

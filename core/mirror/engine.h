@@ -36,11 +36,19 @@ struct Outcome {
 class Engine {
  public:
   Engine(std::string group, AzureConfig azure, std::shared_ptr<azure::Connection> conn,
-         std::unique_ptr<Journal> journal, bool recover_soft_deleted);
+         std::unique_ptr<Journal> journal, MirrorConfig policy);
 
   // Whether the group's vault can hold a key of this class, type and size, with a precise error
   // (key_type_inconsistent, key_size_range) when it cannot. rsa_bits is 0 when unknown.
   static R<void> check_target(const AzureConfig& azure, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, std::size_t rsa_bits);
+
+  // The export policy for a key that is not extractable. BYOK (Premium vault, Managed HSM) wraps
+  // it inside the token to an HSM key and the vault keeps it non-exportable: always allowed. A
+  // Standard vault takes it only as a plain JWK, which the group must allow
+  // (mirror.allow_plain_export_of_non_extractable); otherwise key_unextractable, with a sentence
+  // naming the setting and the alternatives. True when the mirror will be such a plain export:
+  // the key's CKA_NEVER_EXTRACTABLE must then be made false before anything is sent.
+  R<bool> plain_export_of_non_extractable(const AttrMap& key) const;
 
   // Mirrors the key (a private or secret key object) or resumes its journaled job. The journal
   // holds the outcome either way; the error is a sentence for people.
@@ -82,7 +90,7 @@ class Engine {
   AzureConfig azure_;
   std::shared_ptr<azure::Connection> conn_;
   std::unique_ptr<Journal> journal_;
-  bool recover_soft_deleted_;
+  MirrorConfig policy_;
   int kek_bits_ = 4096;
 };
 

@@ -59,7 +59,7 @@ std::string encode_job(const Job& j) {
 
 R<Job> decode_job(const std::string& json) {
   rapidjson::Document d;
-  d.Parse(json.c_str(), json.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(json.c_str(), json.size());
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("version") || !d["version"].IsInt() ||
       d["version"].GetInt() != 1)
     return err(Errc::device_error, "mirror journal: a job record is not valid");
@@ -128,37 +128,55 @@ R<void> Journal::put(const Job& job) {
   Job j = job;
   j.updated = static_cast<std::int64_t>(std::time(nullptr));
   const std::string data = encode_job(j);
+  std::lock_guard lk(mu_);
   if (auto r = store_->put(j.object_uid, view(data)); !r) return from_store(r.error());
   return {};
 }
 
 R<std::optional<Job>> Journal::get(const std::string& uid) {
+  std::lock_guard lk(mu_);
+  return get_locked(uid);
+}
+
+R<std::optional<Job>> Journal::get_locked(const std::string& uid) {
   auto r = store_->get(uid);
   if (!r) {
     if (r.error().code == store::Error::Code::not_found) return std::optional<Job>{};
+    if (r.error().code == store::Error::Code::corrupt)
+      return err(Errc::device_error, "mirror journal: the job record of key " + uid + " is damaged");
     return from_store(r.error());
   }
-  CDC_ASSIGN(auto j, decode_job(std::string(r->begin(), r->end())));
-  return std::optional<Job>(std::move(j));
+  auto j = decode_job(std::string(r->begin(), r->end()));
+  if (!j || j->object_uid != uid) return err(Errc::device_error, "mirror journal: the job record of key " + uid + " is not valid");
+  return std::optional<Job>(std::move(*j));
 }
 
 R<void> Journal::remove(const std::string& uid) {
+  std::lock_guard lk(mu_);
   if (auto r = store_->remove(uid); !r && r.error().code != store::Error::Code::not_found)
     return from_store(r.error());
   return {};
 }
 
 R<std::vector<Job>> Journal::unfinished() {
+  std::lock_guard lk(mu_);
   auto ch = store_->refresh();
   if (!ch) return from_store(ch.error());
   // refresh() reports changes since this instance last looked; a fresh listing needs all records,
   // so the journal re-reads every uid it has been told about.
   for (auto& rec : ch->upserted) known_.insert(rec.uid);
+  for (auto& uid : ch->corrupt) known_.insert(uid);  // reported below, with the others
   for (auto& uid : ch->removed) known_.erase(uid);
   std::vector<Job> out;
   for (auto& uid : known_) {
-    CDC_ASSIGN(auto j, get(uid));
-    if (j && j->step != Step::done) out.push_back(std::move(*j));
+    auto j = get_locked(uid);
+    if (!j) {
+      if (reported_bad_.insert(uid).second)
+        log::warn("mirror", j.error().message + "; that job is skipped, the others resume");
+      continue;
+    }
+    reported_bad_.erase(uid);
+    if (*j && (*j)->step != Step::done) out.push_back(std::move(**j));
   }
   return out;
 }

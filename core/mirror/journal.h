@@ -1,11 +1,13 @@
 // The durable mirror journal of one token: a job per key, written before any remote step and
 // updated after each, so a process killed anywhere resumes the job where it stood. Kept in its
 // own durable store beside the token (<token dir>.mirror), shared by every process.
+// Thread-safe: application threads (enqueue, abandon) and the mirror worker share one Journal.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -71,14 +73,21 @@ class Journal {
   R<void> put(const Job& j);
   R<std::optional<Job>> get(const std::string& object_uid);
   R<void> remove(const std::string& object_uid);
-  // Every job not done (pending, part-way or failed).
+  // Every job not done (pending, part-way or failed). A record that cannot be read as a job is
+  // logged (once per record) and skipped, so one bad record does not hold up the others.
   R<std::vector<Job>> unfinished();
 
  private:
   Journal(std::unique_ptr<store::ObjectStore> s, std::string locks_dir);
+  R<std::optional<Job>> get_locked(const std::string& object_uid);
+
+  // The store is not thread-safe (its flock depth and refresh state are per instance): every
+  // use of it, and known_, is under mu_.
+  std::mutex mu_;
   std::unique_ptr<store::ObjectStore> store_;
   std::string locks_dir_;
-  std::set<std::string> known_;  // uids seen through refresh()
+  std::set<std::string> known_;         // uids seen through refresh()
+  std::set<std::string> reported_bad_;  // undecodable records already logged
 };
 
 }  // namespace cdcp11::core::mirror

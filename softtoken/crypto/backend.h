@@ -120,10 +120,13 @@ struct CipherParams {
                   // Encrypt output = ciphertext || tag. Decrypt input = ciphertext || tag; decrypt
                   // outputs nothing until finish(), which verifies the tag first.
     aes_cbc_pad,  // iv 16 bytes, PKCS#7 padding
+    aes_ecb,      // no iv, no padding: the input must be whole blocks (bad_input_length at finish())
+    aes_cbc,      // iv 16 bytes, no padding: whole blocks as for aes_ecb
     aes_ctr,      // iv = 16-byte initial counter block; counter_bits = bits of the block that
                   // increment (1..128); wrapping the counter is an error (bad_input_length).
     rsa_oaep,     // oaep_hash, mgf1, label
-    rsa_pkcs1,    // RSAES-PKCS1-v1_5
+    rsa_pkcs1,    // RSAES-PKCS1-v1_5. Decryption uses implicit rejection: invalid padding yields a
+                  // synthetic message, never an error (see implicit_rejection.cpp)
   } scheme = Scheme::aes_gcm;
   Bytes iv;
   Bytes aad;
@@ -134,7 +137,9 @@ struct CipherParams {
   Bytes label;
 };
 
-// Multi-part cipher. RSA schemes are single-part: update() buffers, finish() does the work.
+// Multi-part cipher. RSA schemes are single-part: update() buffers, finish() does the work; a
+// ciphertext of other than the modulus length is bad_input_length, one not below the modulus
+// bad_encrypted_input (both public properties of the input).
 class Cipher {
  public:
   virtual ~Cipher() = default;

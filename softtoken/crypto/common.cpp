@@ -110,8 +110,12 @@ R<void> check_aes_params(const CipherParams& p, std::size_t key_len) {
                                         std::to_string(p.tag_bits));
       return {};
     case CipherParams::Scheme::aes_cbc_pad:
+    case CipherParams::Scheme::aes_cbc:
       if (p.iv.size() != 16)
         return err(Code::bad_param, "AES-CBC IV must be 16 bytes, got " + std::to_string(p.iv.size()));
+      return {};
+    case CipherParams::Scheme::aes_ecb:
+      if (!p.iv.empty()) return err(Code::bad_param, "AES-ECB takes no IV");
       return {};
     case CipherParams::Scheme::aes_ctr:
       if (p.iv.size() != 16)
@@ -124,6 +128,11 @@ R<void> check_aes_params(const CipherParams& p, std::size_t key_len) {
     default:
       return err(Code::bad_key, "RSA scheme used with a secret key");
   }
+}
+
+Unexpected<Error> partial_block_error(CipherParams::Scheme s, std::size_t total) {
+  return err(Code::bad_input_length, std::string(s == CipherParams::Scheme::aes_ecb ? "AES-ECB" : "AES-CBC") +
+                                         " input must be a multiple of 16 bytes, got " + std::to_string(total));
 }
 
 R<Bytes> keywrap_iv(ByteView kek, std::size_t in_len, bool pad, ByteView iv, bool wrapping) {

@@ -62,7 +62,20 @@ class CtrBudget {
 // Validates scheme-independent AES parameters shared by both backends.
 R<void> check_aes_params(const CipherParams& p, std::size_t key_len);
 
+// AES-ECB / AES-CBC without padding: the input must be whole blocks.
+inline bool unpadded_block_mode(CipherParams::Scheme s) {
+  return s == CipherParams::Scheme::aes_ecb || s == CipherParams::Scheme::aes_cbc;
+}
+// The error for a final partial block of those modes (bad_input_length).
+Unexpected<Error> partial_block_error(CipherParams::Scheme s, std::size_t total);
+
 // Validates an AES key-wrap request; returns the IV to use (default filled in).
 R<Bytes> keywrap_iv(ByteView kek, std::size_t in_len, bool pad, ByteView iv, bool wrapping);
+
+// RSAES-PKCS1-v1_5 decoding with implicit rejection (implicit_rejection.cpp): em is the raw RSA
+// output, d the private exponent, both k bytes big-endian, ciphertext the k-byte input. Returns
+// the message when the padding is valid, else a synthetic message derived from d and the
+// ciphertext, chosen in constant time. Fails only on inconsistent lengths or a library error.
+R<SecureBytes> pkcs1_decode_implicit(Backend& b, ByteView em, ByteView d, ByteView ciphertext);
 
 }  // namespace cdcp11::crypto::detail

@@ -54,12 +54,12 @@ AZURE_HOSTS = ("login.microsoftonline.com", "login.microsoftonline.us", "login.w
                "management.azure.com", "management.usgovcloudapi.net")
 
 _orig_create_connection = urllib3.util.connection.create_connection
-_mapped_port = {"port": None}
+_mapped_port = {"port": None, "aliases": set()}
 
 
 def _is_azure_host(host):
     host = host.lower().rstrip(".")
-    return host in AZURE_HOSTS or host.endswith(AZURE_SUFFIXES)
+    return host in AZURE_HOSTS or host.endswith(AZURE_SUFFIXES) or host in _mapped_port["aliases"]
 
 
 def _create_connection(address, *args, **kwargs):
@@ -173,6 +173,9 @@ class Emulator:
     def map_hosts(self):
         """Route Azure host names to this emulator in this process."""
         _mapped_port["port"] = self.port
+        _mapped_port["aliases"] = {str(a).lower() for s in self.config.get("subscriptions", [])
+                                   for v in s.get("vaults", []) + s.get("managedHsms", [])
+                                   for a in v.get("aliases", [])}
         os.environ["REQUESTS_CA_BUNDLE"] = self.ca
 
     def client_kwargs(self):

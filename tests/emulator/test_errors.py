@@ -241,12 +241,17 @@ class DataPlaneErrors(ErrorTestBase):
             self.assertError(self.create(STANDARD, "tier-x", {"kty": kty}), 400, "BadParameter")
         self.assertEqual(self.names(STANDARD), before)
 
-    def test_tier_premium_rejects_oct_and_mhsm_rejects_software(self):
+    def test_tier_premium_rejects_oct_and_mhsm_makes_software_types_hsm(self):
         self.assertError(self.create(PREMIUM, "tier-oct", {"kty": "oct-HSM"}), 400, "BadParameter")
-        before = self.names(MHSM)
-        self.assertError(self.create(MHSM, "tier-rsa", {"kty": "RSA", "key_size": 2048}), 400, "BadParameter")
-        self.assertEqual(self.names(MHSM), before)
         self.assertNotIn("tier-oct", self.names(PREMIUM))
+        # A managed HSM accepts RSA / EC and makes them RSA-HSM / EC-HSM (reference §11).
+        for name, body, kty in (("tier-rsa", {"kty": "RSA", "key_size": 2048}, "RSA-HSM"),
+                                ("tier-ec", {"kty": "EC", "crv": "P-384"}, "EC-HSM")):
+            r = self.create(MHSM, name, body)
+            self.assertEqual(r.status_code, 200, r.text)
+            self.assertEqual(r.json()["key"]["kty"], kty)
+            self.assertEqual(self.call("GET", MHSM + "/keys/" + name).json()["key"]["kty"], kty)
+        self.assertError(self.create(MHSM, "tier-bad", {"kty": "RSA", "key_size": 1024}), 400, "BadParameter")
 
     def test_import_op_is_exclusive(self):
         before = self.names(PREMIUM)
@@ -281,7 +286,10 @@ class DataPlaneErrors(ErrorTestBase):
         # While the deletion runs (1 s in the demo config): 404 on the deleted
         # key, 409 on reuse of the name, 404 on a second delete.
         self.assertError(self.call("GET", PREMIUM + "/deletedkeys/sd-key"), 404, "KeyNotFound")
-        self.assertError(self.create(PREMIUM, "sd-key"), 409, "Conflict", contains="currently being deleted")
+        self.assertError(self.create(PREMIUM, "sd-key"), 409, "Conflict", inner="ObjectIsBeingDeleted",
+                         contains="currently being deleted")
+        self.assertError(self.call("DELETE", PREMIUM + "/deletedkeys/sd-key"), 409, "Conflict",
+                         inner="ObjectIsBeingDeleted", contains="Key is currently being deleted.")
         self.assertError(self.call("DELETE", PREMIUM + "/keys/sd-key"), 404, "KeyNotFound")
         self.assertNotIn("sd-key", self.deleted(PREMIUM))
         self.wait_deleted(PREMIUM, "sd-key")
@@ -297,6 +305,17 @@ class DataPlaneErrors(ErrorTestBase):
         self.assertError(self.call("DELETE", PREMIUM + "/deletedkeys/sd-key"), 404, "KeyNotFound")
         self.assertNotIn("sd-key", self.deleted(PREMIUM))
         self.assertEqual(self.create(PREMIUM, "sd-key").status_code, 200)
+
+    def test_name_being_recovered_is_409_object_is_being_deleted(self):
+        self.assertEqual(self.create(PREMIUM, "rc-key").status_code, 200)
+        self.call("DELETE", PREMIUM + "/keys/rc-key")
+        self.wait_deleted(PREMIUM, "rc-key")
+        self.assertEqual(self.call("POST", PREMIUM + "/deletedkeys/rc-key/recover").status_code, 200)
+        # While the recovery runs (1 s in the demo config) the name is still taken.
+        self.assertError(self.create(PREMIUM, "rc-key"), 409, "Conflict", inner="ObjectIsBeingDeleted")
+        self.assertError(self.call("PUT", PREMIUM + "/keys/rc-key", {"key": {"kty": "EC", "crv": "P-256",
+                                                                            "d": az.b64url(b"\x01" * 32)}}),
+                         409, "Conflict", inner="ObjectIsBeingDeleted")
 
     def test_purge_protection(self):
         self.assertEqual(self.create(PROTECTED, "pp-key").status_code, 200)
@@ -351,6 +370,16 @@ class DataPlaneErrors(ErrorTestBase):
         r = self.call("DELETE", RBAC + "/keys/rb-key", token=self.reader_tok)
         self.assertError(r, 403, "Forbidden", inner="ForbiddenByRbac")
         self.assertIn("rb-key", self.names(RBAC))
+        # Purge and recover are keys/purge/action and keys/recover/action; there is no
+        # vaults/deletedKeys/... data action (reference §11). Reading a deleted key is keys/read.
+        self.assertEqual(self.call("DELETE", RBAC + "/keys/rb-key").status_code, 200)
+        self.wait_deleted(RBAC, "rb-key")
+        self.assertEqual(self.call("GET", RBAC + "/deletedkeys/rb-key", token=self.reader_tok).status_code, 200)
+        self.assertError(self.call("DELETE", RBAC + "/deletedkeys/rb-key", token=self.reader_tok), 403, "Forbidden",
+                         inner="ForbiddenByRbac", contains="Action: 'Microsoft.KeyVault/vaults/keys/purge/action'")
+        self.assertError(self.call("POST", RBAC + "/deletedkeys/rb-key/recover", token=self.reader_tok), 403,
+                         "Forbidden", contains="Action: 'Microsoft.KeyVault/vaults/keys/recover/action'")
+        self.assertEqual(self.call("DELETE", RBAC + "/deletedkeys/rb-key").status_code, 204)   # Crypto Officer
 
     def test_managed_hsm_crypto_user_cannot_purge(self):
         reader_hsm = self.emu.token(az.READER_APP, az.READER_SECRET, resource="https://managedhsm.azure.net")
@@ -392,6 +421,37 @@ class DataPlaneErrors(ErrorTestBase):
                          "BadParameter")
         self.assertError(self.call("POST", MHSM + "/keys/restore", {"value": blob}), 400, "BadParameter")
         self.assertEqual(len(self.versions(PREMIUM, "rs-key")), 1)
+
+
+class GrantPropagation(ErrorTestBase):
+    """Grants made at run time (own emulator: they would change what other classes see)."""
+
+    def test_grant_propagation(self):
+        # A role assignment made at run time takes effect after its propagation delay; until then
+        # the RBAC 403 is the one Azure sends, whose message asks to observe propagation time.
+        r = self.emu.admin("POST", "/_admin/grants", {"vault": "demo-rbac", "principalId": az.READER_APP,
+                                                      "role": "Key Vault Crypto Officer", "propagationSeconds": 1.5})
+        self.assertEqual(r.status_code, 201, r.text)
+        r = self.create(RBAC, "pg-key", token=self.reader_tok)
+        self.assertError(r, 403, "Forbidden", inner="ForbiddenByRbac",
+                         contains="If role assignments, deny assignments or role definitions were changed recently, "
+                                  "please observe propagation time.")
+        time.sleep(1.6)
+        self.assertEqual(self.create(RBAC, "pg-key", token=self.reader_tok).status_code, 200)
+        # An access policy propagates the same way; its 403 carries no propagation hint.
+        r = self.emu.admin("POST", "/_admin/grants", {"vault": "demo-standard", "objectId": "0b1ec700-0000-4000-8000-"
+                                                      "000000000003", "permissions": {"keys": ["create"]},
+                                                      "propagationSeconds": 1.0})
+        self.assertEqual(r.status_code, 201, r.text)
+        r = self.create(STANDARD, "pg-ap", token=self.reader_tok)
+        self.assertError(r, 403, "Forbidden", inner="AccessDenied")
+        self.assertNotIn("propagation", r.json()["error"]["message"])
+        time.sleep(1.1)
+        self.assertEqual(self.create(STANDARD, "pg-ap", token=self.reader_tok).status_code, 200)
+        self.assertEqual(self.emu.admin("POST", "/_admin/grants", {"vault": "nope", "principalId": "x",
+                                                                   "role": "Key Vault Reader"}).status_code, 404)
+        self.assertEqual(self.emu.admin("POST", "/_admin/grants", {"vault": "demo-rbac", "principalId": "x",
+                                                                   "role": "No Such Role"}).status_code, 400)
 
 
 class ByokErrors(ErrorTestBase):
@@ -475,6 +535,34 @@ class ArmErrors(ErrorTestBase):
         # Also accepted: the az CLI's ARM resource.
         cli_tok = self.emu.token(resource="https://management.core.windows.net/")
         self.assertEqual(self.emu.rest("GET", self.URL, cli_tok, api="2024-11-01").status_code, 200)
+
+    def test_generic_resource_list_as_az_keyvault_list_calls_it(self):
+        arm_tok = self.emu.token(resource="https://management.azure.com")
+        base = "https://management.azure.com/subscriptions/%s/resources" % az.SUBSCRIPTION
+        r = self.emu.rest("GET", base + "?$filter=resourceType eq 'Microsoft.KeyVault/vaults'", arm_tok,
+                          api="2015-11-01")
+        self.assertEqual(r.status_code, 200, r.text)
+        items = r.json()["value"]
+        self.assertEqual(sorted(i["name"] for i in items), ["demo-nosoftdelete", "demo-premium", "demo-protected",
+                                                            "demo-rbac", "demo-standard", "demo-usgov"])
+        first = [i for i in items if i["name"] == "demo-premium"][0]
+        self.assertEqual(first["type"], "Microsoft.KeyVault/vaults")
+        self.assertEqual(first["id"], "/subscriptions/%s/resourceGroups/rg-demo/providers/Microsoft.KeyVault/vaults/"
+                                      "demo-premium" % az.SUBSCRIPTION)
+        self.assertNotIn("properties", first)   # the generic list carries no properties
+        r = self.emu.rest("GET", base + "?$filter=resourceType eq 'Microsoft.KeyVault/managedHSMs'", arm_tok,
+                          api="2015-11-01")
+        self.assertEqual([i["name"] for i in r.json()["value"]], ["demo-mhsm"])
+        # Paging keeps the filter.
+        r = self.emu.rest("GET", base + "?$filter=resourceType eq 'Microsoft.KeyVault/vaults'&$top=4", arm_tok,
+                          api="2015-11-01")
+        nxt = r.json()["nextLink"]
+        self.assertIn("$filter=", nxt)
+        self.assertEqual(len(self.emu.rest("GET", nxt, arm_tok, api=None).json()["value"]), 2)
+        self.assertError(self.emu.rest("GET", base + "?$filter=name eq 'x'", arm_tok, api="2015-11-01"), 400,
+                         "InvalidFilterInQueryString")
+        self.assertError(self.emu.rest("GET", base, self.tok, api="2015-11-01"), 401,
+                         "InvalidAuthenticationTokenAudience")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import time
 import unittest
 
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
 from azure.core.exceptions import ClientAuthenticationError
 from azure.keyvault.keys import KeyClient
 
@@ -10,6 +11,14 @@ import azhelpers as az
 
 PREMIUM = az.Emulator.vault_url("demo-premium")
 STANDARD = az.Emulator.vault_url("demo-standard")
+MHSM = az.Emulator.vault_url("demo-mhsm", hsm=True)
+
+
+def ec_jwk():
+    n = ec.generate_private_key(ec.SECP256R1()).private_numbers()
+    return {"kty": "EC-HSM", "crv": "P-256", "d": az.b64url(n.private_value.to_bytes(32, "big")),
+            "x": az.b64url(n.public_numbers.x.to_bytes(32, "big")),
+            "y": az.b64url(n.public_numbers.y.to_bytes(32, "big"))}
 
 
 class FaultTest(unittest.TestCase):
@@ -140,6 +149,37 @@ class FaultTest(unittest.TestCase):
         self.emu.admin("PUT", "/_admin/ratelimit", {"enabled": True, "scale": 0.01})
         codes = [self.emu.rest("GET", PREMIUM + "/keys/rl-4k", self.tok).status_code for _ in range(3)]
         self.assertEqual(codes, [200, 200, 429])
+
+    def test_rate_limit_import_has_its_own_bucket(self):
+        # Key IMPORT counts in the 300-per-10-s bucket it shares with secret CREATE, not in the key
+        # CREATE buckets (reference §11). Scaled 100x down: HSM CREATE 1, IMPORT 3 per 10 s.
+        self.emu.admin("PUT", "/_admin/ratelimit", {"enabled": True, "scale": 0.01})
+        self.assertEqual(self.emu.rest("POST", PREMIUM + "/keys/ri-c1/create", self.tok, {"kty": "EC-HSM"}).status_code,
+                         200)
+        self.assertEqual(self.emu.rest("POST", PREMIUM + "/keys/ri-c2/create", self.tok, {"kty": "EC-HSM"}).status_code,
+                         429)
+        codes = [self.emu.rest("PUT", PREMIUM + "/keys/ri-i%d" % i, self.tok, {"key": ec_jwk()}).status_code
+                 for i in range(4)]
+        self.assertEqual(codes, [200, 200, 200, 429])
+
+    def test_managed_hsm_is_limited_per_second_not_per_10_s(self):
+        htok = self.emu.token(resource="https://managedhsm.azure.net")
+        self.emu.admin("PUT", "/_admin/ratelimit", {"enabled": True})
+        # Create key: 1 per second per HSM (scaling guidance); a vault would refuse for 10 s.
+        self.assertEqual(self.emu.rest("POST", MHSM + "/keys/rl-h1/create", htok, {"kty": "EC-HSM"}).status_code, 200)
+        r = self.emu.rest("POST", MHSM + "/keys/rl-h2/create", htok, {"kty": "EC-HSM"})
+        self.assertEqual(r.status_code, 429)
+        self.assertEqual(r.json()["error"]["code"], "Throttled")
+        time.sleep(1.05)
+        self.assertEqual(self.emu.rest("POST", MHSM + "/keys/rl-h2/create", htok, {"kty": "EC-HSM"}).status_code, 200)
+        # Cryptographic operations are not throttled: past capacity they wait for the HSM.
+        # Scaled 100x down: EC P-256 sign 330 -> 3 per second.
+        self.emu.admin("PUT", "/_admin/ratelimit", {"enabled": True, "scale": 0.01})
+        body = {"alg": "ES256", "value": az.b64url(b"\x01" * 32)}
+        t0 = time.time()
+        codes = [self.emu.rest("POST", MHSM + "/keys/rl-h1/sign", htok, body).status_code for _ in range(7)]
+        self.assertEqual(codes, [200] * 7)
+        self.assertGreaterEqual(time.time() - t0, 1.9)   # 3 + 3 + 1: two waits of about a second
 
     def test_admin_endpoint_is_not_azure(self):
         r = self.emu.session().get("https://127.0.0.1:%d/_admin/faults" % self.emu.port)

@@ -131,6 +131,25 @@ class SdkTest(unittest.TestCase):
         pages = self.emu.log().count("GET demo-standard.vault.azure.net/keys 200") - before
         self.assertGreaterEqual(pages, 3)   # followed nextLink
 
+    def test_next_link_is_built_on_the_vault_host(self):
+        # Reached under another name (a custom domain in front of the vault), the service still
+        # builds nextLink on the vault's own host name, with :443 (reference §11).
+        for i in range(3):
+            self.premium.create_ec_key("alias-page-%d" % i, curve="P-256")
+        alias = "https://demo-premium.kv.cdcp11.test"
+        r = self.emu.rest("GET", alias + "/keys?maxresults=2", self.emu.token())
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertTrue(r.json()["nextLink"].startswith("https://demo-premium.vault.azure.net:443/keys?api-version="),
+                        r.json()["nextLink"])
+        self.assertTrue(r.json()["value"][0]["kid"].startswith("https://demo-premium.vault.azure.net/keys/"))
+        # The SDK follows it verbatim (its challenge check is off for a custom domain).
+        client = KeyClient(alias, self.cred, verify_challenge_resource=False, **self.emu.client_kwargs())
+        before = self.emu.log().count("GET demo-premium.vault.azure.net/keys 200")
+        names = [p.name for p in client.list_properties_of_keys(max_page_size=2)]
+        self.assertTrue({"alias-page-0", "alias-page-1", "alias-page-2"} <= set(names))
+        self.assertIn("GET demo-premium.kv.cdcp11.test/keys 200", self.emu.log())
+        self.assertGreater(self.emu.log().count("GET demo-premium.vault.azure.net/keys 200"), before)
+
     def test_delete_recover_purge(self):
         c = self.premium
         key = c.create_ec_key("life-del", curve="P-384", hardware_protected=True)
@@ -340,6 +359,20 @@ class ArmSdkTest(unittest.TestCase):
     def test_list_by_resource_group(self):
         names = {v.name for v in self.client.vaults.list_by_resource_group("rg-legacy")}
         self.assertEqual(names, {"demo-nosoftdelete"})
+
+    def test_generic_resource_list_as_az_keyvault_list(self):
+        # az keyvault list: the generic resource list filtered by resource type.
+        try:
+            from azure.mgmt.resource import ResourceManagementClient
+        except ImportError:
+            raise unittest.SkipTest("azure.mgmt.resource not installed")
+        client = ResourceManagementClient(self.emu.secret_credential(), az.SUBSCRIPTION, **self.emu.client_kwargs())
+        found = list(client.resources.list(filter="resourceType eq 'Microsoft.KeyVault/vaults'"))
+        self.assertEqual(sorted(r.name for r in found), ["demo-nosoftdelete", "demo-premium", "demo-protected",
+                                                         "demo-rbac", "demo-standard", "demo-usgov"])
+        self.assertEqual({r.type for r in found}, {"Microsoft.KeyVault/vaults"})
+        hsms = list(client.resources.list(filter="resourceType eq 'Microsoft.KeyVault/managedHSMs'"))
+        self.assertEqual([h.name for h in hsms], ["demo-mhsm"])
 
 
 if __name__ == "__main__":

@@ -169,6 +169,39 @@ class HandleAndSessionTest(P11Case):
         self.assertRV("CKR_SESSION_HANDLE_INVALID", self.raw.C_CloseSession(ctypes.c_ulong(hs)))
         self.assertRV("CKR_SESSION_HANDLE_INVALID", self.raw.C_CloseSession(ctypes.c_ulong(0x7FFFFF)))
 
+    def test_invalid_session_is_reported_before_bad_arguments(self):
+        # PKCS#11 3.0 5.1.7: the codes of 5.1.2 (session handle) take precedence over 5.1.6's.
+        r, bad, z = self.raw, ctypes.c_ulong(0x7FFFFF), ctypes.c_ulong(5)
+        calls = {
+            "C_GetSessionInfo": lambda: r.C_GetSessionInfo(bad, None),
+            "C_Login": lambda: r.C_Login(bad, ctypes.c_ulong(1), None, z),
+            "C_InitPIN": lambda: r.C_InitPIN(bad, None, z),
+            "C_SetPIN": lambda: r.C_SetPIN(bad, None, z, None, z),
+            "C_CreateObject": lambda: r.C_CreateObject(bad, None, z, None),
+            "C_CopyObject": lambda: r.C_CopyObject(bad, z, None, z, None),
+            "C_GetObjectSize": lambda: r.C_GetObjectSize(bad, z, None),
+            "C_GetAttributeValue": lambda: r.C_GetAttributeValue(bad, z, None, z),
+            "C_SetAttributeValue": lambda: r.C_SetAttributeValue(bad, z, None, z),
+            "C_FindObjectsInit": lambda: r.C_FindObjectsInit(bad, None, z),
+            "C_FindObjects": lambda: r.C_FindObjects(bad, None, z, None),
+            "C_EncryptInit": lambda: r.C_EncryptInit(bad, None, z),
+            "C_Encrypt": lambda: r.C_Encrypt(bad, None, z, None, None),
+            "C_DecryptUpdate": lambda: r.C_DecryptUpdate(bad, None, z, None, None),
+            "C_SignFinal": lambda: r.C_SignFinal(bad, None, None),
+            "C_Verify": lambda: r.C_Verify(bad, None, z, None, z),
+            "C_DigestInit": lambda: r.C_DigestInit(bad, None),
+            "C_Digest": lambda: r.C_Digest(bad, None, z, None, None),
+            "C_GenerateKey": lambda: r.C_GenerateKey(bad, None, None, z, None),
+            "C_GenerateKeyPair": lambda: r.C_GenerateKeyPair(bad, None, None, z, None, z, None, None),
+            "C_WrapKey": lambda: r.C_WrapKey(bad, None, z, z, None, None),
+            "C_UnwrapKey": lambda: r.C_UnwrapKey(bad, None, z, None, z, None, z, None),
+            "C_DeriveKey": lambda: r.C_DeriveKey(bad, None, z, None, z, None),
+            "C_SeedRandom": lambda: r.C_SeedRandom(bad, None, z),
+            "C_GenerateRandom": lambda: r.C_GenerateRandom(bad, None, z),
+        }
+        got = {name: h.ckr_name(fn()) for name, fn in calls.items()}
+        self.assertEqual({n: c for n, c in got.items() if c != "CKR_SESSION_HANDLE_INVALID"}, {})
+
     def test_session_object_handle_invalid_after_its_session_closes(self):
         other = rw()
         d = other.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, False), (P.CKA_LABEL, "sessobj")])
@@ -347,6 +380,261 @@ class OperationTest(P11Case):
         self.assertRV("CKR_OK", rv)
         # PKCS#1 v1.5 is deterministic: same as the single-part signature
         self.assertEqual(sig, bytes(self.s.sign(self.priv, b"abcdefghi", P.Mechanism(P.CKM_SHA256_RSA_PKCS))))
+
+
+class OperationEndsTest(P11Case):
+    """Which results end an active operation (PKCS#11 3.0 5.2 and 5.8-5.13): every error but
+    CKR_BUFFER_TOO_SMALL, a NULL length pointer and a single-part call after an Update included;
+    a length query and CKR_BUFFER_TOO_SMALL leave it running."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = rw()
+        cls.raw = h.Raw()
+        cls.hs = h.sh(cls.s)
+        cls.pub, cls.priv = rsa_pair(cls.s, "ends")
+        cls.aes = aes_key(cls.s, "ends-aes")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.closeSession()
+
+    S = ctypes.c_ulong
+
+    def start(self, kind):
+        """Starts an operation of `kind` (after ending any left by a failed check); returns the names
+        of its single-part, update and final functions."""
+        self.raw.C_SessionCancel(self.S(self.hs), self.S(P.CKF_ENCRYPT | P.CKF_DECRYPT | P.CKF_DIGEST | P.CKF_SIGN |
+                                                         P.CKF_VERIFY))
+        if kind == "digest":
+            m = h.mech(P.CKM_SHA256)
+            self.assertRV("CKR_OK", self.raw.C_DigestInit(self.S(self.hs), ctypes.byref(m)))
+            return "C_Digest", "C_DigestUpdate", "C_DigestFinal"
+        if kind in ("encrypt", "decrypt"):
+            name = "C_EncryptInit" if kind == "encrypt" else "C_DecryptInit"
+            self.assertRV("CKR_OK", self.raw.init(name, self.hs, h.mech(P.CKM_AES_CBC_PAD, bytes(16)), h.oh(self.aes)))
+            fn = "C_Encrypt" if kind == "encrypt" else "C_Decrypt"
+            return fn, fn + "Update", fn + "Final"
+        if kind == "sign":
+            self.assertRV("CKR_OK", self.raw.init("C_SignInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(self.priv)))
+            return "C_Sign", "C_SignUpdate", "C_SignFinal"
+        self.assertRV("CKR_OK", self.raw.init("C_VerifyInit", self.hs, h.mech(P.CKM_SHA256_RSA_PKCS), h.oh(self.pub)))
+        return "C_Verify", "C_VerifyUpdate", "C_VerifyFinal"
+
+    def assert_ended(self, kind):
+        data = ctypes.create_string_buffer(16)
+        n = ctypes.c_ulong(512)
+        out = ctypes.create_string_buffer(512)
+        if kind == "verify":
+            rv = self.raw.C_VerifyUpdate(self.S(self.hs), data, self.S(16))
+        elif kind in ("digest", "sign"):
+            rv = getattr(self.raw, "C_%sUpdate" % kind.capitalize())(self.S(self.hs), data, self.S(16))
+        else:
+            rv = getattr(self.raw, "C_%sUpdate" % kind.capitalize())(self.S(self.hs), data, self.S(16), out,
+                                                                    ctypes.byref(n))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", rv)
+
+    def test_null_length_pointer_ends_the_operation(self):
+        data = ctypes.create_string_buffer(b"0123456789abcdef", 16)
+        out = ctypes.create_string_buffer(512)
+        for kind in ("digest", "encrypt", "decrypt", "sign"):
+            for step in ("single", "update", "final"):
+                if kind in ("digest", "sign") and step == "update":
+                    continue  # no output
+                with self.subTest(kind=kind, step=step):
+                    single, update, final = self.start(kind)
+                    if step == "single":
+                        rv = getattr(self.raw, single)(self.S(self.hs), data, self.S(16), out, None)
+                    elif step == "update":
+                        rv = getattr(self.raw, update)(self.S(self.hs), data, self.S(16), out, None)
+                    else:
+                        if kind in ("digest", "sign"):
+                            self.assertRV("CKR_OK", getattr(self.raw, update)(self.S(self.hs), data, self.S(16)))
+                        rv = getattr(self.raw, final)(self.S(self.hs), out, None)
+                    self.assertRV("CKR_ARGUMENTS_BAD", rv)
+                    self.assert_ended(kind)
+
+    def test_null_data_pointer_ends_the_operation(self):
+        for kind in ("digest", "encrypt", "decrypt", "sign", "verify"):
+            with self.subTest(kind=kind):
+                single, update, final = self.start(kind)
+                n = ctypes.c_ulong(512)
+                out = ctypes.create_string_buffer(512)
+                if kind in ("digest", "sign", "verify"):
+                    rv = getattr(self.raw, update)(self.S(self.hs), None, self.S(16))
+                else:
+                    rv = getattr(self.raw, update)(self.S(self.hs), None, self.S(16), out, ctypes.byref(n))
+                self.assertRV("CKR_ARGUMENTS_BAD", rv)
+                self.assert_ended(kind)
+        # a NULL signature with a length ends a verify
+        self.start("verify")
+        d = ctypes.create_string_buffer(b"data", 4)
+        self.assertRV("CKR_ARGUMENTS_BAD", self.raw.C_Verify(self.S(self.hs), d, self.S(4), None, self.S(256)))
+        self.assert_ended("verify")
+
+    def test_single_part_call_after_update_is_operation_active_and_ends(self):
+        data = ctypes.create_string_buffer(b"0123456789abcdef", 16)
+        for kind in ("digest", "encrypt", "decrypt", "sign", "verify"):
+            with self.subTest(kind=kind):
+                single, update, final = self.start(kind)
+                n = ctypes.c_ulong(512)
+                out = ctypes.create_string_buffer(512)
+                if kind in ("digest", "sign", "verify"):
+                    self.assertRV("CKR_OK", getattr(self.raw, update)(self.S(self.hs), data, self.S(16)))
+                else:
+                    self.assertRV("CKR_OK", getattr(self.raw, update)(self.S(self.hs), data, self.S(16), out,
+                                                                      ctypes.byref(n)))
+                n.value = 512
+                if kind == "verify":
+                    rv = self.raw.C_Verify(self.S(self.hs), data, self.S(16), out, self.S(256))
+                else:
+                    rv = getattr(self.raw, single)(self.S(self.hs), data, self.S(16), out, ctypes.byref(n))
+                self.assertRV("CKR_OPERATION_ACTIVE", rv)
+                self.assert_ended(kind)
+
+    def input_for(self, kind):
+        """16 bytes, or for decrypt a valid AES-CBC-PAD ciphertext of them under the start() IV."""
+        if kind != "decrypt":
+            return b"0123456789abcdef"
+        return bytes(self.s.encrypt(self.aes, b"0123456789abcdef", P.Mechanism(P.CKM_AES_CBC_PAD, bytes(16))))
+
+    def test_update_or_final_after_a_single_part_length_query_is_operation_active_and_ends(self):
+        data = ctypes.create_string_buffer(b"0123456789abcdef", 16)
+        for kind in ("digest", "encrypt", "decrypt", "sign"):
+            for step in ("update", "final"):
+                with self.subTest(kind=kind, step=step):
+                    single, update, final = self.start(kind)
+                    rv, _, n = self.raw.single(single, self.hs, self.input_for(kind))  # a length query
+                    self.assertRV("CKR_OK", rv)
+                    out = ctypes.create_string_buffer(512)
+                    ln = ctypes.c_ulong(512)
+                    if step == "final":
+                        rv = getattr(self.raw, final)(self.S(self.hs), out, ctypes.byref(ln))
+                    elif kind in ("digest", "sign"):
+                        rv = getattr(self.raw, update)(self.S(self.hs), data, self.S(16))
+                    else:
+                        rv = getattr(self.raw, update)(self.S(self.hs), data, self.S(16), out, ctypes.byref(ln))
+                    self.assertRV("CKR_OPERATION_ACTIVE", rv)
+                    self.assert_ended(kind)
+        k = aes_key(self.s, "digest-after-single", extra=[(P.CKA_SENSITIVE, False), (P.CKA_EXTRACTABLE, True)])
+        self.start("digest")
+        self.assertRV("CKR_OK", self.raw.single("C_Digest", self.hs, b"abc")[0])
+        self.assertRV("CKR_OPERATION_ACTIVE", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(k))))
+        self.assert_ended("digest")
+
+    def test_length_query_and_buffer_too_small_keep_it_running(self):
+        for kind in ("digest", "encrypt", "sign"):
+            with self.subTest(kind=kind):
+                single, _, _ = self.start(kind)
+                rv, _, n = self.raw.single(single, self.hs, b"0123456789abcdef")
+                self.assertRV("CKR_OK", rv)
+                rv, _, _ = self.raw.single(single, self.hs, b"0123456789abcdef", size=1)
+                self.assertRV("CKR_BUFFER_TOO_SMALL", rv)
+                rv, out, _ = self.raw.single(single, self.hs, b"0123456789abcdef", size=n)
+                self.assertRV("CKR_OK", rv)
+
+    def test_digest_init_checks(self):
+        self.raw.C_SessionCancel(self.S(self.hs), self.S(P.CKF_DIGEST))
+        m = h.mech(P.CKM_SHA256, b"\x00")
+        self.assertRV("CKR_MECHANISM_PARAM_INVALID", self.raw.C_DigestInit(self.S(self.hs), ctypes.byref(m)))
+        # an active operation is reported before the mechanism is judged
+        self.start("digest")
+        bogus = h.mech(0x80001234)
+        self.assertRV("CKR_OPERATION_ACTIVE", self.raw.C_DigestInit(self.S(self.hs), ctypes.byref(bogus)))
+        # with no operation, a call is CKR_OPERATION_NOT_INITIALIZED before its arguments are judged
+        self.raw.C_SessionCancel(self.S(self.hs), self.S(P.CKF_DIGEST))
+        buf = ctypes.create_string_buffer(64)
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", self.raw.C_Digest(self.S(self.hs), buf, self.S(3), buf, None))
+        self.assertRV("CKR_OPERATION_NOT_INITIALIZED", self.raw.C_DigestUpdate(self.S(self.hs), None, self.S(5)))
+
+    def test_digest_key(self):
+        import hashlib
+        value = bytes(range(32))
+        k = self.s.createObject([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_TOKEN, False),
+                                 (P.CKA_VALUE, value)])  # sensitive and unextractable by default
+        gen = aes_key(self.s, "digest-gen")
+        for key, expect in ((k, hashlib.sha256(value).digest()), (gen, None)):
+            self.start("digest")
+            self.assertRV("CKR_OK", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(key))))
+            rv, out, _ = self.raw.out_call(self.raw.C_DigestFinal, self.S(self.hs), size=32)
+            self.assertRV("CKR_OK", rv)
+            if expect:
+                self.assertEqual(out, expect)
+        # with data around it: H(data || key || data)
+        self.start("digest")
+        d = ctypes.create_string_buffer(b"ab", 2)
+        self.assertRV("CKR_OK", self.raw.C_DigestUpdate(self.S(self.hs), d, self.S(2)))
+        self.assertRV("CKR_OK", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(k))))
+        self.assertRV("CKR_OK", self.raw.C_DigestUpdate(self.S(self.hs), d, self.S(2)))
+        rv, out, _ = self.raw.out_call(self.raw.C_DigestFinal, self.S(self.hs), size=32)
+        self.assertEqual(out, hashlib.sha256(b"ab" + value + b"ab").digest())
+        # only secret keys can be digested; a refused key ends the operation
+        self.start("digest")
+        self.assertRV("CKR_KEY_INDIGESTIBLE", self.raw.C_DigestKey(self.S(self.hs), self.S(h.oh(self.pub))))
+        self.assert_ended("digest")
+        self.start("digest")
+        self.assertRV("CKR_KEY_HANDLE_INVALID", self.raw.C_DigestKey(self.S(self.hs), self.S(0x7FFFFFF0)))
+        self.assert_ended("digest")
+
+
+class SeedRandomTest(P11Case):
+    def test_seed_random(self):
+        s = rw(login=False)
+        raw = h.Raw()
+        self.assertRV("CKR_ARGUMENTS_BAD", raw.C_SeedRandom(ctypes.c_ulong(h.sh(s)), None, ctypes.c_ulong(8)))
+        seed = ctypes.create_string_buffer(8)
+        self.assertRV("CKR_RANDOM_SEED_NOT_SUPPORTED", raw.C_SeedRandom(ctypes.c_ulong(h.sh(s)), seed, ctypes.c_ulong(8)))
+        self.assertRV("CKR_SESSION_HANDLE_INVALID", raw.C_SeedRandom(ctypes.c_ulong(0x7FFFFF), seed, ctypes.c_ulong(8)))
+        s.closeSession()
+
+
+class PublicSessionTest(P11Case):
+    """The session-state table (PKCS#11 3.0 5.6): an R/W public session reads and writes every public
+    object, token or session, and may generate and create them; private ones need the user."""
+
+    def setUp(self):
+        self.slot = h.slot_of(LIB, "fresh")
+        LIB.closeAllSessions(self.slot)  # nobody logged in
+        self.s = LIB.openSession(self.slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        self.assertEqual(self.s.getSessionInfo().state, P.CKS_RW_PUBLIC_SESSION)
+
+    def tearDown(self):
+        LIB.closeAllSessions(self.slot)
+
+    def test_public_objects_in_a_public_rw_session(self):
+        for token in (False, True):
+            with self.subTest(token=token):
+                k = aes_key(self.s, "pub-aes-%d" % token, token=token, extra=[(P.CKA_PRIVATE, False)])
+                iv = bytes(16)
+                ct = bytes(self.s.encrypt(k, b"x" * 16, P.Mechanism(P.CKM_AES_CBC_PAD, iv)))
+                self.assertEqual(bytes(self.s.decrypt(k, ct, P.Mechanism(P.CKM_AES_CBC_PAD, iv))), b"x" * 16)
+                pub, priv = self.s.generateKeyPair(
+                    [(P.CKA_TOKEN, token), (P.CKA_PRIVATE, False), (P.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107")),
+                     (P.CKA_VERIFY, True)],
+                    [(P.CKA_TOKEN, token), (P.CKA_PRIVATE, False), (P.CKA_SIGN, True)], P.MechanismECGENERATEKEYPAIR)
+                sig = bytes(self.s.sign(priv, b"data", P.Mechanism(P.CKM_ECDSA_SHA256)))
+                self.assertTrue(self.s.verify(pub, b"data", sig, P.Mechanism(P.CKM_ECDSA_SHA256)))
+                created = self.s.createObject([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES),
+                                               (P.CKA_TOKEN, token), (P.CKA_PRIVATE, False), (P.CKA_VALUE, bytes(16)),
+                                               (P.CKA_ENCRYPT, True)])
+                d = self.s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, token), (P.CKA_PRIVATE, False),
+                                         (P.CKA_VALUE, b"public")])
+                for o in (k, pub, priv, created, d):
+                    self.s.destroyObject(o)
+        # a token key made in a public session is usable in another process's public session
+        k = aes_key(self.s, "pub-persist", token=True, extra=[(P.CKA_PRIVATE, False)])
+        out = TOK.tool("--token-label", "fresh", "-O", "--type", "secrkey").stdout.decode()
+        self.assertIn("pub-persist", out)
+        self.s.destroyObject(k)
+
+    def test_private_objects_still_need_the_user(self):
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", aes_key, self.s, "priv-aes")  # CKA_PRIVATE defaults to true
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", aes_key, self.s, "priv-aes", True, [(P.CKA_PRIVATE, True)])
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", self.s.createObject,
+                       [(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, True)])
+        self.assertCKR("CKR_USER_NOT_LOGGED_IN", self.s.generateKeyPair,
+                       [(P.CKA_TOKEN, False), (P.CKA_MODULUS_BITS, 2048)], [(P.CKA_TOKEN, False)],
+                       P.MechanismRSAGENERATEKEYPAIR)
 
 
 class LoginStateTest(P11Case):

@@ -249,6 +249,30 @@ class CloudKeys(unittest.TestCase):
         self.assertEqual(self.objs(s, P.CKO_PRIVATE_KEY, "native-p384"), [])
         self.assertEqual(self.objs(s, P.CKO_PUBLIC_KEY, "native-p384"), [])
 
+    def test_an_azure_resident_secp256k1_key_signs_in_the_vault_with_es256k(self):
+        P = self.P
+        b = self.create_in_vault("demo-protected", "native-k1", kty="EC-HSM", crv="P-256K", key_ops=["sign", "verify"])
+        s = self.session("cn-hsm")
+        self.sync_ok(s)
+        priv = self.one(s, P.CKO_PRIVATE_KEY, "native-k1")
+        pub = self.one(s, P.CKO_PUBLIC_KEY, "native-k1")
+        self.assert_resident(s, priv, self.vault_url("demo-protected") + "/keys/native-k1/")
+        self.assertEqual(self.raw(s, pub, P.CKA_EC_PARAMS), bytes.fromhex("06052b8104000a"))
+        key = self.ec_public(s, pub, ec.SECP256K1())
+        x = key.public_numbers().x.to_bytes(32, "big")
+        self.assertEqual(x, b64u_dec(b["key"]["x"]))
+        data = b"secp256k1 in the vault"
+        sig = bytes(s.sign(priv, data, P.Mechanism(P.CKM_ECDSA_SHA256)))
+        key.verify(der_ecdsa(sig), data, ec.ECDSA(hashes.SHA256()))
+        digest = hashlib.sha256(data).digest()
+        sig = bytes(s.sign(priv, digest, P.Mechanism(P.CKM_ECDSA)))
+        key.verify(der_ecdsa(sig), digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        self.assertEqual(self.assert_in_vault_log("demo-protected", "native-k1", "sign"), 2)
+        # Key Vault signs secp256k1 with SHA-256 only.
+        with self.assertRaises(P.PyKCS11Error) as cm:
+            s.sign(priv, data, P.Mechanism(P.CKM_ECDSA_SHA384))
+        self.assertEqual(cm.exception.value, P.CKR_MECHANISM_INVALID)
+
     def test_sync_links_a_local_key_imported_by_hand_by_its_public_key(self):
         P = self.P
         s = self.session("sync")
@@ -417,8 +441,11 @@ class CloudKeys(unittest.TestCase):
             f.write(b"pkcs11-tool data")
         sig_path = self.tok.path("cn-sig")
         idx = str([g for g, *_ in GROUPS].index("cn-std"))
-        # pkcs11-tool chooses the signing key by --id only (OpenSC 0.23 ignores --label there).
-        key_id = self.raw(s, priv, P.CKA_ID).hex()
+        # pkcs11-tool chooses the signing key by --id only (OpenSC 0.23 ignores --label there): with
+        # a second private key in the token, only --id makes it sign with the vault's key.
+        self.tok.tool("--slot-index", idx, "--keypairgen", "--key-type", "EC:secp521r1", "--label", "cn-decoy",
+                      "--id", "dec0", login=True)
+        key_id = self.raw(s, priv, self.P.CKA_ID).hex()
         self.tok.tool("--slot-index", idx, "--sign", "--mechanism", "ECDSA-SHA512", "--id", key_id,
                       "--input-file", data_path, "--output-file", sig_path, login=True)
         with open(sig_path, "rb") as f:
@@ -466,7 +493,7 @@ class CloudKeys(unittest.TestCase):
         s = self.session("cn-std")
         cases = [
             (dict(bits=1024), (), P.CKR_KEY_SIZE_RANGE),
-            (dict(kind="ec", params=bytes.fromhex("06052b8104000a")), (), P.CKR_CURVE_NOT_SUPPORTED),  # secp256k1
+            (dict(kind="ec", params=bytes.fromhex("06092b2403030208010107")), (), P.CKR_CURVE_NOT_SUPPORTED),  # brainpoolP256r1
             ({}, [(P.CKA_EXTRACTABLE, True)], P.CKR_TEMPLATE_INCONSISTENT),
             ({}, [(P.CKA_TOKEN, False)], P.CKR_TEMPLATE_INCONSISTENT),
             ({}, [(0x80000000 | 0x0CDC0000 | 2, list(b"bad name!"))], P.CKR_ATTRIBUTE_VALUE_INVALID),

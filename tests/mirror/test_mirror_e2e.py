@@ -28,12 +28,13 @@ SUBSCRIPTION = "5ab5c000-0000-4000-8000-000000000001"
 SECRET = "demo-secret-not-real"
 
 from mirrorhelpers import (CKA_CDC_AZURE_KEY_ID, CKA_CDC_AZURE_KEY_NAME, CKA_CDC_MIRROR,  # noqa: E402
-                           CKA_CDC_MIRROR_ERROR, CKA_CDC_MIRROR_STATE, MIRRORED, b64u, b64u_dec, vendor)
+                           CKA_CDC_MIRROR_ERROR, CKA_CDC_MIRROR_STATE, FAILED, MIRRORED, b64u, b64u_dec,
+                           vendor)
 
 # (group, vault, type, slot id)
 GROUPS = [("premium", "demo-premium", "premium", 11), ("standard", "demo-standard", "standard", 12),
           ("protected", "demo-protected", "premium", 14),
-          ("async", "demo-premium", "premium", 15)]
+          ("async", "demo-premium", "premium", 15), ("stdstrict", "demo-standard", "standard", 16)]
 
 
 def vendor_functions():
@@ -58,6 +59,10 @@ class MirrorE2E(unittest.TestCase):
             g["mirror"] = {"trigger": "on_generate", "mode": "sync"}
             if name == "async":
                 g["mirror"] = {"trigger": "on_generate", "mode": "async", "on_destroy": "delete"}
+            if name == "standard":
+                g["mirror"]["allow_plain_export_of_non_extractable"] = True
+            if name == "stdstrict":
+                g["mirror"] = {"trigger": "on_request", "mode": "sync"}
         cls.tok.write_conf()
         for name, _, _, _ in GROUPS:
             cls.tok.init(name)
@@ -112,6 +117,10 @@ class MirrorE2E(unittest.TestCase):
         self.assertTrue(kid.startswith(prefix), kid)
         return kid
 
+    def bools(self, s, obj):
+        ext, never = s.getAttributeValue(obj, [self.P.CKA_EXTRACTABLE, self.P.CKA_NEVER_EXTRACTABLE])
+        return {"extractable": bool(ext), "never_extractable": bool(never)}
+
     def uid(self, s, obj):
         return self.raw_attr(s, obj, 0x4).decode()  # CKA_UNIQUE_ID
 
@@ -130,6 +139,8 @@ class MirrorE2E(unittest.TestCase):
         s = self.session("premium")
         priv = self.find(s, self.P.CKO_PRIVATE_KEY, "ec-p256")
         kid = self.assert_mirrored(s, priv, "demo-premium", "ec-p256")
+        # BYOK wrapped it inside the token to an HSM key: it never was extractable, and still is not.
+        self.assertEqual(self.bools(s, priv), {"extractable": False, "never_extractable": True})
         bundle = self.vault_rest("GET", kid).json()
         self.assertEqual(bundle["key"]["kty"], "EC-HSM")
         self.assertEqual(bundle["key"]["crv"], "P-256")
@@ -155,9 +166,47 @@ class MirrorE2E(unittest.TestCase):
         s = self.session("standard")
         priv = self.find(s, self.P.CKO_PRIVATE_KEY, "std-p384")
         kid = self.assert_mirrored(s, priv, "demo-standard", "std-p384")
+        # The group allows a plain export of non-extractable keys: this one was, and says so.
+        self.assertEqual(self.bools(s, priv), {"extractable": False, "never_extractable": False})
         self.assertEqual(self.vault_rest("GET", kid).json()["key"]["kty"], "EC")
         self.assertEqual(self.keks("demo-standard", self.uid(s, priv)), [])  # no BYOK, no KEK
         self.assertNotIn("POST demo-standard.vault.azure.net/keys/cdcp11-kek-", self.emu.log())
+
+    def test_a_non_extractable_key_is_not_sent_to_a_standard_vault_unless_the_group_allows_it(self):
+        P = self.P
+        s = self.session("stdstrict")
+        pub_t = [(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
+                 (P.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107"))]
+
+        def priv_t(label, *extra):
+            return [(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, True),
+                    (P.CKA_PRIVATE, True), (P.CKA_SIGN, True), (P.CKA_LABEL, label), *extra]
+        mark = len(self.emu.log().splitlines())
+        policy = ("mirror.allow_plain_export_of_non_extractable is off. Mirror into a Premium vault or Managed HSM "
+                  "(BYOK keeps the key non-exportable), or turn that setting on")
+        # Asked to mirror as it is made: refused before it is made.
+        with self.assertRaises(P.PyKCS11Error) as cm:
+            s.generateKeyPair(pub_t + [(P.CKA_LABEL, "strict-a")], priv_t("strict-a", (CKA_CDC_MIRROR, [1])),
+                              P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
+        self.assertEqual(cm.exception.value, P.CKR_TEMPLATE_INCONSISTENT)
+        self.assertEqual(s.findObjects([(P.CKA_LABEL, "strict-a")]), [])
+        self.assertIn(policy, self.tok.read_log())
+        # An existing key, on request: CKR_KEY_UNEXTRACTABLE, the reason on the key, nothing sent.
+        _, priv = s.generateKeyPair(pub_t + [(P.CKA_LABEL, "strict-b")], priv_t("strict-b"),
+                                    P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
+        mirror_key, _ = vendor_functions()
+        hs = s.session.value() if hasattr(s.session, "value") else int(s.session)
+        self.assertEqual(mirror_key(hs, priv.value()), P.CKR_KEY_UNEXTRACTABLE)
+        state, kid, error = self.mirror_state(s, priv)
+        self.assertEqual((state, kid), (FAILED, ""))
+        self.assertIn(policy, error)
+        self.assertEqual(self.bools(s, priv), {"extractable": False, "never_extractable": True})
+        self.assertEqual([l for l in self.emu.log().splitlines()[mark:] if "demo-standard" in l], [])
+        # An extractable key may go as a plain JWK.
+        _, ok = s.generateKeyPair(pub_t + [(P.CKA_LABEL, "strict-c")],
+                                  priv_t("strict-c", (P.CKA_EXTRACTABLE, True)), P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
+        self.assertEqual(mirror_key(hs, ok.value()), 0)
+        self.assert_mirrored(s, ok, "demo-standard", "strict-c")
 
     def test_a_key_the_vault_cannot_hold_is_refused_before_it_is_made(self):
         s = self.session("premium")

@@ -53,6 +53,58 @@ class GroupCommands(unittest.TestCase):
         leftovers = [n for n in os.listdir(self.dir.name) if ".tmp." in n]
         self.assertEqual(leftovers, [])
 
+    def test_a_new_secret_replaces_a_world_readable_secret_file_with_a_private_one(self):
+        secrets = os.path.join(self.dir.name, "secrets")
+        os.makedirs(secrets)
+        old = os.path.join(secrets, "payments.secret")
+        with open(old, "w") as f:
+            f.write("old-secret")
+        os.chmod(old, 0o644)
+        self.add_azure_group()
+        self.assertEqual(stat.S_IMODE(os.stat(old).st_mode), 0o600)
+        with open(old) as f:
+            self.assertEqual(f.read(), "s3cr3t-do-not-leak")
+        # Editing keeps a config's own mode (it holds no secret), and a new secret is private again.
+        os.chmod(self.conf, 0o640)
+        os.chmod(old, 0o644)
+        self.run_cdcctl("group", "edit", "payments", "--secret-stdin", stdin="n3w-s3cr3t\n")
+        self.assertEqual(stat.S_IMODE(os.stat(self.conf).st_mode), 0o640)
+        self.assertEqual(stat.S_IMODE(os.stat(old).st_mode), 0o600)
+
+    def test_a_proxy_password_is_refused_inline_and_kept_in_a_private_file(self):
+        bad = self.run_cdcctl("group", "add", "payments", "--tenant-id", TENANT, "--client-id", CLIENT,
+                              "--subscription-id", SUB, "--secret-env", "PAY_SECRET",
+                              "--proxy", "http://alice:pr0xy-pw-do-not-leak@proxy.example:3128", ok=False)
+        self.assertIn("azure.tls.proxy: a proxy password may not be written in the configuration; use "
+                      "proxy_password_file (mode 0600) or proxy_password_env, and proxy_user", bad.stderr)
+        self.assertNotIn("pr0xy-pw-do-not-leak", bad.stdout + bad.stderr)
+        self.assertFalse(os.path.exists(self.conf) and "pr0xy-pw" in open(self.conf).read())
+
+        self.run_cdcctl("group", "add", "payments", "--tenant-id", TENANT, "--client-id", CLIENT,
+                        "--subscription-id", SUB, "--secret-env", "PAY_SECRET", "--proxy", "http://proxy.example:3128",
+                        "--proxy-user", "alice", "--proxy-password-stdin", stdin="pr0xy-pw-do-not-leak\n")
+        with open(self.conf) as f:
+            self.assertNotIn("pr0xy-pw-do-not-leak", f.read())
+        tls = self.config()["groups"][0]["azure"]["tls"]
+        self.assertEqual((tls["proxy"], tls["proxy_user"], tls["proxy_password_file"]),
+                         ("http://proxy.example:3128", "alice", "secrets/payments.proxy-password"))
+        pw_file = os.path.join(self.dir.name, tls["proxy_password_file"])
+        self.assertEqual(stat.S_IMODE(os.stat(pw_file).st_mode), 0o600)
+        with open(pw_file) as f:
+            self.assertEqual(f.read(), "pr0xy-pw-do-not-leak")
+        shown = self.run_cdcctl("group", "show", "payments").stdout
+        self.assertIn("http://proxy.example:3128 as alice, password in file " + pw_file, shown)
+        shown_json = json.loads(self.run_cdcctl("--json", "group", "show", "payments").stdout)
+        self.assertEqual((shown_json["azure"]["proxy"], shown_json["azure"]["proxy_user"]),
+                         ("http://proxy.example:3128", "alice"))
+        self.assertNotIn("pr0xy-pw", shown + json.dumps(shown_json))
+
+        # From the environment instead: the file setting goes.
+        self.run_cdcctl("group", "edit", "payments", "--proxy-password-env", "PROXY_PW")
+        tls = self.config()["groups"][0]["azure"]["tls"]
+        self.assertEqual(tls.get("proxy_password_env"), "PROXY_PW")
+        self.assertNotIn("proxy_password_file", tls)
+
     def test_list_and_show_human_and_json(self):
         self.add_azure_group()
         self.run_cdcctl("group", "add", "local", "--description", "no cloud")
@@ -80,6 +132,17 @@ class GroupCommands(unittest.TestCase):
         self.assertEqual(g["azure"]["vault"]["name"], "demo-premium")
         self.run_cdcctl("group", "edit", "payments", "--local-only")
         self.assertNotIn("azure", self.config()["groups"][0])
+
+    def test_plain_export_of_non_extractable_keys_is_a_group_setting(self):
+        self.add_azure_group()
+        shown = json.loads(self.run_cdcctl("--json", "group", "show", "payments").stdout)
+        self.assertFalse(shown["mirror"]["allow_plain_export_of_non_extractable"])
+        self.run_cdcctl("group", "edit", "payments", "--allow-plain-export-of-non-extractable", "true")
+        self.assertTrue(self.config()["groups"][0]["mirror"]["allow_plain_export_of_non_extractable"])
+        self.assertIn("plain export", self.run_cdcctl("group", "show", "payments").stdout)
+        self.run_cdcctl("group", "edit", "payments", "--allow-plain-export-of-non-extractable", "maybe", ok=False)
+        self.run_cdcctl("group", "edit", "payments", "--allow-plain-export-of-non-extractable", "false")
+        self.assertFalse(self.config()["groups"][0]["mirror"]["allow_plain_export_of_non_extractable"])
 
     def test_invalid_edits_are_refused_and_leave_the_file_unchanged(self):
         self.add_azure_group()

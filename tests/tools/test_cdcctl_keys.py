@@ -67,6 +67,8 @@ class KeyLifecycle(unittest.TestCase):
                           "tls": {"ca_file": cls.emu.ca, "connect_to": ["::127.0.0.1:%d" % cls.emu.port]},
                           "vault": {"name": vault, "type": vtype}}
             g["mirror"] = {"trigger": "on_generate", "mode": "sync"}
+            if vtype == "standard":  # its keys are not extractable: a plain JWK import needs the group's leave
+                g["mirror"]["allow_plain_export_of_non_extractable"] = True
         cls.tok.write_conf()
         for g, _, _ in GROUPS:
             cls.tok.init(g)

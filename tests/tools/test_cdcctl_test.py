@@ -213,10 +213,17 @@ class Connected(EmulatorCase):
         out = self.connected("rbac")
         self.assertIn("Chosen vault 'demo-rbac' (premium): permissions not checked: the vault uses Azure RBAC, "
                       "so the application's permissions can't be read from ARM", out)
+        # The advice names the data actions purge and recover really are (there is no
+        # vaults/deletedKeys/... action), and the role that has them.
+        self.assertIn("Microsoft.KeyVault/vaults/keys/purge/action and Microsoft.KeyVault/vaults/keys/recover/action", out)
+        self.assertIn("Key Vault Crypto Officer has every one", out)
+        self.assertNotIn("deletedKeys", out)
         self.add("hsm", vault="demo-mhsm", vault_type="managed_hsm")
         out = self.connected("hsm")
         self.assertIn("Chosen vault 'demo-mhsm' (managed_hsm): permissions not checked: a managed HSM has no "
                       "access policies in ARM; its local RBAC applies", out)
+        self.assertIn("Managed HSM Crypto Officer for purge and recover (Microsoft.KeyVault/managedHsm/keys/"
+                      "deletedKeys/delete and .../keys/deletedKeys/recover/action)", out)
         doc = json.loads(self.cdcctl("--json", "group", "test", "hsm").stdout)
         self.assertIsNone(doc["missing_permissions"])
         self.assertTrue(doc["permissions_note"])

@@ -3,6 +3,7 @@
 #include <rapidjson/error/en.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -80,7 +81,10 @@ Status ConfigDoc::save() const {
   CDC_ASSIGN(auto cfg, validate());
   for (auto& g : cfg.groups)
     if (!g.azure_error.empty()) return fail(g.azure_error);
-  return write_file_atomically(path_, serialize(), 0600);
+  // A new config is private; an existing one keeps the mode its owner gave it (it holds no secret).
+  struct stat st {};
+  const unsigned mode = ::stat(path_.c_str(), &st) == 0 ? st.st_mode & 07777 : 0600;
+  return write_file_atomically(path_, serialize(), mode);
 }
 
 Value& ConfigDoc::parent_of(Value& obj, const std::string& dotted, std::string& leaf) {

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <memory>
 
+#include "azure/util.h"
 #include "common/atomic_file.h"
 #include "common/bytes.h"
 #include "tools/cdcctl/config_doc.h"
@@ -28,10 +29,12 @@ namespace {
 // untouched in the file.
 struct GroupOptions {
   std::string description, token_dir, cloud, tenant, client, subscription, secret_file, secret_env, cert_file,
-      key_file, ca_file, client_cert, client_key, proxy, vault, vault_type, trigger, mode, on_destroy;
+      key_file, ca_file, client_cert, client_key, proxy, proxy_user, proxy_password_file, proxy_password_env, vault,
+      vault_type, trigger, mode, on_destroy, plain_export;
   unsigned long slot_id = 0, max_pin_retries = 0;
   std::vector<std::string> connect_to;
-  bool secret_stdin = false, no_validate_host = false, validate_host = false, local_only = false;
+  bool secret_stdin = false, proxy_password_stdin = false, no_validate_host = false, validate_host = false,
+       local_only = false;
   std::map<std::string, CLI::Option*> given;
 
   bool has(const std::string& name) const {
@@ -66,7 +69,13 @@ void add_group_options(CLI::App* cmd, GroupOptions& o, bool for_edit) {
   o.given["validate-host"] = cmd->add_flag("--validate-host", o.validate_host, "Check the server host name (default)");
   opt("client-cert-file", o.client_cert, "Client certificate for mutual TLS");
   opt("client-key-file", o.client_key, "Client key for mutual TLS (mode 0600)");
-  opt("proxy", o.proxy, "HTTPS proxy URL");
+  opt("proxy", o.proxy, "HTTPS proxy URL, without credentials (http://HOST:PORT or https://HOST:PORT)");
+  opt("proxy-user", o.proxy_user, "User name for the proxy");
+  opt("proxy-password-file", o.proxy_password_file, "File holding the proxy password (mode 0600)");
+  opt("proxy-password-env", o.proxy_password_env, "Environment variable holding the proxy password");
+  o.given["proxy-password-stdin"] =
+      cmd->add_flag("--proxy-password-stdin", o.proxy_password_stdin,
+                    "Read the proxy password from standard input and store it in secrets/NAME.proxy-password (0600)");
   o.given["connect-to"] = cmd->add_option("--connect-to", o.connect_to,
                                           "Route HOST:PORT to ADDR:PORT (libcurl CONNECT_TO syntax), repeatable");
   opt("vault", o.vault, "The vault or managed HSM name to mirror into");
@@ -76,6 +85,11 @@ void add_group_options(CLI::App* cmd, GroupOptions& o, bool for_edit) {
                           ->check(CLI::IsMember({"on_generate", "on_request"}));
   o.given["mirror-mode"] = cmd->add_option("--mirror-mode", o.mode, "sync or async")
                                ->check(CLI::IsMember({"sync", "async"}));
+  o.given["allow-plain-export-of-non-extractable"] =
+      cmd->add_option("--allow-plain-export-of-non-extractable", o.plain_export,
+                      "true: a Standard vault may get non-extractable keys as a plain JWK (they then lose "
+                      "CKA_NEVER_EXTRACTABLE); false (default): such a mirror is refused")
+          ->check(CLI::IsMember({"true", "false"}));
   o.given["on-destroy"] = cmd->add_option("--on-destroy", o.on_destroy,
                                           "What C_DestroyObject does to the Azure copy: keep, disable or delete")
                               ->check(CLI::IsMember({"keep", "disable", "delete"}));
@@ -83,15 +97,20 @@ void add_group_options(CLI::App* cmd, GroupOptions& o, bool for_edit) {
     o.given["local-only"] = cmd->add_flag("--local-only", o.local_only, "Remove the group's Azure connection");
   o.given["secret-file"]->excludes(o.given["secret-env"]);
   o.given["secret-stdin"]->excludes(o.given["secret-file"])->excludes(o.given["secret-env"]);
+  o.given["proxy-password-file"]->excludes(o.given["proxy-password-env"]);
+  o.given["proxy-password-stdin"]
+      ->excludes(o.given["proxy-password-file"])
+      ->excludes(o.given["proxy-password-env"])
+      ->excludes(o.given["secret-stdin"]);  // one secret per standard input
   o.given["no-validate-host"]->excludes(o.given["validate-host"]);
 }
 
-std::string read_secret_stdin() {
+std::string read_secret_stdin(const char* prompt) {
   std::string s;
   termios old{};
   const bool tty = ::isatty(STDIN_FILENO) && ::tcgetattr(STDIN_FILENO, &old) == 0;
   if (tty) {
-    std::cerr << "Client secret: " << std::flush;
+    std::cerr << prompt << ": " << std::flush;
     termios quiet = old;
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     ::tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
@@ -103,6 +122,24 @@ std::string read_secret_stdin() {
   }
   while (!s.empty() && (s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
+}
+
+// Reads a secret from standard input into secrets/NAME.SUFFIX (0600) beside the config; returns
+// its path relative to the config, as the config records it.
+Result<std::string, std::string> store_stdin_secret(const ConfigDoc& doc, const std::string& name,
+                                                    const std::string& suffix, const char* what) {
+  std::string secret = read_secret_stdin(capitalised(what).c_str());
+  if (secret.empty()) return fail("no " + std::string(what) + " was given on standard input");
+  const fs::path base = fs::path(doc.path()).parent_path();
+  const fs::path dir = base / "secrets";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  ::chmod(dir.c_str(), 0700);
+  const std::string file = (dir / (name + "." + suffix)).string();
+  auto w = write_file_atomically(file, secret, 0600);
+  secure_zero(secret.data(), secret.size());
+  if (!w) return fail(std::move(w).error());
+  return fs::relative(file, base).string();
 }
 
 Status apply(ConfigDoc& doc, rapidjson::Value& g, const std::string& name, GroupOptions& o) {
@@ -126,18 +163,9 @@ Status apply(ConfigDoc& doc, rapidjson::Value& g, const std::string& name, Group
     doc.set(g, "azure.credential.type", std::string(type));
   };
   if (o.secret_stdin) {
-    std::string secret = read_secret_stdin();
-    if (secret.empty()) return fail(std::string("no client secret was given on standard input"));
-    const fs::path dir = fs::path(doc.path()).parent_path() / "secrets";
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    ::chmod(dir.c_str(), 0700);
-    const std::string file = (dir / (name + ".secret")).string();
-    auto w = write_file_atomically(file, secret, 0600);
-    secure_zero(secret.data(), secret.size());
-    if (!w) return w;
+    CDC_ASSIGN(std::string file, store_stdin_secret(doc, name, "secret", "client secret"));
     credential("secret");
-    doc.set(g, "azure.credential.secret_file", fs::relative(file, fs::path(doc.path()).parent_path()).string());
+    doc.set(g, "azure.credential.secret_file", file);
   }
   if (o.has("secret-file")) {
     credential("secret");
@@ -160,12 +188,26 @@ Status apply(ConfigDoc& doc, rapidjson::Value& g, const std::string& name, Group
   setif("client-cert-file", "azure.tls.client_cert_file", o.client_cert);
   setif("client-key-file", "azure.tls.client_key_file", o.client_key);
   setif("proxy", "azure.tls.proxy", o.proxy);
+  setif("proxy-user", "azure.tls.proxy_user", o.proxy_user);
+  auto proxy_password = [&](const char* field, const std::string& value) {
+    doc.erase(g, "azure.tls.proxy_password_file");
+    doc.erase(g, "azure.tls.proxy_password_env");
+    doc.set(g, std::string("azure.tls.") + field, value);
+  };
+  if (o.proxy_password_stdin) {
+    CDC_ASSIGN(std::string file, store_stdin_secret(doc, name, "proxy-password", "proxy password"));
+    proxy_password("proxy_password_file", file);
+  }
+  if (o.has("proxy-password-file")) proxy_password("proxy_password_file", o.proxy_password_file);
+  if (o.has("proxy-password-env")) proxy_password("proxy_password_env", o.proxy_password_env);
   if (o.has("connect-to")) doc.set_strings(g, "azure.tls.connect_to", o.connect_to);
   setif("vault", "azure.vault.name", o.vault);
   setif("vault-type", "azure.vault.type", o.vault_type);
   setif("mirror", "mirror.trigger", o.trigger);
   setif("mirror-mode", "mirror.mode", o.mode);
   setif("on-destroy", "mirror.on_destroy", o.on_destroy);
+  if (o.has("allow-plain-export-of-non-extractable"))
+    doc.set_bool(g, "mirror.allow_plain_export_of_non_extractable", o.plain_export == "true");
   return {};
 }
 
@@ -180,6 +222,15 @@ std::string azure_status(const core::GroupConfig& g) {
   if (!g.azure) return "local only";
   if (g.azure->vault_name.empty()) return "no vault chosen";
   return "configured (untested)";
+}
+
+// The proxy, its user and where its password comes from (never the password).
+std::string proxy_description(const core::TlsConfig& t) {
+  std::string d = azure::redact_url_credentials(t.proxy);
+  if (!t.proxy_user.empty()) d += " as " + t.proxy_user;
+  if (!t.proxy_password_file.empty()) d += ", password in file " + t.proxy_password_file;
+  if (!t.proxy_password_env.empty()) d += ", password in $" + t.proxy_password_env;
+  return d;
 }
 
 using Writer = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
@@ -208,6 +259,8 @@ void write_group_json(Writer& w, const core::GroupConfig& g) {
     w.Key("vault"); a.vault_name.empty() ? w.Null() : w.String(a.vault_name.c_str());
     w.Key("vault_type"); w.String(core::vault_type_name(a.vault_type));
     w.Key("validate_host"); w.Bool(a.tls.validate_host);
+    w.Key("proxy"); a.tls.proxy.empty() ? w.Null() : w.String(azure::redact_url_credentials(a.tls.proxy).c_str());
+    w.Key("proxy_user"); a.tls.proxy_user.empty() ? w.Null() : w.String(a.tls.proxy_user.c_str());
     w.EndObject();
   }
   w.Key("mirror");
@@ -215,6 +268,7 @@ void write_group_json(Writer& w, const core::GroupConfig& g) {
   w.Key("trigger"); w.String(trigger_name(g.mirror.trigger));
   w.Key("mode"); w.String(mode_name(g.mirror.mode));
   w.Key("on_destroy"); w.String(destroy_name(g.mirror.on_destroy));
+  w.Key("allow_plain_export_of_non_extractable"); w.Bool(g.mirror.allow_plain_export_of_non_extractable);
   w.EndObject();
   w.EndObject();
 }
@@ -304,10 +358,12 @@ void add_group_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
         t.add({"vault type", core::vault_type_name(a.vault_type)});
         t.add({"validate host", a.tls.validate_host ? "yes" : "NO"});
         if (!a.tls.ca_file.empty()) t.add({"CA file", a.tls.ca_file});
-        if (!a.tls.proxy.empty()) t.add({"proxy", a.tls.proxy});
+        if (!a.tls.proxy.empty()) t.add({"proxy", proxy_description(a.tls)});
       }
       t.add({"mirror", std::string(trigger_name(g.mirror.trigger)) + ", " + mode_name(g.mirror.mode) +
                            ", on destroy: " + destroy_name(g.mirror.on_destroy)});
+      if (g.mirror.allow_plain_export_of_non_extractable)
+        t.add({"plain export", "non-extractable keys may go to a Standard vault as a plain JWK"});
       t.print(std::cout);
       return;
     }

@@ -117,12 +117,17 @@ void judge_permissions(Report& r) {
   const VaultInfo& v = *r.chosen;
   if (v.tier == VaultTier::managed_hsm) {
     r.permissions_note =
-        "a managed HSM has no access policies in ARM; its local RBAC applies (the mirror needs Managed HSM "
-        "Crypto User and Crypto Officer), and cdcctl cannot read those role assignments";
+        "a managed HSM has no access policies in ARM; its local RBAC applies, and cdcctl cannot read those role "
+        "assignments: the mirror needs Managed HSM Crypto User for its keys and Managed HSM Crypto Officer for purge "
+        "and recover (Microsoft.KeyVault/managedHsm/keys/deletedKeys/delete and "
+        ".../keys/deletedKeys/recover/action)";
   } else if (v.rbac) {
     r.permissions_note =
         "the vault uses Azure RBAC, so the application's permissions can't be read from ARM; check its role "
-        "assignments (Key Vault Crypto Officer covers the mirror)";
+        "assignments: the mirror needs the data actions Microsoft.KeyVault/vaults/keys/read, create/action, "
+        "import/action, update/action, delete, and for cleanup Microsoft.KeyVault/vaults/keys/purge/action and "
+        "Microsoft.KeyVault/vaults/keys/recover/action (Key Vault Crypto Officer has every one; Crypto User has none "
+        "of create, import, delete, purge or recover)";
   } else {
     r.permissions_known = true;
     for (auto& p : mirror_permissions())

@@ -6,8 +6,6 @@
 #include <sys/stat.h>
 
 #include <cctype>
-#include <cerrno>
-#include <cstring>
 #include <iostream>
 
 #include "common/atomic_file.h"
@@ -36,11 +34,7 @@ std::string capitalised(std::string s) {
 
 Result<void, std::string> write_private_file(const std::string& path, std::string_view content) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) {
-    if (!S_ISREG(st.st_mode)) return fail(path + " exists and is not a regular file.");
-    if ((st.st_mode & 07777) != 0600 && ::chmod(path.c_str(), 0600) != 0)
-      return fail("Cannot make " + path + " private (mode 0600): " + std::strerror(errno) + ".");
-  }
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return fail(path + " exists and is not a regular file.");
   auto r = write_file_atomically(path, content, 0600);
   if (!r) return fail(capitalised(r.error()) + ".");
   return {};

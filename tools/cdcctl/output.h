@@ -17,9 +17,8 @@ int error_out(const GlobalOptions& global, const std::string& msg);
 // s with its first letter in upper case: an error fragment made the start of a sentence.
 std::string capitalised(std::string s);
 
-// Writes a file only its owner may read (0600), atomically and durably (common/atomic_file). An
-// existing file is narrowed to 0600 first, since write_file_atomically keeps an existing mode.
-// The error is a sentence.
+// Writes a file only its owner may read (0600, whatever an existing file had), atomically and
+// durably (common/atomic_file). The error is a sentence.
 Result<void, std::string> write_private_file(const std::string& path, std::string_view content);
 
 }  // namespace cdcp11::cdcctl

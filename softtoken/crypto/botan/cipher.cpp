@@ -1,11 +1,13 @@
-// Botan 2 backend: AES-GCM / CBC-PAD / CTR and RSA-OAEP / RSAES-PKCS1-v1_5.
+// Botan 2 backend: AES-GCM / CBC-PAD / CTR / ECB / CBC and RSA-OAEP / RSAES-PKCS1-v1_5.
 // botan/oaep.h is public in 2.19 but flagged "will be made internal"; silence that notice.
 #define BOTAN_NO_DEPRECATED_WARNINGS 1
 #include <botan/aead.h>
+#include <botan/block_cipher.h>
 #include <botan/cipher_mode.h>
 #include <botan/hash.h>
 #include <botan/oaep.h>
 #include <botan/pubkey.h>
+#include <botan/rsa.h>
 #include <botan/stream_cipher.h>
 
 #include "softtoken/crypto/botan/bt.h"
@@ -44,7 +46,13 @@ class AesCipher final : public Cipher {
         mode_ = make_gcm(native ? tag_len_ : 16, native ? !enc_ : false);
         return {};
       }
-      mode_ = Botan::Cipher_Mode::create_or_throw(aes + "/CBC/PKCS7", enc_ ? Botan::ENCRYPTION : Botan::DECRYPTION);
+      if (p_.scheme == Scheme::aes_ecb) {  // Debian's Botan 2 is built without the ECB mode
+        ecb_ = Botan::BlockCipher::create_or_throw(aes);
+        ecb_->set_key(key.secret.data(), key.secret.size());
+        return {};
+      }
+      mode_ = Botan::Cipher_Mode::create_or_throw(aes + (p_.scheme == Scheme::aes_cbc ? "/CBC/NoPadding" : "/CBC/PKCS7"),
+                                                  enc_ ? Botan::ENCRYPTION : Botan::DECRYPTION);
       mode_->set_key(key.secret.data(), key.secret.size());
       mode_->start(p_.iv.data(), p_.iv.size());
       return {};
@@ -62,14 +70,18 @@ class AesCipher final : public Cipher {
     pending_.insert(pending_.end(), in.begin(), in.end());
     total_ += in.size();
     if (p_.scheme == Scheme::aes_gcm && !enc_) return SecureBytes{};  // released after the tag verifies
-    std::size_t gran = mode_->update_granularity();
+    // The unpadded modes release every whole block at once, as OpenSSL does.
+    const bool whole_blocks = detail::unpadded_block_mode(p_.scheme);
+    std::size_t gran = whole_blocks ? 16 : mode_->update_granularity();
     std::size_t n = pending_.size() / gran * gran;
-    // CBC decryption keeps the final block(s) for the padding check in finish().
-    if (!enc_ && n == pending_.size() && n > 0) n -= gran;
+    // CBC-PAD decryption keeps the final block(s) for the padding check in finish().
+    if (!whole_blocks && !enc_ && n == pending_.size() && n > 0) n -= gran;
     if (n == 0) return SecureBytes{};
     return guard("cipher update", [&]() -> R<SecureBytes> {
       SV buf(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
-      mode_->update(buf);
+      if (ecb_ && enc_) ecb_->encrypt_n(buf.data(), buf.data(), n / 16);
+      else if (ecb_) ecb_->decrypt_n(buf.data(), buf.data(), n / 16);
+      else mode_->update(buf);
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
       return SecureBytes(buf.begin(), buf.end());
     });
@@ -82,6 +94,10 @@ class AesCipher final : public Cipher {
     if (p_.scheme == Scheme::aes_gcm && !enc_) return gcm_decrypt();
     if (p_.scheme == Scheme::aes_cbc_pad && !enc_ && (total_ == 0 || total_ % 16))
       return err(Code::bad_encrypted_input, "AES-CBC ciphertext length is not a positive multiple of 16");
+    if (detail::unpadded_block_mode(p_.scheme)) {
+      if (!pending_.empty()) return detail::partial_block_error(p_.scheme, total_);
+      return SecureBytes{};  // update() has released every block
+    }
     try {
       SV buf(pending_.begin(), pending_.end());
       mode_->finish(buf);
@@ -143,6 +159,7 @@ class AesCipher final : public Cipher {
   SecureBytes pending_;
   std::unique_ptr<Botan::Cipher_Mode> mode_;
   std::unique_ptr<Botan::StreamCipher> ctr_;
+  std::unique_ptr<Botan::BlockCipher> ecb_;
   detail::CtrBudget budget_;
 };
 
@@ -167,18 +184,25 @@ class RsaCipher final : public Cipher {
       if (buf_.size() > max)
         return err(Code::bad_input_length, "RSA plaintext longer than " + std::to_string(max) + " bytes");
     } else if (buf_.size() != k) {
-      return err(Code::bad_encrypted_input, "RSA ciphertext must be " + std::to_string(k) + " bytes");
+      return err(Code::bad_input_length, "RSA ciphertext must be " + std::to_string(k) + " bytes");
+    }
+    if (!enc_ && !oaep) {
+      // Botan 2's EME-PKCS1-v1_5 decryption throws on bad padding (decrypt_or_random needs a
+      // known length and is not deterministic); the padding is removed by the shared
+      // constant-time decoder with implicit rejection instead.
+      CDC_ASSIGN(auto em, raw_private(k));
+      SecureBytes d(k);
+      CDC_TRY(guard("RSA private exponent", [&]() -> R<void> {
+        Botan::BigInt::encode_1363(d.data(), k, dynamic_cast<const Botan::RSA_PrivateKey&>(*key_.priv).get_d());
+        return {};
+      }));
+      return detail::pkcs1_decode_implicit(backend(), em, d, buf_);
     }
     try {
       if (!oaep) {
-        if (enc_) {
-          Botan::PK_Encryptor_EME e(*key_.pub, rng(), "EME-PKCS1-v1_5");
-          auto c = e.encrypt(buf_.data(), buf_.size(), rng());
-          return SecureBytes(c.begin(), c.end());
-        }
-        Botan::PK_Decryptor_EME d(*key_.priv, rng(), "EME-PKCS1-v1_5");
-        auto m = d.decrypt(buf_.data(), buf_.size());
-        return SecureBytes(m.begin(), m.end());
+        Botan::PK_Encryptor_EME e(*key_.pub, rng(), "EME-PKCS1-v1_5");
+        auto c = e.encrypt(buf_.data(), buf_.size(), rng());
+        return SecureBytes(c.begin(), c.end());
       }
       // OAEP through Botan's EME object so that the label can be arbitrary bytes (the EME name
       // string cannot carry them) and MGF1 can use a different hash; RSA itself is raw.
@@ -194,11 +218,7 @@ class RsaCipher final : public Cipher {
         if (!detail::pad_left(ByteView(c.data(), c.size()), k, out)) return err(Code::internal, "RSA output too long");
         return out;
       }
-      Botan::PK_Decryptor_EME d(*key_.priv, rng(), "Raw");
-      SV raw = d.decrypt(buf_.data(), buf_.size());
-      SecureBytes em;
-      if (!detail::pad_left(ByteView(raw.data(), raw.size()), k, em))
-        return err(Code::bad_encrypted_input, "RSA decryption failed");
+      CDC_ASSIGN(auto em, raw_private(k));
       uint8_t valid = 0;
       SV m = base.unpad(valid, em.data(), em.size());
       if (valid != 0xFF) return err(Code::bad_encrypted_input, "RSA-OAEP decoding failed (padding or label)");
@@ -210,6 +230,25 @@ class RsaCipher final : public Cipher {
   }
 
  private:
+  // The RSA private-key operation on the ciphertext, all k bytes of its result. Decryption with
+  // EME "Raw" strips the leading zero bytes, so the output length would tell whether the top
+  // byte is zero (Manger's oracle against OAEP); the "Raw" signature is the same blinded private
+  // operation and keeps every byte.
+  R<SecureBytes> raw_private(std::size_t k) {
+    try {
+      Botan::PK_Signer signer(*key_.priv, rng(), "Raw");
+      std::vector<uint8_t> x = signer.sign_message(buf_.data(), buf_.size(), rng());
+      SecureBytes em(x.begin(), x.end());
+      secure_zero(x.data(), x.size());
+      if (em.size() != k) return err(Code::internal, "RSA private operation returned a short result");
+      return em;
+    } catch (const Botan::Invalid_Argument&) {
+      return err(Code::bad_encrypted_input, "RSA ciphertext is not below the modulus");
+    } catch (const std::exception& e) {
+      return err(Code::internal, std::string("RSA private operation: ") + e.what());
+    }
+  }
+
   const BotanKey& key_;
   KeyPtr hold_;
   CipherParams p_;

@@ -1,4 +1,4 @@
-// OpenSSL 3 backend: AES-GCM / CBC-PAD / CTR and RSA-OAEP / RSAES-PKCS1-v1_5.
+// OpenSSL 3 backend: AES-GCM / CBC-PAD / CTR / ECB / CBC and RSA-OAEP / RSAES-PKCS1-v1_5.
 #include <openssl/rsa.h>
 
 #include "softtoken/crypto/openssl/ossl.h"
@@ -15,7 +15,10 @@ class AesCipher final : public Cipher {
 
   R<void> init(const OsslKey& key) {
     CDC_TRY(detail::check_aes_params(p_, key.secret.size()));
-    const char* mode = p_.scheme == Scheme::aes_gcm ? "GCM" : p_.scheme == Scheme::aes_cbc_pad ? "CBC" : "CTR";
+    const char* mode = p_.scheme == Scheme::aes_gcm                                     ? "GCM"
+                       : p_.scheme == Scheme::aes_cbc_pad || p_.scheme == Scheme::aes_cbc ? "CBC"
+                       : p_.scheme == Scheme::aes_ecb                                     ? "ECB"
+                                                                                          : "CTR";
     std::string name = "AES-" + std::to_string(key.secret.size() * 8) + "-" + mode;
     CipherPtr cipher = fetch_cipher(name);
     ctx_.reset(EVP_CIPHER_CTX_new());
@@ -82,6 +85,7 @@ class AesCipher final : public Cipher {
     }
     if (p_.scheme == Scheme::aes_cbc_pad && !enc_ && (total_ == 0 || total_ % 16))
       return err(Code::bad_encrypted_input, "AES-CBC ciphertext length is not a positive multiple of 16");
+    if (detail::unpadded_block_mode(p_.scheme) && total_ % 16) return detail::partial_block_error(p_.scheme, total_);
     SecureBytes out(32);
     int fin = 0;
     if (EVP_CipherFinal_ex(ctx_.get(), out.data(), &fin) != 1) {
@@ -150,8 +154,9 @@ class RsaCipher final : public Cipher {
       if (buf_.size() > max)
         return err(Code::bad_input_length, "RSA plaintext longer than " + std::to_string(max) + " bytes");
     } else if (buf_.size() != k) {
-      return err(Code::bad_encrypted_input, "RSA ciphertext must be " + std::to_string(k) + " bytes");
+      return err(Code::bad_input_length, "RSA ciphertext must be " + std::to_string(k) + " bytes");
     }
+    if (!enc_ && !oaep) return pkcs1_decrypt(k);
     PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(libctx(), key_.pkey.get(), nullptr));
     if (!ctx || (enc_ ? EVP_PKEY_encrypt_init(ctx.get()) : EVP_PKEY_decrypt_init(ctx.get())) != 1)
       return ossl_err(Code::internal, "RSA cipher init failed");
@@ -185,6 +190,25 @@ class RsaCipher final : public Cipher {
   }
 
  private:
+  // OpenSSL 3.0's RSA_PKCS1_PADDING reports bad padding (an oracle; implicit rejection arrived in
+  // 3.2), so the padding is removed by detail::pkcs1_decode_implicit from the raw RSA output.
+  R<SecureBytes> pkcs1_decrypt(std::size_t k) {
+    PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(libctx(), key_.pkey.get(), nullptr));
+    if (!ctx || EVP_PKEY_decrypt_init(ctx.get()) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_NO_PADDING) != 1)
+      return ossl_err(Code::internal, "RSA decryption init failed");
+    SecureBytes em(k);
+    std::size_t len = em.size();
+    if (EVP_PKEY_decrypt(ctx.get(), em.data(), &len, buf_.data(), buf_.size()) != 1 || len != k) {
+      clear_errors();  // the only failure left is public: the ciphertext is not below the modulus
+      return err(Code::bad_encrypted_input, "RSA ciphertext is not below the modulus");
+    }
+    CDC_ASSIGN(auto d, get_bn(key_.pkey.get(), OSSL_PKEY_PARAM_RSA_D));
+    SecureBytes d_bytes(k);
+    if (!bn_to_fixed(d.get(), d_bytes.data(), k)) return err(Code::internal, "RSA private exponent too long");
+    return detail::pkcs1_decode_implicit(*openssl_backend(), em, d_bytes, buf_);
+  }
+
   const OsslKey& key_;
   KeyPtr hold_;
   CipherParams p_;

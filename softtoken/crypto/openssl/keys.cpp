@@ -34,12 +34,6 @@ std::optional<Curve> curve_from_group_name(const std::string& n) {
   return std::nullopt;
 }
 
-R<BnPtr> get_bn(const EVP_PKEY* pkey, const char* name) {
-  BIGNUM* bn = nullptr;
-  if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1) return ossl_err(Code::internal, std::string("missing key parameter ") + name);
-  return BnPtr(bn);
-}
-
 R<RsaPrivate> extract_rsa(const EVP_PKEY* pkey) {
   RsaPrivate out;
   CDC_ASSIGN(auto n, get_bn(pkey, OSSL_PKEY_PARAM_RSA_N));
@@ -203,6 +197,12 @@ R<void> factor_rsa(const BIGNUM* n, const BIGNUM* e, const BIGNUM* d, BIGNUM* p,
 }
 
 }  // namespace
+
+R<BnPtr> get_bn(const EVP_PKEY* pkey, const char* name) {
+  BIGNUM* bn = nullptr;
+  if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1) return ossl_err(Code::internal, std::string("missing key parameter ") + name);
+  return BnPtr(bn);
+}
 
 R<PkeyPtr> ec_public_pkey(Curve c, ByteView point) {
   if (c == Curve::ed25519) {

@@ -104,6 +104,7 @@ class OpenSslBackend final : public Backend {
 };
 
 // keys.cpp helpers used elsewhere.
+R<BnPtr> get_bn(const EVP_PKEY* pkey, const char* name);
 R<PkeyPtr> ec_public_pkey(Curve c, ByteView point);
 R<std::unique_ptr<OsslKey>> make_private(const PrivateMaterial& m);
 

@@ -216,11 +216,15 @@ void terminate(pid_t& pid) {
 
 }  // namespace
 
-std::unique_ptr<Proxy> Proxy::start(bool deny_all) {
+std::unique_ptr<Proxy> Proxy::start(bool deny_all, const std::string& auth) {
   std::unique_ptr<Proxy> p(new Proxy());
   p->dir_ = make_temp_dir("cdcp11-azure-proxy-");
   std::vector<std::string> args = {"/usr/bin/python3", source_root() + "/tests/unit/azure/connect_proxy.py"};
   if (deny_all) args.push_back("--deny-all");
+  if (!auth.empty()) {
+    args.push_back("--auth");
+    args.push_back(auth);
+  }
   p->pid_ = spawn(args, p->dir_ + "/out.txt", p->dir_ + "/err.txt");
   static const std::regex line(R"(^proxy listening on (\d+))");
   for (int i = 0; i < 200; ++i) {
@@ -289,6 +293,22 @@ TestCert make_test_cert(const std::string& cn) {
   X509_free(x);
   EVP_PKEY_free(key);
   return tc;
+}
+
+std::string encrypt_key_pem(const std::string& key_pem, const std::string& passphrase) {
+  BIO* in = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(in, nullptr, nullptr, nullptr);
+  BIO_free(in);
+  if (!key) throw std::runtime_error("encrypt_key_pem: no key");
+  BIO* out = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(out, key, EVP_aes_256_cbc(), reinterpret_cast<const unsigned char*>(passphrase.data()),
+                           static_cast<int>(passphrase.size()), nullptr, nullptr);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out, &data);
+  std::string pem(data, static_cast<std::size_t>(n));
+  BIO_free(out);
+  EVP_PKEY_free(key);
+  return pem;
 }
 
 double log_time(const std::string& line) {

@@ -68,7 +68,8 @@ class Emulator {
 // tests/unit/azure/connect_proxy.py as a subprocess: an HTTP CONNECT proxy that logs tunnels.
 class Proxy {
  public:
-  static std::unique_ptr<Proxy> start(bool deny_all = false);
+  // auth "user:password": tunnels need that Proxy-Authorization (Basic), else 407.
+  static std::unique_ptr<Proxy> start(bool deny_all = false, const std::string& auth = "");
   ~Proxy();
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   std::vector<std::string> log_lines() const;
@@ -91,6 +92,8 @@ struct TestCert {
   std::string cert_pem, key_pem;
 };
 TestCert make_test_cert(const std::string& cn);
+// key_pem encrypted (PKCS#8, AES-256-CBC) under passphrase.
+std::string encrypt_key_pem(const std::string& key_pem, const std::string& passphrase);
 
 // Parses the emulator log's timestamp (seconds of the day, 10 ms resolution).
 double log_time(const std::string& line);

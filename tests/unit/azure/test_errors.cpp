@@ -6,8 +6,22 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <curl/curl.h>
+#include <sched.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "azure/base64url.h"
 #include "azure/connection.h"
@@ -20,6 +34,7 @@ using namespace cdcp11::azure::test;
 namespace {
 
 constexpr const char* kWrongSecret = "wrong-secret-value-7c1d9e";
+constexpr const char* kProxyPassword = "pr0xy-pass-1618";
 
 // Every error string the tests saw, for the leak check at the end.
 std::vector<std::string>& seen() {
@@ -259,6 +274,177 @@ TEST_CASE("through an HTTP CONNECT proxy, and a client certificate that cannot b
   CHECK(s.rfind("The TLS client certificate /nonexistent/client.pem could not be used (", 0) == 0);
 }
 
+namespace {
+
+// OpenSSL's CApath file name for a CA certificate: <subject hash>.0.
+std::string capath_name(const std::string& pem) {
+  BIO* b = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* x = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+  BIO_free(b);
+  REQUIRE(x);
+  char name[16];
+  std::snprintf(name, sizeof name, "%08lx.0", X509_subject_name_hash(x));
+  X509_free(x);
+  return name;
+}
+
+}  // namespace
+
+TEST_CASE("tls.ca_file replaces the system CAs instead of adding to them") {
+  Emulator& emu = shared_emulator();
+  const char* capath = curl_version_info(CURLVERSION_NOW)->capath;
+  if (!capath) {
+    MESSAGE("skipped: this libcurl has no built-in CA path");
+    return;
+  }
+  // A system CA store that trusts the emulator: the emulator's CA under its hashed name (and as
+  // the bundle), put over libcurl's built-in CA path in a private mount namespace.
+  const std::string dir = make_temp_dir("cdcp11-azure-sysca-");
+  const std::string ca_pem = read_file(emu.ca());
+  write_file(dir + "/" + capath_name(ca_pem), ca_pem, 0644);
+  write_file(dir + "/ca-certificates.crt", ca_pem, 0644);
+  // ca_file: a CA that issued nothing the emulator presents.
+  const std::string other_ca = dir + "-other.pem";
+  write_file(other_ca, make_test_cert("unrelated CA").cert_pem, 0644);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) try {
+    const uid_t uid = ::getuid();
+    const gid_t gid = ::getgid();
+    if (::unshare(CLONE_NEWNS) != 0) {
+      if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) ::_exit(77);
+      write_file("/proc/self/setgroups", "deny", 0644);
+      write_file("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1", 0644);
+      write_file("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1", 0644);
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount(dir.c_str(), capath, nullptr, MS_BIND, nullptr) != 0)
+      ::_exit(77);
+    // The stand-in system store works: with no ca_file the emulator is trusted through it.
+    ConnectionConfig sys = fast(emu.config());
+    sys.http.ca_file.clear();
+    if (!emu.connect(sys)->check()) ::_exit(78);
+    ConnectionConfig own = fast(emu.config());
+    own.http.ca_file = other_ca;
+    auto r = emu.connect(own)->check();
+    ::_exit(r ? 1 : r.error().kind == ErrorKind::tls_ca_untrusted ? 0 : 2);
+  } catch (...) {
+    ::_exit(77);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  std::string cmd = "rm -rf '" + dir + "' '" + other_ca + "'";
+  CHECK(std::system(cmd.c_str()) == 0);
+  REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    MESSAGE("skipped: no private mount namespace here (needs root or user namespaces)");
+    return;
+  }
+  CHECK_MESSAGE(WEXITSTATUS(status) != 78, "the stand-in system CA store was not used by libcurl");
+  CHECK_MESSAGE(WEXITSTATUS(status) != 1, "with tls.ca_file set, a server trusted only by the system CAs was accepted");
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("proxy credentials: sent to the proxy, never shown in an error or a log line") {
+  Emulator& emu = shared_emulator();
+  auto proxy = Proxy::start(false, std::string("alice:") + kProxyPassword);
+  ConnectionConfig c = emu.config();
+  c.http.proxy = proxy->url();
+  c.http.proxy_user = "alice";
+  c.http.proxy_password = Secret(std::string_view(kProxyPassword));
+  auto conn = emu.connect(c);
+  auto r = conn->check();
+  REQUIRE_MESSAGE(r, sentence(r.error()));
+  auto tunnels = proxy->log_lines();
+  REQUIRE_FALSE(tunnels.empty());
+  for (auto& t : tunnels) CHECK(t == "CONNECT 127.0.0.1:" + port() + " 200");
+
+  c.http.proxy_password = Secret(std::string_view("not-the-proxy-password"));
+  CHECK(not_connected(c) == "The proxy " + proxy->url() + " failed (the proxy answered HTTP 407 to CONNECT): check "
+                            "the proxy setting and that the proxy is reachable.");
+
+  // Credentials written into the proxy URL (the configuration refuses them; the API redacts them).
+  c = emu.config();
+  c.http.proxy = std::string("http://alice:") + kProxyPassword + "@127.0.0.1:1";
+  CHECK(not_connected(c) == "The proxy http://***@127.0.0.1:1 failed (no connection to it could be made): check the "
+                            "proxy setting and that the proxy is reachable.");
+  c.http.proxy = std::string("http://alice:") + kProxyPassword + "@proxy.cdcp11-nowhere.invalid:3128";
+  CHECK(not_connected(c) == "The proxy http://***@proxy.cdcp11-nowhere.invalid:3128 failed (its host name does not "
+                            "resolve): check the proxy setting and that the proxy is reachable.");
+}
+
+TEST_CASE("an encrypted client key never makes OpenSSL prompt on the terminal") {
+  Emulator& emu = shared_emulator();
+  const std::string dir = make_temp_dir("cdcp11-azure-tty-");
+  auto tc = make_test_cert("tty-test");
+  const std::string encrypted = encrypt_key_pem(tc.key_pem, "tty-passphrase-577");
+  write_file(dir + "/client.pem", tc.cert_pem, 0644);
+  write_file(dir + "/client.key", encrypted, 0600);
+  // A pseudo-terminal as the controlling terminal of a child: what a prompt would write shows
+  // up on its master side.
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) {
+    MESSAGE("skipped: no pseudo-terminal here");
+    if (master >= 0) ::close(master);
+    std::string rm = "rm -rf '" + dir + "'";
+    CHECK(std::system(rm.c_str()) == 0);
+    return;
+  }
+  const std::string slave = ::ptsname(master);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) try {
+    ::setsid();
+    int s = ::open(slave.c_str(), O_RDWR);
+    if (s < 0 || ::ioctl(s, TIOCSCTTY, 0) != 0) ::_exit(77);
+    // The Entra certificate credential ...
+    bool ok = !ClientCertificate::from_pem(Secret(tc.cert_pem + encrypted));
+    // ... and libcurl given the key directly (past Connection::open's check).
+    HttpConfig h = emu.http();
+    h.client_cert_file = dir + "/client.pem";
+    h.client_key_file = dir + "/client.key";
+    HttpClient http(h);
+    HttpRequest req;
+    req.url = "https://demo-premium.vault.azure.net/keys?api-version=7.4";
+    ok = ok && !http.perform(req, "probe");
+    ::_exit(ok ? 0 : 1);
+  } catch (...) {
+    ::_exit(2);
+  }
+  std::string seen_on_tty;
+  int status = 0;
+  bool exited = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!exited && std::chrono::steady_clock::now() < deadline) {
+    // With no slave open the master only reports a hang-up: then wait a little, not spin.
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0 && (p.revents & POLLIN)) {
+      char buf[256];
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n > 0) seen_on_tty.append(buf, static_cast<std::size_t>(n));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (seen_on_tty.find("pass phrase") != std::string::npos) break;  // it prompted: it would wait forever
+    exited = ::waitpid(pid, &status, WNOHANG) == pid;
+  }
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  ::close(master);
+  std::string cmd = "rm -rf '" + dir + "'";
+  CHECK(std::system(cmd.c_str()) == 0);
+  CHECK_MESSAGE(seen_on_tty.find("pass phrase") == std::string::npos, "prompted: " << seen_on_tty);
+  REQUIRE(exited);
+  REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    MESSAGE("skipped: no pseudo-terminal could become the controlling terminal");
+    return;
+  }
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
 // Last in this file (doctest runs a file's cases in order): everything logged or reported above
 // and here must be free of secrets, tokens and private keys.
 TEST_CASE("no secret, token or private key in any log line or error string") {
@@ -307,7 +493,7 @@ TEST_CASE("no secret, token or private key in any log line or error string") {
   BN_free(y);
   EVP_PKEY_free(ec);
 
-  std::vector<std::string> needles = {kSecret, kReaderSecret, kWrongSecret, std::string((*tok)->token.view()),
+  std::vector<std::string> needles = {kSecret, kReaderSecret, kWrongSecret, kProxyPassword, std::string((*tok)->token.view()),
                                       std::string((*ctok)->token.view()), d_b64, "eyJ", "client_secret=",
                                       "client_assertion="};
   // Every line of the app certificate's private key.

@@ -435,6 +435,179 @@ TEST_CASE("managed HSM: challenge for managedhsm.azure.net, oct-HSM keys") {
   CHECK(conn->tokens().fetch_count() == 1);
 }
 
+TEST_CASE("rotation: rotate a key, and get / set its rotation policy") {
+  Emulator& emu = shared_emulator();
+  auto kv = emu.connect(emu.config("demo-premium"))->vault();
+  const std::string name = unique_name("rot");
+  auto k = kv.create_key(name, {"RSA-HSM", 3072, {}, "", {"sign", "verify"}, {}, {{"origin", "pkcs11"}}});
+  REQUIRE_MESSAGE(k, k.error().describe());
+
+  // A key that never had a policy answers the service's default: notify 30 days before expiry.
+  auto def = kv.get_rotation_policy(name);
+  REQUIRE_MESSAGE(def, def.error().describe());
+  CHECK(def->id == "https://demo-premium.vault.azure.net/keys/" + name + "/rotationpolicy");
+  REQUIRE(def->lifetime_actions.size() == 1);
+  CHECK(def->lifetime_actions[0].action == RotationAction::notify);
+  CHECK(def->lifetime_actions[0].time_before_expiry == "P30D");
+  CHECK_FALSE(def->created);
+
+  RotationPolicy p;
+  p.expiry_time = "P1Y";
+  p.lifetime_actions = {{RotationAction::rotate, "P90D", ""}, {RotationAction::notify, "", "P30D"}};
+  auto set = kv.set_rotation_policy(name, p);
+  REQUIRE_MESSAGE(set, set.error().describe());
+  CHECK(set->expiry_time == "P1Y");
+  CHECK(set->created.has_value());
+  auto got = kv.get_rotation_policy(name);
+  REQUIRE(got);
+  REQUIRE(got->lifetime_actions.size() == 2);
+  CHECK(got->lifetime_actions[0].action == RotationAction::rotate);
+  CHECK(got->lifetime_actions[0].time_after_create == "P90D");
+  CHECK(got->lifetime_actions[0].time_before_expiry.empty());
+  CHECK(got->lifetime_actions[1].action == RotationAction::notify);
+  CHECK(got->lifetime_actions[1].time_before_expiry == "P30D");
+  CHECK(got->expiry_time == "P1Y");
+
+  // Rotate: a new version of the same shape, expiring per the policy.
+  std::size_t mark = emu.log_mark();
+  auto r = kv.rotate_key(name);
+  REQUIRE_MESSAGE(r, r.error().describe());
+  CHECK(r->version() != k->version());
+  CHECK(r->key.kty == "RSA-HSM");
+  CHECK(r->key.rsa_bits() == 3072);
+  CHECK(r->key.n != k->key.n);
+  CHECK(r->tags["origin"] == "pkcs11");
+  REQUIRE(r->attributes.exp);
+  REQUIRE(r->attributes.created);
+  CHECK(*r->attributes.exp - *r->attributes.created == 365 * 86400);
+  CHECK(kv.get_key(name)->version() == r->version());
+  bool posted = false;
+  for (auto& l : emu.log_since(mark)) posted |= log_request(l) == "POST demo-premium.vault.azure.net/keys/" + name + "/rotate 200";
+  CHECK(posted);
+
+  // The service's rules come back as its 400; bad local input is refused before any request.
+  RotationPolicy short_one;
+  short_one.lifetime_actions = {{RotationAction::rotate, "P6D", ""}};
+  auto bad = kv.set_rotation_policy(name, short_one);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().kind == ErrorKind::bad_request);
+  CHECK(bad.error().message.find("at least 7 days") != std::string::npos);
+  mark = emu.log_mark();
+  RotationPolicy malformed;
+  malformed.lifetime_actions = {{RotationAction::rotate, "90 days", ""}};
+  auto m = kv.set_rotation_policy(name, malformed);
+  REQUIRE_FALSE(m);
+  CHECK(m.error().kind == ErrorKind::config);
+  CHECK(m.error().message.find("'90 days' is not an ISO 8601 duration") != std::string::npos);
+  RotationPolicy both;
+  both.lifetime_actions = {{RotationAction::rotate, "P30D", "P30D"}};
+  auto b = kv.set_rotation_policy(name, both);
+  REQUIRE_FALSE(b);
+  CHECK(b.error().kind == ErrorKind::config);
+  CHECK(emu.log_since(mark).empty());
+
+  // Permission names: the certificate app has no rotate / getrotationpolicy on demo-premium.
+  ConnectionConfig cert = emu.config("demo-premium");
+  cert.client_id = kCertApp;
+  cert.client_secret = Secret();
+  cert.client_certificate_file = emu.cert_app_pem();
+  auto ck = emu.connect(cert)->vault();
+  auto denied = ck.rotate_key(name);
+  REQUIRE_FALSE(denied);
+  CHECK(denied.error().kind == ErrorKind::forbidden);
+  CHECK(denied.error().permission == "rotate");
+  auto denied_get = ck.get_rotation_policy(name);
+  REQUIRE_FALSE(denied_get);
+  CHECK(denied_get.error().permission == "getrotationpolicy");
+}
+
+TEST_CASE("paging: a nextLink on the vault's own host is followed on the name the vault was reached under") {
+  Emulator& emu = shared_emulator();
+  auto direct = emu.connect(emu.config("demo-premium"))->vault();
+  const std::string name = unique_name("nl");
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(direct.create_key(name + "-" + std::to_string(i), {"EC", {}, {}, "P-256", {"sign", "verify"}, {}, {}}));
+  // demo-premium answers under a custom domain too (like an application gateway in front of a
+  // private endpoint); Azure still builds nextLink on https://demo-premium.vault.azure.net:443.
+  ConnectionConfig c = emu.config();
+  c.vault_url = "https://demo-premium.kv.cdcp11.test";
+  c.verify_challenge_resource = false;  // the challenge names vault.azure.net, not the custom domain
+  auto kv = emu.connect(c)->vault();
+  std::size_t mark = emu.log_mark();
+  auto listed = kv.list_keys(2);
+  REQUIRE_MESSAGE(listed, listed.error().describe());
+  int found = 0;
+  for (auto& it : *listed)
+    if (it.name().rfind(name, 0) == 0) ++found;
+  CHECK(found == 3);
+  int pages = 0;
+  for (auto& l : emu.log_since(mark)) {
+    std::string r = log_request(l);
+    CHECK(r.find("vault.azure.net") == std::string::npos);  // every page on the name we were given
+    if (r.find("GET demo-premium.kv.cdcp11.test/keys 200") == 0) ++pages;
+  }
+  CHECK(pages >= 2);
+}
+
+TEST_CASE("nextLink: a link to another host is refused when the vault is reached under its own name") {
+  Emulator& emu = shared_emulator();
+  auto kv = emu.connect(emu.config("demo-standard"))->vault();
+  REQUIRE(kv.create_key(unique_name("nx"), {"EC", {}, {}, "P-256", {"sign", "verify"}, {}, {}}));
+  REQUIRE(kv.create_key(unique_name("nx"), {"EC", {}, {}, "P-256", {"sign", "verify"}, {}, {}}));
+  // A page whose nextLink names another vault: never followed with our token.
+  REQUIRE(emu.add_fault(R"({"match":{"host":"demo-standard.*","path":"/keys"},"action":"status","status":200,)"
+                        R"("body":{"value":[],"nextLink":"https://demo-premium.vault.azure.net:443/keys?api-version=7.4"},)"
+                        R"("count":1})") == 201);
+  auto r = kv.list_keys(1);
+  emu.clear_faults();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == ErrorKind::invalid_response);
+}
+
+TEST_CASE("secp256k1: a P-256K key in the vault signs ES256K, and the signature verifies locally") {
+  Emulator& emu = shared_emulator();
+  auto kv = emu.connect(emu.config("demo-premium"))->vault();
+  const std::string name = unique_name("k1");
+  auto k = kv.create_key(name, {"EC-HSM", {}, {}, "P-256K", {"sign", "verify"}, {}, {}});
+  REQUIRE_MESSAGE(k, k.error().describe());
+  CHECK(k->key.crv == "P-256K");
+  REQUIRE(k->key.x.size() == 32);
+  Bytes digest = sha256("secp256k1 in Key Vault");
+  auto sig = kv.sign(name, k->version(), "ES256K", digest);
+  REQUIRE_MESSAGE(sig, sig.error().describe());
+  REQUIRE(sig->value.size() == 64);  // raw r||s
+  // Verify with OpenSSL: the public point from x/y, the signature as DER.
+  Bytes point{0x04};
+  point.insert(point.end(), k->key.x.begin(), k->key.x.end());
+  point.insert(point.end(), k->key.y.begin(), k->key.y.end());
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "secp256k1", 0);
+  OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size());
+  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+  EVP_PKEY_CTX* fctx = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
+  EVP_PKEY* pub = nullptr;
+  REQUIRE(EVP_PKEY_fromdata_init(fctx) == 1);
+  REQUIRE(EVP_PKEY_fromdata(fctx, &pub, EVP_PKEY_PUBLIC_KEY, params) == 1);
+  ECDSA_SIG* es = ECDSA_SIG_new();
+  ECDSA_SIG_set0(es, BN_bin2bn(sig->value.data(), 32, nullptr), BN_bin2bn(sig->value.data() + 32, 32, nullptr));
+  unsigned char* der = nullptr;
+  int der_len = i2d_ECDSA_SIG(es, &der);
+  EVP_PKEY_CTX* vctx = EVP_PKEY_CTX_new(pub, nullptr);
+  REQUIRE(EVP_PKEY_verify_init(vctx) == 1);
+  CHECK(EVP_PKEY_verify(vctx, der, static_cast<std::size_t>(der_len), digest.data(), digest.size()) == 1);
+  EVP_PKEY_CTX_free(vctx);
+  OPENSSL_free(der);
+  ECDSA_SIG_free(es);
+  EVP_PKEY_free(pub);
+  EVP_PKEY_CTX_free(fctx);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  // The vault verifies it too.
+  auto ok = kv.verify(name, k->version(), "ES256K", digest, sig->value);
+  REQUIRE(ok);
+  CHECK(*ok);
+}
+
 TEST_CASE("US Government cloud: login.microsoftonline.us and *.vault.usgovcloudapi.net") {
   Emulator& emu = shared_emulator();
   ConnectionConfig c = emu.config();

@@ -2,6 +2,10 @@
 // per-vault limiter, and concurrent use, all against the emulator. Waits are checked in the
 // emulator's own request log, not by timing the client.
 #include <doctest/doctest.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
 
 #include <atomic>
 #include <set>
@@ -39,6 +43,35 @@ std::string seq(std::initializer_list<std::string> parts) {
   std::string out;
   for (auto& p : parts) out += (out.empty() ? "" : " | ") + p;
   return out;
+}
+
+// A fresh EC P-256 private key as a JWK, for imports.
+PrivateJwk ec_jwk() {
+  EVP_PKEY* k = EVP_EC_gen("P-256");
+  auto param = [&](const char* name) {
+    BIGNUM* bn = nullptr;
+    EVP_PKEY_get_bn_param(k, name, &bn);
+    Bytes out(32);
+    BN_bn2binpad(bn, out.data(), 32);
+    BN_clear_free(bn);
+    return out;
+  };
+  PrivateJwk j;
+  j.kty = "EC";
+  j.crv = "P-256";
+  j.x = param(OSSL_PKEY_PARAM_EC_PUB_X);
+  j.y = param(OSSL_PKEY_PARAM_EC_PUB_Y);
+  Bytes d = param(OSSL_PKEY_PARAM_PRIV_KEY);
+  j.d.assign(d.begin(), d.end());
+  secure_zero(d.data(), d.size());
+  EVP_PKEY_free(k);
+  return j;
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
 }
 
 }  // namespace
@@ -283,6 +316,84 @@ TEST_CASE("per-vault limiter keeps a busy caller under the vault's limit (no 429
   // The 4th request waited for the first to leave the 10 s window.
   CHECK(log_time(lines[3]) - log_time(lines[0]) >= 9.9);
   CHECK(log_time(lines[2]) - log_time(lines[0]) < 5);
+}
+
+TEST_CASE("limiter: a key import counts in the IMPORT bucket, not in the HSM CREATE bucket") {
+  Emulator& emu = shared_emulator();
+  ConnectionConfig c = emu.config("demo-premium");
+  c.limiter.fraction = 0.1;  // HSM CREATE: 1 per 10 s; IMPORT (300 per 10 s): 30
+  auto kv = emu.connect(c)->vault();
+  const std::string created = unique_name("li-c"), imported = unique_name("li-i");
+  REQUIRE(kv.create_key(created, {"EC-HSM", {}, {}, "P-256", {"sign", "verify"}, {}, {}}));
+  ImportKeyOptions o;
+  o.jwk = ec_jwk();
+  o.hsm = true;
+  o.key_ops = {"sign", "verify"};
+  auto r = kv.import_key(imported, o);
+  REQUIRE_MESSAGE(r, r.error().describe());
+  auto c_lines = requests(emu, 0, "/keys/" + created + "/create 200");
+  auto i_lines = requests(emu, 0, "PUT demo-premium.vault.azure.net/keys/" + imported + " 200");
+  REQUIRE(c_lines.size() == 1);
+  REQUIRE(i_lines.size() == 1);
+  // The import went at once: it did not wait for the create to leave a 10 s window.
+  CHECK(log_time(i_lines[0]) - log_time(c_lines[0]) < 2.0);
+}
+
+TEST_CASE("limiter: a Managed HSM is limited per second (its published capacity), not per 10 s") {
+  Emulator& emu = shared_emulator();
+  ConnectionConfig c = emu.config();
+  c.vault_url = "https://demo-mhsm.managedhsm.azure.net";
+  c.limiter.fraction = 0.1;  // a vault's HSM CREATE would be 1 per 10 s; a Managed HSM creates 1 per s
+  auto kv = emu.connect(c)->vault();
+  const std::string a = unique_name("lh-a"), b = unique_name("lh-b");
+  REQUIRE(kv.create_key(a, {"EC-HSM", {}, {}, "P-256", {"sign", "verify"}, {}, {}}));
+  REQUIRE(kv.create_key(b, {"EC-HSM", {}, {}, "P-256", {"sign", "verify"}, {}, {}}));
+  auto la = requests(emu, 0, "/keys/" + a + "/create 200");
+  auto lb = requests(emu, 0, "/keys/" + b + "/create 200");
+  REQUIRE(la.size() == 1);
+  REQUIRE(lb.size() == 1);
+  const double gap = log_time(lb[0]) - log_time(la[0]);
+  CHECK(gap >= 0.9);  // one create per second
+  CHECK(gap < 3.0);   // not one per 10 s
+}
+
+TEST_CASE("a 403 that Azure marks as a grant still propagating is retried a bounded number of times") {
+  auto emu = Emulator::start();
+  ConnectionConfig c = emu->config("demo-rbac");
+  c.client_id = kReaderApp;  // Key Vault Crypto User on demo-rbac: may not create
+  c.client_secret = Secret(std::string_view(kReaderSecret));
+  c.retry.max_delay = std::chrono::milliseconds(800);
+  auto kv = emu->connect(c)->vault();
+
+  // Not granted at all: the RBAC 403 (which always asks to observe propagation time) is retried
+  // a bounded number of times, then reported.
+  const std::string denied = unique_name("pd");
+  auto d = kv.create_key(denied, {"EC-HSM", {}, {}, "P-256", {}, {}, {}});
+  REQUIRE_FALSE(d);
+  CHECK(d.error().kind == ErrorKind::forbidden);
+  CHECK(requests(*emu, 0, "/keys/" + denied + "/create 403").size() == 4);  // 1 + 3 retries
+
+  // Granted just now: the role propagates in 0.5 s, and the create goes through.
+  REQUIRE(emu->admin("POST", "/_admin/grants",
+                     std::string(R"({"vault":"demo-rbac","principalId":")") + kReaderApp +
+                         R"(","role":"Key Vault Crypto Officer","propagationSeconds":0.5})") == 201);
+  const std::string granted = unique_name("pg");
+  auto g = kv.create_key(granted, {"EC-HSM", {}, {}, "P-256", {}, {}, {}});
+  REQUIRE_MESSAGE(g, g.error().describe());
+  CHECK(requests(*emu, 0, "/keys/" + granted + "/create 403").size() >= 1);
+  CHECK(requests(*emu, 0, "/keys/" + granted + "/create 200").size() == 1);
+  const std::string log = captured_log();
+  CHECK(count_of(log, "create key " + granted + ": HTTP 403 ForbiddenByRbac") >= 1);
+  CHECK(log.find("may still be propagating") != std::string::npos);
+
+  // An access-policy 403 carries no such mark: it is final at once.
+  ConnectionConfig ap = c;
+  ap.vault_url = "https://demo-premium.vault.azure.net";
+  const std::string ap_name = unique_name("pa");
+  auto a = emu->connect(ap)->vault().create_key(ap_name, {"EC", {}, {}, "P-256", {}, {}, {}});
+  REQUIRE_FALSE(a);
+  CHECK(a.error().inner_code == "AccessDenied");
+  CHECK(requests(*emu, 0, "/keys/" + ap_name + "/create 403").size() == 1);
 }
 
 TEST_CASE("one connection used from many threads") {

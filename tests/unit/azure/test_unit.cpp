@@ -15,8 +15,10 @@
 #include "azure/keyvault.h"
 #include "azure/limiter.h"
 #include "azure/retry.h"
+#include "azure/rotation_policy.h"
 #include "azure/secret.h"
 #include "azure/service_error.h"
+#include "azure/util.h"
 #include "support.h"
 
 using namespace cdcp11;
@@ -69,6 +71,23 @@ TEST_CASE("Retry-After: seconds, HTTP date, milliseconds headers") {
   CHECK(parse_retry_after(r, now) == 7000ms);
   r.headers = {};
   CHECK_FALSE(parse_retry_after(r, now));
+}
+
+TEST_CASE("Retry-After: absurd values do not overflow, they mean a long wait") {
+  auto now = std::chrono::system_clock::from_time_t(784111777);
+  for (const char* v : {"9999999999999999", "9223372036854775807", "9223372036854775807.5"}) {
+    INFO(v);
+    auto d = parse_retry_after_value("Retry-After", v, now);
+    REQUIRE(d);
+    CHECK(*d >= 24h);
+  }
+  auto ms = parse_retry_after_value("retry-after-ms", "9223372036854775807.1", now);
+  REQUIRE(ms);
+  CHECK(*ms >= 24h);
+  auto far = parse_retry_after_value("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT", now);
+  REQUIRE(far);
+  CHECK(*far >= 24h);
+  CHECK(parse_retry_after_value("Retry-After", "Mon, 01 Jan 0001 00:00:00 GMT", now) == 0ms);
 }
 
 TEST_CASE("backoff: exponential, jittered within bounds, capped") {
@@ -172,6 +191,77 @@ TEST_CASE("retry loop: what is retried, and unsafe operations are checked first"
   }
 }
 
+TEST_CASE("retry loop: a 403 Azure marks as a permission still propagating is retried, bounded") {
+  RetryContext ctx;
+  std::vector<std::chrono::milliseconds> slept;
+  ctx.sleep = [&](std::chrono::milliseconds d) { slept.push_back(d); };
+  ctx.policy.max_retries = 5;
+  ctx.policy.propagation_retries = 3;
+  ctx.policy.jitter = 0;
+  auto forbidden = [](std::string_view body) {
+    HttpResponse r;
+    r.status = 403;
+    r.body.assign(body.begin(), body.end());
+    return r;
+  };
+  const std::string rbac =
+      R"({"error":{"code":"Forbidden","message":"Caller is not authorized to perform action on resource.
+If role )"
+      R"(assignments, deny assignments or role definitions were changed recently, please observe propagation time.
+)"
+      R"(Caller: appid=x
+Action: 'Microsoft.KeyVault/vaults/keys/create/action'
+","innererror":)"
+      R"({"code":"ForbiddenByRbac"}}})";
+  const std::string policy =
+      R"({"error":{"code":"Forbidden","message":"The user, group or application 'appid=x' does not have keys create )"
+      R"(permission on key vault 'v;location=westeurope'.","innererror":{"code":"AccessDenied"}}})";
+  CHECK(permission_propagating(forbidden(rbac)));
+  CHECK_FALSE(permission_propagating(forbidden(policy)));
+  HttpResponse ok;
+  ok.status = 200;
+  ok.body.assign(rbac.begin(), rbac.end());
+  CHECK_FALSE(permission_propagating(ok));
+
+  SUBCASE("propagated after two retries: the third attempt succeeds, even for an unsafe request") {
+    int sent = 0;
+    auto r = run_with_retries(ctx, "create key k", Repeat::check_first, [&]() -> Result<HttpResponse, Error> {
+      if (++sent <= 2) return forbidden(rbac);
+      HttpResponse o;
+      o.status = 200;
+      return o;
+    });
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(sent == 3);
+    // Longer waits than a throttling retry: propagation takes seconds.
+    CHECK(slept == std::vector<std::chrono::milliseconds>{2000ms, 4000ms});
+  }
+  SUBCASE("never propagates: 1 + propagation_retries attempts, then the 403 comes back") {
+    int sent = 0, attempts = 0;
+    auto r = run_with_retries(
+        ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> { ++sent; return forbidden(rbac); }, {}, &attempts);
+    REQUIRE(r);
+    CHECK(r->status == 403);
+    CHECK(sent == 4);
+    CHECK(attempts == 4);
+  }
+  SUBCASE("an access-policy 403 carries no mark: final at once") {
+    int sent = 0;
+    auto r = run_with_retries(ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> { ++sent; return forbidden(policy); });
+    CHECK(r->status == 403);
+    CHECK(sent == 1);
+    CHECK(slept.empty());
+  }
+  SUBCASE("switched off") {
+    ctx.policy.propagation_retries = 0;
+    int sent = 0;
+    auto r = run_with_retries(ctx, "t", Repeat::safe, [&]() -> Result<HttpResponse, Error> { ++sent; return forbidden(rbac); });
+    CHECK(r->status == 403);
+    CHECK(sent == 1);
+  }
+}
+
 TEST_CASE("challenge parsing and resource verification") {
   auto c = parse_challenge(
       R"(Bearer authorization="https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47", resource="https://vault.azure.net")");
@@ -200,55 +290,113 @@ TEST_CASE("challenge parsing and resource verification") {
   CHECK_FALSE(parse_challenge(""));
 }
 
-TEST_CASE("limiter: sliding 10 s window per vault and bucket, weights, refunds") {
+TEST_CASE("limiter: sliding window per vault and bucket, weights, refunds") {
   auto t0 = std::chrono::steady_clock::time_point(std::chrono::seconds(1000));
   auto now = t0;
   std::vector<std::chrono::milliseconds> slept;
   LimiterConfig cfg;
   cfg.fraction = 1.0;
-  cfg.window = std::chrono::seconds(10);
+  cfg.slack = 0.0;
   RateLimiter lim(cfg, [&] { return now; }, [&](std::chrono::milliseconds d) { slept.push_back(d); now += d; });
-  CHECK(lim.capacity(LimitBucket::create_hsm) == 10);
-  CHECK(lim.capacity(LimitBucket::create_sw) == 20);
-  CHECK(lim.capacity(LimitBucket::other_hsm) == 2000);
+  const KeyShape hsm_ec{true, "EC", 0, "P-256"};
+  const Limit create_hsm = vault_limit(KeyOp::create, hsm_ec);
+  CHECK(lim.capacity(create_hsm) == 10);
+  CHECK(lim.capacity(vault_limit(KeyOp::create, {false, "EC", 0, "P-256"})) == 20);
+  CHECK(lim.capacity(vault_limit(KeyOp::get, hsm_ec)) == 2000);
   CHECK(rsa_weight(2048) == 1);
   CHECK(rsa_weight(3072) == 4);
   CHECK(rsa_weight(4096) == 8);
 
   for (int i = 0; i < 10; ++i) {
-    CHECK(lim.try_acquire("v1.vault.azure.net", LimitBucket::create_hsm).count() == 0);
+    CHECK(lim.try_acquire("v1.vault.azure.net", create_hsm).count() == 0);
     now += 100ms;
   }
-  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 10);
+  CHECK(lim.in_window("v1.vault.azure.net", create_hsm) == 10);
   // The 11th must wait until the first leaves the window: 10 s after t0.
-  auto wait = lim.try_acquire("v1.vault.azure.net", LimitBucket::create_hsm);
+  auto wait = lim.try_acquire("v1.vault.azure.net", create_hsm);
   CHECK(wait == std::chrono::milliseconds(10000 - 1000));
-  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 10);  // nothing taken
+  CHECK(lim.in_window("v1.vault.azure.net", create_hsm) == 10);  // nothing taken
   // Other vaults and buckets are independent.
-  CHECK(lim.try_acquire("v2.vault.azure.net", LimitBucket::create_hsm).count() == 0);
-  CHECK(lim.try_acquire("v1.vault.azure.net", LimitBucket::create_sw).count() == 0);
+  CHECK(lim.try_acquire("v2.vault.azure.net", create_hsm).count() == 0);
+  CHECK(lim.try_acquire("v1.vault.azure.net", vault_limit(KeyOp::create, {false, "EC", 0, "P-256"})).count() == 0);
   // A 429 is refunded.
-  lim.refund("v1.vault.azure.net", LimitBucket::create_hsm);
-  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 9);
-  CHECK(lim.try_acquire("v1.vault.azure.net", LimitBucket::create_hsm).count() == 0);
+  lim.refund("v1.vault.azure.net", create_hsm);
+  CHECK(lim.in_window("v1.vault.azure.net", create_hsm) == 9);
+  CHECK(lim.try_acquire("v1.vault.azure.net", create_hsm).count() == 0);
   // acquire() sleeps exactly until there is room.
-  auto waited = lim.acquire("v1.vault.azure.net", LimitBucket::create_hsm);
+  auto waited = lim.acquire("v1.vault.azure.net", create_hsm);
   CHECK(waited == std::chrono::milliseconds(9000));
   CHECK(now == t0 + 10s);
-  CHECK(lim.in_window("v1.vault.azure.net", LimitBucket::create_hsm) == 10);
+  CHECK(lim.in_window("v1.vault.azure.net", create_hsm) == 10);
 
   // Weighted units: 250 RSA-4096 operations fill the 2000-unit HSM window.
-  for (int i = 0; i < 250; ++i) CHECK(lim.try_acquire("w", LimitBucket::other_hsm, rsa_weight(4096)).count() == 0);
-  CHECK(lim.try_acquire("w", LimitBucket::other_hsm, 1).count() > 0);
+  const Limit sign4096 = vault_limit(KeyOp::sign, {true, "RSA", 4096, ""});
+  CHECK(sign4096.units == 8);
+  for (int i = 0; i < 250; ++i) CHECK(lim.try_acquire("w", sign4096).count() == 0);
+  CHECK(lim.try_acquire("w", vault_limit(KeyOp::get, {true, "EC", 0, "P-256"})).count() > 0);
 
   LimiterConfig off;
   off.enabled = false;
   RateLimiter none(off, [&] { return now; });
-  for (int i = 0; i < 100; ++i) CHECK(none.try_acquire("x", LimitBucket::create_hsm).count() == 0);
+  for (int i = 0; i < 100; ++i) CHECK(none.try_acquire("x", create_hsm).count() == 0);
   LimiterConfig ninety;
   RateLimiter margin(ninety, [&] { return now; });
-  CHECK(margin.capacity(LimitBucket::create_hsm) == 9);
-  CHECK(margin.capacity(LimitBucket::other_sw) == 3600);
+  CHECK(margin.capacity(create_hsm) == 9);
+  CHECK(margin.capacity(vault_limit(KeyOp::get, {false, "RSA", 2048, ""})) == 3600);
+}
+
+TEST_CASE("limiter: the published model (vault buckets, key import, Managed HSM per second)") {
+  const KeyShape hsm_rsa{true, "RSA", 2048, ""}, sw_ec{false, "EC", 0, "P-256"}, unknown{};
+  // Key vault: import has its own 300-per-10-s bucket, whatever the key; rotate is a create.
+  for (const KeyShape& k : {hsm_rsa, sw_ec}) {
+    Limit imp = vault_limit(KeyOp::import, k);
+    CHECK(imp.bucket == "import");
+    CHECK(imp.published == 300);
+    CHECK(imp.window == 10s);
+  }
+  CHECK(vault_limit(KeyOp::create, hsm_rsa).bucket == "create-hsm");
+  CHECK(vault_limit(KeyOp::rotate, hsm_rsa).bucket == "create-hsm");
+  CHECK(vault_limit(KeyOp::rotate, sw_ec).bucket == "create-sw");
+  CHECK(vault_limit(KeyOp::decrypt, {true, "RSA", 3072, ""}).units == 4);
+  CHECK(vault_limit(KeyOp::purge, hsm_rsa).bucket == "vault");
+  CHECK(vault_limit(KeyOp::list, unknown).published == 4000);
+  // Managed HSM: per second, by operation and key type.
+  Limit c = mhsm_limit(KeyOp::create, hsm_rsa);
+  CHECK(c.published == 1);
+  CHECK(c.window == 1s);
+  CHECK(mhsm_limit(KeyOp::rotate, hsm_rsa).bucket == c.bucket);
+  for (KeyOp op : {KeyOp::delete_, KeyOp::purge, KeyOp::backup, KeyOp::restore}) CHECK(mhsm_limit(op, hsm_rsa).published == 10);
+  CHECK(mhsm_limit(KeyOp::get, unknown).published == 1100);
+  CHECK(mhsm_limit(KeyOp::sign, hsm_rsa).published == 900);
+  CHECK(mhsm_limit(KeyOp::sign, {true, "RSA", 3072, ""}).published == 340);
+  CHECK(mhsm_limit(KeyOp::sign, {true, "RSA", 4096, ""}).published == 150);
+  CHECK(mhsm_limit(KeyOp::decrypt, hsm_rsa).published == 1100);
+  CHECK(mhsm_limit(KeyOp::sign, {true, "EC", 0, "P-256"}).published == 330);
+  CHECK(mhsm_limit(KeyOp::sign, {true, "EC", 0, "P-256K"}).published == 330);
+  CHECK(mhsm_limit(KeyOp::verify, {true, "EC", 0, "P-521"}).published == 28);
+  CHECK(mhsm_limit(KeyOp::unwrap, {true, "oct", 256, ""}).published == 2200);
+  CHECK(mhsm_limit(KeyOp::sign, unknown).published == 150);  // unknown key: the lowest sign capacity
+  CHECK(mhsm_limit(KeyOp::sign, hsm_rsa).bucket != mhsm_limit(KeyOp::sign, {true, "EC", 0, "P-256"}).bucket);
+  for (KeyOp op : {KeyOp::import, KeyOp::list, KeyOp::update, KeyOp::recover, KeyOp::other})
+    CHECK(mhsm_limit(op, hsm_rsa).published == 0);  // nothing published: not limited
+
+  // A Managed HSM create waits a second, not ten.
+  auto now = std::chrono::steady_clock::time_point(std::chrono::seconds(50));
+  LimiterConfig cfg;
+  cfg.fraction = 1.0;
+  cfg.slack = 0.0;
+  RateLimiter lim(cfg, [&] { return now; }, [&](std::chrono::milliseconds d) { now += d; });
+  CHECK(lim.acquire("h.managedhsm.azure.net", c).count() == 0);
+  CHECK(lim.acquire("h.managedhsm.azure.net", c) == 1000ms);
+  // Not limited: never waits.
+  for (int i = 0; i < 1000; ++i) CHECK(lim.try_acquire("h", mhsm_limit(KeyOp::import, hsm_rsa)).count() == 0);
+  // slack lengthens every window by the same fraction.
+  LimiterConfig slack;
+  slack.fraction = 1.0;
+  slack.slack = 0.05;
+  RateLimiter s(slack, [&] { return now; }, [&](std::chrono::milliseconds d) { now += d; });
+  CHECK(s.try_acquire("h", c).count() == 0);
+  CHECK(s.try_acquire("h", c) == 1050ms);
 }
 
 namespace {
@@ -476,4 +624,120 @@ TEST_CASE("service errors: codes, permissions, one sentence each") {
   e = service_error(resp(401, ""), "get key k", "h.managedhsm.azure.net", "get", 1);  // MHSM: empty body
   CHECK(e.kind == ErrorKind::unauthorized);
   CHECK(e.to_log_string().find("x-ms-request-id=rid-1") != std::string::npos);
+}
+
+TEST_CASE("rotation policy JSON: shape in and out") {
+  RotationPolicy p;
+  p.expiry_time = "P2Y";
+  p.lifetime_actions = {{RotationAction::rotate, "P18M", ""}, {RotationAction::notify, "", "P30D"}};
+  auto body = rotation_policy_body(p);
+  REQUIRE(body);
+  CHECK(std::string(body->begin(), body->end()) ==
+        R"({"lifetimeActions":[{"trigger":{"timeAfterCreate":"P18M"},"action":{"type":"Rotate"}},)"
+        R"({"trigger":{"timeBeforeExpiry":"P30D"},"action":{"type":"Notify"}}],"attributes":{"expiryTime":"P2Y"}})");
+  auto empty = rotation_policy_body(RotationPolicy{});
+  REQUIRE(empty);
+  CHECK(std::string(empty->begin(), empty->end()) == R"({"lifetimeActions":[],"attributes":{}})");
+  RotationPolicy out;
+  REQUIRE(parse_rotation_policy(R"({"id":"https://v.vault.azure.net/keys/k/rotationpolicy","lifetimeActions":[
+      {"trigger":{"timeAfterCreate":"P90D"},"action":{"type":"rotate"}},
+      {"trigger":{"timeBeforeExpiry":"P30D"},"action":{"type":"Notify"}}],
+      "attributes":{"expiryTime":"P2Y","created":1482188947,"updated":1482188948}})", out));
+  CHECK(out.id == "https://v.vault.azure.net/keys/k/rotationpolicy");
+  REQUIRE(out.lifetime_actions.size() == 2);
+  CHECK(out.lifetime_actions[0].action == RotationAction::rotate);  // the spec's enum is lower case
+  CHECK(out.lifetime_actions[1].action == RotationAction::notify);
+  CHECK(out.created == 1482188947);
+  CHECK(out.updated == 1482188948);
+  CHECK_FALSE(parse_rotation_policy(R"({"lifetimeActions":[{"action":{"type":"Explode"},"trigger":{}}]})", out));
+  CHECK_FALSE(parse_rotation_policy("[]", out));
+  CHECK(iso8601_duration_valid("P1Y2M3W4DT5H6M7S"));
+  CHECK(iso8601_duration_valid("PT48H"));
+  CHECK_FALSE(iso8601_duration_valid("P"));
+  CHECK_FALSE(iso8601_duration_valid("PT"));
+  CHECK_FALSE(iso8601_duration_valid("P1H"));
+  CHECK_FALSE(iso8601_duration_valid("90D"));
+}
+
+TEST_CASE("JSON from the network: nesting is bounded, numbers out of int64 range are refused") {
+  // Far deeper than any Azure answer; a recursive parser would run off the stack.
+  const std::size_t depth = 1'000'000;
+  std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  JsonDocument d;
+  std::string why;
+  CHECK_FALSE(parse_json(deep, d, &why));
+  CHECK(why == "JSON nested deeper than 64 levels");
+  KeyBundle kb;
+  CHECK_FALSE(parse_key_bundle("{\"key\":" + deep + "}", kb));
+  // Brackets inside strings are text, not nesting.
+  JsonDocument s;
+  CHECK(parse_json("{\"a\":\"" + std::string(100, '[') + "\"}", s));
+  CHECK(parse_json(std::string(64, '[') + std::string(64, ']'), s));
+  CHECK_FALSE(parse_json(std::string(65, '[') + std::string(65, ']'), s));
+  CHECK_FALSE(parse_json("{\"a\":", s, &why));
+  CHECK(why.rfind("invalid JSON", 0) == 0);
+
+  JsonDocument n;
+  REQUIRE(parse_json(R"({"big":1e300,"neg":-1e300,"edge":9223372036854775808.0,"u":18446744073709551615,
+                         "ok":1.5e9,"frac":12.75,"min":-9223372036854775808,"minf":-9223372036854775808.0})", n));
+  CHECK_FALSE(int_member(n, "big"));
+  CHECK_FALSE(int_member(n, "neg"));
+  CHECK_FALSE(int_member(n, "edge"));
+  CHECK_FALSE(int_member(n, "u"));
+  CHECK(int_member(n, "ok") == 1500000000);
+  CHECK(int_member(n, "frac") == 12);
+  CHECK(int_member(n, "min") == INT64_MIN);
+  CHECK(int_member(n, "minf") == INT64_MIN);
+}
+
+TEST_CASE("an encrypted client key is refused with a precise error, never prompted for") {
+  auto tc = test::make_test_cert("encrypted-key-test");
+  const std::string encrypted = test::encrypt_key_pem(tc.key_pem, "key-passphrase-2718");
+  REQUIRE(encrypted.find("ENCRYPTED") != std::string::npos);
+
+  // The Entra certificate credential.
+  auto cert = ClientCertificate::from_pem(Secret(tc.cert_pem + encrypted));
+  REQUIRE_FALSE(cert);
+  CHECK(cert.error().kind == ErrorKind::certificate);
+  CHECK(cert.error().describe() ==
+        "The client certificate's private key is encrypted; cdcp11 cannot ask for its passphrase: store the key "
+        "unencrypted in a file only its owner can read (openssl pkey -in KEY -out PLAIN-KEY; chmod 600 PLAIN-KEY).");
+
+  // The mutual-TLS client key.
+  const std::string dir = test::make_temp_dir("cdcp11-azure-enckey-");
+  test::write_file(dir + "/client.pem", tc.cert_pem, 0644);
+  test::write_file(dir + "/client.key", encrypted, 0600);
+  ConnectionConfig c;
+  c.tenant_id = test::kTenant;
+  c.client_id = test::kSecretApp;
+  c.client_secret = Secret(std::string_view("x"));
+  c.vault_url = "https://demo-premium.vault.azure.net";
+  c.http.client_cert_file = dir + "/client.pem";
+  c.http.client_key_file = dir + "/client.key";
+  auto conn = Connection::open(c);
+  REQUIRE_FALSE(conn);
+  CHECK(conn.error().describe() ==
+        "The TLS client key file " + dir + "/client.key is encrypted; cdcp11 cannot ask for its passphrase: store "
+        "the key unencrypted in a file only its owner can read (openssl pkey -in KEY -out PLAIN-KEY; chmod 600 "
+        "PLAIN-KEY).");
+  // The key inside the certificate file, as tls.client_key_file may be left empty.
+  test::write_file(dir + "/both.pem", tc.cert_pem + encrypted, 0600);
+  c.http.client_cert_file = dir + "/both.pem";
+  c.http.client_key_file = "";
+  auto both = Connection::open(c);
+  REQUIRE_FALSE(both);
+  CHECK(both.error().describe().find("The TLS client key file " + dir + "/both.pem is encrypted;") == 0);
+  std::string cmd = "rm -rf '" + dir + "'";
+  CHECK(std::system(cmd.c_str()) == 0);
+}
+
+TEST_CASE("credentials in URLs are redacted") {
+  CHECK(redact_url_credentials("http://alice:s3cret@proxy.example:3128") == "http://***@proxy.example:3128");
+  CHECK(redact_url_credentials("alice:s3cret@proxy.example:3128") == "***@proxy.example:3128");
+  CHECK(redact_url_credentials("https://tok3n@proxy.example/") == "https://***@proxy.example/");
+  CHECK(redact_url_credentials("http://proxy.example:3128") == "http://proxy.example:3128");
+  CHECK(redact_url_credentials("https://v.vault.azure.net/keys/a@b") == "https://v.vault.azure.net/keys/a@b");
+  CHECK(redact_url_credentials("Failed to connect to http://u:p%40ss@h:1 and https://x:y@z/ today") ==
+        "Failed to connect to http://***@h:1 and https://***@z/ today");
+  CHECK(redact_url_credentials("") == "");
 }

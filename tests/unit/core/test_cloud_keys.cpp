@@ -20,8 +20,10 @@ TEST_CASE("EC curves map to their DER OIDs and back; other curves do not") {
   CHECK(*cloud::ec_params_of("P-384") == hex("06052b81040022"));
   CHECK(*cloud::ec_params_of("P-521") == hex("06052b81040023"));
   CHECK(*cloud::curve_of(hex("06052b81040022")) == "P-384");
-  CHECK_FALSE(cloud::ec_params_of("P-256K"));
-  CHECK_FALSE(cloud::curve_of(hex("06052b8104000a")));  // secp256k1
+  CHECK(*cloud::ec_params_of("P-256K") == hex("06052b8104000a"));  // secp256k1
+  CHECK(*cloud::curve_of(hex("06052b8104000a")) == "P-256K");
+  CHECK_FALSE(cloud::ec_params_of("P-192"));
+  CHECK_FALSE(cloud::curve_of(hex("06092b2403030208010107")));  // brainpoolP256r1
 }
 
 TEST_CASE("EC points are DER OCTET STRINGs, with a long-form length for P-521") {

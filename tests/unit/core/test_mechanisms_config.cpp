@@ -5,7 +5,10 @@
 #include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
+#include "common/atomic_file.h"
 #include "core/config.h"
 #include "core/mechanisms.h"
 
@@ -141,4 +144,105 @@ TEST_CASE("config: a secret file others can read is refused") {
   CHECK(c2->groups[0].azure);
   std::remove(secret.c_str());
   ::rmdir(dir.c_str());
+}
+
+TEST_CASE("config: a proxy password is never inline and never echoed; it comes from a file or the environment") {
+  const std::string head = R"({"groups":[{"name":"g","token":{"dir":"t"},"azure":{"tenant_id":"7e57a000-0000-4000-8000-000000000001",
+      "client_id":"c1e47000-0000-4000-8000-000000000001","subscription_id":"5ab5c000-0000-4000-8000-000000000001",
+      "credential":{"secret_env":"X"},"tls":)";
+  auto azure_error = [&](const std::string& tls) {
+    auto c = parse_config(head + tls + "}}]}", "/etc/x/c.json");
+    REQUIRE(c);
+    return c->groups.at(0).azure_error;
+  };
+  const std::string inline_pw = azure_error(R"({"proxy":"http://alice:pr0xy-pw-3141@proxy.example:3128"})");
+  CHECK(inline_pw == "/etc/x/c.json: group 'g': azure.tls.proxy: a proxy password may not be written in the "
+                     "configuration; use proxy_password_file (mode 0600) or proxy_password_env, and proxy_user");
+  CHECK(inline_pw.find("pr0xy-pw-3141") == std::string::npos);
+  CHECK(azure_error(R"({"proxy":"alice:pr0xy-pw-3141@proxy.example:3128"})") == inline_pw);
+  CHECK(azure_error(R"({"proxy":"http://alice@proxy.example:3128"})") ==
+        "/etc/x/c.json: group 'g': azure.tls.proxy: give the proxy user name in proxy_user, not in the URL");
+  CHECK(azure_error(R"({"proxy":"http://proxy.example:3128","proxy_password_env":"P"})") ==
+        "/etc/x/c.json: group 'g': azure.tls.proxy_user: a proxy password needs proxy_user");
+  CHECK(azure_error(R"({"proxy":"http://proxy.example:3128","proxy_user":"alice","proxy_password_env":"P",
+                        "proxy_password_file":"p"})") ==
+        "/etc/x/c.json: group 'g': azure.tls.proxy_password_file: give at most one of proxy_password_file and "
+        "proxy_password_env");
+  CHECK(azure_error(R"({"proxy_user":"alice"})") ==
+        "/etc/x/c.json: group 'g': azure.tls.proxy_user: is set but no proxy is");
+
+  auto c = parse_config(head + R"({"proxy":"http://proxy.example:3128","proxy_user":"alice","proxy_password_file":"p"}}}]})",
+                        "/etc/x/c.json");
+  REQUIRE(c);
+  REQUIRE(c->groups[0].azure);
+  CHECK(c->groups[0].azure->tls.proxy_user == "alice");
+  CHECK(c->groups[0].azure->tls.proxy_password_file == "/etc/x/p");
+  CHECK(c->groups[0].azure->tls.proxy_password_env.empty());
+
+  // A password file others can read is refused like a secret file.
+  char tmpl[] = "/tmp/cdcp11-cfg-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  const std::string pw = dir + "/p";
+  FILE* f = std::fopen(pw.c_str(), "w");
+  std::fputs("x", f);
+  std::fclose(f);
+  ::chmod(pw.c_str(), 0644);
+  auto open = parse_config(head + R"({"proxy":"http://proxy.example:3128","proxy_user":"alice","proxy_password_file":"p"}}}]})",
+                           dir + "/c.json");
+  REQUIRE(open);
+  CHECK(open->groups[0].azure_error == dir + "/c.json: group 'g': azure.tls.proxy_password_file: " + pw +
+                                           " is readable by group or others; chmod 600 it");
+  std::remove(pw.c_str());
+  ::rmdir(dir.c_str());
+}
+
+TEST_CASE("config: plain export of non-extractable keys is a group policy, off by default") {
+  auto mirror = [](const std::string& m) {
+    auto c = parse_config(R"({"groups":[{"name":"g","token":{"dir":"t"},"mirror":)" + m + "}]}", "/c.json");
+    return c;
+  };
+  auto def = mirror("{}");
+  REQUIRE(def);
+  CHECK_FALSE(def->groups[0].mirror.allow_plain_export_of_non_extractable);
+  auto on = mirror(R"({"allow_plain_export_of_non_extractable":true})");
+  REQUIRE(on);
+  CHECK(on->groups[0].mirror.allow_plain_export_of_non_extractable);
+  auto bad = mirror(R"({"allow_plain_export_of_non_extractable":"yes"})");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message == "/c.json: group 'g': mirror.allow_plain_export_of_non_extractable: must be true or false");
+}
+
+TEST_CASE("atomic file: the file gets exactly the mode asked for, and a stale temp file does not block it") {
+  char tmpl[] = "/tmp/cdcp11-atomic-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string path = dir + "/secret";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs("old", f);
+  std::fclose(f);
+  ::chmod(path.c_str(), 0644);
+  REQUIRE(cdcp11::write_file_atomically(path, "new", 0600));
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  REQUIRE(cdcp11::write_file_atomically(path, "wider", 0640));
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0640);
+  // A temp file a crashed writer of this very PID left behind (the old name scheme).
+  const std::string stale = dir + "/.secret.tmp." + std::to_string(::getpid());
+  f = std::fopen(stale.c_str(), "w");
+  std::fclose(f);
+  auto r = cdcp11::write_file_atomically(path, "again", 0600);
+  CHECK_MESSAGE(r, (r ? "" : r.error()));
+  std::ifstream in(path);
+  std::string content;
+  std::getline(in, content);
+  CHECK(content == "again");
+  // Nothing of ours is left beside the target but that stale file.
+  std::size_t entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    (void)e;
+    ++entries;
+  }
+  CHECK(entries == 2);
+  std::filesystem::remove_all(dir);
 }

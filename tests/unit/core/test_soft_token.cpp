@@ -103,6 +103,75 @@ TEST_CASE("secrets need a login, are sealed at rest and seen by another instance
   CHECK(again->removed.empty());
 }
 
+TEST_CASE("a public object's key material needs no login, in this instance or another") {
+  TempDir d;
+  auto g = group(d.path);
+  auto t = open(g);
+  init(*t);
+  t->logout();
+  AttrMap pub = aes_key(true);
+  pub.set_bool(CKA_PRIVATE, false);
+  auto obj = t->create_object(pub);  // PKCS#11: an R/W public session may make public objects
+  REQUIRE(obj);
+  auto v = t->secret_attribute(obj->uid, CKA_VALUE);
+  REQUIRE(v);
+  CHECK(Bytes(v->begin(), v->end()) == Bytes(32, 0x5a));
+  auto other = open(g);
+  REQUIRE(other->refresh());
+  v = other->secret_attribute(obj->uid, CKA_VALUE);
+  REQUIRE(v);
+  CHECK(Bytes(v->begin(), v->end()) == Bytes(32, 0x5a));
+  // still bound to its object: a copy of the record under another id does not open
+  auto st = store::ObjectStore::open(g.token.dir, false);
+  REQUIRE(st);
+  auto raw = (*st)->get(obj->uid);
+  REQUIRE(raw);
+  const std::string other_uid = store::ObjectStore::new_uid();
+  REQUIRE((*st)->put(other_uid, *raw));
+  REQUIRE(t->refresh());
+  CHECK(t->secret_attribute(other_uid, CKA_VALUE).error().code == Errc::device_error);
+  // a private one still needs the login
+  CHECK(t->create_object(aes_key(true)).error().code == Errc::user_not_logged_in);
+}
+
+TEST_CASE("a public object sealed under the token key by an earlier version opens after login") {
+  TempDir d;
+  auto g = group(d.path);
+  auto t = open(g);
+  init(*t);
+  REQUIRE(t->login(CKU_USER, pin("user-1")));
+  auto obj = t->create_object(aes_key(true));  // sealed under the token key
+  REQUIRE(obj);
+  // Rewrite its record with CKA_PRIVATE false, the sealed blob untouched (record layout: "CDCO",
+  // version, 16-byte token id, u32 attribute length, attributes, u32 sealed length, sealed).
+  auto st = store::ObjectStore::open(g.token.dir, false);
+  REQUIRE(st);
+  auto raw = (*st)->get(obj->uid);
+  REQUIRE(raw);
+  const Bytes& b = *raw;
+  auto u32 = [&](std::size_t off) {
+    return std::size_t(b[off]) | std::size_t(b[off + 1]) << 8 | std::size_t(b[off + 2]) << 16 |
+           std::size_t(b[off + 3]) << 24;
+  };
+  const std::size_t alen = u32(21);
+  auto attrs = AttrMap::deserialize(ByteView(b).subspan(25, alen));
+  REQUIRE(attrs);
+  attrs->set_bool(CKA_PRIVATE, false);
+  Bytes na = attrs->serialize();
+  Bytes rec(b.begin(), b.begin() + 21);
+  for (int i = 0; i < 4; ++i) rec.push_back(static_cast<std::uint8_t>(na.size() >> (8 * i)));
+  rec.insert(rec.end(), na.begin(), na.end());
+  rec.insert(rec.end(), b.begin() + 25 + alen, b.end());
+  REQUIRE((*st)->put(obj->uid, rec));
+  auto other = open(g);
+  REQUIRE(other->refresh());
+  CHECK(other->secret_attribute(obj->uid, CKA_VALUE).error().code == Errc::device_error);
+  REQUIRE(other->login(CKU_USER, pin("user-1")));
+  auto v = other->secret_attribute(obj->uid, CKA_VALUE);
+  REQUIRE(v);
+  CHECK(Bytes(v->begin(), v->end()) == Bytes(32, 0x5a));
+}
+
 TEST_CASE("a sealed record copied under another object id does not open") {
   TempDir d;
   auto g = group(d.path);

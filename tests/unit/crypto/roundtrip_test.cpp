@@ -178,9 +178,10 @@ TEST_CASE("RSA encryption: OAEP (all hashes, label) and PKCS#1 v1.5") {
     CHECK(ok(run_cipher(*b, priv, p, ct, false)) == to_secure(pt));
     CHECK(ok(run_cipher(*b, priv, p, ok(run_cipher(*b, pub, p, {}, true)), false)).empty());
     CHECK_CODE(run_cipher(*b, pub, p, random_bytes(246), true), Error::Code::bad_input_length);
-    CHECK_CODE(run_cipher(*b, priv, p, ByteView(ct).first(255), false), Error::Code::bad_encrypted_input);
+    CHECK_CODE(run_cipher(*b, priv, p, ByteView(ct).first(255), false), Error::Code::bad_input_length);
+    // Bad padding is not an error (implicit rejection, see rsa_pkcs1_test.cpp).
     SecureBytes zero(256, 0);
-    CHECK_CODE(run_cipher(*b, priv, p, zero, false), Error::Code::bad_encrypted_input);
+    CHECK(ok(run_cipher(*b, priv, p, zero, false)).size() <= 245);
     CHECK_CODE(b->decryptor(pub, p), Error::Code::bad_key);
   }
 }

@@ -1,10 +1,18 @@
 """ARM (Azure Resource Manager) discovery of vaults and managed HSMs
 (reference §7): list by subscription or resource group, get one, with
 paging via $top / $skiptoken / nextLink. Errors are ARM CloudErrors.
+
+Also the generic resource list `az keyvault list` calls (reference §11):
+GET /subscriptions/{id}/resources?$filter=resourceType eq 'Microsoft.KeyVault/vaults'
+(api-version 2015-11-01), whose items carry id, name, type, location and
+tags but no properties [C]. Only resourceType filters (joined by "or") are
+understood; the subscription's other resources are not modelled, so without
+a filter it lists the key vaults and managed HSMs.
 """
 import json
 import re
 import time
+import urllib.parse
 
 from .config import ARM_HOSTS, CLOUDS
 from .entra import TokenProblem
@@ -12,6 +20,9 @@ from .errors import kv_error
 from .jose import JoseError, b64_decode_any, b64url_encode
 from .web import Response
 
+RESOURCES_ROUTE = re.compile(r"^/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?/resources$", re.I)
+FILTER_TERM = re.compile(r"^\s*resourceType\s+eq\s+'([^']*)'\s*$", re.I)
+RESOURCE_TYPES = {"microsoft.keyvault/vaults": "vault", "microsoft.keyvault/managedhsms": "mhsm"}
 ROUTE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
     r"/providers/microsoft\.keyvault/(?P<type>vaults|managedhsms)(?:/(?P<name>[^/]+))?/?$", re.I)
@@ -45,6 +56,9 @@ class Arm:
         if m:
             sub = self._subscription(m.group(1), claims)
             return Response(200, self._sub_json(sub))
+        m = RESOURCES_ROUTE.match(path)
+        if m:
+            return self._resources(req, self._subscription(m.group("sub"), claims), m.group("rg"))
         m = ROUTE.match(path)
         if not m:
             raise kv_error(404, "InvalidResourceType",
@@ -67,6 +81,33 @@ class Arm:
                            "found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
                            % (m.group("type"), m.group("name"), m.group("rg")))
         items = [self._vault_json(v) for v in sorted(vaults, key=lambda v: v.name.lower())]
+        return self._page(req, items)
+
+    def _resources(self, req, sub, rg):
+        kinds = {"vault", "mhsm"}
+        flt = req.query.get("$filter")
+        if flt:
+            kinds = set()
+            for term in re.split(r"\s+or\s+", flt, flags=re.I):
+                m = FILTER_TERM.match(term)
+                if not m:
+                    # [U] text; ARM refuses a filter it cannot evaluate with 400 InvalidFilterInQueryString.
+                    raise kv_error(400, "InvalidFilterInQueryString",
+                                   "The $filter '%s' is not supported by the emulator: use resourceType eq "
+                                   "'Microsoft.KeyVault/vaults' (or managedHSMs), joined by 'or'." % flt)
+                kind = RESOURCE_TYPES.get(m.group(1).lower())
+                if kind:
+                    kinds.add(kind)
+        vaults = [v for v in sub["vaults"] + sub["managedHsms"] if v.kind in kinds and
+                  (not rg or v.resource_group.lower() == rg.lower())]
+        items = []
+        for v in sorted(vaults, key=lambda v: (v.kind, v.name.lower())):
+            it = {"id": v.arm_id(), "name": v.name,
+                  "type": "Microsoft.KeyVault/managedHSMs" if v.kind == "mhsm" else "Microsoft.KeyVault/vaults",
+                  "location": v.location}
+            if v.tags:
+                it["tags"] = v.tags
+            items.append(it)
         return self._page(req, items)
 
     # ------------------------------------------------------------ auth
@@ -185,6 +226,7 @@ class Arm:
         out = {"value": items[skip:skip + top]}
         if skip + top < len(items):
             tok = b64url_encode(json.dumps({"o": skip + top}).encode())
-            out["nextLink"] = "%s%s?api-version=%s&$top=%d&$skiptoken=%s" % (
-                req.authority(), req.path.rstrip("/"), req.query["api-version"], top, tok)
+            flt = "&$filter=" + urllib.parse.quote(req.query["$filter"]) if req.query.get("$filter") else ""
+            out["nextLink"] = "%s%s?api-version=%s%s&$top=%d&$skiptoken=%s" % (
+                req.authority(), req.path.rstrip("/"), req.query["api-version"], flt, top, tok)
         return Response(200, out)

@@ -133,6 +133,9 @@ class Vault:
         self.host = "%s.%s" % (self.name.lower(), c["mhsm_suffix" if kind == "mhsm" else "vault_suffix"])
         self.resource = c["mhsm_resource" if kind == "mhsm" else "vault_resource"]
         self.base_url = "https://" + self.host
+        # Other names the vault answers under, like a custom domain in front of a private endpoint
+        # (azure-sdk-for-python#29940). Ids and nextLinks still name self.host, as Azure's do.
+        self.aliases = [str(a).lower() for a in d.get("aliases", [])]
 
     @property
     def is_hsm_capable(self):
@@ -192,10 +195,14 @@ class Config:
             sub["managedHsms"] = [Vault("mhsm", v, sub, self.settings) for v in s.get("managedHsms", [])]
             self.subscriptions[sub["subscriptionId"]] = sub
             for v in sub["vaults"] + sub["managedHsms"]:
-                if v.host in self.vaults_by_host:
-                    raise ConfigError("duplicate vault/HSM name %s" % v.name)
-                self.vaults_by_host[v.host] = v
+                for h in [v.host] + v.aliases:
+                    if h in self.vaults_by_host or h in LOGIN_HOSTS or h in ARM_HOSTS:
+                        raise ConfigError("duplicate vault/HSM name or alias %s" % h)
+                    self.vaults_by_host[h] = v
                 self.vaults.append(v)
+
+    def alias_hosts(self):
+        return [a for v in self.vaults for a in v.aliases]
 
     def find_app(self, tenant_id, client_id):
         t = self.tenants.get(tenant_id)

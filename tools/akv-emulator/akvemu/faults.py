@@ -12,12 +12,10 @@ hits (then it is removed); `skip` lets that many matching requests through
 first. Match fields (all optional, globs, case-insensitive): service
 (entra|arm|keyvault), host, method, path.
 
-The rate limiter follows the published Key Vault limits per vault per 10 s
-(reference §9): HSM/software CREATE 10/20, other key operations 2000/4000
-for RSA-2048 and EC (RSA-3072 costs 4, RSA-4096 costs 8 units, the weighted
-sum the doc describes), and 4000 for other vault operations. Requests that
-get a 429 are not counted (as in Azure). `scale` multiplies every limit.
-Managed HSM limits are not published [U]; we apply the HSM vault numbers.
+The rate limiter counts requests in sliding windows per vault and bucket; which
+bucket, limit and window a request belongs to is limits.py's business (vaults:
+per 10 s; Managed HSM: capacity per second). Requests that get a 429 are not
+counted (as in Azure). `scale` multiplies every limit.
 """
 import collections
 import fnmatch
@@ -27,22 +25,11 @@ import time
 
 from .errors import kv_error
 
-LIMITS = {"create-hsm": 10, "create-sw": 20, "other-hsm": 2000, "other-sw": 4000, "vault": 4000}
-WINDOW = 10.0
 ACTIONS = ("status", "drop_before", "drop_after", "latency")
 
 
 class FaultError(ValueError):
     pass
-
-
-def rsa_weight(bits):
-    """Cost of one operation relative to RSA-2048 (2000/500 = 4, 2000/250 = 8)."""
-    if bits and bits > 3072:
-        return 8
-    if bits and bits > 2048:
-        return 4
-    return 1
 
 
 class Faults:
@@ -120,24 +107,30 @@ class Faults:
             if hasattr(self, "_windows"):
                 self._windows.clear()
 
-    def rate_check(self, vault_name, bucket, weight=1):
-        """Count one request against the vault's 10-second window, or raise
-        the 429 the service sends (no Retry-After unless configured: the
-        recorded real 429 had none)."""
+    def rate_check(self, vault_name, charge):
+        """Count one request (a limits.Charge) against its window. A full window answers the
+        429 the service sends (no Retry-After unless configured: the recorded real 429 had
+        none), or, for a charge that is not refused, waits until the window has room."""
         if not self.rate.get("enabled"):
             return
-        limit = max(1, int(LIMITS[bucket] * float(self.rate.get("scale") or 1.0)))
-        now = time.monotonic()
-        with self._lock:
-            win = self._windows[(vault_name, bucket)]
-            while win and win[0][0] <= now - WINDOW:
-                win.popleft()
-            used = sum(w for _, w in win)
-            if used + weight > limit:
-                headers = {}
-                if self.rate.get("retryAfter") is not None:
-                    headers["Retry-After"] = str(int(self.rate["retryAfter"]))
-                raise kv_error(429, "Throttled",
-                               "Request was not processed because too many requests were received. "
-                               "Reason: VaultRequestTypeLimitReached", headers=headers)
-            win.append((now, weight))
+        limit = max(1, int(charge.limit * float(self.rate.get("scale") or 1.0)))
+        weight = min(charge.weight, limit)
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                win = self._windows[(vault_name, charge.bucket)]
+                while win and win[0][0] <= now - charge.window:
+                    win.popleft()
+                used = sum(w for _, w in win)
+                if used + weight <= limit:
+                    win.append((now, weight))
+                    return
+                if charge.refuse:
+                    headers = {}
+                    if self.rate.get("retryAfter") is not None:
+                        headers["Retry-After"] = str(int(self.rate["retryAfter"]))
+                    raise kv_error(429, "Throttled",
+                                   "Request was not processed because too many requests were received. "
+                                   "Reason: VaultRequestTypeLimitReached", headers=headers)
+                wait = win[0][0] + charge.window - now
+            time.sleep(max(wait, 0.001))

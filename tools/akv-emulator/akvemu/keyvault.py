@@ -11,11 +11,10 @@ import uuid
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import authz, keycrypto
+from . import authz, keycrypto, limits, rotation
 from .config import CLOUDS
 from .entra import TokenProblem
 from .errors import HttpError, bad_parameter, deleted_key_not_found, key_not_found, kv_error
-from .faults import rsa_weight
 from .fsutil import atomic_write
 from .jose import JoseError, b64_decode_any, b64url_encode
 from .store import ACTIVE, DELETED, DELETING, RECOVERING, VaultStore
@@ -29,6 +28,15 @@ API_VERSION_RE = re.compile(r"^(7\.[0-6](-preview(\.\d+)?)?|20\d\d-\d\d-\d\d(-pr
 CRYPTO_OPS = {"sign": "sign", "verify": "verify", "encrypt": "encrypt", "decrypt": "decrypt",
               "wrapkey": "wrapKey", "unwrapkey": "unwrapKey"}
 MAX_PAGE = 25
+
+
+def api_at_least(api, major, minor):
+    """Whether an accepted api-version is major.minor or later (date-based ones from 2025 on
+    follow 7.6; the old 2016-10-01 precedes 7.0)."""
+    m = re.match(r"^(\d+)\.(\d+)", api)
+    if m:
+        return (int(m.group(1)), int(m.group(2))) >= (major, minor)
+    return api[:4] >= "2025"
 
 
 def _now():
@@ -59,11 +67,14 @@ class KeyVault:
         if not API_VERSION_RE.match(api):
             raise bad_parameter("The specified version (%s) is not recognized. Consider using the latest "
                                 "supported version (7.6)." % api)
-        route = self._route(req)
+        route = self._route(req, vault)
         if route is None:
             raise kv_error(404, "NotFound", "The requested resource was not found: %s %s" %
                            (req.method, req.path))
         handler, op, name, version = route
+        if op in ("rotate", "getrotationpolicy", "setrotationpolicy", "rng") and not api_at_least(api, 7, 3):
+            # [U] text; these operations came with 7.3.
+            raise bad_parameter("The operation is not supported by api-version %s; it needs 7.3 or later." % api)
         if name is not None and not KEY_NAME_RE.match(name):
             raise bad_parameter("The request URI contains an invalid name: %s" % name)
         store = self.stores[vault.host]
@@ -101,7 +112,7 @@ class KeyVault:
         req.client_id = claims.get("appid", "-")
         return claims
 
-    def _route(self, req):
+    def _route(self, req, vault):
         """(handler, op, key name, version) for a request, or None."""
         p = req.path.rstrip("/") if req.path != "/" else req.path
         segs = [s for s in p.split("/")][1:]
@@ -135,6 +146,10 @@ class KeyVault:
                     return self.backup, "backup", name, None
                 if sub == "rotate" and m == "POST":
                     return self.rotate, "rotate", name, None
+                if sub == "rotationpolicy" and m == "GET":
+                    return self.get_rotation_policy, "getrotationpolicy", name, None
+                if sub == "rotationpolicy" and m == "PUT":
+                    return self.set_rotation_policy, "setrotationpolicy", name, None
                 if sub.lower() in CRYPTO_OPS and m == "POST":    # the docs' unversioned form [I]
                     return self.crypto, CRYPTO_OPS[sub.lower()], name, None
                 if VERSION_RE.match(sub) and m == "GET":
@@ -146,6 +161,8 @@ class KeyVault:
                     (VERSION_RE.match(segs[2]) or segs[2] == ""):
                 return self.crypto, CRYPTO_OPS[segs[3].lower()], segs[1], segs[2] or None
             return None
+        if segs == ["rng"] and m == "POST" and vault.kind == "mhsm":   # Managed HSM only
+            return self.rng, "rng", None, None
         if segs[0] == "deletedkeys":
             if n == 1 and m == "GET":
                 return self.list_deleted, "listdeleted", None, None
@@ -158,32 +175,36 @@ class KeyVault:
         return None
 
     def _rate(self, req, vault, store, op, name):
-        """Charge the rate limiter (reference §9) before anything else runs."""
+        """Charge the rate limiter (limits.py) before anything else runs."""
         if not self.faults.rate.get("enabled"):
             return
-        hsm = vault.kind == "mhsm"
-        if op in ("create", "import"):
-            # CREATE costs the same for every size; HSM vs software is decided
-            # by the requested kty (-HSM suffix, Hsm flag or a BYOK blob).
-            try:
-                body = json.loads(req.body or b"{}")
-                key = body.get("key") if op == "import" else body
-                hsm = hsm or str(key.get("kty", "")).endswith("-HSM") or body.get("Hsm") is True \
-                    or bool(key.get("key_hsm"))
-            except (ValueError, AttributeError):
-                pass
-            self.faults.rate_check(vault.name, "create-%s" % ("hsm" if hsm else "sw"))
-        elif name and op not in ("delete", "getdeleted", "purge", "recover", "backup", "restore"):
-            bits = None
+        ver = None
+        if name:
             rec, st = store.get(name)
-            if rec is not None:
+            if rec is not None and st == ACTIVE:
                 ver = rec["versions"][-1]
-                hsm = hsm or ver["kty"].endswith("-HSM")
-                if ver["jwk"]["kty"] == "RSA":
-                    bits = keycrypto.key_size_bits(ver["jwk"])
-            self.faults.rate_check(vault.name, "other-%s" % ("hsm" if hsm else "sw"), rsa_weight(bits))
+        if vault.kind == "mhsm":
+            charge = limits.mhsm_charge(op, ver["jwk"] if ver else None)
         else:
-            self.faults.rate_check(vault.name, "vault")
+            hsm = ver is not None and ver["kty"].endswith("-HSM")
+            bits = None
+            if op in ("create", "import"):
+                hsm = self._requested_hsm(req, op)
+            elif ver is not None and ver["jwk"]["kty"] == "RSA":
+                bits = keycrypto.key_size_bits(ver["jwk"])
+            charge = limits.vault_charge(op, hsm, bits)
+        if charge is not None:
+            self.faults.rate_check(vault.name, charge)
+
+    @staticmethod
+    def _requested_hsm(req, op):
+        """HSM vs software CREATE, by the requested kty (-HSM suffix, Hsm flag or a BYOK blob)."""
+        try:
+            body = json.loads(req.body or b"{}")
+            key = body.get("key") if op == "import" else body
+            return str(key.get("kty", "")).endswith("-HSM") or body.get("Hsm") is True or bool(key.get("key_hsm"))
+        except (ValueError, AttributeError):
+            return False
 
     # ================================================================ shapes
     def kid(self, vault, name, version=None):
@@ -219,7 +240,7 @@ class KeyVault:
             out["tags"] = dict(ver["tags"])
         return out
 
-    def page(self, req, items, path):
+    def page(self, req, vault, items, path):
         """One page of a list plus an absolute nextLink with $skiptoken."""
         try:
             top = int(req.query.get("maxresults") or MAX_PAGE)
@@ -237,10 +258,10 @@ class KeyVault:
         nxt = None
         if skip + top < len(items):
             tok = b64url_encode(json.dumps({"o": skip + top}).encode())
-            # nextLink keeps the address the client used (port included) so it
-            # can be followed verbatim, as reference §3.3 requires of clients.
-            nxt = "%s%s?api-version=%s&$skiptoken=%s&maxresults=%d" % (
-                req.authority(), path, req.query.get("api-version"), tok, top)
+            # Built on the vault's own host name with :443, as the service does, whatever name
+            # (an alias in front of a private endpoint) the client used (reference §11).
+            nxt = "%s:443%s?api-version=%s&$skiptoken=%s&maxresults=%d" % (
+                vault.base_url, path, req.query.get("api-version"), tok, top)
         return Response(200, {"value": chunk, "nextLink": nxt})
 
     # ================================================================ helpers
@@ -259,15 +280,16 @@ class KeyVault:
         rec, st = store.get(name)
         if st == DELETING:
             raise kv_error(409, "Conflict", "Key %s is currently being deleted and cannot be re-created; "
-                                            "retry later." % name)
+                                            "retry later." % name, inner="ObjectIsBeingDeleted")
         if st == DELETED:
             raise kv_error(409, "Conflict",
                            "Key %s is currently in a deleted but recoverable state, and its name cannot be "
                            "reused; in this state, the key can only be recovered or purged." % name,
                            inner="ObjectIsDeletedButRecoverable")
         if st == RECOVERING:
-            # [U] message; the service answers 409 while a recovery is running.
-            raise kv_error(409, "Conflict", "Key %s is currently being recovered; retry later." % name)
+            # [U] message; the service answers 409 ObjectIsBeingDeleted while a recovery runs too.
+            raise kv_error(409, "Conflict", "Key %s is currently being recovered; retry later." % name,
+                           inner="ObjectIsBeingDeleted")
         return rec
 
     def _check_tier(self, vault, kty):
@@ -334,13 +356,13 @@ class KeyVault:
                                 "characters.")
         return dict(tags)
 
-    def _write_version(self, store, rec, name, kty, jwk, key_ops, body):
+    def _write_version(self, store, rec, name, kty, jwk, key_ops, body, origin="create"):
         now = _now()
         attrs = self._attrs_in(body)
         attrs.update({"created": now, "updated": now})
         ver = {"version": uuid.uuid4().hex, "kty": kty, "jwk": jwk,
                "key_ops": key_ops or keycrypto.default_key_ops(kty), "attributes": attrs,
-               "tags": self._tags_in(body.get("tags"))}
+               "tags": self._tags_in(body.get("tags")), "origin": origin}
         if body.get("release_policy"):
             ver["release_policy"] = body["release_policy"]
         if rec is None:
@@ -356,6 +378,10 @@ class KeyVault:
         kty = body.get("kty")
         if not isinstance(kty, str):
             raise bad_parameter("The parameter 'kty' is required.")
+        if vault.kind == "mhsm" and kty in ("RSA", "EC", "oct"):
+            # A managed HSM makes RSA / EC requests as RSA-HSM / EC-HSM (azure-sdk-for-js
+            # recordings, reference §11) [C]; oct as oct-HSM likewise [I].
+            kty += "-HSM"
         self._check_tier(vault, kty)
         if body.get("public_exponent") is not None and vault.kind != "mhsm":
             raise bad_parameter("public_exponent is only supported by managed HSM.")
@@ -370,6 +396,7 @@ class KeyVault:
     def import_key(self, req, vault, store, claims, name, version, op):
         body = req.json()
         key = body.get("key")
+        origin = "import"
         if not isinstance(key, dict) or not isinstance(key.get("kty"), str):
             raise bad_parameter("The parameter 'key' with 'kty' is required.")
         kty = key["kty"]
@@ -387,6 +414,7 @@ class KeyVault:
             self._tags_in(body.get("tags"))
             rec = self._check_name_free(store, name)
             jwk = self._byok(vault, store, key, kty)
+            origin = "byok"
         else:
             base = keycrypto.base_kty(kty)
             # Software import: an -HSM kty or "Hsm": true asks for HSM protection
@@ -403,7 +431,7 @@ class KeyVault:
             if jwk["kty"] == "RSA" and keycrypto.key_size_bits(jwk) == 1024 and vault.kind == "mhsm":
                 raise bad_parameter("RSA 1024-bit keys are not supported by managed HSM.")
             rec = self._check_name_free(store, name)
-        rec, ver = self._write_version(store, rec, name, kty, jwk, key_ops, body)
+        rec, ver = self._write_version(store, rec, name, kty, jwk, key_ops, body, origin)
         return Response(200, self.bundle(vault, rec, ver))
 
     def _byok(self, vault, store, key, kty):
@@ -432,12 +460,12 @@ class KeyVault:
 
     def list_keys(self, req, vault, store, claims, name, version, op):
         items = [self.item(vault, r, r["versions"][-1]) for r in store.records(ACTIVE)]
-        return self.page(req, items, "/keys")
+        return self.page(req, vault, items, "/keys")
 
     def list_versions(self, req, vault, store, claims, name, version, op):
         rec, _ = self._active(store, name)
         items = [self.item(vault, rec, v, versioned=True) for v in rec["versions"]]
-        return self.page(req, items, "/keys/%s/versions" % rec["name"])
+        return self.page(req, vault, items, "/keys/%s/versions" % rec["name"])
 
     def update_key(self, req, vault, store, claims, name, version, op):
         body = req.json()
@@ -493,14 +521,16 @@ class KeyVault:
             it = self.item(vault, r, r["versions"][-1])
             it.update(self.deleted_fields(vault, r))
             items.append(it)
-        return self.page(req, items, "/deletedkeys")
+        return self.page(req, vault, items, "/deletedkeys")
 
     def _deleted_record(self, vault, store, name):
         """The soft-deleted key `name`, for purge and recover: 409 while its deletion runs."""
         self._require_soft_delete(vault)
         rec, st = store.get(name)
         if st == DELETING:
-            raise kv_error(409, "Conflict", "Key %s is currently being deleted; retry later." % name)
+            # Recorded (azure-sdk-for-js): {"code":"Conflict","message":"Key is currently being
+            # deleted.","innererror":{"code":"ObjectIsBeingDeleted"}}.
+            raise kv_error(409, "Conflict", "Key is currently being deleted.", inner="ObjectIsBeingDeleted")
         if st != DELETED:
             raise deleted_key_not_found(name)
         return rec
@@ -525,15 +555,52 @@ class KeyVault:
         return Response(200, self.bundle(vault, rec, rec["versions"][-1]))
 
     def rotate(self, req, vault, store, claims, name, version, op):
+        """A new version of the same kty, size and curve, with the latest version's key_ops and
+        tags, and exp from the rotation policy's expiryTime (keys.json RotateKey)."""
         rec, ver = self._active(store, name)
         jwk = ver["jwk"]
         if ver["key_ops"] == ["import"]:
             raise bad_parameter("Key exchange keys cannot be rotated.")
+        if ver.get("origin") == "byok":
+            # [U] Learn (how-to-configure-key-rotation) says a key imported from a local HSM cannot
+            # be rotated by Key Vault, and suggests the near-expiry event to rotate it at its source;
+            # what the service answers to rotate on such a key is not published. We refuse, as a
+            # new version made in the vault would not be the HSM's key.
+            raise bad_parameter("Key %s was imported from an HSM (BYOK) and cannot be rotated by the key vault: "
+                                "rotate it in the source HSM and import the new key as a new version." % name)
         size = keycrypto.key_size_bits(jwk) if jwk["kty"] != "EC" else None
         new = keycrypto.generate(ver["kty"], size, jwk.get("crv"))
-        body = {"attributes": {"enabled": True}, "tags": ver.get("tags")}
-        rec, nv = self._write_version(store, rec, rec["name"], ver["kty"], new, list(ver["key_ops"]), body)
+        now = _now()
+        attrs = {"enabled": True}
+        exp = rotation.expiry_for_new_version(rec.get("rotationPolicy"), now)
+        if exp is not None:
+            attrs["exp"] = exp
+        body = {"attributes": attrs, "tags": ver.get("tags")}
+        rec, nv = self._write_version(store, rec, rec["name"], ver["kty"], new, list(ver["key_ops"]), body,
+                                      "rotate")
         return Response(200, self.bundle(vault, rec, nv))
+
+    def get_rotation_policy(self, req, vault, store, claims, name, version, op):
+        rec, _ = self._active(store, name)
+        return Response(200, rotation.to_json(self.kid(vault, rec["name"]), rec.get("rotationPolicy")))
+
+    def set_rotation_policy(self, req, vault, store, claims, name, version, op):
+        rec, _ = self._active(store, name)
+        policy = rotation.validate(req.json())
+        now = _now()
+        old = rec.get("rotationPolicy")
+        policy["created"] = old["created"] if old else now
+        policy["updated"] = now
+        rec["rotationPolicy"] = policy
+        store.save()
+        return Response(200, rotation.to_json(self.kid(vault, rec["name"]), policy))
+
+    def rng(self, req, vault, store, claims, name, version, op):
+        """POST /rng {"count": 1..128} -> {"value": base64url} (Managed HSM, keys.json GetRandomBytes)."""
+        count = req.json().get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 128:
+            raise bad_parameter("count must be an integer between 1 and 128; got %r." % (count,))
+        return Response(200, {"value": b64url_encode(os.urandom(count))})
 
     # ---------------------------------------------------------------- backup
     def backup(self, req, vault, store, claims, name, version, op):

@@ -17,6 +17,7 @@ import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from . import authz
 from .arm import Arm
 from .config import ARM_HOSTS, LOGIN_HOSTS
 from .entra import Entra, aad_error
@@ -96,6 +97,11 @@ class Emulator:
     def fault_response(self, service, rule):
         status = rule["status"]
         headers = {}
+        if "body" in rule:   # an answer of the test's own making
+            r = Response(status, rule["body"])
+            if rule.get("retryAfter") is not None:
+                r.headers["Retry-After"] = str(int(rule["retryAfter"]))
+            return r
         if rule.get("retryAfter") is not None:
             headers["Retry-After"] = str(int(rule["retryAfter"]))
         if service == "entra":
@@ -145,6 +151,14 @@ class Emulator:
                 if m in ("PUT", "POST"):
                     self.faults.set_rate_limit(req.json())
                 return Response(200, dict(self.faults.rate))
+            if p == "/_admin/grants" and m == "POST":
+                # A grant that propagates after a delay, as Azure's do (authz.py).
+                d = req.json()
+                vault = next((v for v in self.config.vaults if v.name.lower() == str(d.get("vault", "")).lower()),
+                             None)
+                if vault is None:
+                    return Response(404, {"error": {"code": "NotFound", "message": "unknown vault"}})
+                return Response(201, authz.add_grant(vault, d, d.get("propagationSeconds", 0)))
             if p == "/_admin/token" and m == "POST":
                 # Mint an access token directly (e.g. an expired one for tests).
                 d = req.json()

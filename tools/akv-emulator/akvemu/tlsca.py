@@ -61,9 +61,9 @@ def _make_ca(state_dir):
     return key, cert
 
 
-def _make_server(state_dir, ca_key, ca_cert):
+def _make_server(state_dir, ca_key, ca_cert, names):
     key = ec.generate_private_key(ec.SECP256R1())
-    sans = [x509.DNSName(n) for n in SERVER_DNS_NAMES]
+    sans = [x509.DNSName(n) for n in names]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in SERVER_IPS]
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "akv-emulator")]))
@@ -81,7 +81,7 @@ def _make_server(state_dir, ca_key, ca_cert):
     atomic_write(os.path.join(state_dir, "server.pem"), cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
-def _server_cert_current(path, ca_cert):
+def _server_cert_current(path, ca_cert, names):
     """True if the stored server cert is signed by this CA, has today's SAN
     list and at least 30 days left."""
     try:
@@ -95,14 +95,15 @@ def _server_cert_current(path, ca_cert):
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    if sorted(sans.get_values_for_type(x509.DNSName)) != sorted(SERVER_DNS_NAMES):
+    if sorted(sans.get_values_for_type(x509.DNSName)) != sorted(names):
         return False
     return cert.not_valid_after.replace(tzinfo=datetime.timezone.utc) > _now() + datetime.timedelta(days=30)
 
 
-def ensure_ca(state_dir):
-    """Create (once) the CA and (when needed) the server certificate.
-    Returns the path of the CA certificate (PEM)."""
+def ensure_ca(state_dir, extra_names=()):
+    """Create (once) the CA and (when needed) the server certificate, for the Azure names plus
+    `extra_names` (the vaults' configured aliases). Returns the path of the CA certificate (PEM)."""
+    names = SERVER_DNS_NAMES + sorted(set(extra_names) - set(SERVER_DNS_NAMES))
     ca_pem = os.path.join(state_dir, "ca.pem")
     ca_key_path = os.path.join(state_dir, "ca.key")
     if os.path.exists(ca_pem) and os.path.exists(ca_key_path):
@@ -112,8 +113,8 @@ def ensure_ca(state_dir):
             ca_cert = x509.load_pem_x509_certificate(f.read())
     else:
         ca_key, ca_cert = _make_ca(state_dir)
-    if not _server_cert_current(os.path.join(state_dir, "server.pem"), ca_cert):
-        _make_server(state_dir, ca_key, ca_cert)
+    if not _server_cert_current(os.path.join(state_dir, "server.pem"), ca_cert, names):
+        _make_server(state_dir, ca_key, ca_cert, names)
     return ca_pem
 
 
