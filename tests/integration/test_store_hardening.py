@@ -4,7 +4,10 @@
 - an attribute (CKA_TRUSTED) edited in a record file on disk (with its checksum recomputed, as an attacker
   would) is refused once the user logs in; a private data object is not on disk in clear;
 - another process re-initialising the token takes the objects away from this one;
-- a corrupt meta record is reported, and C_InitToken repairs the token."""
+- a corrupt meta record is reported, and C_InitToken repairs the token;
+- public token objects made or changed in a public session (no login) are written pending, are
+  authenticated by the next login, and an edit after that is found; a pending record planted on disk
+  with what a public session cannot write (CKA_TRUSTED true) is refused at the next login."""
 import glob
 import os
 import struct
@@ -64,6 +67,30 @@ class StoreHardeningTest(h.P11Case):
     def object_files(self):
         return glob.glob(os.path.join(self.token_dir(), "objects", "*"))
 
+    def record_kinds(self):
+        """Byte 5 of each object record (softtoken/object_record.h): 0 public, 1 private, 2 pending."""
+        kinds = {}
+        for path in self.object_files():
+            with open(path, "rb") as f:
+                kinds[os.path.basename(path)] = f.read()[20:][5]
+        return kinds
+
+    def file_with(self, needle):
+        found = []
+        for path in self.object_files():
+            with open(path, "rb") as f:
+                if needle in f.read()[20:]:
+                    found.append(path)
+        self.assertEqual(len(found), 1, needle)
+        return found[0]
+
+    def public_session(self):
+        P = h.pykcs11()
+        lib = h.load_lib(self.tok)
+        s = lib.openSession(h.slot_of(lib), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        self.assertEqual(s.getSessionInfo().state, P.CKS_RW_PUBLIC_SESSION)
+        return P, lib, s
+
     def test_pin_counter_that_cannot_be_written_fails_the_login(self):
         self.mnt = self.tok.path("mnt")
         os.makedirs(self.mnt)
@@ -122,6 +149,52 @@ class StoreHardeningTest(h.P11Case):
         self.assertIn("fails authentication", self.tok.read_log())
         # its private half is untouched
         self.assertIn("label:      k", self.tok.tool("-O", "--type", "privkey", login=True).stdout.decode())
+
+    def test_public_session_objects_are_pending_until_a_login(self):
+        self.tok.init()
+        P, lib, s = self.public_session()
+        key = s.createObject([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_TOKEN, True),
+                              (P.CKA_PRIVATE, False), (P.CKA_LABEL, "pub-key"), (P.CKA_VALUE, bytes(range(16))),
+                              (P.CKA_ENCRYPT, True), (P.CKA_DECRYPT, True)])
+        data = s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, False),
+                               (P.CKA_LABEL, "pub-data"), (P.CKA_VALUE, b"v")])
+        s.setAttributeValue(data, [(P.CKA_LABEL, "pub-dat2")])
+        gone = s.createObject([(P.CKA_CLASS, P.CKO_DATA), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, False),
+                               (P.CKA_LABEL, "gone")])
+        s.destroyObject(gone)
+        self.assertEqual(sorted(self.record_kinds().values()), [2, 2])
+        # served without a login, to this process and to others
+        self.assertIn("pub-dat2", self.tok.tool("-O").stdout.decode())
+        # the next login, in another process, authenticates them
+        self.assertIn("pub-dat2", self.tok.tool("-O", login=True).stdout.decode())
+        self.assertEqual(sorted(self.record_kinds().values()), [0, 0])
+        iv = bytes(16)
+        ct = bytes(s.encrypt(key, b"x" * 16, P.Mechanism(P.CKM_AES_CBC_PAD, iv)))
+        self.assertEqual(bytes(s.decrypt(key, ct, P.Mechanism(P.CKM_AES_CBC_PAD, iv))), b"x" * 16)
+        # from now on an edit on disk is found, as for records written while logged in
+        rewrite_record(self.file_with(b"pub-dat2"), lambda p: p.replace(b"pub-dat2", b"pub-datX"))
+        self.assertNotIn("pub-dat", self.tok.tool("-O", login=True).stdout.decode())
+        self.assertIn("fails authentication", self.tok.read_log())
+        s.closeSession()
+
+    def test_planted_pending_record_refused_at_login(self):
+        self.tok.init()
+        P, lib, s = self.public_session()
+        s.generateKeyPair(
+            [(P.CKA_TOKEN, True), (P.CKA_PRIVATE, False), (P.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107")),
+             (P.CKA_VERIFY, True), (P.CKA_LABEL, "planted")],
+            [(P.CKA_TOKEN, True), (P.CKA_PRIVATE, False), (P.CKA_SIGN, True), (P.CKA_LABEL, "planted")],
+            P.MechanismECGENERATEKEYPAIR)
+        s.closeSession()
+        # the public key's pending record: CKA_CLASS CKO_PUBLIC_KEY and CKA_TRUSTED (0x86) false
+        rewrite_record(self.file_with(struct.pack("<QIQ", 0, 8, 2)), lambda p: set_bool_attr(p, 0x86, 1))
+        # before a login it is served, unauthenticated, as public objects are
+        self.assertIn("label:      planted", self.tok.tool("-O", "--type", "pubkey").stdout.decode())
+        # the next login refuses it: only the SO may set CKA_TRUSTED
+        self.assertNotIn("label:      planted", self.tok.tool("-O", "--type", "pubkey", login=True).stdout.decode())
+        self.assertIn("CKA_TRUSTED can only be set to true by the SO: the object is refused", self.tok.read_log())
+        # its untouched private half is authenticated
+        self.assertIn("label:      planted", self.tok.tool("-O", "--type", "privkey", login=True).stdout.decode())
 
     def test_private_data_object_not_on_disk_in_clear(self):
         self.tok.init()

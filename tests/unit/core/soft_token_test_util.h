@@ -6,14 +6,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "core/config.h"
 #include "softtoken/crypto/backend.h"
 #include "softtoken/soft_token.h"
+#include "softtoken/store/object_store.h"
 
 namespace cdcp11::softtoken::test {
 
@@ -84,6 +88,34 @@ inline AttrMap data_object(const std::string& label, bool is_private, const std:
   a.set_string(CKA_LABEL, label);
   a.set_string(CKA_VALUE, value);
   return a;
+}
+
+// The token's store opened directly, as anyone with the directory can.
+inline std::unique_ptr<store::ObjectStore> raw_store(const GroupConfig& g) {
+  auto st = store::ObjectStore::open(g.token.dir, false);
+  REQUIRE(st);
+  return std::move(*st);
+}
+
+inline bool contains(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+inline bool upserts(const core::ObjectChanges& ch, const std::string& uid) {
+  return std::any_of(ch.upserted.begin(), ch.upserted.end(), [&](auto& o) { return o.uid == uid; });
+}
+inline bool has_bytes(const Bytes& hay, std::string_view needle) {
+  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
+}
+
+// Edits attribute t in a record as an attacker with the token directory would: finds its
+// serialized header (type u64, length u32, little endian) and changes the value in place.
+inline void edit_attr(Bytes& rec, CK_ATTRIBUTE_TYPE t, std::size_t len, const std::function<void(std::uint8_t*)>& f) {
+  std::uint8_t hdr[12];
+  for (int i = 0; i < 8; ++i) hdr[i] = static_cast<std::uint8_t>(std::uint64_t(t) >> (8 * i));
+  for (int i = 0; i < 4; ++i) hdr[8 + i] = static_cast<std::uint8_t>(len >> (8 * i));
+  auto it = std::search(rec.begin(), rec.end(), hdr, hdr + 12);
+  REQUIRE(it != rec.end());
+  f(&*(it + 12));
 }
 
 // Runs fn in a forked child and returns its exit code (or 128 + signal); the child never

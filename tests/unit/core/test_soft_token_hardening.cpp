@@ -28,33 +28,6 @@ using cdcp11::store::ObjectStore;
 
 namespace {
 
-std::unique_ptr<ObjectStore> raw_store(const GroupConfig& g) {
-  auto st = ObjectStore::open(g.token.dir, false);
-  REQUIRE(st);
-  return std::move(*st);
-}
-
-bool contains(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
-}
-bool upserts(const ObjectChanges& ch, const std::string& uid) {
-  return std::any_of(ch.upserted.begin(), ch.upserted.end(), [&](auto& o) { return o.uid == uid; });
-}
-bool has_bytes(const Bytes& hay, std::string_view needle) {
-  return std::search(hay.begin(), hay.end(), needle.begin(), needle.end()) != hay.end();
-}
-
-// Edits attribute t in a record as an attacker with the token directory would: finds its
-// serialized header (type u64, length u32, little endian) and changes the value in place.
-void edit_attr(Bytes& rec, CK_ATTRIBUTE_TYPE t, std::size_t len, const std::function<void(std::uint8_t*)>& f) {
-  std::uint8_t hdr[12];
-  for (int i = 0; i < 8; ++i) hdr[i] = static_cast<std::uint8_t>(std::uint64_t(t) >> (8 * i));
-  for (int i = 0; i < 4; ++i) hdr[8 + i] = static_cast<std::uint8_t>(len >> (8 * i));
-  auto it = std::search(rec.begin(), rec.end(), hdr, hdr + 12);
-  REQUIRE(it != rec.end());
-  f(&*(it + 12));
-}
-
 // A tmpfs mounted on dir (as root), lazily unmounted at the end.
 struct Tmpfs {
   fs::path dir;
@@ -440,20 +413,21 @@ TEST_CASE("an attribute edited on disk (checksum recomputed) is refused once the
   CHECK_FALSE(contains(after->removed, other));
 }
 
-TEST_CASE("token objects are written only while logged in (the MAC needs the token key)") {
+TEST_CASE("without a login a private object is not written; a public one is written pending (no MAC)") {
   TempDir d;
   auto g = group(d.path);
   auto t = open(g);
   init(*t);
-  auto r = t->create_object(data_object("p", false, "v"));
-  REQUIRE_FALSE(r);
-  CHECK(err_of(r) == Errc::user_not_logged_in);
+  CHECK(err_of(t->create_object(data_object("p", true, "v"))) == Errc::user_not_logged_in);
+  auto pub = t->create_object(data_object("p", false, "v"));
+  REQUIRE(pub);
+  CHECK(raw_store(g)->get(pub->uid)->at(5) == 2);  // kind pending (object_record.h)
   REQUIRE(t->login(CKU_USER, pin("user-1")));
-  auto obj = t->create_object(data_object("p", false, "v"));
+  auto obj = t->create_object(data_object("q", true, "v"));
   REQUIRE(obj);
   t->logout();
   AttrMap changed = obj->attrs;
-  changed.set_string(CKA_LABEL, "q");
+  changed.set_string(CKA_LABEL, "r");
   CHECK(err_of(t->update_object(obj->uid, changed)) == Errc::user_not_logged_in);
   // Session objects and destroying need no key.
   AttrMap session = data_object("s", false, "v");
