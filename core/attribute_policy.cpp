@@ -1,6 +1,7 @@
 #include "core/attribute_policy.h"
 
 #include "cdcp11/cdcp11.h"
+#include "core/mechanisms.h"
 
 #include <cstdio>
 #include <vector>
@@ -422,6 +423,90 @@ R<void> check_modify(const AttrMap& obj, CK_ATTRIBUTE_TYPE t, const Bytes& value
     return err(Errc::attribute_read_only, std::string(r->name) + " cannot be changed once false");
   if ((r->flags & kSoOnlyTrue) && new_true && !so_logged_in)
     return err(Errc::attribute_read_only, std::string(r->name) + " can only be set to true by the SO");
+  return {};
+}
+
+
+namespace {
+
+// Where a key came from, as the attributes only the token sets say: what C_GenerateKey[Pair]
+// (CKA_LOCAL, its mechanism), C_CreateObject / C_UnwrapKey (neither) and C_DeriveKey (a secret
+// key, sensitive-always only if its base was) can give.
+R<void> check_provenance(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, const AttrMap& a) {
+  const bool local = a.bool_or(CKA_LOCAL, false);
+  const CK_MECHANISM_TYPE mech = a.ulong(CKA_KEY_GEN_MECHANISM).value_or(CK_UNAVAILABLE_INFORMATION);
+  if (local) {
+    const MechanismEntry* m = mech == CK_UNAVAILABLE_INFORMATION ? nullptr : find_mechanism(mech);
+    const bool fits = m && (cls == CKO_SECRET_KEY
+                                ? (m->flags & CKF_GENERATE) && (kt == CKK_AES) == (m->family == MechFamily::aes_keygen)
+                                : (m->flags & CKF_GENERATE_KEY_PAIR) && m->allows_key_type(kt));
+    if (!fits)
+      return err(Errc::attribute_read_only, "CKA_LOCAL is true but CKA_KEY_GEN_MECHANISM is not a generation "
+                                            "mechanism of this key type");
+  } else if (mech != CK_UNAVAILABLE_INFORMATION) {
+    return err(Errc::attribute_read_only, "CKA_KEY_GEN_MECHANISM is set on a key that is not CKA_LOCAL");
+  }
+  const bool always_sensitive = a.bool_or(CKA_ALWAYS_SENSITIVE, false);
+  const bool never_extractable = a.bool_or(CKA_NEVER_EXTRACTABLE, false);
+  if (always_sensitive && !a.bool_or(CKA_SENSITIVE, false))
+    return err(Errc::attribute_read_only, "CKA_ALWAYS_SENSITIVE is true on a key that is not sensitive");
+  if (never_extractable && a.bool_or(CKA_EXTRACTABLE, true))
+    return err(Errc::attribute_read_only, "CKA_NEVER_EXTRACTABLE is true on an extractable key");
+  if (!local && cls != CKO_SECRET_KEY && (always_sensitive || never_extractable))
+    return err(Errc::attribute_read_only, "CKA_ALWAYS_SENSITIVE or CKA_NEVER_EXTRACTABLE is true on a key the "
+                                          "token did not generate");
+  return {};
+}
+
+}  // namespace
+
+R<void> check_public_session_object(const AttrMap& a) {
+  CDC_ASSIGN(auto cls, object_class(a));
+  const CK_KEY_TYPE kt = key_type_or(a, CK_UNAVAILABLE_INFORMATION);
+  if (!a.bool_or(CKA_TOKEN, false)) return err(Errc::template_inconsistent, "not a token object");
+  if (a.bool_or(CKA_PRIVATE, true))
+    return err(Errc::user_not_logged_in, "CKA_PRIVATE is true (or missing): a private object needs the user");
+  AttrMap given;  // what a C_CreateObject template could have held
+  std::vector<CK_ATTRIBUTE_TYPE> token_set;
+  for (auto& [t, v] : a) {
+    const Rule* r = find_rule(cls, kt, t);
+    if (!r)
+      return err(Errc::attribute_type_invalid, std::string(attribute_name(t)) + " is not an attribute of this kind of object");
+    CDC_TRY(check_value_shape(*r, v));
+    if (r->flags & kNoCreate) token_set.push_back(t);
+    else given.set(t, v);
+  }
+  CDC_TRY(check_template(CreateOp::create, cls, kt, given));
+  CDC_TRY(check_so_only(cls, kt, a, false));
+  CDC_TRY(check_consistent(a));
+  if (cls == CKO_PUBLIC_KEY || cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) CDC_TRY(check_provenance(cls, kt, a));
+  AttrMap defaults;
+  apply_defaults(cls, kt, defaults);
+  for (auto t : token_set) {
+    switch (t) {
+      case CKA_UNIQUE_ID:  // the token's own: the backend checks it against the object
+      case CKA_VALUE_LEN: case CKA_MODULUS_BITS:  // sizes of the key material
+      case CKA_LOCAL: case CKA_KEY_GEN_MECHANISM: case CKA_ALWAYS_SENSITIVE: case CKA_NEVER_EXTRACTABLE:
+        continue;
+    }
+    const Bytes* want = defaults.find(t);
+    if (!want || *want != *a.find(t))
+      return err(Errc::attribute_read_only, std::string(attribute_name(t)) +
+                                                " has a value only the token sets, and not without a login");
+  }
+  return {};
+}
+
+R<void> check_public_session_change(const AttrMap& before, const AttrMap& after) {
+  if (before.bool_or(CKA_PRIVATE, true))
+    return err(Errc::user_not_logged_in, "the object changed is private: that needs the user");
+  for (auto& [t, v] : before)
+    if (!after.has(t))
+      return err(Errc::template_inconsistent, std::string(attribute_name(t)) + " was removed from the object");
+  for (auto& [t, v] : after) {
+    if (const Bytes* old = before.find(t); old && *old == v) continue;
+    CDC_TRY(check_modify(before, t, v, false, false));
+  }
   return {};
 }
 

@@ -41,6 +41,20 @@ R<void> check_readable(const AttrMap& obj, CK_ATTRIBUTE_TYPE t);
 R<void> check_modify(const AttrMap& obj, CK_ATTRIBUTE_TYPE t, const Bytes& value, bool so_logged_in,
                      bool copying);
 
+// Token objects written while nobody is logged in (a public R/W session) cannot be authenticated
+// when they are written; the software token checks them at the next login against what such a
+// session can do through the API. A new object (C_CreateObject, C_GenerateKey[Pair], C_CopyObject,
+// C_UnwrapKey, C_DeriveKey): a public token object whose attributes, secret ones included, a
+// C_CreateObject template could hold, no SO-only attribute true, and the attributes only the
+// token sets with values it gives without a login: CKA_LOCAL true only with a key generation
+// mechanism of the key's type, CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE only on a key that is
+// sensitive / unextractable (and on a private key only when generated), the mirror and origin
+// attributes at their defaults.
+R<void> check_public_session_object(const AttrMap& a);
+// A change of a public object (C_SetAttributeValue in a public session, possibly several): no
+// attribute removed, every changed one a change check_modify allows without the SO.
+R<void> check_public_session_change(const AttrMap& before, const AttrMap& after);
+
 // Reads class and key type from a template (key type 0 / CK_UNAVAILABLE_INFORMATION if absent).
 R<CK_OBJECT_CLASS> object_class(const AttrMap& a);
 CK_KEY_TYPE key_type_or(const AttrMap& a, CK_KEY_TYPE def);
