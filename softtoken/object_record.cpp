@@ -10,10 +10,12 @@ using core::err;
 namespace {
 
 constexpr std::uint8_t kVersion = 2, kLegacyVersion = 1;
+constexpr std::uint8_t kPublic = 0, kPrivate = 1, kPending = 2;
 constexpr std::size_t kHeader = 22, kIdLen = 16, kNonce = 12, kTag = 16, kMac = 32;
 constexpr std::string_view kEncLabel = "cdcp11 object encryption key v2";
 constexpr std::string_view kMacLabel = "cdcp11 object authentication key v2";
 constexpr std::string_view kMacContext = "cdcp11-record-v2|";
+constexpr std::string_view kPublicLabel = "cdcp11 public object sealing key v2";
 
 template <class Buf>
 void put32(Buf& out, std::size_t v) {
@@ -44,6 +46,21 @@ core::R<Bytes> hmac_sha256(crypto::Backend& c, ByteView key, std::initializer_li
   return std::move(*mac);
 }
 
+// The key a record's sealed part is under: the encryption key (private) or the public sealing
+// key of the record's token.
+core::R<crypto::KeyPtr> sealing_key(crypto::Backend& c, const RecordKeys& k, const ObjectRecord& r) {
+  if (r.is_private) {
+    if (k.empty()) return err(Errc::user_not_logged_in, "a private object needs a login");
+    auto l = c.load_secret(k.enc_key());
+    if (!l) return fail(crypto_error(l.error()));
+    return std::move(*l);
+  }
+  CDC_ASSIGN(Bytes pk, hmac_sha256(c, view(kPublicLabel), {view(r.token_id)}));
+  auto l = c.load_secret(pk);
+  if (!l) return fail(crypto_error(l.error()));
+  return std::move(*l);
+}
+
 Bytes aad(const ObjectRecord& r, const std::string& uid) {
   std::string s = "cdcp11-object-v2|" + r.token_id + "|" + uid + (r.is_private ? "|1" : "|0");
   return Bytes(s.begin(), s.end());
@@ -55,10 +72,9 @@ core::R<Bytes> record_mac(crypto::Backend& c, const RecordKeys& k, const std::st
 
 core::R<SecureBytes> unseal(crypto::Backend& c, const RecordKeys& k, const std::string& uid, const ObjectRecord& r) {
   if (r.sealed.size() < kNonce + kTag) return err(Errc::device_error, "object " + uid + ": sealed data truncated");
-  auto key = c.load_secret(k.enc_key());
-  if (!key) return fail(crypto_error(key.error()));
+  CDC_ASSIGN(auto key, sealing_key(c, k, r));
   const ByteView sealed(r.sealed);
-  auto plain = aes_gcm(c, *key, false, sealed.first(kNonce), aad(r, uid), sealed.subspan(kNonce));
+  auto plain = aes_gcm(c, key, false, sealed.first(kNonce), aad(r, uid), sealed.subspan(kNonce));
   if (!plain) return err(Errc::device_error, "object " + uid + ": sealed data does not open");
   return std::move(*plain);
 }
@@ -67,9 +83,8 @@ core::R<Bytes> seal(crypto::Backend& c, const RecordKeys& k, const std::string& 
                     ByteView plain) {
   Bytes out(kNonce);
   if (auto rr = c.random(out.data(), out.size()); !rr) return fail(crypto_error(rr.error()));
-  auto key = c.load_secret(k.enc_key());
-  if (!key) return fail(crypto_error(key.error()));
-  CDC_ASSIGN(auto ct, aes_gcm(c, *key, true, out, aad(r, uid), plain));
+  CDC_ASSIGN(auto key, sealing_key(c, k, r));
+  CDC_ASSIGN(auto ct, aes_gcm(c, key, true, out, aad(r, uid), plain));
   out.insert(out.end(), ct.begin(), ct.end());
   return out;
 }
@@ -118,12 +133,14 @@ core::R<ObjectRecord> parse_record(Bytes raw) {
   const ByteView b(raw);
   if (is_legacy_record(b))
     return bad("has format 1 (written before records were authenticated)");
-  if (b.size() < kHeader + 8 + kMac || std::memcmp(b.data(), "CDCO", 4) != 0 || b[4] != kVersion || b[5] > 1)
+  if (b.size() < kHeader + 8 || std::memcmp(b.data(), "CDCO", 4) != 0 || b[4] != kVersion || b[5] > kPending)
     return bad("has an unknown format");
   ObjectRecord r;
-  r.is_private = b[5] == 1;
+  r.is_private = b[5] == kPrivate;
+  r.pending = b[5] == kPending;
   r.token_id = to_hex(b.subspan(6, kIdLen));
-  const ByteView body = b.first(b.size() - kMac);
+  if (!r.pending && b.size() < kHeader + 8 + kMac) return bad("truncated");
+  const ByteView body = r.pending ? b : b.first(b.size() - kMac);
   std::size_t off = kHeader, n = 0;
   if (!get32(body, off, n) || body.size() - off < n) return bad("truncated");
   if (r.is_private && n != 0) return bad("of a private object has attributes in clear");
@@ -131,15 +148,21 @@ core::R<ObjectRecord> parse_record(Bytes raw) {
     CDC_ASSIGN(r.attrs, core::AttrMap::deserialize(body.subspan(off, n)));
   }
   off += n;
-  if (!get32(body, off, n) || body.size() - off != n) return bad("truncated");
+  if (!get32(body, off, n) || body.size() - off < n || (!r.pending && body.size() - off != n)) return bad("truncated");
   if (r.is_private && n == 0) return bad("of a private object has no sealed attributes");
-  r.sealed.assign(body.begin() + off, body.end());
+  r.sealed.assign(body.begin() + off, body.begin() + off + n);
+  off += n;
+  if (r.pending) {
+    if (!get32(body, off, n) || body.size() - off != n) return bad("truncated");
+    r.base.assign(body.begin() + off, body.end());
+  }
   r.raw = std::move(raw);
   return r;
 }
 
 core::R<void> verify_record(crypto::Backend& c, const RecordKeys& k, const std::string& uid,
                             const ObjectRecord& r) {
+  if (r.pending) return err(Errc::device_error, "object record " + uid + " is not authenticated (written without a login)");
   const ByteView b(r.raw);
   CDC_ASSIGN(Bytes mac, record_mac(c, k, uid, b.first(b.size() - kMac)));
   if (!ct_equal(mac, b.last(kMac)))
@@ -176,7 +199,7 @@ core::R<ObjectRecord> seal_record(crypto::Backend& c, const RecordKeys& k, const
   Bytes id;
   if (!from_hex(token_id, id) || id.size() != kIdLen) return err(Errc::general_error, "bad token id");
   Bytes& out = r.raw;
-  out = {'C', 'D', 'C', 'O', kVersion, static_cast<std::uint8_t>(r.is_private ? 1 : 0)};
+  out = {'C', 'D', 'C', 'O', kVersion, r.is_private ? kPrivate : kPublic};
   out.insert(out.end(), id.begin(), id.end());
   if (r.is_private) {
     SecureBytes plain;
@@ -200,6 +223,32 @@ core::R<ObjectRecord> seal_record(crypto::Backend& c, const RecordKeys& k, const
   out.insert(out.end(), r.sealed.begin(), r.sealed.end());
   CDC_ASSIGN(Bytes mac, record_mac(c, k, uid, out));
   out.insert(out.end(), mac.begin(), mac.end());
+  r.attrs = attrs;
+  return r;
+}
+
+core::R<ObjectRecord> seal_pending(crypto::Backend& c, const std::string& uid, const std::string& token_id,
+                                   const core::AttrMap& attrs, const Secrets& secrets, Bytes base) {
+  if (attrs.bool_or(CKA_PRIVATE, false)) return err(Errc::user_not_logged_in, "a private object needs a login");
+  ObjectRecord r;
+  r.token_id = token_id;
+  r.pending = true;
+  Bytes id;
+  if (!from_hex(token_id, id) || id.size() != kIdLen) return err(Errc::general_error, "bad token id");
+  Bytes& out = r.raw;
+  out = {'C', 'D', 'C', 'O', kVersion, kPending};
+  out.insert(out.end(), id.begin(), id.end());
+  Bytes a = attrs.serialize();
+  put32(out, a.size());
+  out.insert(out.end(), a.begin(), a.end());
+  if (!secrets.empty()) {
+    CDC_ASSIGN(r.sealed, seal(c, RecordKeys{}, uid, r, serialize_secrets(secrets)));
+  }
+  put32(out, r.sealed.size());
+  out.insert(out.end(), r.sealed.begin(), r.sealed.end());
+  put32(out, base.size());
+  out.insert(out.end(), base.begin(), base.end());
+  r.base = std::move(base);
   r.attrs = attrs;
   return r;
 }

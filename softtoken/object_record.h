@@ -1,22 +1,34 @@
-// Token object records, format 2: the payload of one object file of the store, sealed and
-// authenticated under keys derived from the token key.
+// Token object records, format 2: the payload of one object file of the store.
 //
 //   0   "CDCO"
 //   4   u8 version (2)
-//   5   u8 kind: 0 public (attributes in clear), 1 private (attributes sealed)
+//   5   u8 kind: 0 public, 1 private, 2 pending (public, written without a login)
 //   6   token id (16 bytes)
-//   22  u32 n | attributes (n bytes): public: AttrMap::serialize() of the non-secret
+//   22  u32 n | attributes (n bytes): public and pending: AttrMap::serialize() of the non-secret
 //           attributes; private: empty
 //       u32 n | sealed (n bytes): nonce (12) || AES-256-GCM ciphertext || tag (16), or empty.
-//           public: the secret attributes (serialize_secrets), when there are any;
-//           private: u32 n | serialized attributes (n bytes) | the secret attributes
-//       HMAC-SHA-256 (32 bytes) under the MAC key over the uid and every byte before it
-// Integers little-endian. The GCM additional data is "cdcp11-object-v2|<token id>|<uid>|<kind>",
-// so a sealed blob moved to another object, token or kind does not open; the MAC covers the
-// uid too, so a whole record copied under another uid fails as well.
+//           public and pending: the secret attributes (serialize_secrets), when there are any,
+//             under the public sealing key;
+//           private: u32 n | serialized attributes (n bytes) | the secret attributes, under the
+//             encryption key
+//   kinds 0, 1: HMAC-SHA-256 (32 bytes) under the MAC key over the uid and every byte before it
+//   kind 2: u32 n | base (n bytes): the authenticated (kind 0) record this one changes, or empty
+//           for an object made without a login. No MAC: nobody who could compute one was there.
+// Integers little-endian. The GCM additional data is "cdcp11-object-v2|<token id>|<uid>|<p>", p 1
+// for private and 0 for public material (kinds 0 and 2), so a sealed blob moved to another
+// object, token or kind does not open; the MAC covers the uid too, so a whole record copied
+// under another uid fails as well.
 //
 // Keys (RecordKeys): the encryption key and the MAC key are HMAC-SHA-256 of the token key with
-// distinct labels; the token key itself is used only to derive them and in the PIN slots.
+// distinct labels; the token key itself is used only to derive them and in the PIN slots. A
+// public object is usable without a login (PKCS#11's public sessions), so its secret attributes
+// are sealed under a key derived from the token id alone (public_sealing_key): bound to the token
+// and the object and checked, but open to anyone who can read the token directory.
+//
+// A pending record is served like a public one before a login; at the next login the soft token
+// checks it against what a public session can do through the API (core's
+// check_public_session_object / check_public_session_change, and the key material as
+// C_CreateObject checks it) and either rewrites it as an authenticated record or refuses it.
 #pragma once
 
 #include <string>
@@ -49,8 +61,10 @@ class RecordKeys {
 struct ObjectRecord {
   std::string token_id;  // 32 hex chars
   bool is_private = false;
-  core::AttrMap attrs;   // public: the clear attributes; private: empty until opened (open_record)
+  bool pending = false;  // kind 2: public, not authenticated
+  core::AttrMap attrs;   // public, pending: the clear attributes; private: empty until opened (open_record)
   Bytes sealed;
+  Bytes base;            // pending: the authenticated record it changes, or empty
   Bytes raw;             // the whole record, as stored
 };
 
@@ -69,17 +83,22 @@ core::R<ObjectRecord> parse_record(Bytes raw);
 // Whether raw is a record of the format before this one (format 1: clear attributes, no MAC).
 bool is_legacy_record(ByteView raw);
 
-// Checks the MAC of a parsed record stored under uid (device_error when it does not verify).
+// Checks the MAC of a parsed record stored under uid (device_error when it does not verify, or
+// the record is pending).
 core::R<void> verify_record(crypto::Backend& c, const RecordKeys& k, const std::string& uid,
                             const ObjectRecord& r);
-// Decrypts what a record seals: a private record's attributes and any record's secrets.
-// The record must have been verified.
+// Decrypts what a record seals: a private record's attributes (needs k) and any record's
+// secrets (a public or pending record's need no key). A private record must have been verified.
 core::R<OpenedRecord> open_record(crypto::Backend& c, const RecordKeys& k, const std::string& uid,
                                   const ObjectRecord& r);
-// A new record for uid: kind from attrs' CKA_PRIVATE, fresh nonce, MAC; attrs filled in for
-// either kind.
+// A new authenticated record for uid: kind from attrs' CKA_PRIVATE, fresh nonce, MAC; attrs
+// filled in for either kind.
 core::R<ObjectRecord> seal_record(crypto::Backend& c, const RecordKeys& k, const std::string& uid,
                                   const std::string& token_id, const core::AttrMap& attrs,
                                   const Secrets& secrets);
+// A new pending record for uid (attrs must be public): base is the authenticated record it
+// changes, or empty.
+core::R<ObjectRecord> seal_pending(crypto::Backend& c, const std::string& uid, const std::string& token_id,
+                                   const core::AttrMap& attrs, const Secrets& secrets, Bytes base);
 
 }  // namespace cdcp11::softtoken

@@ -30,6 +30,16 @@ void SoftToken::admit(const std::string& uid, TokenRecord& r) {
     r.trust = Trust::refused;
     r.opened = false;
   };
+  if (r.rec.pending) {
+    auto o = open_record(crypto_, keys_, uid, r.rec);
+    if (!o) return refuse(o.error());
+    if (auto c = check_pending(uid, r.rec.attrs, o->secrets, r.rec.base); !c)
+      return refuse({c.error().code, "object record " + uid + ", written without a login, is not what a public "
+                                     "session can write: " + c.error().message});
+    r.trust = Trust::verified;
+    authenticate(uid, r, o->secrets);
+    return;
+  }
   if (auto v = verify_record(crypto_, keys_, uid, r.rec); !v) return refuse(v.error());
   r.trust = Trust::verified;
   if (!r.rec.is_private) return;
@@ -53,19 +63,19 @@ core::R<Secrets> SoftToken::secrets_of(const std::string& uid) {
   if (auto it = session_objs_.find(uid); it != session_objs_.end()) return it->second.secrets;
   auto it = token_objs_.find(uid);
   if (it == token_objs_.end()) return err(Errc::object_handle_invalid, "object " + uid + " no longer exists");
-  if (keys_.empty()) return err(Errc::user_not_logged_in, "using this key needs a login");
   TokenRecord& r = it->second;
+  if (r.rec.is_private && keys_.empty()) return err(Errc::user_not_logged_in, "using this key needs a login");
+  // Without a login a public object is used unauthenticated, as it is served.
   admit(uid, r);
-  if (r.trust != Trust::verified) return err(Errc::object_handle_invalid, "object " + uid + " is refused");
+  if (r.trust == Trust::refused || (!keys_.empty() && r.trust != Trust::verified))
+    return err(Errc::object_handle_invalid, "object " + uid + " is refused");
   CDC_ASSIGN(auto o, open_record(crypto_, keys_, uid, r.rec));
   return std::move(o.secrets);
 }
 
 core::R<void> SoftToken::write_record(const std::string& uid, const core::AttrMap& attrs, const Secrets& secrets) {
   CDC_TRY(usable_meta());
-  if (keys_.empty())
-    return err(Errc::user_not_logged_in,
-               "writing a token object needs a login (every record is authenticated under the token key)");
+  if (keys_.empty()) return write_pending(uid, attrs, secrets);
   CDC_ASSIGN(auto rec, seal_record(crypto_, keys_, uid, keys_token_id_, attrs, secrets));
   STORE_TRY(store_->put(uid, rec.raw));
   key_cache_.erase(uid);
@@ -127,6 +137,14 @@ core::R<core::ObjectChanges> SoftToken::refresh() {
       continue;
     }
     TokenRecord r{std::move(*parsed)};
+    if (auto old = token_objs_.find(rec.uid); r.rec.pending && r.rec.base.empty() && old != token_objs_.end() &&
+                                              !old->second.rec.pending && old->second.rec.token_id == r.rec.token_id) {
+      // A public session's change keeps the record it changes as its base: this one would take
+      // an authenticated object's place (and id).
+      log::error(kLog, "token '" + cfg_.dir + "': object record " + rec.uid + " was replaced by one written without "
+                           "a login that is not a change of it: the object is refused");
+      r.trust = Trust::refused;
+    }
     admit(rec.uid, r);
     token_objs_[rec.uid] = std::move(r);
     dirty_.insert(rec.uid);
@@ -174,7 +192,13 @@ core::R<core::StoredObject> SoftToken::create_object(const core::AttrMap& in) {
     if (core::is_secret_attribute(cls, t)) secrets[t] = SecureBytes(v.begin(), v.end());
     else attrs.set(t, v);
   }
-  auto kt = in.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
+  CDC_TRY(complete_material(attrs, secrets));
+  return store_new(std::move(attrs), std::move(secrets));
+}
+
+core::R<void> SoftToken::complete_material(core::AttrMap& attrs, Secrets& secrets) {
+  auto cls = attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
+  auto kt = attrs.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
   if (cls == CKO_PRIVATE_KEY) {
     auto m = private_material(attrs, secrets);
     if (!m) return fail(std::move(m).error());
@@ -205,7 +229,7 @@ core::R<core::StoredObject> SoftToken::create_object(const core::AttrMap& in) {
     if (v.empty()) return err(Errc::attribute_value_invalid, "a secret key value must not be empty");
     attrs.set_ulong(CKA_VALUE_LEN, v.size());
   }
-  return store_new(std::move(attrs), std::move(secrets));
+  return {};
 }
 
 core::R<core::StoredObject> SoftToken::create_key_reference(const core::AttrMap& attrs) {
@@ -231,9 +255,6 @@ core::R<void> SoftToken::update_object(const std::string& uid, const core::AttrM
     return {};
   }
   if (!token_objs_.contains(uid)) return err(Errc::object_handle_invalid, "object " + uid + " no longer exists");
-  if (keys_.empty())
-    return err(Errc::user_not_logged_in,
-               "changing a token object needs a login (every record is authenticated under the token key)");
   CDC_ASSIGN(auto secrets, secrets_of(uid));
   return write_record(uid, attrs, secrets);
 }

@@ -6,10 +6,17 @@
 // guessing on GPUs/ASICs expensive) and both crypto libraries of the seam implement it; Argon2id
 // would be preferable but OpenSSL 3.0 lacks it. Object records are sealed and authenticated
 // under keys derived from the token key (object_record.h): a private object's attributes and
-// every secret attribute are encrypted, and every record carries a MAC. Public objects stay
-// readable without a login, unauthenticated until one: once the token key is known every record
-// is checked (at login and at each refresh), and one that fails is refused, never served. So
-// token objects are written only while logged in (the MAC needs the token key).
+// secret attributes are encrypted, and every record carries a MAC. Public objects stay readable
+// and usable without a login (their secret attributes are sealed under a key derived from the
+// token id), unauthenticated until one: once the token key is known every record is checked (at
+// login and at each refresh), and one that fails is refused, never served.
+//
+// Without a login (a public R/W session) public token objects can still be made, changed and
+// destroyed, as PKCS#11 allows: such a record is written pending (no MAC; a change keeps the
+// authenticated record it changes as its base). Whoever next logs in checks it against what a
+// public session can do through the API and either authenticates it or refuses it
+// (soft_pending.cpp). Private objects, and what only a logged-in token writes (mirror state),
+// need a login.
 //
 // PIN retry counters live in the meta record and are updated under the store's cross-process
 // lock, so failures from every process count; an attempt is counted durably before the PIN is
@@ -119,8 +126,20 @@ class SoftToken final : public core::TokenBackend {
   void forget_keys();
 
   // Checks a record of the current token against the keys (when known): verified (and opened,
-  // if private) or refused.
+  // if private; authenticated, if pending) or refused.
   void admit(const std::string& uid, TokenRecord& r);
+  // soft_pending.cpp. Whether a pending record's content is what a public session could have
+  // written: a new object (base empty) or a change of the authenticated record base. At a login
+  // (keys known) the base's MAC and the key material are checked too.
+  core::R<void> check_pending(const std::string& uid, const core::AttrMap& attrs, const Secrets& secrets,
+                              const Bytes& base);
+  // Writes a token object without a login: a pending record, checked as the next login will.
+  core::R<void> write_pending(const std::string& uid, const core::AttrMap& attrs, const Secrets& secrets);
+  // Rewrites a checked pending record as an authenticated one, unless it changed meanwhile.
+  void authenticate(const std::string& uid, TokenRecord& r, const Secrets& secrets);
+  // Validates key material as C_CreateObject takes it, completing it (RSA CRT parameters,
+  // CKA_VALUE_LEN, public key attributes) in place.
+  core::R<void> complete_material(core::AttrMap& attrs, Secrets& secrets);
   bool servable(const TokenRecord& r) const;
   void drop_record(const std::string& uid);
   core::R<Secrets> secrets_of(const std::string& uid);
