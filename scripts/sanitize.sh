@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Sanitizer and fuzzing runs, each in its own build directory (scripts/test.sh runs all three):
-#   sanitize.sh asan   build-asan: g++ -fsanitize=address,undefined -O1; the unit, integration,
+#   sanitize.sh asan   build-asan: g++ -fsanitize=address,undefined -O0; the unit, integration,
 #                      fuzz-replay and threads suites (python3/pkcs11-tool preload the runtime)
 #   sanitize.sh tsan   build-tsan: g++ -fsanitize=thread; the multi-threaded tests: pkcs11-tool
-#                      --test-threads and threads_driver (with async mirroring to the emulator)
+#                      --test-threads, threads_driver (with async mirroring to the emulator) and
+#                      the mirror suite's async-mode test
 #   sanitize.sh fuzz   build-fuzz: clang++ libFuzzer + ASan + UBSan; every fuzz target for
 #                      FUZZ_SECONDS (default 20), two at a time, then its regression replay
 # Extra arguments go to `meson test` (e.g. a test name). Each run leaves DIR/test-summary.txt.
+# The g++ builds use meson's default compiler (with ccache when it is installed); the fuzz build
+# uses FUZZ_CXX (default clang++).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +55,7 @@ mode=${1:-}; shift || true
 case "$mode" in
   asan)
     dir=build-asan
-    CXX="${CXX:-ccache g++}" setup "$dir" -Db_sanitize=address,undefined -Doptimization=1 -Ddebug=true \
+    setup "$dir" -Db_sanitize=address,undefined -Doptimization=0 -Ddebug=true \
       -Db_lundef=false || exit 1
     rm -f "$dir/test-summary.txt"
     if [ $# -gt 0 ]; then
@@ -73,15 +76,15 @@ case "$mode" in
     ;;
   tsan)
     dir=build-tsan
-    CXX="${CXX:-ccache g++}" setup "$dir" -Db_sanitize=thread -Doptimization=1 -Ddebug=true -Db_lundef=false || exit 1
+    setup "$dir" -Db_sanitize=thread -Doptimization=1 -Ddebug=true -Db_lundef=false || exit 1
     meson compile -C "$dir" cdcp11 threads_driver || exit 1
     rm -f "$dir/test-summary.txt"
     if [ $# -gt 0 ]; then check "$dir" preload --num-processes 2 "$@"; exit $?; fi
-    check "$dir" preload --num-processes 2 test_threads threads-driver threads-driver-mirror
+    check "$dir" preload --num-processes 2 test_threads threads-driver threads-driver-mirror mirror-async
     ;;
   fuzz)
     dir=build-fuzz
-    CXX="${CXX:-ccache clang++}" setup "$dir" -Dfuzzing=true -Dtests=false -Db_sanitize=address,undefined \
+    CXX="${FUZZ_CXX:-clang++}" setup "$dir" -Dfuzzing=true -Dtests=false -Db_sanitize=address,undefined \
       -Doptimization=1 -Ddebug=true -Db_lundef=false -Dfuzz_seconds="${FUZZ_SECONDS:-20}" || exit 1
     targets=$(cd tests/fuzz && ls fuzz_*.cpp | sed 's/\.cpp$//' | grep -v '^fuzz_common$')
     # shellcheck disable=SC2086
