@@ -20,6 +20,8 @@ setup() {
     meson setup "$dir" "$@" >/dev/null || return 1
   else
     meson configure "$dir" "$@" >/dev/null || return 1
+    # Regenerate now, so that introspection (pick) and target names see the current meson.build.
+    ninja -C "$dir" build.ninja >/dev/null || return 1
   fi
 }
 
@@ -65,7 +67,7 @@ case "$mode" in
     # Not the install test: it installs every target (cdcctl included) and checks packaging.
     native=(unit fuzz-replay threads) hosted=(integration -install)
     # shellcheck disable=SC2046
-    meson compile -C "$dir" $(pick "$dir" targets "${native[@]}" "${hosted[@]}") || exit 1
+    meson compile -C "$dir" tests/sanitize/keep_loaded $(pick "$dir" targets "${native[@]}" "${hosted[@]}") || exit 1
     status=0
     # Native test programs with the leak check; programs that load the module with the runtime preloaded.
     # shellcheck disable=SC2046
