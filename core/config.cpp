@@ -127,9 +127,22 @@ bool is_guid(const std::string& s) {
   return true;
 }
 
+// The error_code forms of std::filesystem throughout: a path the system cannot check (too long,
+// a symlink loop, no permission) must not throw out of the parser; using the file reports it.
+fs::path absolute_or_same(const fs::path& p) {
+  std::error_code ec;
+  fs::path a = fs::absolute(p, ec);
+  return ec ? p : a;
+}
+
+bool exists(const std::string& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
 std::string resolve(const fs::path& base, const std::string& p) {
   if (p.empty()) return p;
-  return fs::absolute(base / p).lexically_normal().string();
+  return absolute_or_same(base / p).lexically_normal().string();
 }
 
 // Whether a proxy setting carries user information ("user:password@"), as a URL or as libcurl's
@@ -163,7 +176,7 @@ R<void> parse_proxy(const Ctx& tc, const Value& t, const fs::path& base, TlsConf
     return tc.bad("proxy_password_file", "give at most one of proxy_password_file and proxy_password_env");
   if (has_password && tls.proxy_user.empty()) return tc.bad("proxy_user", "a proxy password needs proxy_user");
   if (!tls.proxy_user.empty() && tls.proxy.empty()) return tc.bad("proxy_user", "is set but no proxy is");
-  if (!tls.proxy_password_file.empty() && fs::exists(tls.proxy_password_file) &&
+  if (!tls.proxy_password_file.empty() && exists(tls.proxy_password_file) &&
       !file_is_private(tls.proxy_password_file))
     return tc.bad("proxy_password_file", tls.proxy_password_file + " is readable by group or others; chmod 600 it");
   return {};
@@ -214,7 +227,7 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
       k.secret_file = resolve(base, f);
       if (k.secret_file.empty() == k.secret_env.empty())
         return cc.bad("secret_file", "give exactly one of secret_file and secret_env");
-      if (!k.secret_file.empty() && fs::exists(k.secret_file) && !file_is_private(k.secret_file))
+      if (!k.secret_file.empty() && exists(k.secret_file) && !file_is_private(k.secret_file))
         return cc.bad("secret_file", k.secret_file + " is readable by group or others; chmod 600 it");
     } else {
       k.kind = CredentialConfig::Kind::certificate;
@@ -222,7 +235,7 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
       CDC_ASSIGN(std::string kf, get_string(cc, cr, "key_file", false));
       k.certificate_file = resolve(base, cf);
       k.key_file = kf.empty() ? k.certificate_file : resolve(base, kf);
-      if (fs::exists(k.key_file) && !file_is_private(k.key_file))
+      if (exists(k.key_file) && !file_is_private(k.key_file))
         return cc.bad("key_file", k.key_file + " is readable by group or others; chmod 600 it");
     }
   }
@@ -242,7 +255,7 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
     az.tls.client_key_file = resolve(base, ck);
     if (az.tls.client_cert_file.empty() != az.tls.client_key_file.empty())
       return tc.bad("client_key_file", "client_cert_file and client_key_file go together");
-    if (!az.tls.client_key_file.empty() && fs::exists(az.tls.client_key_file) &&
+    if (!az.tls.client_key_file.empty() && exists(az.tls.client_key_file) &&
         !file_is_private(az.tls.client_key_file))
       return tc.bad("client_key_file", az.tls.client_key_file + " is readable by group or others; chmod 600 it");
     CDC_TRY(parse_proxy(tc, t, base, az.tls));
@@ -358,7 +371,7 @@ R<Config> load_config(const std::string& path) {
   if (!in) return err(Errc::general_error, path + ": cannot read the configuration file");
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_config(ss.str(), fs::absolute(path).string());
+  return parse_config(ss.str(), absolute_or_same(path).string());
 }
 
 }  // namespace cdcp11::core

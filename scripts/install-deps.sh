@@ -9,7 +9,8 @@ PKGS=(
   libssl-dev libbotan-2-dev rapidjson-dev libp11-kit-dev doctest-dev libcurl4-openssl-dev libcli11-dev
   # runtime / demo
   openssl p11-kit p11-kit-modules opensc
-  # tests
+  # tests (clang and its runtimes: the libFuzzer targets)
+  clang libclang-rt-14-dev
   softhsm2 gnutls-bin libengine-pkcs11-openssl python3-pykcs11 python3-cryptography python3-azure
   systemd   # systemd-analyze and systemd-socket-activate, for the p11-kit service units' test
 )

@@ -669,9 +669,11 @@ class LoginStateTest(P11Case):
     def test_init_token_with_open_session(self):
         slot = h.slot_of(LIB, "fresh")
         s = LIB.openSession(slot)
-        self.assertCKR("CKR_SESSION_EXISTS", LIB.initToken, slot, h.SO_PIN, "fresh")
+        # C_InitToken's label is 32 blank-padded bytes; PyKCS11 passes the string as given.
+        label = "fresh".ljust(32)
+        self.assertCKR("CKR_SESSION_EXISTS", LIB.initToken, slot, h.SO_PIN, label)
         s.closeSession()
-        LIB.initToken(slot, h.SO_PIN, "fresh")
+        LIB.initToken(slot, h.SO_PIN, label)
         s = LIB.openSession(slot, P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
         # re-initialisation removed the user PIN
         self.assertFalse(LIB.getTokenInfo(slot).flags & P.CKF_USER_PIN_INITIALIZED)

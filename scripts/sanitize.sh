@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Sanitizer and fuzzing runs, each in its own build directory (scripts/test.sh runs all three):
+#   sanitize.sh asan   build-asan: g++ -fsanitize=address,undefined -O0; the unit, integration,
+#                      fuzz-replay and threads suites (python3/pkcs11-tool preload the runtime)
+#   sanitize.sh tsan   build-tsan: g++ -fsanitize=thread; the multi-threaded tests: pkcs11-tool
+#                      --test-threads, threads_driver (with async mirroring to the emulator) and
+#                      the mirror suite's async-mode test
+#   sanitize.sh fuzz   build-fuzz: clang++ libFuzzer + ASan + UBSan; every fuzz target for
+#                      FUZZ_SECONDS (default 20), two at a time, then its regression replay
+# Extra arguments go to `meson test` (e.g. a test name). Each run leaves DIR/test-summary.txt.
+# The g++ builds use meson's default compiler (with ccache when it is installed); the fuzz build
+# uses FUZZ_CXX (default clang++).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# setup DIR MESON-OPTIONS...: configure DIR (or reconfigure it with these options).
+setup() {
+  local dir=$1; shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    meson setup "$dir" "$@" >/dev/null || return 1
+  else
+    meson configure "$dir" "$@" >/dev/null || return 1
+    # Regenerate now, so that introspection (pick) and target names see the current meson.build.
+    ninja -C "$dir" build.ninja >/dev/null || return 1
+  fi
+}
+
+# pick DIR targets|tests SUITE... [-NAME...]: the build targets the tests of these suites need,
+# or their names, without the tests named -NAME. Building only those keeps the phase short.
+pick() {
+  python3 - "$@" <<'PY'
+import json, os, subprocess, sys
+d, what, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+suites = {a for a in args if not a.startswith("-")}
+skip = {a[1:] for a in args if a.startswith("-")}
+intro = lambda k: json.loads(subprocess.check_output(["meson", "introspect", "--" + k, d]))
+targets = {t["id"]: t for t in intro("targets")}
+tests = [t for t in intro("tests") if t["name"] not in skip and
+         (t["name"] in suites or suites & {s.split(":")[-1] for s in t["suite"]})]
+if what == "tests":
+    print(" ".join(t["name"] for t in tests))
+else:
+    # meson compile's target form: the defining subdirectory (mirrored in the build tree) / name
+    print(" ".join(sorted({os.path.relpath(os.path.dirname(targets[dep]["filename"][0]), d) + "/" +
+                           targets[dep]["name"] for t in tests for dep in t["depends"] if dep in targets})))
+PY
+}
+
+# check DIR SETUP MESON-TEST-ARGS...: run tests without rebuilding, log to DIR/test-summary.txt.
+check() {
+  local dir=$1 setup=$2; shift 2
+  meson test -C "$dir" --no-rebuild --print-errorlogs --setup "$setup" "$@" | tee -a "$dir/test-summary.txt"
+  return "${PIPESTATUS[0]}"
+}
+
+mode=${1:-}; shift || true
+case "$mode" in
+  asan)
+    dir=build-asan
+    setup "$dir" -Db_sanitize=address,undefined -Doptimization=0 -Ddebug=true \
+      -Db_lundef=false || exit 1
+    rm -f "$dir/test-summary.txt"
+    if [ $# -gt 0 ]; then
+      meson compile -C "$dir" || exit 1
+      check "$dir" preload --num-processes 2 "$@"; exit $?
+    fi
+    # Not the install test: it installs every target (cdcctl included) and checks packaging.
+    native=(unit fuzz-replay threads) hosted=(integration -install)
+    # shellcheck disable=SC2046
+    meson compile -C "$dir" tests/sanitize/keep_loaded $(pick "$dir" targets "${native[@]}" "${hosted[@]}") || exit 1
+    status=0
+    # Native test programs with the leak check; programs that load the module with the runtime preloaded.
+    # shellcheck disable=SC2046
+    check "$dir" sanitize --num-processes 2 $(pick "$dir" tests "${native[@]}") || status=1
+    # shellcheck disable=SC2046
+    check "$dir" preload --num-processes 2 $(pick "$dir" tests "${hosted[@]}") || status=1
+    exit "$status"
+    ;;
+  tsan)
+    dir=build-tsan
+    setup "$dir" -Db_sanitize=thread -Doptimization=1 -Ddebug=true -Db_lundef=false || exit 1
+    meson compile -C "$dir" cdcp11 threads_driver || exit 1
+    rm -f "$dir/test-summary.txt"
+    if [ $# -gt 0 ]; then check "$dir" preload --num-processes 2 "$@"; exit $?; fi
+    check "$dir" preload --num-processes 2 test_threads threads-driver threads-driver-mirror mirror-async
+    ;;
+  fuzz)
+    dir=build-fuzz
+    CXX="${FUZZ_CXX:-clang++}" setup "$dir" -Dfuzzing=true -Dtests=false -Db_sanitize=address,undefined \
+      -Doptimization=1 -Ddebug=true -Db_lundef=false -Dfuzz_seconds="${FUZZ_SECONDS:-20}" || exit 1
+    targets=$(cd tests/fuzz && ls fuzz_*.cpp | sed 's/\.cpp$//' | grep -v '^fuzz_common$')
+    # shellcheck disable=SC2086
+    meson compile -C "$dir" $targets || exit 1
+    rm -f "$dir/test-summary.txt"
+    status=0
+    if [ $# -gt 0 ]; then check "$dir" sanitize "$@"; exit $?; fi
+    check "$dir" sanitize --num-processes 2 --suite fuzz || status=1
+    check "$dir" sanitize --num-processes 2 --suite fuzz-replay || status=1
+    exit "$status"
+    ;;
+  *)
+    echo "usage: $0 asan|tsan|fuzz [meson test arguments]" >&2
+    exit 2
+    ;;
+esac
