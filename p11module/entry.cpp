@@ -2,10 +2,13 @@
 // result through p11::call (one CK_RV mapping, one log line per failed call).
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "cdcp11/cdcp11.h"
 #include "core/attributes.h"
+#include "core/cloud/sync.h"
 #include "core/mechanisms.h"
+#include "core/mirror/service.h"
 #include "p11module/state.h"
 
 #define CDC_EXPORT extern "C" __attribute__((visibility("default")))
@@ -13,7 +16,8 @@
 using cdcp11::ByteView;
 using cdcp11::core::AttrMap;
 using cdcp11::core::Errc;
-using cdcp11::core::Library;
+using cdcp11::core::Provider;
+using cdcp11::core::Session;
 using cdcp11::core::OpKind;
 using cdcp11::core::R;
 using cdcp11::core::err;
@@ -39,7 +43,7 @@ R<AttrMap> tmpl(CK_ATTRIBUTE_PTR t, CK_ULONG n) { return AttrMap::from_template(
 
 // The caller's data for an active operation: core ends the operation if it is a NULL pointer
 // with a length.
-Library::Input input(const CK_BYTE* p, CK_ULONG n, const char* what) {
+cdcp11::core::Input input(const CK_BYTE* p, CK_ULONG n, const char* what) {
   if (!p && n) return err(Errc::arguments_bad, std::string(what) + " is NULL");
   return bytes(p, n);
 }
@@ -48,16 +52,17 @@ Library::Input input(const CK_BYTE* p, CK_ULONG n, const char* what) {
 // 5.1.7: the codes of 5.1.2 take precedence over those of 5.1.6).
 template <class F>
 CK_RV session_call(const char* fn, CK_SESSION_HANDLE h, F&& f) noexcept {
-  return call(fn, [&](Library& L) -> R<void> {
-    CDC_TRY(L.check_session(h));
-    return f(L);
+  return call(fn, [&](Provider& P) -> R<void> {
+    CDC_ASSIGN(auto s, P.session(h));
+    if constexpr (std::is_invocable_v<F, Provider&, Session&>) return f(P, *s);
+    else return f(*s);
   });
 }
 
 // A function this module does not implement: still CKR_CRYPTOKI_NOT_INITIALIZED outside
 // C_Initialize/C_Finalize, like every other.
 CK_RV unsupported(const char* fn) noexcept {
-  return call(fn, [&](Library&) -> R<void> { return err(Errc::not_supported, std::string(fn) + " is not supported"); });
+  return call(fn, [&](Provider&) -> R<void> { return err(Errc::not_supported, std::string(fn) + " is not supported"); });
 }
 
 }  // namespace
@@ -73,7 +78,7 @@ CDC_EXPORT CK_RV C_Initialize(CK_VOID_PTR pInitArgs) { return cdcp11::p11::initi
 CDC_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved) { return cdcp11::p11::finalize(pReserved); }
 
 CDC_EXPORT CK_RV C_GetInfo(CK_INFO_PTR pInfo) {
-  return call("C_GetInfo", [&](Library&) -> R<void> {
+  return call("C_GetInfo", [&](Provider&) -> R<void> {
     CDC_TRY(need(pInfo, "pInfo"));
     std::memset(pInfo, 0, sizeof *pInfo);
     pInfo->cryptokiVersion = {3, 0};
@@ -132,11 +137,11 @@ CDC_EXPORT CK_RV C_GetInterface(CK_UTF8CHAR_PTR pName, CK_VERSION_PTR pVersion, 
 // ---------------------------------------------------------------- slots and tokens
 
 CDC_EXPORT CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount) {
-  return call("C_GetSlotList", [&](Library& L) -> R<void> {
+  return call("C_GetSlotList", [&](Provider& P) -> R<void> {
     CDC_TRY(need(pulCount, "pulCount"));
     std::vector<CK_SLOT_ID> ids;
-    for (auto id : L.slot_ids())
-      if (!tokenPresent || L.slot_with_token(id)) ids.push_back(id);
+    for (auto id : P.slot_ids())
+      if (!tokenPresent || P.present_token(id)) ids.push_back(id);
     if (!pSlotList) {
       *pulCount = ids.size();
       return {};
@@ -152,14 +157,15 @@ CDC_EXPORT CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, 
 }
 
 CDC_EXPORT CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo) {
-  return call("C_GetSlotInfo", [&](Library& L) -> R<void> {
+  return call("C_GetSlotInfo", [&](Provider& P) -> R<void> {
     CDC_TRY(need(pInfo, "pInfo"));
-    CDC_ASSIGN(auto* slot, L.slot(slotID));
+    CDC_ASSIGN(auto* token, P.token(slotID));
     std::memset(pInfo, 0, sizeof *pInfo);
-    std::string desc = slot->cfg.description.empty() ? "CDC group " + slot->cfg.name : slot->cfg.description;
+    const auto& g = token->config();
+    std::string desc = g.description.empty() ? "CDC group " + g.name : g.description;
     pad(pInfo->slotDescription, 64, desc);
     pad(pInfo->manufacturerID, 32, "cdcp11");
-    pInfo->flags = slot->backend ? CKF_TOKEN_PRESENT : 0;
+    pInfo->flags = token->present() ? CKF_TOKEN_PRESENT : 0;
     pInfo->hardwareVersion = kLibraryVersion;
     pInfo->firmwareVersion = kLibraryVersion;
     return {};
@@ -167,13 +173,13 @@ CDC_EXPORT CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo) {
 }
 
 CDC_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
-  return call("C_GetTokenInfo", [&](Library& L) -> R<void> {
-    CDC_ASSIGN(auto* slot, L.slot_with_token(slotID));  // 5.1.3's CKR_TOKEN_NOT_PRESENT first
+  return call("C_GetTokenInfo", [&](Provider& P) -> R<void> {
+    CDC_ASSIGN(auto* token, P.present_token(slotID));  // 5.1.3's CKR_TOKEN_NOT_PRESENT first
     CDC_TRY(need(pInfo, "pInfo"));
-    CDC_ASSIGN(auto st, L.token_status(slotID));
-    CDC_ASSIGN(auto counts, L.session_counts(slotID));
+    CDC_ASSIGN(auto st, token->status());
+    auto counts = P.session_counts(*token);
     std::memset(pInfo, 0, sizeof *pInfo);
-    pad(pInfo->label, 32, slot->cfg.name);
+    pad(pInfo->label, 32, token->name());
     pad(pInfo->manufacturerID, 32, "cdcp11");
     pad(pInfo->model, 16, "soft token");
     pad(pInfo->serialNumber, 16, st.serial);
@@ -205,8 +211,8 @@ CDC_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
 }
 
 CDC_EXPORT CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList, CK_ULONG_PTR pulCount) {
-  return call("C_GetMechanismList", [&](Library& L) -> R<void> {
-    CDC_TRY(L.slot_with_token(slotID));
+  return call("C_GetMechanismList", [&](Provider& P) -> R<void> {
+    CDC_TRY(P.present_token(slotID));
     CDC_TRY(need(pulCount, "pulCount"));
     auto table = cdcp11::core::mechanism_table();
     if (!pList) {
@@ -224,8 +230,8 @@ CDC_EXPORT CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pLi
 }
 
 CDC_EXPORT CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo) {
-  return call("C_GetMechanismInfo", [&](Library& L) -> R<void> {
-    CDC_TRY(L.slot_with_token(slotID));
+  return call("C_GetMechanismInfo", [&](Provider& P) -> R<void> {
+    CDC_TRY(P.present_token(slotID));
     CDC_TRY(need(pInfo, "pInfo"));
     auto* e = cdcp11::core::find_mechanism(type);
     if (!e) return err(Errc::mechanism_invalid, std::string(cdcp11::core::mechanism_name(type)) + " is not supported");
@@ -237,54 +243,58 @@ CDC_EXPORT CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, C
 }
 
 CDC_EXPORT CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel) {
-  return call("C_InitToken", [&](Library& L) -> R<void> {
-    CDC_TRY(L.slot_with_token(slotID));
+  return call("C_InitToken", [&](Provider& P) -> R<void> {
+    CDC_TRY(P.present_token(slotID));
     CDC_TRY(need(pPin || !ulPinLen, "pPin"));
     CDC_TRY(need(pLabel, "pLabel"));
     std::string label(reinterpret_cast<const char*>(pLabel), 32);
     label.erase(label.find_last_not_of(' ') + 1);
-    return L.init_token(slotID, bytes(pPin, ulPinLen), label);
+    return P.init_token(slotID, bytes(pPin, ulPinLen), label);
   });
 }
 
 CDC_EXPORT CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen) {
-  return session_call("C_InitPIN", h, [&](Library& L) -> R<void> {
+  return session_call("C_InitPIN", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(pPin || !ulPinLen, "pPin"));
-    return L.init_pin(h, bytes(pPin, ulPinLen));
+    return s.token().init_pin(s, bytes(pPin, ulPinLen));
   });
 }
 
 CDC_EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pOld, CK_ULONG ulOld, CK_UTF8CHAR_PTR pNew,
                           CK_ULONG ulNew) {
-  return session_call("C_SetPIN", h, [&](Library& L) -> R<void> {
+  return session_call("C_SetPIN", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(pOld || !ulOld, "pOldPin"));
     CDC_TRY(need(pNew || !ulNew, "pNewPin"));
-    return L.set_pin(h, bytes(pOld, ulOld), bytes(pNew, ulNew));
+    return s.token().set_pin(s, bytes(pOld, ulOld), bytes(pNew, ulNew));
   });
 }
 
 // ---------------------------------------------------------------- sessions
 
 CDC_EXPORT CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR, CK_NOTIFY, CK_SESSION_HANDLE_PTR ph) {
-  return call("C_OpenSession", [&](Library& L) -> R<void> {
+  return call("C_OpenSession", [&](Provider& P) -> R<void> {
     CDC_TRY(need(ph, "phSession"));
-    CDC_ASSIGN(*ph, L.open_session(slotID, flags));
+    CDC_ASSIGN(*ph, P.open_session(slotID, flags));
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_CloseSession(CK_SESSION_HANDLE h) {
-  return session_call("C_CloseSession", h, [&](Library& L) { return L.close_session(h); });
+  return session_call("C_CloseSession", h, [&](Provider& P, Session&) { return P.close_session(h); });
 }
 
 CDC_EXPORT CK_RV C_CloseAllSessions(CK_SLOT_ID slotID) {
-  return call("C_CloseAllSessions", [&](Library& L) { return L.close_all_sessions(slotID); });
+  return call("C_CloseAllSessions", [&](Provider& P) { return P.close_all_sessions(slotID); });
 }
 
 CDC_EXPORT CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR pInfo) {
-  return session_call("C_GetSessionInfo", h, [&](Library& L) -> R<void> {
+  return session_call("C_GetSessionInfo", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(pInfo, "pInfo"));
-    CDC_ASSIGN(*pInfo, L.session_info(h));
+    CK_SESSION_INFO info{};
+    info.slotID = s.token().id();
+    info.state = s.token().state_of(s);
+    info.flags = s.flags();
+    *pInfo = info;
     return {};
   });
 }
@@ -297,9 +307,9 @@ CDC_EXPORT CK_RV C_SetOperationState(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, C
 }
 
 CDC_EXPORT CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen) {
-  return session_call("C_Login", h, [&](Library& L) -> R<void> {
+  return session_call("C_Login", h, [&](Provider& P, Session& s) -> R<void> {
     CDC_TRY(need(pPin || !ulPinLen, "pPin"));
-    return L.login(h, userType, bytes(pPin, ulPinLen));
+    return P.login(s, userType, bytes(pPin, ulPinLen));
   });
 }
 
@@ -310,86 +320,86 @@ CDC_EXPORT CK_RV C_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8
 }
 
 CDC_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE h) {
-  return session_call("C_Logout", h, [&](Library& L) { return L.logout(h); });
+  return session_call("C_Logout", h, [&](Provider& P, Session& s) { return P.logout(s); });
 }
 
 // ---------------------------------------------------------------- objects
 
 CDC_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
-  return session_call("C_CreateObject", h, [&](Library& L) -> R<void> {
+  return session_call("C_CreateObject", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(t, "pTemplate"));
     CDC_TRY(need(ph, "phObject"));
     CDC_ASSIGN(auto a, tmpl(t, n));
-    CDC_ASSIGN(*ph, L.create_object(h, a));
+    CDC_ASSIGN(*ph, s.token().create_object(s, a));
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                               CK_OBJECT_HANDLE_PTR ph) {
-  return session_call("C_CopyObject", h, [&](Library& L) -> R<void> {
+  return session_call("C_CopyObject", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(ph, "phNewObject"));
     CDC_ASSIGN(auto a, tmpl(t, n));
-    CDC_ASSIGN(*ph, L.copy_object(h, o, a));
+    CDC_ASSIGN(*ph, s.token().copy_object(s, o, a));
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o) {
-  return session_call("C_DestroyObject", h, [&](Library& L) { return L.destroy_object(h, o); });
+  return session_call("C_DestroyObject", h, [&](Session& s) { return s.token().destroy_object(s, o); });
 }
 
 CDC_EXPORT CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ULONG_PTR pul) {
-  return session_call("C_GetObjectSize", h, [&](Library& L) -> R<void> {
+  return session_call("C_GetObjectSize", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(pul, "pulSize"));
-    CDC_ASSIGN(*pul, L.object_size(h, o));
+    CDC_ASSIGN(*pul, s.token().object_size(s, o));
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
-  return session_call("C_GetAttributeValue", h, [&](Library& L) -> R<void> {
+  return session_call("C_GetAttributeValue", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(t || !n, "pTemplate"));
-    return L.get_attributes(h, o, t, n);
+    return s.token().get_attributes(s, o, t, n);
   });
 }
 
 CDC_EXPORT CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
-  return session_call("C_SetAttributeValue", h, [&](Library& L) -> R<void> {
+  return session_call("C_SetAttributeValue", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(t || !n, "pTemplate"));
     CDC_ASSIGN(auto a, tmpl(t, n));
-    return L.set_attributes(h, o, a);
+    return s.token().set_attributes(s, o, a);
   });
 }
 
 CDC_EXPORT CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
-  return session_call("C_FindObjectsInit", h, [&](Library& L) -> R<void> {
+  return session_call("C_FindObjectsInit", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(t || !n, "pTemplate"));
     CDC_ASSIGN(auto a, tmpl(t, n));
-    return L.find_init(h, a);
+    return s.find_begin(a);
   });
 }
 
 CDC_EXPORT CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR ph, CK_ULONG max, CK_ULONG_PTR pulCount) {
-  return session_call("C_FindObjects", h, [&](Library& L) -> R<void> {
+  return session_call("C_FindObjects", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(ph || !max, "phObject"));
     CDC_TRY(need(pulCount, "pulObjectCount"));
-    CDC_ASSIGN(*pulCount, L.find(h, ph, max));
+    CDC_ASSIGN(*pulCount, s.find_next(ph, max));
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) {
-  return session_call("C_FindObjectsFinal", h, [&](Library& L) { return L.find_final(h); });
+  return session_call("C_FindObjectsFinal", h, [&](Session& s) { return s.find_end(); });
 }
 
 // ---------------------------------------------------------------- encrypt / decrypt / sign / verify
 
 #define CDC_OP_FUNCTIONS(Name, Kind)                                                                   \
   CDC_EXPORT CK_RV C_##Name##Init(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {        \
-    return session_call("C_" #Name "Init", h, [&](Library& L) -> R<void> {                              \
+    return session_call("C_" #Name "Init", h, [&](Session& s) -> R<void> {                              \
       CDC_TRY(need(m, "pMechanism"));                                                                   \
-      return L.op_init(h, Kind, m, k);                                                                  \
+      return s.begin(Kind, m, k);                                                                       \
     });                                                                                                 \
   }
 
@@ -399,83 +409,83 @@ CDC_OP_FUNCTIONS(Sign, OpKind::sign)
 CDC_OP_FUNCTIONS(Verify, OpKind::verify)
 
 CDC_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_Encrypt", h, [&](Library& L) -> R<void> {
-    return L.op_single(h, OpKind::encrypt, input(in, n, "pData"), out, outLen);
+  return session_call("C_Encrypt", h, [&](Session& s) -> R<void> {
+    return s.single(OpKind::encrypt, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_EncryptUpdate", h, [&](Library& L) -> R<void> {
-    return L.op_update(h, OpKind::encrypt, input(in, n, "pPart"), out, outLen);
+  return session_call("C_EncryptUpdate", h, [&](Session& s) -> R<void> {
+    return s.update(OpKind::encrypt, input(in, n, "pPart"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_EncryptFinal", h, [&](Library& L) { return L.op_final(h, OpKind::encrypt, out, outLen); });
+  return session_call("C_EncryptFinal", h, [&](Session& s) { return s.final(OpKind::encrypt, out, outLen); });
 }
 CDC_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_Decrypt", h, [&](Library& L) -> R<void> {
-    return L.op_single(h, OpKind::decrypt, input(in, n, "pEncryptedData"), out, outLen);
+  return session_call("C_Decrypt", h, [&](Session& s) -> R<void> {
+    return s.single(OpKind::decrypt, input(in, n, "pEncryptedData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_DecryptUpdate", h, [&](Library& L) -> R<void> {
-    return L.op_update(h, OpKind::decrypt, input(in, n, "pEncryptedPart"), out, outLen);
+  return session_call("C_DecryptUpdate", h, [&](Session& s) -> R<void> {
+    return s.update(OpKind::decrypt, input(in, n, "pEncryptedPart"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_DecryptFinal", h, [&](Library& L) { return L.op_final(h, OpKind::decrypt, out, outLen); });
+  return session_call("C_DecryptFinal", h, [&](Session& s) { return s.final(OpKind::decrypt, out, outLen); });
 }
 CDC_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_Sign", h, [&](Library& L) -> R<void> {
-    return L.op_single(h, OpKind::sign, input(in, n, "pData"), out, outLen);
+  return session_call("C_Sign", h, [&](Session& s) -> R<void> {
+    return s.single(OpKind::sign, input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
-  return session_call("C_SignUpdate", h, [&](Library& L) -> R<void> {
-    return L.op_update(h, OpKind::sign, input(in, n, "pPart"), nullptr, nullptr);
+  return session_call("C_SignUpdate", h, [&](Session& s) -> R<void> {
+    return s.update(OpKind::sign, input(in, n, "pPart"), nullptr, nullptr);
   });
 }
 CDC_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_SignFinal", h, [&](Library& L) { return L.op_final(h, OpKind::sign, out, outLen); });
+  return session_call("C_SignFinal", h, [&](Session& s) { return s.final(OpKind::sign, out, outLen); });
 }
 CDC_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR sig, CK_ULONG sigLen) {
-  return session_call("C_Verify", h, [&](Library& L) -> R<void> {
-    return L.verify_single(h, input(in, n, "pData"), input(sig, sigLen, "pSignature"));
+  return session_call("C_Verify", h, [&](Session& s) -> R<void> {
+    return s.verify_single(input(in, n, "pData"), input(sig, sigLen, "pSignature"));
   });
 }
 CDC_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
-  return session_call("C_VerifyUpdate", h, [&](Library& L) -> R<void> {
-    return L.verify_update(h, input(in, n, "pPart"));
+  return session_call("C_VerifyUpdate", h, [&](Session& s) -> R<void> {
+    return s.update(OpKind::verify, input(in, n, "pPart"), nullptr, nullptr);
   });
 }
 CDC_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sigLen) {
-  return session_call("C_VerifyFinal", h, [&](Library& L) -> R<void> {
-    return L.verify_final(h, input(sig, sigLen, "pSignature"));
+  return session_call("C_VerifyFinal", h, [&](Session& s) -> R<void> {
+    return s.verify_final(input(sig, sigLen, "pSignature"));
   });
 }
 
 // ---------------------------------------------------------------- digest
 
 CDC_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m) {
-  return session_call("C_DigestInit", h, [&](Library& L) -> R<void> {
+  return session_call("C_DigestInit", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
-    return L.digest_init(h, m);
+    return s.digest_begin(m);
   });
 }
 CDC_EXPORT CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_Digest", h, [&](Library& L) -> R<void> {
-    return L.digest_single(h, input(in, n, "pData"), out, outLen);
+  return session_call("C_Digest", h, [&](Session& s) -> R<void> {
+    return s.digest_single(input(in, n, "pData"), out, outLen);
   });
 }
 CDC_EXPORT CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG n) {
-  return session_call("C_DigestUpdate", h, [&](Library& L) -> R<void> {
-    return L.digest_update(h, input(in, n, "pPart"));
+  return session_call("C_DigestUpdate", h, [&](Session& s) -> R<void> {
+    return s.digest_update(input(in, n, "pPart"));
   });
 }
 CDC_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
-  return session_call("C_DigestKey", h, [&](Library& L) { return L.digest_key(h, k); });
+  return session_call("C_DigestKey", h, [&](Session& s) { return s.digest_key(k); });
 }
 CDC_EXPORT CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_DigestFinal", h, [&](Library& L) { return L.digest_final(h, out, outLen); });
+  return session_call("C_DigestFinal", h, [&](Session& s) { return s.digest_final(out, outLen); });
 }
 
 // ---------------------------------------------------------------- not supported
@@ -489,23 +499,23 @@ CDC_EXPORT CK_RV C_DecryptDigestUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG,
 CDC_EXPORT CK_RV C_SignEncryptUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_SignEncryptUpdate"); }
 CDC_EXPORT CK_RV C_DecryptVerifyUpdate(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG_PTR) { return unsupported("C_DecryptVerifyUpdate"); }
 CDC_EXPORT CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR pSeed, CK_ULONG n) {
-  CK_RV rv = session_call("C_SeedRandom", h, [&](Library&) { return need(pSeed || !n, "pSeed"); });
+  CK_RV rv = session_call("C_SeedRandom", h, [&](Session&) { return need(pSeed || !n, "pSeed"); });
   return rv == CKR_OK ? CKR_RANDOM_SEED_NOT_SUPPORTED : rv;
 }
 // Legacy functions (PKCS#11 3.0 5.20): they only ever say CKR_FUNCTION_NOT_PARALLEL.
 CDC_EXPORT CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE h) {
-  return session_call("C_GetFunctionStatus", h, [&](Library&) -> R<void> {
+  return session_call("C_GetFunctionStatus", h, [&](Session&) -> R<void> {
     return err(Errc::function_not_parallel, "C_GetFunctionStatus is a legacy function");
   });
 }
 CDC_EXPORT CK_RV C_CancelFunction(CK_SESSION_HANDLE h) {
-  return session_call("C_CancelFunction", h, [&](Library&) -> R<void> {
+  return session_call("C_CancelFunction", h, [&](Session&) -> R<void> {
     return err(Errc::function_not_parallel, "C_CancelFunction is a legacy function");
   });
 }
 // The slots are the configured groups and their tokens: nothing changes while initialised.
 CDC_EXPORT CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved) {
-  return call("C_WaitForSlotEvent", [&](Library&) -> R<void> {
+  return call("C_WaitForSlotEvent", [&](Provider&) -> R<void> {
     CDC_TRY(need(pSlot, "pSlot"));
     if (pReserved) return err(Errc::arguments_bad, "pReserved must be NULL");
     if (flags & CKF_DONT_BLOCK) return err(Errc::no_event, "no slot event: the slots never change");
@@ -517,11 +527,11 @@ CDC_EXPORT CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOI
 
 CDC_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                                CK_OBJECT_HANDLE_PTR ph) {
-  return session_call("C_GenerateKey", h, [&](Library& L) -> R<void> {
+  return session_call("C_GenerateKey", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(ph, "phKey"));
     CDC_ASSIGN(auto a, tmpl(t, n));
-    CDC_ASSIGN(*ph, L.generate_key(h, m, a));
+    CDC_ASSIGN(*ph, s.token().generate_key(s, m, a));
     return {};
   });
 }
@@ -529,12 +539,12 @@ CDC_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRI
 CDC_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
                                    CK_ATTRIBUTE_PTR vt, CK_ULONG vn, CK_OBJECT_HANDLE_PTR ppub,
                                    CK_OBJECT_HANDLE_PTR ppriv) {
-  return session_call("C_GenerateKeyPair", h, [&](Library& L) -> R<void> {
+  return session_call("C_GenerateKeyPair", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(ppub && ppriv, "phPublicKey/phPrivateKey"));
     CDC_ASSIGN(auto pub, tmpl(pt, pn));
     CDC_ASSIGN(auto priv, tmpl(vt, vn));
-    CDC_ASSIGN(auto pair, L.generate_key_pair(h, m, pub, priv));
+    CDC_ASSIGN(auto pair, s.token().generate_key_pair(s, m, pub, priv));
     *ppub = pair.first;
     *ppriv = pair.second;
     return {};
@@ -543,46 +553,49 @@ CDC_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_A
 
 CDC_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk, CK_OBJECT_HANDLE k,
                            CK_BYTE_PTR out, CK_ULONG_PTR outLen) {
-  return session_call("C_WrapKey", h, [&](Library& L) -> R<void> {
+  return session_call("C_WrapKey", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
-    return L.wrap_key(h, m, wk, k, out, outLen);
+    return s.token().wrap_key(s, m, wk, k, out, outLen);
   });
 }
 
 CDC_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE uk, CK_BYTE_PTR w,
                              CK_ULONG wn, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
-  return session_call("C_UnwrapKey", h, [&](Library& L) -> R<void> {
+  return session_call("C_UnwrapKey", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(w, "pWrappedKey"));
     CDC_TRY(need(ph, "phKey"));
     CDC_ASSIGN(auto a, tmpl(t, n));
-    CDC_ASSIGN(*ph, L.unwrap_key(h, m, uk, bytes(w, wn), a));
+    CDC_ASSIGN(*ph, s.token().unwrap_key(s, m, uk, bytes(w, wn), a));
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR t,
                              CK_ULONG n, CK_OBJECT_HANDLE_PTR ph) {
-  return session_call("C_DeriveKey", h, [&](Library& L) -> R<void> {
+  return session_call("C_DeriveKey", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(m, "pMechanism"));
     CDC_TRY(need(ph, "phKey"));
     CDC_ASSIGN(auto a, tmpl(t, n));
-    CDC_ASSIGN(*ph, L.derive_key(h, m, base, a));
+    CDC_ASSIGN(*ph, s.token().derive_key(s, m, base, a));
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG n) {
-  return session_call("C_GenerateRandom", h, [&](Library& L) -> R<void> {
+  return session_call("C_GenerateRandom", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(out || !n, "pRandomData"));
-    return L.generate_random(h, out, n);
+    return s.token().random(out, n);
   });
 }
 
 // ---------------------------------------------------------------- PKCS#11 3.0 additions
 
 CDC_EXPORT CK_RV C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags) {
-  return session_call("C_SessionCancel", h, [&](Library& L) { return L.cancel(h, flags); });
+  return session_call("C_SessionCancel", h, [&](Session& s) -> R<void> {
+    s.cancel(flags);
+    return {};
+  });
 }
 
 #define CDC_UNSUPPORTED(name, ...) \
@@ -612,15 +625,24 @@ CDC_UNSUPPORTED(C_MessageVerifyFinal, CK_SESSION_HANDLE)
 
 namespace {
 
+R<cdcp11::core::mirror::Service*> mirror_of(Session& s) {
+  if (auto* m = s.token().mirror()) return m;
+  return err(Errc::function_failed, "group '" + s.token().name() + "' has no mirror");
+}
+
 CK_RV C_CDC_MirrorKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k) {
-  return session_call("C_CDC_MirrorKey", h, [&](Library& L) { return L.mirror_key(h, k); });
+  return session_call("C_CDC_MirrorKey", h, [&](Session& s) -> R<void> {
+    CDC_ASSIGN(auto* m, mirror_of(s));
+    return m->mirror_now(s, k);
+  });
 }
 
 CK_RV C_CDC_GetMirrorStatus(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_ULONG_PTR pState, CK_UTF8CHAR_PTR pKeyId,
                             CK_ULONG_PTR pulKeyIdLen) {
-  return session_call("C_CDC_GetMirrorStatus", h, [&](Library& L) -> R<void> {
+  return session_call("C_CDC_GetMirrorStatus", h, [&](Session& s) -> R<void> {
     CDC_TRY(need(pState, "pState"));
-    CDC_ASSIGN(auto st, L.mirror_status(h, k));
+    CDC_ASSIGN(auto* m, mirror_of(s));
+    CDC_ASSIGN(auto st, m->status(s, k));
     *pState = st.first;
     if (!pulKeyIdLen) return {};
     return cdcp11::core::write_output(cdcp11::view(st.second), pKeyId, pulKeyIdLen);
@@ -628,8 +650,8 @@ CK_RV C_CDC_GetMirrorStatus(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_ULONG_PT
 }
 
 CK_RV C_CDC_SyncKeys(CK_SESSION_HANDLE h, CDC_SYNC_RESULT_PTR pResult) {
-  return session_call("C_CDC_SyncKeys", h, [&](Library& L) -> R<void> {
-    CDC_ASSIGN(auto rep, L.sync_keys(h));
+  return session_call("C_CDC_SyncKeys", h, [&](Session& s) -> R<void> {
+    CDC_ASSIGN(auto rep, cdcp11::core::cloud::sync_keys(s.token(), s));
     if (pResult) {
       pResult->ulLinked = rep.linked;
       pResult->ulAdded = rep.added;

@@ -17,7 +17,7 @@ namespace {
 // Leaked on purpose: C_Finalize may run from an atexit handler or a static destructor of the
 // application, after our own statics would have been destroyed.
 struct State {
-  std::unique_ptr<core::Library> lib;
+  std::unique_ptr<core::Provider> lib;
   pid_t pid = 0;
 };
 State& state() {
@@ -28,7 +28,7 @@ State& state() {
 // The state lock lives in static storage so that a forked child can make it anew in place.
 alignas(std::shared_mutex) unsigned char g_mutex_storage[sizeof(std::shared_mutex)];
 
-// In a child forked while other threads were inside C_ calls, the lock (and the Library's own)
+// In a child forked while other threads were inside C_ calls, the lock (and the Provider's own)
 // may be held by threads the child does not have. A child must C_Initialize before any other
 // call: it starts afresh, the parent's state abandoned. Nothing here allocates.
 void child_after_fork() {
@@ -50,7 +50,7 @@ std::shared_mutex& state_mutex() {
 
 bool initialized() { return state().lib && state().pid == ::getpid(); }
 
-core::Library& library() { return *state().lib; }
+core::Provider& provider() { return *state().lib; }
 
 CK_RV report(const char* fn, const core::Error& e) {
   CK_RV rv = to_rv(e.code);
@@ -74,7 +74,7 @@ CK_RV initialize_state(CK_VOID_PTR init_args) {
   State& s = state();
   if (s.lib && s.pid == ::getpid()) return CKR_CRYPTOKI_ALREADY_INITIALIZED;
   // A forked child inherits the parent's state: it is not initialised here. The parent's
-  // Library (its locks may be held by threads that do not exist in the child) is abandoned.
+  // Provider (its locks may be held by threads that do not exist in the child) is abandoned.
   (void)s.lib.release();
   log::configure_from_env();
   std::string path;
@@ -96,7 +96,7 @@ CK_RV initialize_state(CK_VOID_PTR init_args) {
     const char* env = std::getenv("CDCP11_CONF");
     path = env && *env ? env : core::kDefaultConfigPath;
   }
-  auto lib = std::make_unique<core::Library>();
+  auto lib = std::make_unique<core::Provider>();
   auto r = lib->initialize(path, softtoken::make_token_backend);
   if (!r) {
     log::error("p11", "C_Initialize: " + r.error().message);
@@ -116,7 +116,7 @@ CK_RV finalize_state(CK_VOID_PTR reserved) {
     return CKR_ARGUMENTS_BAD;
   }
   // Whatever happens below, the library is gone afterwards.
-  std::unique_ptr<core::Library> lib = std::move(s.lib);
+  std::unique_ptr<core::Provider> lib = std::move(s.lib);
   lib->finalize();
   return CKR_OK;
 }

@@ -1,5 +1,5 @@
 // Process-wide module state: whether C_Initialize has run (in this process: a forked child
-// starts uninitialised), and the Library. Every C_ function runs under a shared lock of the
+// starts uninitialised), and the Provider. Every C_ function runs under a shared lock of the
 // state; C_Initialize and C_Finalize take it exclusively, so they never race a running call.
 #pragma once
 
@@ -7,13 +7,13 @@
 #include <string>
 
 #include "cdcp11/pkcs11_3_0.h"
-#include "core/library.h"
+#include "core/provider/provider.h"
 
 namespace cdcp11::p11 {
 
 std::shared_mutex& state_mutex();
 bool initialized();          // in this process
-core::Library& library();    // valid only while initialized()
+core::Provider& provider();  // valid only while initialized()
 
 CK_RV initialize(CK_VOID_PTR init_args) noexcept;
 CK_RV finalize(CK_VOID_PTR reserved) noexcept;
@@ -37,13 +37,13 @@ CK_RV no_throw(const char* fn, F&& f) noexcept {
   }
 }
 
-// A C_ function of an initialised module: f(library) under the shared state lock.
+// A C_ function of an initialised module: f(provider) under the shared state lock.
 template <class F>
 CK_RV call(const char* fn, F&& f) noexcept {
   return no_throw(fn, [&]() -> CK_RV {
     std::shared_lock lk(state_mutex());
     if (!initialized()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-    core::R<void> r = f(library());
+    core::R<void> r = f(provider());
     if (r) return CKR_OK;
     return report(fn, r.error());
   });

@@ -204,14 +204,9 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
   const LocalKey& lk = *found;
   const std::string shown = lk.label.empty() ? lk.uid : lk.label;
 
-  core::Slot& slot = gs.slot();
-  core::StoredObject key;
-  {
-    std::lock_guard guard(slot.mu);
-    auto it = slot.objects.find(lk.handle);
-    if (it == slot.objects.end()) return error_out(global, "Key '" + shown + "' is gone from the token.");
-    key = it->second.obj;
-  }
+  auto stored = gs.object(lk.handle);
+  if (!stored) return error_out(global, "Key '" + shown + "' is gone from the token.");
+  const core::StoredObject key = std::move(*stored);
   const core::AttrMap& a = key.attrs;
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
   const auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
@@ -238,7 +233,7 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
                                    "; Key Vault imports RSA keys of 2048, 3072 or 4096 bits.");
     kty = "RSA";
   } else if (kt == CKK_EC) {
-    auto pub = slot.backend->public_components(key);
+    auto pub = gs.token().backend().public_components(key);
     if (!pub) return error_out(global, "Key '" + shown + "' cannot be read: " + pub.error().message + ".");
     kty = "EC";
     crv = pub->crv;
@@ -248,7 +243,7 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
     return error_out(global, "Key '" + shown + "' is a " + lk.type + " key, which Key Vault cannot import.");
   }
 
-  auto ciphertext = slot.backend->wrap_for_byok(key, kek->n, kek->e);
+  auto ciphertext = gs.token().backend().wrap_for_byok(key, kek->n, kek->e);
   if (!ciphertext) return error_out(global, "Wrapping key '" + shown + "' failed: " + ciphertext.error().message + ".");
   auto blob = azure::build_byok_blob(st.kek_kid, *ciphertext, "cdcp11 " CDCP11_VERSION " (cdcctl byok export)");
   if (!blob) return error_out(global, blob.error().message);

@@ -54,25 +54,38 @@ Result<std::unique_ptr<GroupSession>, std::string> GroupSession::open(const std:
                                                                       const std::string& pin_env) {
   auto g = std::unique_ptr<GroupSession>(new GroupSession);
   g->group_ = group;
-  if (auto r = g->lib_.initialize(config, softtoken::make_token_backend); !r) return fail(r.error().message);
-  for (auto id : g->lib_.slot_ids()) {
-    auto slot = g->lib_.slot(id);
-    if (slot && (*slot)->cfg.name == group) g->slot_ = *slot;
+  if (auto r = g->provider_.initialize(config, softtoken::make_token_backend); !r) return fail(r.error().message);
+  for (auto id : g->provider_.slot_ids()) {
+    auto t = g->provider_.token(id);
+    if (t && (*t)->name() == group) g->token_ = *t;
   }
-  if (!g->slot_) return fail("no group named '" + group + "' in " + config);
-  auto h = g->lib_.open_session(g->slot_->id, CKF_SERIAL_SESSION | CKF_RW_SESSION);
+  if (!g->token_) return fail("no group named '" + group + "' in " + config);
+  auto h = g->provider_.open_session(g->token_->id(), CKF_SERIAL_SESSION | CKF_RW_SESSION);
   if (!h) return fail(h.error().message);
-  g->session_ = *h;
+  g->session_ = *g->provider_.session(*h);
   std::string pin = read_pin(group, pin_env);
-  auto r = g->lib_.login(g->session_, CKU_USER, view(pin));
+  auto r = g->provider_.login(*g->session_, CKU_USER, view(pin));
   secure_zero(pin.data(), pin.size());
   if (!r) return fail("login to group '" + group + "' failed: " + r.error().message);
   return g;
 }
 
 GroupSession::~GroupSession() {
-  if (session_) (void)lib_.close_session(session_);
-  lib_.finalize();
+  if (session_) (void)provider_.close_session(session_->handle());
+  session_.reset();
+  provider_.finalize();
+}
+
+std::string GroupSession::unavailable() const {
+  if (auto* m = token_->mirror()) return m->unavailable();
+  return "the group's mirror could not be opened";
+}
+
+Result<core::StoredObject, std::string> GroupSession::object(CK_OBJECT_HANDLE h) {
+  auto t = token_->lock();
+  auto o = t.visible(h);
+  if (!o) return fail(o.error().message);
+  return (*o)->obj;
 }
 
 std::vector<LocalKey> GroupSession::keys() {
@@ -81,12 +94,9 @@ std::vector<LocalKey> GroupSession::keys() {
     core::AttrMap t;
     t.set_ulong(CKA_CLASS, cls);
     t.set_bool(CKA_TOKEN, true);
-    if (!lib_.find_init(session_, t)) continue;
-    CK_OBJECT_HANDLE hs[64];
-    std::vector<CK_OBJECT_HANDLE> all;
-    for (CK_ULONG n; (n = lib_.find(session_, hs, 64).value()) > 0;) all.insert(all.end(), hs, hs + n);
-    (void)lib_.find_final(session_);
-    for (auto h : all) out.push_back(read(h, cls));
+    auto found = token_->find(*session_, t);
+    if (!found) continue;
+    for (auto h : *found) out.push_back(read(h, cls));
   }
   return out;
 }
@@ -107,10 +117,10 @@ Result<LocalKey, std::string> GroupSession::find_key(const std::string& label, c
 
 Bytes GroupSession::attr(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type) {
   CK_ATTRIBUTE a{type, nullptr, 0};
-  if (!lib_.get_attributes(session_, h, &a, 1) || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) return {};
+  if (!token_->get_attributes(*session_, h, &a, 1) || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) return {};
   Bytes v(a.ulValueLen);
   a.pValue = v.data();
-  if (!lib_.get_attributes(session_, h, &a, 1)) return {};
+  if (!token_->get_attributes(*session_, h, &a, 1)) return {};
   return v;
 }
 

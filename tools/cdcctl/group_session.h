@@ -1,5 +1,5 @@
 // One logged-in session on a group's slot, for the cdcctl commands that work with a group's keys
-// (key list|mirror, byok export). Runs the same core Library the PKCS#11 module runs, in this
+// (key list|mirror, byok export). Runs the same core Provider the PKCS#11 module runs, in this
 // process.
 #pragma once
 
@@ -9,7 +9,8 @@
 
 #include "cdcp11/cdcp11.h"
 #include "common/result.h"
-#include "core/library.h"
+#include "core/mirror/service.h"
+#include "core/provider/provider.h"
 
 namespace cdcp11::cdcctl {
 
@@ -36,9 +37,14 @@ class GroupSession {
   GroupSession(const GroupSession&) = delete;
   GroupSession& operator=(const GroupSession&) = delete;
 
-  core::Library& lib() { return lib_; }
-  core::Slot& slot() { return *slot_; }
-  CK_SESSION_HANDLE session() const { return session_; }
+  core::Provider& provider() { return provider_; }
+  core::Token& token() { return *token_; }
+  core::Session& session() { return *session_; }
+  // The group's mirror engine (null when the group cannot reach its vault, unavailable() says why).
+  core::mirror::Engine* engine() { return token_->mirror() ? token_->mirror()->engine() : nullptr; }
+  std::string unavailable() const;
+  // The stored form of a key the session sees.
+  Result<core::StoredObject, std::string> object(CK_OBJECT_HANDLE h);
 
   // The private and secret token keys visible to the session.
   std::vector<LocalKey> keys();
@@ -53,10 +59,10 @@ class GroupSession {
   CK_ULONG ulong_attr(CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);
   LocalKey read(CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls);
 
-  core::Library lib_;
+  core::Provider provider_;
   std::string group_;
-  core::Slot* slot_ = nullptr;
-  CK_SESSION_HANDLE session_ = 0;
+  core::Token* token_ = nullptr;
+  std::shared_ptr<core::Session> session_;
 };
 
 }  // namespace cdcp11::cdcctl

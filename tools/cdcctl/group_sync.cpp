@@ -7,6 +7,7 @@
 #include <iostream>
 #include <memory>
 
+#include "core/cloud/sync.h"
 #include "tools/cdcctl/group_session.h"
 #include "tools/cdcctl/output.h"
 
@@ -54,10 +55,10 @@ void add_group_sync_command(CLI::App* group, GlobalOptions& global, int& exit_co
       exit_code = error_out(global, g.error());
       return;
     }
-    core::R<core::SyncReport> rep = core::SyncReport{};
+    core::R<core::cloud::SyncReport> rep = core::cloud::SyncReport{};
     {
       ProgressBar bar(!global.json && isatty(STDERR_FILENO));
-      rep = (*g)->lib().sync_keys((*g)->session(), [&](std::size_t d, std::size_t t) { bar(d, t); });
+      rep = core::cloud::sync_keys((*g)->token(), (*g)->session(), [&](std::size_t d, std::size_t t) { bar(d, t); });
     }
     if (!rep) {
       exit_code = error_out(global, "sync of group '" + o->group + "' failed: " + rep.error().message);

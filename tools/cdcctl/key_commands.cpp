@@ -1,5 +1,5 @@
 // cdcctl key list|mirror: the group's keys, local and in the vault, side by side; mirroring on
-// request. Runs the same core Library the PKCS#11 module runs, in this process.
+// request. Runs the same core Provider the PKCS#11 module runs, in this process.
 #include "tools/cdcctl/output.h"
 #include "tools/cdcctl/key_commands.h"
 
@@ -60,7 +60,7 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
     // The vault's side: keys not linked to a local key are listed as remote only.
     std::vector<std::string> remote_only;
     std::string remote_error;
-    if (auto* eng = (*g)->slot().mirror.get()) {
+    if (auto* eng = (*g)->engine()) {
       auto items = eng->connection()->vault().list_keys();
       if (!items) {
         remote_error = items.error().describe();
@@ -139,10 +139,10 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       const bool chosen = st->all ? k.state != CDC_MIRROR_STATE_MIRRORED || !k.error.empty()
                                   : (!st->label.empty() && k.label == st->label) || (!st->id_hex.empty() && k.id_hex == st->id_hex);
       if (!chosen) continue;
-      auto r = (*g)->lib().mirror_key((*g)->session(), k.handle);
+      auto r = (*g)->token().mirror()->mirror_now((*g)->session(), k.handle);
       if (r) {
         ++done;
-        auto s = (*g)->lib().mirror_status((*g)->session(), k.handle);
+        auto s = (*g)->token().mirror()->status((*g)->session(), k.handle);
         if (!global.json) std::cout << (k.label.empty() ? k.uid : k.label) << ": mirrored as " << (s ? s->second : "") << '\n';
       } else {
         ++failed;

@@ -2,7 +2,7 @@
 // group's keys, through the group's own Key Vault client (azure/keyvault.h and its retry rules).
 // The local key is never changed beyond its mirror record: once its copy is deleted it no longer
 // claims one, so `key mirror` mirrors it afresh; once its own copy is recovered or restored it
-// claims it again (Library::set_mirror_link).
+// claims it again (mirror::Service::set_link).
 #include "tools/cdcctl/key_lifecycle.h"
 
 #include <rapidjson/prettywriter.h>
@@ -118,7 +118,7 @@ struct Copy {
 Result<std::optional<Copy>, std::string> recorded_copy(const Ctx& c, const LocalKey& k) {
   std::string kid = k.azure_kid;
   if (kid.empty()) {
-    auto job = c.gs.slot().mirror->journal().get(k.uid);
+    auto job = c.gs.engine()->journal().get(k.uid);
     if (!job) return fail("Reading the mirror journal of group '" + c.opt.group + "' failed: " + job.error().message + ".");
     if (*job) kid = (**job).key_kid;
   }
@@ -189,16 +189,11 @@ Result<std::string, std::string> deleted_copy_of(Ctx& c, const LocalKey& k) {
 Result<bool, std::string> is_copy_of(Ctx& c, const LocalKey& k, const azure::KeyBundle& b) {
   auto tag = b.tags.find("cdcp11-uid");
   if (tag == b.tags.end() || tag->second != k.uid) return false;
-  core::Slot& slot = c.gs.slot();
-  core::StoredObject obj;
-  {
-    std::lock_guard guard(slot.mu);
-    auto it = slot.objects.find(k.handle);
-    if (it == slot.objects.end()) return fail("Key '" + shown(k) + "' is gone from the token.");
-    obj = it->second.obj;
-  }
+  auto stored = c.gs.object(k.handle);
+  if (!stored) return fail("Key '" + shown(k) + "' is gone from the token.");
+  const core::StoredObject obj = std::move(*stored);
   if (obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA) == CKO_SECRET_KEY) return true;
-  auto pub = slot.backend->public_components(obj);
+  auto pub = c.gs.token().backend().public_components(obj);
   if (!pub) return fail("The public key of '" + shown(k) + "' cannot be read: " + pub.error().message + ".");
   return azure::public_material_matches(b.key, core::mirror::public_material(*pub));
 }
@@ -222,7 +217,7 @@ Result<std::optional<LocalKey>, std::string> relink(Ctx& c, const std::optional<
                 shown(*k) + "' (its cdcp11-uid tag or its public key differs); the local key's mirror state is "
                 "unchanged.");
   }
-  if (auto r = c.gs.lib().set_mirror_link(c.gs.session(), k->handle, b.key.kid); !r)
+  if (auto r = c.gs.token().mirror()->set_link(c.gs.session(), k->handle, b.key.kid); !r)
     return fail(done + " key '" + b.name() + "' in vault '" + c.vault + "', but key '" + shown(*k) +
                 "' could not be marked mirrored: " + r.error().message + ".");
   return k;
@@ -317,7 +312,7 @@ int remove(Ctx& c) {
     if (std::none_of(into.begin(), into.end(), [&](const LocalKey& r) { return r.uid == k.uid; })) into.push_back(k);
   }
   for (auto& k : reset)
-    if (auto r = c.gs.lib().set_mirror_link(c.gs.session(), k.handle, ""); !r)
+    if (auto r = c.gs.token().mirror()->set_link(c.gs.session(), k.handle, ""); !r)
       return error_out(c.global, "Key '" + t->name + "' was deleted from vault '" + c.vault + "', but key '" + shown(k) +
                                      "' could not be marked not mirrored: " + r.error().message + ".");
   if (!c.global.json) {
@@ -467,9 +462,10 @@ int run(const GlobalOptions& global, const Options& o, Verb verb) {
   auto g = GroupSession::open(global.config, o.group, o.pin_env);
   if (!g) return error_out(global, sentence(g.error()));
   GroupSession& gs = **g;
-  auto* engine = gs.slot().mirror.get();
-  if (!engine) return error_out(global, "Group '" + o.group + "' cannot reach its vault: " + gs.slot().mirror_unavailable +
-                                            (gs.slot().mirror_unavailable.ends_with('.') ? "" : "."));
+  auto* engine = gs.engine();
+  const std::string why = gs.unavailable();
+  if (!engine)
+    return error_out(global, "Group '" + o.group + "' cannot reach its vault: " + why + (why.ends_with('.') ? "" : "."));
   auto kv = engine->connection()->vault();
   Ctx c{global, o, gs, kv, engine->azure_config().vault_name};
   switch (verb) {

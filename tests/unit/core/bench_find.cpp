@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/library.h"
+#include "core/provider/provider.h"
 #include "softtoken/factory.h"
 
 using namespace cdcp11;
@@ -26,12 +26,14 @@ int main(int argc, char** argv) {
   fs::path dir = ::mkdtemp(tmpl);
   std::ofstream(dir / "conf.json")
       << R"({"version":1,"groups":[{"name":"bench","token":{"dir":"tok","kdf_scrypt_log2_n":10}}]})";
-  Library lib;
+  Provider lib;
   if (auto r = lib.initialize((dir / "conf.json").string(), softtoken::make_token_backend); !r) die("initialize", r.error());
   const CK_SLOT_ID slot = lib.slot_ids().at(0);
   if (auto r = lib.init_token(slot, view("bench-so"), "bench"); !r) die("init_token", r.error());
-  auto s = lib.open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION);
-  if (!s) die("open_session", s.error());
+  auto h = lib.open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION);
+  if (!h) die("open_session", h.error());
+  auto session = *lib.session(*h);
+  Session& s = *session;
 
   for (int i = 0; i < n; ++i) {
     AttrMap a;
@@ -45,21 +47,21 @@ int main(int argc, char** argv) {
       a.set_string(CKA_APPLICATION, "app-" + std::to_string(i));
     }
     a.set_string(CKA_LABEL, "obj-" + std::to_string(i));
-    if (auto r = lib.create_object(*s, a); !r) die("create_object", r.error());
+    if (auto r = s.token().create_object(s, a); !r) die("create_object", r.error());
   }
 
   auto time_find = [&](const AttrMap& t, int reps) {
     std::size_t found = 0;
     auto start = std::chrono::steady_clock::now();
     for (int r = 0; r < reps; ++r) {
-      if (!lib.find_init(*s, t)) std::exit(1);
+      if (!s.find_begin(t)) std::exit(1);
       CK_OBJECT_HANDLE h[64];
       CK_ULONG got;
       do {
-        got = *lib.find(*s, h, 64);
+        got = *s.find_next(h, 64);
         found += got;
       } while (got);
-      (void)lib.find_final(*s);
+      (void)s.find_end();
     }
     auto us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / reps;
     return std::make_pair(us, found / reps);

@@ -1,4 +1,4 @@
-// Library::initialize: a group whose token cannot be opened, even by an exception out of the
+// Provider::initialize: a group whose token cannot be opened, even by an exception out of the
 // backend factory, still becomes a slot without a token; the others are served.
 #include <doctest/doctest.h>
 
@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "core/library.h"
+#include "core/provider/provider.h"
 
 using namespace cdcp11;
 using namespace cdcp11::core;
@@ -33,7 +33,7 @@ struct TempConfig {
 
 TEST_CASE("a backend factory that throws leaves its group without a token, and the rest served") {
   TempConfig t;
-  Library lib;
+  Provider lib;
   auto factory = [](const GroupConfig& g) -> R<std::unique_ptr<TokenBackend>> {
     if (g.name == "throws")
       throw fs::filesystem_error("status", fs::path("/x/loop"), std::make_error_code(std::errc::too_many_symbolic_link_levels));
@@ -42,11 +42,11 @@ TEST_CASE("a backend factory that throws leaves its group without a token, and t
   auto r = lib.initialize(t.conf.string(), factory);
   REQUIRE(r);
   CHECK(lib.slot_ids() == std::vector<CK_SLOT_ID>{1, 2});
-  auto s1 = lib.slot_with_token(1);
+  auto s1 = lib.present_token(1);
   REQUIRE_FALSE(s1);
   CHECK(s1.error().code == Errc::token_not_present);
   CHECK(s1.error().message.find("/x/loop") != std::string::npos);
-  auto s2 = lib.slot_with_token(2);
+  auto s2 = lib.present_token(2);
   REQUIRE_FALSE(s2);
   CHECK(s2.error().message.find("no token here") != std::string::npos);
   lib.finalize();

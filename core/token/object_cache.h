@@ -1,0 +1,68 @@
+// The objects a token shows: handle -> object, with an index of the attributes applications
+// search by. Token objects come from the backend (refresh), session objects live here until
+// their session closes. Not thread-safe: the token's lock guards it.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/token_backend.h"
+
+namespace cdcp11::core {
+
+class KeyHome;
+
+struct Object {
+  StoredObject obj;
+  bool token = false;
+  CK_SESSION_HANDLE owner = 0;  // session objects: the creating session
+  KeyHome* home = nullptr;      // keys: where the key material is used
+
+  const AttrMap& attrs() const { return obj.attrs; }
+  CK_OBJECT_CLASS cls() const { return obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA); }
+  bool is_private() const { return obj.attrs.bool_or(CKA_PRIVATE, false); }
+};
+
+// Objects indexed by the attributes applications search by (C_FindObjects).
+class ObjectIndex {
+ public:
+  void add(CK_OBJECT_HANDLE h, const AttrMap& a);
+  void remove(CK_OBJECT_HANDLE h, const AttrMap& a);
+  void clear() { idx_.clear(); }
+  // Candidate handles for a template, or nullopt when no indexed attribute is in it.
+  std::optional<std::vector<CK_OBJECT_HANDLE>> candidates(const AttrMap& tmpl) const;
+
+ private:
+  std::map<std::pair<CK_ATTRIBUTE_TYPE, Bytes>, std::set<CK_OBJECT_HANDLE>> idx_;
+};
+
+class ObjectCache {
+ public:
+  // Handles are unique across the tokens of the process: they share one counter.
+  explicit ObjectCache(std::atomic<CK_OBJECT_HANDLE>& next_handle) : next_(next_handle) {}
+
+  CK_OBJECT_HANDLE add(StoredObject obj, bool token, CK_SESSION_HANDLE owner, KeyHome* home);
+  void remove(CK_OBJECT_HANDLE h);
+  // Replaces an object's attributes; its handle stays.
+  void set_attrs(CK_OBJECT_HANDLE h, AttrMap attrs);
+  void clear();
+
+  Object* get(CK_OBJECT_HANDLE h);
+  std::optional<CK_OBJECT_HANDLE> handle_of(const std::string& uid) const;
+  // Handles that may match a search template: from the index, or every handle (in handle order).
+  std::vector<CK_OBJECT_HANDLE> candidates(const AttrMap& tmpl) const;
+  const std::unordered_map<CK_OBJECT_HANDLE, Object>& all() const { return objects_; }
+
+ private:
+  std::atomic<CK_OBJECT_HANDLE>& next_;
+  std::unordered_map<CK_OBJECT_HANDLE, Object> objects_;
+  std::unordered_map<std::string, CK_OBJECT_HANDLE> by_uid_;
+  ObjectIndex index_;
+};
+
+}  // namespace cdcp11::core
