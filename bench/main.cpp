@@ -184,6 +184,10 @@ BR<void> objects(const Args& a) {
 }
 
 int run(int argc, char** argv) {
+  if (argc == 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+    std::cout << kUsage;
+    return 0;
+  }
   auto a = parse(argc, argv);
   if (!a) {
     std::cerr << a.error();

@@ -73,7 +73,9 @@ def ratio(ours, other, lower_better=False):
 
 
 def fmt_ratio(r):
-    return "–" if r is None else "%.2f" % r
+    if r is None:
+        return "–"
+    return "{:,.0f}".format(r) if r >= 100 else "%.2f" % r
 
 
 def verdict(ok):
@@ -86,6 +88,8 @@ def main():
     ap.add_argument("--peer", default="softhsm2")
     ap.add_argument("--limit", default="openssl")
     ap.add_argument("--names", default="cdcp11=cdcp11,softhsm2=SoftHSM2,openssl=OpenSSL")
+    ap.add_argument("--require-all", action="store_true",
+                    help="exit 1 if a column lacks a figure of the table (the smoke check)")
     ap.add_argument("results", nargs="+")
     a = ap.parse_args()
     rows, meta, notes = load(a.results)
@@ -115,6 +119,16 @@ def main():
             out.append("- %s: %s" % (n(c), meta[(c, "module")]))
     out.append("- load average at start: %s; at end: %s (on %s CPUs; figures on a loaded machine are pessimistic)"
                % (m("load_start"), m("load_end"), m("cpus")))
+    if m("runtime") != "?":
+        out.append("- run time: %s" % m("runtime"))
+    try:
+        busiest = max(float(m(k).split()[0]) for k in ("load_start", "load_end"))
+        if busiest > int(m("cpus")) - 1:
+            out.append("- **the machine was busy** (1-minute load %.1f on %s CPUs): other processes competed "
+                       "for the CPUs, so every figure is low and the 2-thread rows cannot show the scaling "
+                       "an idle machine would" % (busiest, m("cpus")))
+    except ValueError:
+        pass
     out.append("")
     hdr = ["operation", n(ours), n(peer), n(limit), "%s/%s" % (n(ours), n(peer)),
            "%s/%s" % (n(ours), n(limit)), "target", "met"]
@@ -175,6 +189,18 @@ def main():
         for col, text in notes:
             out.append("- %s: %s" % (n(col), text))
     print("\n".join(out))
+    if a.require_all:
+        need = [(c, rid) for rid, _, _ in CRYPTO for c in (ours, peer, limit)]
+        need += [(c, rid + "_2t") for rid, _ in SCALING for c in (ours, peer, limit)]
+        need += [(c, "%s@%d" % (prefix, cnt)) for prefix, _, _ in OBJECTS for cnt in counts
+                 for c in (ours, peer)]
+        missing = ["%s %s" % k for k in need if k not in rows]
+        if not counts:
+            missing.append("every object row")
+        if missing:
+            print("missing figures: " + ", ".join(missing), file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":
