@@ -31,7 +31,10 @@ class AesGcmWorker final : public Worker {
  public:
   AesGcmWorker(const EVP_CIPHER* cipher, ByteView key, std::size_t n)
       : cipher_(cipher), key_(to_secure(key)), ctx_(EVP_CIPHER_CTX_new()), in_(payload(n)),
-        out_(n + 16) {}
+        out_(n + 16) {
+    const std::uint32_t id = iv_prefix();
+    std::memcpy(iv_, &id, sizeof id);
+  }
   bool call() noexcept override {
     ++counter_;
     std::memcpy(iv_ + 4, &counter_, sizeof counter_);

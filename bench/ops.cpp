@@ -1,6 +1,7 @@
 #include "bench/ops.h"
 
 #include <array>
+#include <atomic>
 
 namespace cdcp11::bench {
 namespace {
@@ -61,6 +62,11 @@ Bytes payload(std::size_t n) {
   Bytes b(n);
   for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(i * 31 + 7);
   return b;
+}
+
+std::uint32_t iv_prefix() {
+  static std::atomic<std::uint32_t> next{1};
+  return next++;
 }
 
 }  // namespace cdcp11::bench

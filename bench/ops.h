@@ -42,6 +42,9 @@ std::string_view op_unit(const OpInfo& op);
 ByteView digest32();
 ByteView rsa_digest_info();
 Bytes payload(std::size_t n);
+// The first 4 bytes of an AES-GCM worker's IVs (the other 8 count its calls), different for
+// every worker: threads sharing a key never repeat an IV.
+std::uint32_t iv_prefix();
 
 // One column of the comparison: makes a Worker for an operation, one per thread.
 class Column {

@@ -43,7 +43,10 @@ class P11Worker : public Worker {
 class AesGcmWorker final : public P11Worker {
  public:
   AesGcmWorker(hsm::Session s, CK_OBJECT_HANDLE key, std::size_t n)
-      : P11Worker(std::move(s)), key_(key), in_(payload(n)), out_(n + 16) {}
+      : P11Worker(std::move(s)), key_(key), in_(payload(n)), out_(n + 16) {
+    const std::uint32_t id = iv_prefix();
+    std::memcpy(iv_, &id, sizeof id);
+  }
   bool call() noexcept override {
     ++counter_;
     std::memcpy(iv_ + 4, &counter_, sizeof counter_);
