@@ -105,7 +105,7 @@ void measure_op(std::vector<std::unique_ptr<Column>>& cols, const OpInfo& op, in
                 const Timing& t) {
   const std::string row = std::string(op.id) + (threads > 1 ? "_" + std::to_string(threads) + "t" : "");
   std::vector<Workers> ws(cols.size());
-  std::vector<std::vector<double>> reps(cols.size());
+  std::vector<std::vector<double>> reps(cols.size()), cpu(cols.size());
   std::vector<bool> ok(cols.size(), true);
   auto drop = [&](std::size_t c, const std::string& why) {
     ok[c] = false;
@@ -127,11 +127,15 @@ void measure_op(std::vector<std::unique_ptr<Column>>& cols, const OpInfo& op, in
     for (std::size_t c = 0; c < cols.size(); ++c) {
       if (!ok[c]) continue;
       auto rate = run_rep(ws[c], t.seconds * op.time_factor, t.iterations);
-      if (!rate) drop(c, rate.error());
-      else reps[c].push_back(op_value(op, *rate));
+      if (!rate) {
+        drop(c, rate.error());
+        continue;
+      }
+      reps[c].push_back(op_value(op, rate->wall));
+      cpu[c].push_back(op_value(op, rate->cpu));
     }
   for (std::size_t c = 0; c < cols.size(); ++c)
-    if (ok[c]) print_row(cols[c]->name(), row, median(reps[c]), op_unit(op), reps[c]);
+    if (ok[c]) print_row(cols[c]->name(), row, median(reps[c]), op_unit(op), reps[c], median(cpu[c]));
 }
 
 BR<void> crypto(const Args& a) {

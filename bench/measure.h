@@ -43,20 +43,29 @@ class Worker {
 
 using Workers = std::vector<std::unique_ptr<Worker>>;
 
+// Calls per second of a repetition: over wall time (the figure), and over the CPU time the
+// measuring threads got (nearly independent of other processes' load, so steadier on a busy
+// machine; blind to waiting, on a disk or a lock, so no measure of scaling).
+struct Rate {
+  double wall = 0;
+  double cpu = 0;
+};
+
 // Runs each worker on its own thread (a single worker runs on the calling thread) for
-// `seconds`, or `iterations` calls each when that is > 0; returns the total calls per second
-// (the sum of each thread's calls over its own elapsed time).
-BR<double> run_rep(Workers& workers, double seconds, long iterations = 0);
+// `seconds`, or `iterations` calls each when that is > 0; the rates are the sums of each
+// thread's calls over its own elapsed (CPU) time.
+BR<Rate> run_rep(Workers& workers, double seconds, long iterations = 0);
 
 double median(std::vector<double> v);
 
 // The results, on stdout as tab-separated lines (bench/report.py reads them):
-//   row   COLUMN ROW VALUE UNIT REP1,REP2,..   a figure (the median of the repetitions)
+//   row   COLUMN ROW VALUE UNIT REP1,REP2,.. [CPU]   a figure (the median of the repetitions),
+//                                                   CPU: the median per CPU-second (see Rate)
 //   meta  COLUMN KEY VALUE                     e.g. the module's name and version
 //   note  COLUMN TEXT                          e.g. why a figure is missing
 // and a progress line on stderr for each figure.
 void print_row(const std::string& column, const std::string& row, double value,
-               std::string_view unit, const std::vector<double>& reps);
+               std::string_view unit, const std::vector<double>& reps, double cpu_value = 0);
 void print_meta(const std::string& column, std::string_view key, std::string_view value);
 void print_note(const std::string& column, std::string_view text);
 

@@ -185,12 +185,13 @@ BR<void> run_objects(const ModuleSpec& spec, const ObjectsOptions& o) {
     CDC_ASSIGN(hsm::Session fs, tok.new_session());
     ws.push_back(std::make_unique<FindWorker>(std::move(fs), have));
     if (o.timing.iterations == 0) CDC_TRY(run_rep(ws, o.timing.warmup));
-    std::vector<double> us;
+    std::vector<double> us, cpu_us;
     for (int r = 0; r < (o.timing.iterations > 0 ? 1 : o.timing.reps); ++r) {
-      CDC_ASSIGN(double rate, run_rep(ws, o.timing.seconds, o.timing.iterations));
-      us.push_back(1e6 / rate);
+      CDC_ASSIGN(Rate rate, run_rep(ws, o.timing.seconds, o.timing.iterations));
+      us.push_back(1e6 / rate.wall);
+      cpu_us.push_back(rate.cpu > 0 ? 1e6 / rate.cpu : 0);
     }
-    print_row(spec.name, "find@" + std::to_string(have), median(us), "us", us);
+    print_row(spec.name, "find@" + std::to_string(have), median(us), "us", us, median(cpu_us));
     CDC_TRY(measure_login(spec, have, o.timing));
     CDC_TRY(measure_propagation(spec, s, have, o.timing.iterations > 0 ? 1 : o.rounds));
     if (capped) break;

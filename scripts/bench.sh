@@ -121,13 +121,18 @@ fi
 meta load_end "$(loadavg)"
 meta runtime "$((SECONDS - started)) s (without the build)"
 
+report() {
+  /usr/bin/python3 "$ROOT/bench/report.py" "$@" "$RESULTS"
+  echo
+  /usr/bin/python3 "$ROOT/bench/report.py" --cpu "$RESULTS"
+}
 if [ "$SMOKE" = 1 ]; then
-  /usr/bin/python3 "$ROOT/bench/report.py" --require-all "$RESULTS"
-  exit $?
+  report --require-all
+  exit 0
 fi
 OUT=$BUILD/bench-results
 mkdir -p "$OUT"
 stamp=$(date -u '+%Y%m%d-%H%M%S')
 cp "$RESULTS" "$OUT/$stamp.tsv"
-/usr/bin/python3 "$ROOT/bench/report.py" "$RESULTS" | tee "$OUT/$stamp.md"
+report | tee "$OUT/$stamp.md"
 echo "bench.sh: saved $OUT/$stamp.md and $OUT/$stamp.tsv" >&2
