@@ -3,7 +3,7 @@
 //
 //   cdcbench init    --module SPEC          initialise the spec's token (SO PIN, user PIN)
 //   cdcbench crypto  --module SPEC ... [--openssl] [--ops a,b] [--threads-ops a,b]
-//                    [--seconds S] [--warmup S] [--reps N] [--iterations N]
+//                    [--keys token|session] [--seconds S] [--warmup S] [--reps N] [--iterations N]
 //   cdcbench objects --module SPEC [--counts 1000,10000,100000] [--rounds N]
 //                    [--populate-budget S] [--seconds S] [--warmup S] [--reps N] [--iterations N]
 //
@@ -29,8 +29,8 @@ struct Args {
 
 const char* kUsage =
     "usage: cdcbench init|crypto|objects --module name=N,path=P,token=L[,args=A] [options]\n"
-    "  crypto:  [--openssl] [--ops a,b] [--threads-ops a,b] [--seconds S] [--warmup S] [--reps N]"
-    " [--iterations N]\n"
+    "  crypto:  [--openssl] [--ops a,b] [--threads-ops a,b] [--keys token|session] [--seconds S]"
+    " [--warmup S] [--reps N] [--iterations N]\n"
     "  objects: [--counts 1000,10000,100000] [--rounds N] [--populate-budget S] [--seconds S]"
     " [--warmup S] [--reps N] [--iterations N]\n";
 
@@ -103,7 +103,8 @@ BR<std::vector<const OpInfo*>> ops_from(const Args& a, const std::string& key,
 // A column that cannot do the operation gets a note instead of a figure.
 void measure_op(std::vector<std::unique_ptr<Column>>& cols, const OpInfo& op, int threads,
                 const Timing& t) {
-  const std::string row = std::string(op.id) + (threads > 1 ? "_" + std::to_string(threads) + "t" : "");
+  std::string row(op.id);
+  if (threads > 1) row.append("_").append(std::to_string(threads)).append("t");
   std::vector<Workers> ws(cols.size());
   std::vector<std::vector<double>> reps(cols.size()), cpu(cols.size());
   std::vector<bool> ok(cols.size(), true);
@@ -142,10 +143,15 @@ BR<void> crypto(const Args& a) {
   CDC_ASSIGN(Timing t, timing(a));
   CDC_ASSIGN(auto ops, ops_from(a, "ops", "all"));
   CDC_ASSIGN(auto threaded, ops_from(a, "threads-ops", "ecdsa_p256_sign,rsa2048_verify,aes_gcm_16"));
+  const auto keys = a.opts.find("keys");
+  const std::string key_store = keys == a.opts.end() ? "session" : keys->second;
+  if (key_store != "token" && key_store != "session")
+    return fail("--keys: '" + key_store + "' is neither token nor session");
   std::vector<std::unique_ptr<Column>> cols;
   for (const auto& m : a.modules) {
     CDC_ASSIGN(ModuleSpec spec, parse_module_spec(m));
-    CDC_ASSIGN(auto col, make_p11_column(spec));
+    CDC_ASSIGN(auto col, make_p11_column(spec, key_store == "token"));
+    print_meta(spec.name, "keys", key_store);
     cols.push_back(std::move(col));
   }
   if (a.openssl) {

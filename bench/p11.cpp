@@ -100,27 +100,28 @@ class VerifyWorker final : public P11Worker {
   Bytes data_, sig_;
 };
 
-Tmpl rsa_public_tmpl() {
+Tmpl rsa_public_tmpl(bool token) {
   Tmpl t;
   t.ul(CKA_CLASS, CKO_PUBLIC_KEY).ul(CKA_KEY_TYPE, CKK_RSA).ul(CKA_MODULUS_BITS, 2048)
-      .bytes(CKA_PUBLIC_EXPONENT, kF4).b(CKA_TOKEN, true).b(CKA_VERIFY, true)
+      .bytes(CKA_PUBLIC_EXPONENT, kF4).b(CKA_TOKEN, token).b(CKA_VERIFY, true)
       .str(CKA_LABEL, "cdcbench-rsa");
   return t;
 }
 
-Tmpl private_tmpl(CK_KEY_TYPE type, std::string_view label) {
+Tmpl private_tmpl(CK_KEY_TYPE type, std::string_view label, bool token) {
   Tmpl t;
-  t.ul(CKA_CLASS, CKO_PRIVATE_KEY).ul(CKA_KEY_TYPE, type).b(CKA_TOKEN, true).b(CKA_PRIVATE, true)
+  t.ul(CKA_CLASS, CKO_PRIVATE_KEY).ul(CKA_KEY_TYPE, type).b(CKA_TOKEN, token).b(CKA_PRIVATE, true)
       .b(CKA_SENSITIVE, true).b(CKA_EXTRACTABLE, false).b(CKA_SIGN, true).str(CKA_LABEL, label);
   return t;
 }
 
-// C_GenerateKeyPair of a token RSA-2048 pair (kept: a temporary token).
+// C_GenerateKeyPair of an RSA-2048 pair (kept: a temporary token).
 class KeygenWorker final : public P11Worker {
  public:
-  explicit KeygenWorker(hsm::Session s)
-      : P11Worker(std::move(s)), pub_(rsa_public_tmpl()), priv_(private_tmpl(CKK_RSA, "cdcbench-rsa")),
-        pub_ck_(pub_.map()), priv_ck_(priv_.map()) {}
+  KeygenWorker(hsm::Session s, bool token)
+      : P11Worker(std::move(s)), pub_(rsa_public_tmpl(token)),
+        priv_(private_tmpl(CKK_RSA, "cdcbench-rsa", token)), pub_ck_(pub_.map()),
+        priv_ck_(priv_.map()) {}
   bool call() noexcept override {
     CK_MECHANISM m{CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
     CK_OBJECT_HANDLE pub = CK_INVALID_HANDLE, priv = CK_INVALID_HANDLE;
@@ -136,24 +137,24 @@ class KeygenWorker final : public P11Worker {
 
 class P11Column final : public Column {
  public:
-  explicit P11Column(P11Token t) : t_(std::move(t)) {}
+  P11Column(P11Token t, bool token_keys) : t_(std::move(t)), token_(token_keys) {}
   const std::string& name() const override { return t_.spec.name; }
 
   BR<void> make_keys() {
     hsm::Session& s = *t_.session;
     Tmpl aes;
     aes.ul(CKA_CLASS, CKO_SECRET_KEY).ul(CKA_KEY_TYPE, CKK_AES).ul(CKA_VALUE_LEN, 32)
-        .b(CKA_TOKEN, true).b(CKA_PRIVATE, true).b(CKA_SENSITIVE, true).b(CKA_EXTRACTABLE, false)
+        .b(CKA_TOKEN, token_).b(CKA_PRIVATE, true).b(CKA_SENSITIVE, true).b(CKA_EXTRACTABLE, false)
         .b(CKA_ENCRYPT, true).b(CKA_DECRYPT, true).str(CKA_LABEL, "cdcbench-aes");
     CDC_ASSIGN(aes_, lift(s.generate_key(hsm::Mechanism(CKM_AES_KEY_GEN), aes.map())));
     CDC_ASSIGN(rsa_, lift(s.generate_key_pair(hsm::Mechanism(CKM_RSA_PKCS_KEY_PAIR_GEN),
-                                              rsa_public_tmpl().map(),
-                                              private_tmpl(CKK_RSA, "cdcbench-rsa").map())));
+                                              rsa_public_tmpl(token_).map(),
+                                              private_tmpl(CKK_RSA, "cdcbench-rsa", token_).map())));
     Tmpl ec_pub;
     ec_pub.ul(CKA_CLASS, CKO_PUBLIC_KEY).ul(CKA_KEY_TYPE, CKK_EC).bytes(CKA_EC_PARAMS, kP256Oid)
-        .b(CKA_TOKEN, true).b(CKA_VERIFY, true).str(CKA_LABEL, "cdcbench-ec");
+        .b(CKA_TOKEN, token_).b(CKA_VERIFY, true).str(CKA_LABEL, "cdcbench-ec");
     CDC_ASSIGN(ec_, lift(s.generate_key_pair(hsm::Mechanism(CKM_EC_KEY_PAIR_GEN), ec_pub.map(),
-                                             private_tmpl(CKK_EC, "cdcbench-ec").map())));
+                                             private_tmpl(CKK_EC, "cdcbench-ec", token_).map())));
     CDC_ASSIGN(rsa_sig_, lift(s.sign(hsm::Mechanism(CKM_RSA_PKCS), rsa_.private_key, rsa_digest_info())));
     CDC_ASSIGN(ec_sig_, lift(s.sign(hsm::Mechanism(CKM_ECDSA), ec_.private_key, digest32())));
     return {};
@@ -179,13 +180,14 @@ class P11Column final : public Column {
       case Op::rsa2048_sign:
         w = std::make_unique<SignWorker>(std::move(s), CKM_RSA_PKCS, rsa_.private_key, rsa_digest_info());
         break;
-      case Op::rsa2048_keygen: w = std::make_unique<KeygenWorker>(std::move(s)); break;
+      case Op::rsa2048_keygen: w = std::make_unique<KeygenWorker>(std::move(s), token_); break;
     }
     return w;
   }
 
  private:
   P11Token t_;
+  bool token_;
   CK_OBJECT_HANDLE aes_ = CK_INVALID_HANDLE;
   hsm::KeyPair rsa_, ec_;
   Bytes rsa_sig_, ec_sig_;
@@ -262,9 +264,9 @@ BR<void> init_token(const ModuleSpec& spec) {
   return lift(s.logout());
 }
 
-BR<std::unique_ptr<Column>> make_p11_column(const ModuleSpec& spec) {
+BR<std::unique_ptr<Column>> make_p11_column(const ModuleSpec& spec, bool token_keys) {
   CDC_ASSIGN(P11Token t, P11Token::open(spec));
-  auto c = std::make_unique<P11Column>(std::move(t));
+  auto c = std::make_unique<P11Column>(std::move(t), token_keys);
   CDC_TRY(c->make_keys());
   return std::unique_ptr<Column>(std::move(c));
 }

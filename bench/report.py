@@ -137,7 +137,9 @@ def main():
                    % (m("date"), m("commit"), m("cpu"), m("cpus"), m("timing")))
         for c in (ours, peer, limit):
             if (c, "module") in meta:
-                out.append("- %s: %s" % (n(c), meta[(c, "module")]))
+                keys = meta.get((c, "keys"))
+                out.append("- %s: %s%s" % (n(c), meta[(c, "module")],
+                                            "; crypto with %s keys" % keys if keys else ""))
         out.append("- load average at start: %s; at end: %s (on %s CPUs; figures on a loaded machine are "
                    "pessimistic)" % (m("load_start"), m("load_end"), m("cpus")))
         if m("runtime") != "?":
