@@ -21,7 +21,7 @@ COUNTS=1000,10000,100000
 CRYPTO=1 OBJECTS=1 SMOKE=0 OPS=all KEYS=session
 SOFTHSM=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift ;;
