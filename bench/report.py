@@ -1,0 +1,230 @@
+#!/usr/bin/python3
+"""Prints the benchmark table of issue #13 from cdcbench's results (scripts/bench.sh runs it).
+
+Input: the tab-separated lines cdcbench writes (row / meta / note, see bench/measure.h), plus
+meta lines with column "-" that scripts/bench.sh adds (load averages, machine, commit).
+Output: a Markdown table, operation | ours | peer | limit | ours/peer | ours/limit | target | met,
+the ratios as speed ratios (> 1: ours is faster, also for rows measured in time)."""
+import argparse
+import sys
+
+CRYPTO = [
+    # row id, label, targets: (kind, factor): "peer" = ours >= factor x peer, "limit" = ours >= factor x limit
+    ("aes_gcm_16", "AES-256-GCM 16 B, Init + Encrypt per call", [("peer", 1.0), ("limit", 0.4)]),
+    ("aes_gcm_1k", "AES-256-GCM 1 KiB", [("peer", 1.0)]),
+    ("aes_gcm_16k", "AES-256-GCM 16 KiB", [("peer", 1.0), ("limit", 0.9)]),
+    ("rsa2048_verify", "RSA-2048 PKCS#1 verify", [("peer", 1.0), ("limit", 0.9)]),
+    ("ecdsa_p256_sign", "ECDSA P-256 sign", [("peer", 1.0), ("limit", 0.9)]),
+    ("ecdsa_p256_verify", "ECDSA P-256 verify", [("peer", 1.0), ("limit", 0.9)]),
+    ("rsa2048_sign", "RSA-2048 sign", [("peer", 1.0), ("limit", 0.9)]),
+    ("rsa2048_keygen", "RSA-2048 key pair generation", [("peer", 1.0)]),
+]
+SCALING = [
+    ("ecdsa_p256_sign", "ECDSA P-256 sign"),
+    ("rsa2048_verify", "RSA-2048 PKCS#1 verify"),
+    ("aes_gcm_16", "AES-256-GCM 16 B"),
+]
+SCALING_TARGET = 1.9
+FIND_TARGET_US = 10.0
+# Object rows: prefix, label, lower is better
+OBJECTS = [
+    ("find", "C_FindObjects by label", True),
+    ("init_login", "C_Initialize + C_Login (fresh process)", True),
+    ("first_find", "then the first C_FindObjects", True),
+    ("propagation", "a 2nd process sees a C_CreateObject", True),
+    ("populate", "populating (C_CreateObject)", False),
+]
+
+
+def load(paths):
+    rows, meta, notes = {}, {}, []
+    for p in paths:
+        with open(p) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if parts[0] == "row" and len(parts) >= 5:
+                    cpu = float(parts[6]) if len(parts) >= 7 and parts[6] else None
+                    rows[(parts[1], parts[2])] = (float(parts[3]), parts[4], cpu)
+                elif parts[0] == "meta" and len(parts) >= 4:
+                    meta[(parts[1], parts[2])] = parts[3]
+                elif parts[0] == "note" and len(parts) >= 3:
+                    notes.append((parts[1], parts[2]))
+    return rows, meta, notes
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    a = abs(v)
+    if a >= 1e6:
+        return "%.2f M" % (v / 1e6)
+    if a >= 100:
+        return "{:,.0f}".format(v)
+    if a >= 10:
+        return "%.1f" % v
+    if a >= 0.1:
+        return "%.2f" % v
+    return "%.3f" % v
+
+
+def ratio(ours, other, lower_better=False):
+    if ours is None or other is None or ours == 0 or other == 0:
+        return None
+    return other / ours if lower_better else ours / other
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "–"
+    return "{:,.0f}".format(r) if r >= 100 else "%.2f" % r
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ours", default="cdcp11")
+    ap.add_argument("--peer", default="softhsm2")
+    ap.add_argument("--limit", default="openssl")
+    ap.add_argument("--names", default="cdcp11=cdcp11,softhsm2=SoftHSM2,openssl=OpenSSL")
+    ap.add_argument("--cpu", action="store_true",
+                    help="the figures per CPU-second of the measuring threads instead of per second")
+    ap.add_argument("--require-all", action="store_true",
+                    help="exit 1 if a column lacks a figure of the table (the smoke check)")
+    ap.add_argument("results", nargs="+")
+    a = ap.parse_args()
+    rows, meta, notes = load(a.results)
+    names = dict(kv.split("=", 1) for kv in a.names.split(","))
+    ours, peer, limit = a.ours, a.peer, a.limit
+    n = lambda c: names.get(c, c)
+
+    def val(col, row):
+        r = rows.get((col, row))
+        if not r:
+            return None
+        if a.cpu and (r[2] is None or row.endswith("_2t")):
+            return None
+        return r[2] if a.cpu else r[0]
+
+    def unit(row):
+        for c in (ours, peer, limit):
+            if (c, row) in rows:
+                u = rows[(c, row)][1]
+                return "µs" if u == "us" else u
+        return ""
+
+    m = lambda k: meta.get(("-", k), "?")
+    busiest = None
+    try:
+        busiest = max(float(m(k).split()[0]) for k in ("load_start", "load_end"))
+        busy = busiest > int(m("cpus")) - 1
+    except ValueError:
+        busy = False
+    out = []
+    if a.cpu:
+        out.append("### The same, per CPU-second")
+        out.append("")
+        out.append("Calls per second of CPU time the measuring thread got (find: CPU µs per call): steadier "
+                   "than the figures above on a busy machine, but blind to time spent waiting (on the disk, "
+                   "on a lock), so no 2-thread rows; key generation leaves out its writes to disk.")
+    else:
+        out.append("## Benchmarks: %s vs %s vs %s" % (n(ours), n(peer), n(limit)))
+        out.append("")
+    if not a.cpu:
+        out.append("%s; commit %s; %s, %s CPUs; one thread unless said; %s."
+                   % (m("date"), m("commit"), m("cpu"), m("cpus"), m("timing")))
+        for c in (ours, peer, limit):
+            if (c, "module") in meta:
+                keys = meta.get((c, "keys"))
+                out.append("- %s: %s%s" % (n(c), meta[(c, "module")],
+                                            "; crypto with %s keys" % keys if keys else ""))
+        out.append("- load average at start: %s; at end: %s (on %s CPUs; figures on a loaded machine are "
+                   "pessimistic)" % (m("load_start"), m("load_end"), m("cpus")))
+        if m("runtime") != "?":
+            out.append("- run time: %s" % m("runtime"))
+        if busy:
+            out.append("- **the machine was busy** (1-minute load %.1f on %s CPUs): other processes competed "
+                       "for the CPUs, so every figure is low, and the 2-thread rows cannot show scaling (the "
+                       "scheduler shares the CPUs between sessions, not threads): their verdict is n/a"
+                       % (busiest, m("cpus")))
+    out.append("")
+    hdr = ["operation", n(ours), n(peer), n(limit), "%s/%s" % (n(ours), n(peer)),
+           "%s/%s" % (n(ours), n(limit)), "target", "met"]
+    out.append("| " + " | ".join(hdr) + " |")
+    out.append("|" + "---|" * len(hdr))
+    failed = 0
+
+    def emit(cells):
+        out.append("| " + " | ".join(cells) + " |")
+
+    for rid, label, targets in CRYPTO:
+        o, p, l = val(ours, rid), val(peer, rid), val(limit, rid)
+        rp, rl = ratio(o, p), ratio(o, l)
+        tt, vv = [], []
+        for kind, factor in targets:
+            r = rp if kind == "peer" else rl
+            who = n(peer) if kind == "peer" else n(limit)
+            tt.append("≥ %s" % who if factor == 1.0 else "≥ %.1f× %s" % (factor, who))
+            ok = None if r is None else r >= factor
+            failed += ok is False
+            vv.append(verdict(ok))
+        emit(["%s (%s)" % (label, unit(rid)), fmt(o), fmt(p), fmt(l), fmt_ratio(rp), fmt_ratio(rl),
+              "; ".join(tt), "; ".join(vv)])
+
+    for rid, label in [] if a.cpu else SCALING:
+        cells = ["%s, 2 threads: scaling (2-thread rate ÷ 1-thread)" % label]
+        scal = {}
+        for c in (ours, peer, limit):
+            one, two = val(c, rid), val(c, rid + "_2t")
+            scal[c] = None if one in (None, 0) or two is None else two / one
+            cells.append("–" if scal[c] is None else "%.2f× (%s)" % (scal[c], fmt(two)))
+        ok = None if scal[ours] is None or busy else scal[ours] >= SCALING_TARGET
+        failed += ok is False
+        cells += ["–", "–", "%s ≥ %.1f×" % (n(ours), SCALING_TARGET),
+                  "n/a (busy machine)" if busy else verdict(ok)]
+        emit(cells)
+
+    counts = sorted({int(r.split("@")[1]) for (_, r) in rows if "@" in r})
+    for prefix, label, lower in OBJECTS:
+        if a.cpu and prefix != "find":
+            continue
+        for cnt in counts:
+            rid = "%s@%d" % (prefix, cnt)
+            o, p = val(ours, rid), val(peer, rid)
+            if o is None and p is None:
+                continue
+            target, ok = "measured", None
+            if prefix == "find":
+                target = "≤ %g µs" % FIND_TARGET_US
+                ok = None if o is None else o <= FIND_TARGET_US
+                failed += ok is False
+            emit(["%s, %s objects (%s)" % (label, "{:,}".format(cnt), unit(rid)), fmt(o), fmt(p), "–",
+                  fmt_ratio(ratio(o, p, lower)), "–", target, verdict(ok) if ok is not None else "–"])
+
+    out.append("")
+    out.append("Ratios are speed ratios (> 1: %s is faster), also for rows measured in time. "
+               "%d target(s) not met." % (n(ours), failed))
+    if notes and not a.cpu:
+        out.append("")
+        out.append("Notes:")
+        for col, text in notes:
+            out.append("- %s: %s" % (n(col), text))
+    print("\n".join(out))
+    if a.require_all:
+        need = [(c, rid) for rid, _, _ in CRYPTO for c in (ours, peer, limit)]
+        need += [(c, rid + "_2t") for rid, _ in SCALING for c in (ours, peer, limit)]
+        need += [(c, "%s@%d" % (prefix, cnt)) for prefix, _, _ in OBJECTS for cnt in counts
+                 for c in (ours, peer)]
+        missing = ["%s %s" % k for k in need if k not in rows]
+        if not counts:
+            missing.append("every object row")
+        if missing:
+            print("missing figures: " + ", ".join(missing), file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
