@@ -44,6 +44,10 @@ class Service final : public KeyObserver {
   // a failure to write it is logged.
   void record(const std::string& uid, CK_ULONG state, const std::string& kid, const std::string& error);
 
+  // Changes the attributes of the key with this uid, in the backend and in the token's cache
+  // (the mirror's and the rotation's own attributes, beyond the attribute policy).
+  R<void> update_key(const std::string& uid, const std::function<void(AttrMap&)>& change);
+
   Engine* engine() { return engine_.get(); }
   const std::string& unavailable() const { return unavailable_; }
   // No mirror of this process runs while it is held (a vault sync: a half-finished import would
@@ -56,9 +60,9 @@ class Service final : public KeyObserver {
   R<void> run(CK_OBJECT_HANDLE h);
   // The uid of a key the vendor functions may act on (a local private or secret token key).
   R<std::string> mirrorable(const Session& s, CK_OBJECT_HANDLE h);
-  // Changes the attributes of the key with this uid, in the backend and in the token's cache.
-  R<void> update_key(const std::string& uid, const std::function<void(AttrMap&)>& change);
-  void apply_destroy_policy(const std::string& azure_kid);
+  // former_version: the key was a former version (rotation): only its own Azure version is
+  // disabled, never the key, whose current version is another.
+  void apply_destroy_policy(const std::string& azure_kid, bool former_version);
 
   Token& token_;
   std::unique_ptr<Engine> engine_;

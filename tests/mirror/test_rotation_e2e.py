@@ -44,6 +44,10 @@ def ulong(v):
     return struct.unpack("<Q", v)[0]
 
 
+def packed(v):
+    return struct.pack("<Q", v)
+
+
 def ck_date(t):
     return time.strftime("%Y%m%d", time.gmtime(t))
 
@@ -74,7 +78,7 @@ class RotationE2E(unittest.TestCase):
             env["CDCP11_TEST_NOW"] = str(int(now))
         cmd = [CDCCTL, "--config", self.rig.tok.conf, *args, "--pin-env", "DEMO_PIN"]
         if popen:
-            return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return h.run(cmd, env=env, check=check)
 
     def rotate_json(self, group, *args, now=None, check=True):
@@ -91,7 +95,7 @@ class RotationE2E(unittest.TestCase):
         P = self.rig.P
         common = [(P.CKA_TOKEN, True), (P.CKA_LABEL, label), (P.CKA_ID, key_id)]
         if dates:
-            common += [(P.CKA_START_DATE, ck_date(dates[0])), (P.CKA_END_DATE, ck_date(dates[1]))]
+            common += [(P.CKA_START_DATE, ck_date(dates[0]).encode()), (P.CKA_END_DATE, ck_date(dates[1]).encode())]
         if kind == "rsa":
             pub = [(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_KEY_TYPE, P.CKK_RSA), (P.CKA_MODULUS_BITS, 2048),
                    (P.CKA_PUBLIC_EXPONENT, (1, 0, 1)), (P.CKA_VERIFY, True)] + common
@@ -119,7 +123,7 @@ class RotationE2E(unittest.TestCase):
     def formers(self, s, cls, name_label):
         P = self.rig.P
         return s.findObjects([(P.CKA_CLASS, cls), (P.CKA_LABEL, name_label + "@v1"),
-                              (CKA_CDC_VERSION_STATE, FORMER)])
+                              (CKA_CDC_VERSION_STATE, packed(FORMER))])
 
     def assert_vault_dates(self, kid, s, priv):
         P = self.rig.P
@@ -157,7 +161,7 @@ class RotationE2E(unittest.TestCase):
         # The vault key has two versions; label and CKA_ID find the new one, and only it.
         self.assertEqual(rig.versions(vault, label), 2)
         priv2 = rig.find(s, P.CKO_PRIVATE_KEY, label)
-        self.assertEqual(s.findObjects([(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_ID, key_id)]), [priv2])
+        self.assertEqual([h.oh(o) for o in s.findObjects([(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_ID, key_id)])], [h.oh(priv2)])
         self.assertEqual(self.version(s, priv2), (2, CURRENT))
         state, kid2, error = rig.state(s, priv2)
         self.assertEqual((state, error), (MIRRORED, ""))
@@ -238,14 +242,14 @@ class RotationE2E(unittest.TestCase):
         self.assertEqual(out["rotated"], [])
         [failed] = out["failed"]
         self.assertEqual(failed["label"], label)
-        self.assertIn("HTTP 400", failed["error"])
+        self.assertIn("rejected import key rot-refused", failed["error"])
         # Nothing changed for applications: the label finds version 1, still mirrored as before.
         self.assertEqual(rig.versions("demo-premium", label), 1)
         cur = rig.find(s, P.CKO_PRIVATE_KEY, label)
         self.assertEqual(h.oh(cur), h.oh(priv1))
         self.assertEqual(self.version(s, cur), (1, CURRENT))
         self.assertEqual(rig.state(s, cur)[1], kid1)
-        self.assertIn("HTTP 400", self.attr(s, cur, CKA_CDC_ROTATION_ERROR).decode())
+        self.assertIn("rejected import key rot-refused", self.attr(s, cur, CKA_CDC_ROTATION_ERROR).decode())
         # The retry resumes the same rotation: one new version, one new key.
         rc, out = self.rotate_json("premium", "--label", label)
         self.assertEqual(rc, 0, out)
@@ -269,20 +273,29 @@ class RotationE2E(unittest.TestCase):
         rig, P = self.rig, self.rig.P
         s = rig.session(self, "premium")
         label = "rot-killed"
-        self.key_pair(s, label, "ec", b"\x99\x02")
-        # The import is held for 4 s in the vault; the process dies meanwhile; the vault applies it.
-        rig.fault({"method": "PUT", "path": "/keys/%s" % label}, action="latency", delayMs=4000, count=1)
+        _, priv1 = self.key_pair(s, label, "ec", b"\x99\x02")
+        keks = lambda: rig.requests("POST", "demo-premium", r"/keys/cdcp11-kek-[0-9a-f]+-\d+/create")
+        before = len(keks())
+        # The new version's import is held 6 s in the vault; the process is killed while it waits,
+        # after its KEK was made (the import follows at once); the vault then applies the import.
+        rig.fault({"method": "PUT", "path": "/keys/%s" % label}, action="latency", delayMs=6000, count=1)
         p = self.cdcctl("key", "rotate", "premium", "--label", label, popen=True)
-        deadline = time.time() + 60
-        while time.time() < deadline and not rig.emu.log().count("PUT") and p.poll() is None:
-            time.sleep(0.1)
-        time.sleep(2.0)
+        deadline = time.time() + 120
+        while time.time() < deadline and len(keks()) == before and p.poll() is None:
+            time.sleep(0.05)
+        time.sleep(1.5)
         p.send_signal(signal.SIGKILL)
-        p.wait()
-        time.sleep(3.0)  # the vault finishes the held import
+        self.assertEqual(p.wait(), -signal.SIGKILL, "cdcctl ended before it was killed")
+        time.sleep(6.0)
+        self.assertEqual(rig.versions("demo-premium", label), 2, "the held import was not applied")
+        # Killed mid-rotation: applications still find version 1 under the label.
+        cur = rig.find(s, P.CKO_PRIVATE_KEY, label)
+        self.assertEqual((h.oh(cur), self.version(s, cur)), (h.oh(priv1), (1, CURRENT)))
         rc, out = self.rotate_json("premium", "--label", label)
         self.assertEqual(rc, 0, out)
         self.assertEqual(rig.versions("demo-premium", label), 2, "a second new version was made")
+        # Imports of this name: the first mirror and the held one; the resumed run imported nothing.
+        self.assertEqual(rig.requests("PUT", "demo-premium", "/keys/%s" % label), ["200", "200"])
         cur = rig.find(s, P.CKO_PRIVATE_KEY, label)
         self.assertEqual(self.version(s, cur), (2, CURRENT))
         self.assertEqual(len(self.formers(s, P.CKO_PRIVATE_KEY, label)), 1)
@@ -296,7 +309,7 @@ class RotationE2E(unittest.TestCase):
         now = int(time.time())
         _, due1 = self.key_pair(s, "sched-a", "rsa", b"\x5a\x01")
         _, never = self.key_pair(s, "sched-never", "ec", b"\x5a\x02")
-        s.setAttributeValue(never, [(CKA_CDC_ROTATE_EVERY_DAYS, 0)])
+        s.setAttributeValue(never, [(CKA_CDC_ROTATE_EVERY_DAYS, packed(0))])
         _, kid1, _ = rig.state(s, due1)
 
         rc, out = self.rotate_json("sched", "--all-due", now=now + 29 * DAY)
