@@ -58,6 +58,9 @@ class RotationE2E(unittest.TestCase):
         groups = [(g, v, t, {"trigger": "on_generate", "mode": "sync",
                              **({"allow_plain_export_of_non_extractable": True} if t == "standard" else {})})
                   for g, v, t in TARGETS]
+        groups.append(("destroy", "demo-premium", "premium",
+                       {"trigger": "on_generate", "mode": "sync", "on_destroy": "delete",
+                        "rotation": {"retire_former": "destroy", "retire_former_after_days": 1}}))
         groups.append(("sched", "demo-premium", "premium",
                        {"trigger": "on_generate", "mode": "sync",
                         "rotation": {"every_days": 30, "retire_former": "disable", "retire_former_after_days": 10}}))
@@ -300,6 +303,44 @@ class RotationE2E(unittest.TestCase):
         self.assertEqual(self.version(s, cur), (2, CURRENT))
         self.assertEqual(len(self.formers(s, P.CKO_PRIVATE_KEY, label)), 1)
         rig.sign_in_vault_and_verify(rig.state(s, cur)[1], rig.token_public_key(s, label))
+
+    def test_429_storm_on_the_new_version_import(self):
+        rig, P = self.rig, self.rig.P
+        s = rig.session(self, "premium")
+        label = "rot-429"
+        self.key_pair(s, label, "rsa", b"\x99\x03")
+        rig.fault({"method": "PUT", "path": "/keys/%s" % label}, action="status", status=429, count=3, retryAfter=1)
+        rc, out = self.rotate_json("premium", "--label", label)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(rig.requests("PUT", "demo-premium", "/keys/%s" % label), ["200", "429", "429", "429", "200"])
+        self.assertEqual(rig.versions("demo-premium", label), 2)
+        cur = rig.find(s, P.CKO_PRIVATE_KEY, label)
+        rig.sign_in_vault_and_verify(rig.state(s, cur)[1], rig.token_public_key(s, label))
+
+    def test_destroying_a_former_version_never_deletes_the_vault_key(self):
+        # The group deletes a destroyed key's Azure copy (on_destroy delete), but a former
+        # version's copy is one version of a key whose current version is another: only that
+        # version is disabled, by the schedule (retire_former destroy) and by C_DestroyObject.
+        rig, P = self.rig, self.rig.P
+        s = rig.session(self, "destroy")
+        now = int(time.time())
+        for label in ("destroy-a", "destroy-b"):
+            _, priv = self.key_pair(s, label, "ec", label.encode())
+            kid1 = rig.state(s, priv)[1]
+            rc, out = self.rotate_json("destroy", "--label", label)
+            self.assertEqual(rc, 0, out)
+            kid2 = rig.state(s, rig.find(s, P.CKO_PRIVATE_KEY, label))[1]
+            if label == "destroy-a":
+                rc, out = self.rotate_json("destroy", "--all-due", now=now + 2 * DAY)
+                self.assertEqual(rc, 0, out)
+                self.assertEqual([(r["label"], r["action"]) for r in out["retired"]], [("destroy-a@v1", "destroy")])
+            else:
+                for former in rig.find_all(s, label + "@v1"):  # the private and the public key
+                    s.destroyObject(former)
+            self.assertEqual(rig.find_all(s, label + "@v1"), [], "the former version is left in the token")
+            self.assertEqual(rig.get_key("demo-premium", label).status_code, 200, "the vault key was deleted")
+            self.assertTrue(rig.rest("GET", kid2).json()["attributes"]["enabled"])
+            self.assertFalse(rig.rest("GET", kid1).json()["attributes"]["enabled"])
 
     # ------------------------------------------------------------ schedule
 
