@@ -286,6 +286,9 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
     return err(Errc::key_function_not_permitted, "the key is not mirrored: mirror it before rotating it");
   auto id = azure::parse_key_id(kid);
   if (!id) return err(Errc::function_failed, "the key's Azure key id '" + kid + "' cannot be read");
+  const auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
+  if (kt != CKK_RSA && kt != CKK_EC && kt != CKK_AES)
+    return err(Errc::key_function_not_permitted, "only RSA, EC and AES keys are rotated");
 
   CDC_ASSIGN(auto held, eng.journal().lock(key.uid, kLockWait));
   CDC_ASSIGN(auto found, eng.journal().get(key.uid));
@@ -356,7 +359,7 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
       j.new_version_of = key.uid;
       CDC_TRY(eng.journal().put(j));
     }
-    if (auto m = svc->mirror_now(s, *new_h); !m) return failed(m.error());
+    if (auto m = svc->mirror_new_version(s, *new_h); !m) return failed(m.error());
     rot.step = RotationStep::mirrored;
     CDC_TRY(eng.journal().put(job));
   }

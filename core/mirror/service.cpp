@@ -173,6 +173,8 @@ void Service::user_logged_in() {
       h = t.cache().handle_of(job.object_uid);
     }
     if (!h) continue;  // the key is gone (or not visible): nothing to mirror
+    // A rotation's new key is mirrored by its rotation, which then makes it current.
+    if (!job.new_version_of.empty()) continue;
     log::info(kLog, "group '" + token_.name() + "': resuming the mirror of " + job.object_uid + " (at step " +
                         step_name(job.step) + ")");
     worker_->submit([this, h = *h] { (void)run(h); });
@@ -230,6 +232,16 @@ R<std::string> Service::mirrorable(const Session&, CK_OBJECT_HANDLE h) {
 }
 
 R<void> Service::mirror_now(const Session& s, CK_OBJECT_HANDLE h) {
+  CDC_ASSIGN(const std::string uid, mirrorable(s, h));
+  if (engine_)
+    if (auto j = engine_->journal().get(uid); j && *j && !(*j)->new_version_of.empty())
+      return err(Errc::key_function_not_permitted,
+                 "this key is the new version of a rotation under way; resume the rotation (cdcctl key rotate "
+                 "--all-due, or C_CDC_RotateKey on the key it replaces)");
+  return run(h);
+}
+
+R<void> Service::mirror_new_version(const Session& s, CK_OBJECT_HANDLE h) {
   CDC_TRY(mirrorable(s, h));
   return run(h);
 }

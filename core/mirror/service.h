@@ -31,8 +31,11 @@ class Service final : public KeyObserver {
   void user_logged_in() override;
   std::unique_lock<std::mutex> hold_for_logout() override;
 
-  // Mirror a key now (blocking), and its state (CDC_MIRROR_STATE_*) and Azure id.
+  // Mirror a key now (blocking), and its state (CDC_MIRROR_STATE_*) and Azure id. A rotation's
+  // new key is refused: only its rotation mirrors it (mirror_new_version), so that its import,
+  // the vault's new current version, is followed by its taking the label.
   R<void> mirror_now(const Session& s, CK_OBJECT_HANDLE h);
+  R<void> mirror_new_version(const Session& s, CK_OBJECT_HANDLE h);
   R<std::pair<CK_ULONG, std::string>> status(const Session& s, CK_OBJECT_HANDLE h);
   // After the key's Azure copy changed outside a mirror (cdcctl key delete|recover|restore): with
   // azure_kid empty the copy is gone, so the key is not mirrored (state none, no Azure id) and its

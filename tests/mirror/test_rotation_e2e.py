@@ -21,7 +21,7 @@ import unittest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
-from mirrorhelpers import (CKA_CDC, CKA_CDC_AZURE_KEY_ID, CKA_CDC_MIRROR_STATE, MIRRORED, Rig, b64u, b64u_dec,
+from mirrorhelpers import (CK_INTERFACE, CK_VERSION, CKA_CDC, CKA_CDC_MIRROR, MIRRORED, Rig, b64u, b64u_dec,
                            h, vendor)
 
 CKA_CDC_KEY_VERSION = CKA_CDC + 8
@@ -33,6 +33,7 @@ CKA_CDC_ROTATION_ERROR = CKA_CDC + 14
 CURRENT, FORMER, FORMER_DISABLED = 0, 1, 2
 P256 = bytes.fromhex("06082a8648ce3d030107")
 DAY = 86400
+CKR_KEY_HANDLE_INVALID, CKR_KEY_FUNCTION_NOT_PERMITTED, CKR_SESSION_READ_ONLY = 0x60, 0x68, 0xB5
 
 CDCCTL = os.path.join(os.environ["CDCP11_BUILD"], "tools", "cdcctl", "cdcctl")
 
@@ -199,6 +200,32 @@ class RotationE2E(unittest.TestCase):
     def test_vendor_function_rotates(self):
         self.rotate_asymmetric("premium", "demo-premium", "ec", via_vendor=True)
 
+    def test_vendor_function_error_paths(self):
+        rig, P = self.rig, self.rig.P
+        fl = vendor()
+        s = rig.session(self, "premium")
+        pub, priv = self.key_pair(s, "rot-errors", "ec", b"\x99\x04")
+        new = ctypes.c_ulong(0)
+        self.assertEqual(fl.rotate_key(h.sh(s), h.oh(pub), ctypes.byref(new)), CKR_KEY_HANDLE_INVALID)
+        ro = rig.lib.openSession(h.slot_of(rig.lib, "premium"), P.CKF_SERIAL_SESSION)
+        self.addCleanup(ro.closeSession)
+        self.assertEqual(fl.rotate_key(h.sh(ro), h.oh(priv), None), CKR_SESSION_READ_ONLY)
+        local = s.generateKey([(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_VALUE_LEN, 32),
+                               (P.CKA_TOKEN, True), (P.CKA_LABEL, "rot-unmirrored"), (CKA_CDC_MIRROR, b"\x00")],
+                              P.Mechanism(P.CKM_AES_KEY_GEN))
+        self.assertEqual(fl.rotate_key(h.sh(s), h.oh(local), None), CKR_KEY_FUNCTION_NOT_PERMITTED)
+        self.assertEqual(fl.rotate_key(h.sh(s), h.oh(priv), ctypes.byref(new)), 0)
+        self.assertEqual(fl.rotate_key(h.sh(s), h.oh(priv), None), CKR_KEY_FUNCTION_NOT_PERMITTED,
+                         "a former version was rotated")
+        self.assertEqual(rig.versions("demo-premium", "rot-errors"), 2)
+        # Applications asking for the vendor interface 1.0 by number still get it.
+        lib = ctypes.CDLL(h.MODULE)
+        iface = ctypes.POINTER(CK_INTERFACE)()
+        v10 = CK_VERSION(1, 0)
+        self.assertEqual(lib.C_GetInterface(b"Vendor cdcp11", ctypes.byref(v10), ctypes.byref(iface), ctypes.c_ulong(0)), 0)
+        ver = ctypes.cast(iface.contents.functions, ctypes.POINTER(CK_VERSION)).contents
+        self.assertEqual((ver.major, ver.minor), (1, 0))
+
     # ------------------------------------------------------------ AES into the Managed HSM
 
     def test_aes_into_the_managed_hsm(self):
@@ -253,6 +280,13 @@ class RotationE2E(unittest.TestCase):
         self.assertEqual(self.version(s, cur), (1, CURRENT))
         self.assertEqual(rig.state(s, cur)[1], kid1)
         self.assertIn("rejected import key rot-refused", self.attr(s, cur, CKA_CDC_ROTATION_ERROR).decode())
+        # The new key waits under its temporary label; only its rotation mirrors it (a mirror
+        # request would make it the vault's current version while the label finds the former).
+        waiting = rig.find(s, P.CKO_PRIVATE_KEY, label + "@rotating")
+        self.assertEqual(vendor().mirror_key(h.sh(s), h.oh(waiting)), CKR_KEY_FUNCTION_NOT_PERMITTED)
+        r = self.cdcctl("key", "mirror", "premium", "--all", check=False)
+        self.assertIn("rotation under way", r.stdout.decode() + r.stderr.decode())
+        self.assertEqual(rig.versions("demo-premium", label), 1)
         # The retry resumes the same rotation: one new version, one new key.
         rc, out = self.rotate_json("premium", "--label", label)
         self.assertEqual(rc, 0, out)
