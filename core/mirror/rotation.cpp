@@ -6,6 +6,7 @@
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/cloud/key_attrs.h"
+#include "core/cloud/sync.h"
 #include "core/mirror/service.h"
 #include "core/session/session.h"
 #include "core/token/token.h"
@@ -170,6 +171,29 @@ void set_rotation_error(Service& svc, const std::string& uid, const std::string&
     log::error(kLog, "recording the rotation error of " + uid + " failed: " + r.error().message);
 }
 
+// An Azure-resident key: Key Vault makes its next version (its rotate operation, per the key's
+// rotation policy), and a sync makes the token follow it.
+R<Rotated> rotate_resident(Token& token, Session& s, CK_OBJECT_HANDLE h, const StoredObject& key) {
+  const std::string kid = key.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "");
+  auto id = azure::parse_key_id(kid);
+  if (!id) return err(Errc::function_failed, "the key's Azure key id '" + kid + "' cannot be read");
+  auto conn = token.vault_connection();
+  if (!conn) return err(Errc::function_failed, "group '" + token.name() + "' cannot reach Azure: " + token.azure_unavailable());
+  auto made = conn->vault().rotate_key(id->name);
+  if (!made)
+    return err(Errc::function_failed, "Key Vault did not rotate '" + id->name + "': " + made.error().describe());
+  CDC_TRY(cloud::sync_keys(token, s));
+  log::info(kLog, "group '" + token.name() + "': Azure-resident key '" + id->name + "' rotated in Key Vault: " +
+                      made->key.kid);
+  Rotated out;
+  out.new_key = h;
+  out.label = key.attrs.string_or(CKA_LABEL, "");
+  out.version = 0;  // Key Vault numbers its versions by id only
+  out.azure_kid = made->key.kid;
+  out.former_kid = kid;
+  return out;
+}
+
 }  // namespace
 
 std::int64_t now_seconds() {
@@ -274,8 +298,7 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
     key = o->obj;
   }
   const AttrMap& a = key.attrs;
-  if (cloud::azure_resident(a))
-    return err(Errc::key_function_not_permitted, "the key lives in Key Vault only: Key Vault rotates it");
+  if (cloud::azure_resident(a)) return rotate_resident(token, s, h, key);
   const VersionInfo ver = version_of(a);
   // A rotation stopped between renaming the former and the new key resumes on the former.
   if (ver.state != CDC_VERSION_CURRENT && !rotation_unfinished(token, key.uid))
@@ -405,7 +428,14 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
   out.label = rot.label;
   out.version = n + 1;
   out.former_kid = kid;
-  if (auto nj = eng.journal().get(rot.new_uid); nj && *nj) out.azure_kid = (*nj)->key_kid;
+  // The new key is now a key like any other (mirrored again, rotated in its turn): then the
+  // rotation record goes.
+  if (auto nj = eng.journal().get(rot.new_uid); nj && *nj) {
+    Job& j = **nj;
+    out.azure_kid = j.key_kid;
+    j.new_version_of.clear();
+    CDC_TRY(eng.journal().put(j));
+  }
   job.rotation = Rotation{};
   CDC_TRY(eng.journal().put(job));
   log::info(kLog, "group '" + token.name() + "': key '" + out.label + "' rotated: version " +
@@ -460,15 +490,17 @@ R<std::vector<DueItem>> due_items(Token& token, Session& s, std::int64_t now) {
       const auto p = policy_for(token.config().mirror.rotation, a);
       VersionInfo v = version_of(a);
       const std::string label = a.string_or(CKA_LABEL, "");
+      std::optional<Job> job;
+      if (svc && svc->engine())
+        if (auto j = svc->engine()->journal().get(f.obj.uid); j) job = std::move(*j);
+      if (job && !job->new_version_of.empty()) continue;  // a rotation's new key: its rotation resumes it
       if (v.state == CDC_VERSION_CURRENT) {
         // A key mirrored before versions were recorded: its age counts from its mirror's end.
-        if (!v.since && svc && svc->engine())
-          if (auto j = svc->engine()->journal().get(f.obj.uid); j && *j && (*j)->step == Step::done)
-            v.since = (*j)->updated;
+        if (!v.since && job && job->step == Step::done) v.since = job->updated;
         auto next = next_rotation(p, v);
-        if ((next && *next <= now) || rotation_unfinished(token, f.obj.uid))
+        if ((next && *next <= now) || (job && job->rotation.step != RotationStep::none))
           out.push_back(DueItem{f.h, label, v.version, false, RetireFormer::keep});
-      } else if (rotation_unfinished(token, f.obj.uid)) {
+      } else if (job && job->rotation.step != RotationStep::none) {
         out.push_back(DueItem{f.h, label, v.version, false, RetireFormer::keep});
       } else if (auto due = retirement_due(p, v); due && *due <= now) {
         out.push_back(DueItem{f.h, label, v.version, true, p.retire});

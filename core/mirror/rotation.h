@@ -62,14 +62,16 @@ Bytes former_id(const Bytes& id, unsigned long n);
 struct Rotated {
   CK_OBJECT_HANDLE new_key = 0;
   std::string label;
-  CK_ULONG version = 0;       // the new version's number
+  CK_ULONG version = 0;       // the new version's number (0: an Azure-resident key's)
   std::string azure_kid;      // its Azure version
   std::string former_kid;     // the former version's
 };
 
 // Rotates the key (the current version of a mirrored local private or secret token key) in the
 // session's token, or resumes its unfinished rotation. The session must be R/W with the user
-// logged in. On failure the key stays current and its CKA_CDC_ROTATION_ERROR says why.
+// logged in. On failure the key stays current and its CKA_CDC_ROTATION_ERROR says why. An
+// Azure-resident key is rotated by Key Vault itself (its rotate operation), then synced; its
+// Rotated::version is 0.
 R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE key);
 
 // Whether the key has a rotation under way (journaled and not finished).

@@ -103,8 +103,10 @@ typedef struct CDC_FUNCTION_LIST {
    * is done; *phNewKey (may be NULL) receives the new private or secret key. If it fails, hKey
    * stays current and the reason is in its CKA_CDC_ROTATION_ERROR and the log; calling again
    * resumes the same rotation (it never makes a second new version). Needs a R/W session with the
-   * user logged in. CKR_KEY_FUNCTION_NOT_PERMITTED for a former version, an Azure-resident key or
-   * a key not mirrored yet. */
+   * user logged in. CKR_KEY_FUNCTION_NOT_PERMITTED for a former version or a key not mirrored
+   * yet. An Azure-resident key (CKA_CDC_ORIGIN azure) is rotated by Key Vault itself (its rotate
+   * operation, per the key's rotation policy) and the token follows its new version; *phNewKey
+   * is then hKey. */
   CK_RV (*C_CDC_RotateKey)(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey, CK_OBJECT_HANDLE_PTR phNewKey);
 } CDC_FUNCTION_LIST;
 typedef CDC_FUNCTION_LIST* CDC_FUNCTION_LIST_PTR;

@@ -425,6 +425,10 @@ class RotationE2E(unittest.TestCase):
                          [(2, "sched-a", True), (1, "sched-a@v1", False)])
         human = self.cdcctl("key", "versions", "sched", "--label", "sched-a").stdout.decode()
         self.assertIn("sched-a@v1", human)
+        # The new version is rotated in its turn, 30 days after it became current.
+        rc, out = self.rotate_json("sched", "--all-due", now=now + 61 * DAY)
+        self.assertEqual([(r["label"], r["version"]) for r in out["rotated"]], [("sched-a", 3)])
+        self.assertEqual(rig.versions("demo-premium", "sched-a"), 3)
 
     def formers_any(self, s, label):
         P = self.rig.P

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 
+#include "azure/rotation_policy.h"
 #include "azure/util.h"
 #include "cdcp11/cdcp11.h"
 #include "core/mirror/rotation.h"
@@ -127,7 +128,7 @@ void rotate_command(const GlobalOptions& global, const Options& o, int& exit_cod
       if (!r.retire && r.error.empty()) {
         w.StartObject();
         w.Key("label"); w.String(r.label.c_str());
-        w.Key("version"); w.Uint64(r.version);
+        w.Key("version"); r.version ? w.Uint64(r.version) : w.Null();
         w.Key("azure_key_id"); r.azure_kid.empty() ? w.Null() : w.String(r.azure_kid.c_str());
         w.Key("former_azure_key_id"); r.former_kid.empty() ? w.Null() : w.String(r.former_kid.c_str());
         w.EndObject();
@@ -162,6 +163,7 @@ void rotate_command(const GlobalOptions& global, const Options& o, int& exit_cod
       if (!r.error.empty()) std::cout << r.label << ": FAILED (it stays current): " << r.error << '\n';
       else if (r.retire) std::cout << r.label << ": former version " << would << (r.action == "destroy" ? "destroyed" : "disabled in Azure") << '\n';
       else if (o.dry_run) std::cout << r.label << ": would be rotated to version " << r.version << '\n';
+      else if (!r.version) std::cout << r.label << ": rotated by Key Vault; the token follows its new version " << r.azure_kid << '\n';
       else std::cout << r.label << ": rotated; version " << r.version << " is " << r.azure_kid << '\n';
     }
     if (out.empty()) std::cout << "Nothing is due in group '" << o.group << "'.\n";
@@ -256,6 +258,112 @@ void versions_command(const GlobalOptions& global, const Options& o, int& exit_c
   if (!remote_error.empty()) std::cout << "Vault not listed: " << remote_error << '\n';
 }
 
+struct PolicyOptions {
+  std::string group, pin_env, name, label, rotate_after, rotate_before_expiry, notify_before_expiry, expiry;
+  bool get = false, set = false;
+};
+
+void print_policy(const GlobalOptions& global, const std::string& name, const azure::RotationPolicy& p) {
+  auto trigger = [](const azure::LifetimeAction& a) {
+    return a.time_after_create.empty() ? "before expiry " + a.time_before_expiry : "after create " + a.time_after_create;
+  };
+  if (global.json) {
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    w.StartObject();
+    w.Key("name"); w.String(name.c_str());
+    w.Key("lifetime_actions");
+    w.StartArray();
+    for (auto& a : p.lifetime_actions) {
+      w.StartObject();
+      w.Key("action"); w.String(a.action == azure::RotationAction::rotate ? "Rotate" : "Notify");
+      w.Key("time_after_create"); a.time_after_create.empty() ? w.Null() : w.String(a.time_after_create.c_str());
+      w.Key("time_before_expiry"); a.time_before_expiry.empty() ? w.Null() : w.String(a.time_before_expiry.c_str());
+      w.EndObject();
+    }
+    w.EndArray();
+    w.Key("expiry_time"); p.expiry_time.empty() ? w.Null() : w.String(p.expiry_time.c_str());
+    w.EndObject();
+    std::cout << sb.GetString() << '\n';
+    return;
+  }
+  std::cout << "Rotation policy of '" << name << "':\n";
+  for (auto& a : p.lifetime_actions)
+    std::cout << "  " << (a.action == azure::RotationAction::rotate ? "Rotate" : "Notify") << " " << trigger(a) << '\n';
+  if (p.lifetime_actions.empty()) std::cout << "  no lifetime actions\n";
+  std::cout << "  versions made by rotation expire: " << (p.expiry_time.empty() ? "never" : "after " + p.expiry_time) << '\n';
+}
+
+void rotation_policy_command(const GlobalOptions& global, const PolicyOptions& o, int& exit_code) {
+  if (o.name.empty() == o.label.empty()) {
+    exit_code = error_out(global, "say which vault key: --name or --label");
+    return;
+  }
+  const bool changes = !o.rotate_after.empty() || !o.rotate_before_expiry.empty() || !o.notify_before_expiry.empty() ||
+                       !o.expiry.empty();
+  if (o.get == o.set || (o.get && changes)) {
+    exit_code = error_out(global, "say --get, or --set with --rotate-after, --rotate-before-expiry, "
+                                  "--notify-before-expiry or --expiry");
+    return;
+  }
+  azure::RotationPolicy p;
+  for (auto& [dur, opt] : {std::pair{o.rotate_after, "--rotate-after"}, {o.rotate_before_expiry, "--rotate-before-expiry"},
+                          {o.notify_before_expiry, "--notify-before-expiry"}, {o.expiry, "--expiry"}})
+    if (!dur.empty() && !azure::iso8601_duration_valid(dur)) {
+      exit_code = error_out(global, std::string(opt) + " '" + dur + "' is not an ISO 8601 duration (e.g. P90D, P1Y)");
+      return;
+    }
+  if (!o.rotate_after.empty()) p.lifetime_actions.push_back({azure::RotationAction::rotate, o.rotate_after, ""});
+  if (!o.rotate_before_expiry.empty())
+    p.lifetime_actions.push_back({azure::RotationAction::rotate, "", o.rotate_before_expiry});
+  if (!o.notify_before_expiry.empty())
+    p.lifetime_actions.push_back({azure::RotationAction::notify, "", o.notify_before_expiry});
+  p.expiry_time = o.expiry;
+  auto g = GroupSession::open(global.config, o.group, o.pin_env);
+  if (!g) {
+    exit_code = error_out(global, g.error());
+    return;
+  }
+  GroupSession& gs = **g;
+  if (!gs.engine()) {
+    exit_code = error_out(global, "Group '" + o.group + "' cannot reach its vault: " + gs.unavailable());
+    return;
+  }
+  std::string name = o.name;
+  if (name.empty()) {
+    auto k = gs.find_key(o.label, "");
+    if (!k) {
+      exit_code = error_out(global, k.error());
+      return;
+    }
+    auto id = azure::parse_key_id(k->azure_kid);
+    if (!id) {
+      exit_code = error_out(global, "Key '" + o.label + "' has no Azure key.");
+      return;
+    }
+    name = id->name;
+  }
+  // Key Vault's Rotate makes versions in the vault only: for a key the token mirrors, the token is
+  // the source and must make them (cdcctl key rotate).
+  const bool rotates = !o.rotate_after.empty() || !o.rotate_before_expiry.empty();
+  if (o.set && rotates)
+    for (auto& k : gs.keys())
+      if (auto id = azure::parse_key_id(k.azure_kid); id && !k.azure_resident && azure::iequals(id->name, name)) {
+        exit_code = error_out(global, "Vault key '" + name + "' is the mirror of local key '" + k.label +
+                                          "': Key Vault's Rotate would make versions the token does not have. "
+                                          "Rotate it with 'cdcctl key rotate' (the group's mirror.rotation schedules it); "
+                                          "a Notify action may be set.");
+        return;
+      }
+  auto kv = gs.engine()->connection()->vault();
+  auto r = o.set ? kv.set_rotation_policy(name, p) : kv.get_rotation_policy(name);
+  if (!r) {
+    exit_code = error_out(global, r.error().describe());
+    return;
+  }
+  print_policy(global, name, *r);
+}
+
 }  // namespace
 
 std::string day(std::int64_t t) {
@@ -282,6 +390,21 @@ void add_key_rotation_commands(CLI::App& key, GlobalOptions& global, int& exit_c
                    "Every key whose rotation is due (or under way), and every former version due to be retired");
   rotate->add_flag("--dry-run", o->dry_run, "Only list what would be done");
   rotate->callback([&global, &exit_code, o] { rotate_command(global, *o, exit_code); });
+
+  auto po = std::make_shared<PolicyOptions>();
+  auto* policy = key.add_subcommand("rotation-policy",
+                                    "Key Vault's rotation policy of a vault key (for keys made in Azure)");
+  policy->add_option("GROUP", po->group, "Group name")->required();
+  policy->add_option("--pin-env", po->pin_env, "Read the user PIN from this environment variable (default: ask)");
+  policy->add_option("--name", po->name, "The vault key with this name");
+  policy->add_option("--label", po->label, "The vault key of the local key with this CKA_LABEL");
+  policy->add_flag("--get", po->get, "Show the policy");
+  policy->add_flag("--set", po->set, "Replace the policy with the one the options below describe");
+  policy->add_option("--rotate-after", po->rotate_after, "Rotate this long after a version is made (ISO 8601, e.g. P90D)");
+  policy->add_option("--rotate-before-expiry", po->rotate_before_expiry, "Rotate this long before a version expires");
+  policy->add_option("--notify-before-expiry", po->notify_before_expiry, "Notify (Event Grid) this long before expiry");
+  policy->add_option("--expiry", po->expiry, "Versions made by rotation expire this long after they are made");
+  policy->callback([&global, &exit_code, po] { rotation_policy_command(global, *po, exit_code); });
 
   auto* versions = key.add_subcommand("versions", "A key's versions, in the token and in the vault, side by side");
   common(versions);
