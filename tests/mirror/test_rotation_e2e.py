@@ -376,6 +376,23 @@ class RotationE2E(unittest.TestCase):
             self.assertTrue(rig.rest("GET", kid2).json()["attributes"]["enabled"])
             self.assertFalse(rig.rest("GET", kid1).json()["attributes"]["enabled"])
 
+    def test_all_due_draws_a_progress_bar_on_a_terminal(self):
+        rig, P = self.rig, self.rig.P
+        s = rig.session(self, "destroy")
+        self.key_pair(s, "progress-a", "ec", b"\x99\x05")
+        rc, out = self.rotate_json("destroy", "--label", "progress-a")
+        self.assertEqual(rc, 0, out)
+        env = rig.tok.env(DEMO_PIN=h.USER_PIN, CDCP11_TEST_NOW=str(int(time.time()) + 2 * DAY))
+        cmd = " ".join([CDCCTL, "--config", rig.tok.conf, "key", "rotate", "destroy", "--all-due", "--pin-env",
+                        "DEMO_PIN"])
+        # script(1) gives cdcctl a terminal; without one (every other test here) no bar is drawn.
+        r = h.run(["script", "-qefc", cmd, "/dev/null"], env=env)
+        text = r.stdout.decode(errors="replace")
+        self.assertIn("] 0/1 progress-a@v1", text)
+        self.assertIn("[" + "#" * 30 + "] 1/1 done", text)
+        self.assertIn("progress-a@v1: former version destroyed", text)
+        self.assertEqual(rig.find_all(s, "progress-a@v1"), [])
+
     # ------------------------------------------------------------ schedule
 
     def test_all_due_with_a_test_clock(self):
