@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <ctime>
+#include <span>
 
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
@@ -80,13 +81,7 @@ std::optional<Found> public_of(Token& token, Session& s, const AttrMap& priv, co
   return std::nullopt;
 }
 
-void copy_attrs(const AttrMap& from, AttrMap& to, std::initializer_list<CK_ATTRIBUTE_TYPE> types) {
-  for (auto t : types)
-    if (auto* v = from.find(t)) to.set(t, *v);
-}
-
-template <std::size_t N>
-void copy_attrs(const AttrMap& from, AttrMap& to, const CK_ATTRIBUTE_TYPE (&types)[N]) {
+void copy_attrs(const AttrMap& from, AttrMap& to, std::span<const CK_ATTRIBUTE_TYPE> types) {
   for (auto t : types)
     if (auto* v = from.find(t)) to.set(t, *v);
 }
@@ -100,7 +95,8 @@ void set_dates(const AttrMap& from, AttrMap& to, std::int64_t now) {
     to.set_string(CKA_END_DATE, ck_date(today + (*end - *start)));
     return;
   }
-  copy_attrs(from, to, {CKA_START_DATE, CKA_END_DATE});
+  constexpr CK_ATTRIBUTE_TYPE kDates[] = {CKA_START_DATE, CKA_END_DATE};
+  copy_attrs(from, to, kDates);
 }
 
 // Makes the new key under the temporary label; its handle.
