@@ -284,17 +284,20 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
     return err(Errc::function_failed, "group '" + token.name() + "' cannot rotate: it has no mirror (" +
                                           (svc ? svc->unavailable() : std::string("no token")) + ")");
   Engine& eng = *svc->engine();
-  StoredObject key;
-  {
+  auto read_key = [&]() -> R<StoredObject> {
     auto t = token.lock();
     CDC_TRY(t.refresh());
     CDC_ASSIGN(Object * o, t.visible(h, Errc::key_handle_invalid));
     if (!is_key_class(o->cls()) || !o->token)
       return err(Errc::key_handle_invalid, "only private and secret token keys are rotated");
-    key = o->obj;
-  }
+    return o->obj;
+  };
+  CDC_ASSIGN(StoredObject key, read_key());
+  if (cloud::azure_resident(key.attrs)) return rotate_resident(token, s, h, key);
+  // Another process may be rotating this key: what it left is read under the key's lock.
+  CDC_ASSIGN(auto held, eng.journal().lock(key.uid, kLockWait));
+  CDC_ASSIGN(key, read_key());
   const AttrMap& a = key.attrs;
-  if (cloud::azure_resident(a)) return rotate_resident(token, s, h, key);
   const VersionInfo ver = version_of(a);
   // A rotation stopped between renaming the former and the new key resumes on the former.
   if (ver.state != CDC_VERSION_CURRENT && !rotation_unfinished(token, key.uid))
@@ -309,7 +312,6 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
   if (kt != CKK_RSA && kt != CKK_EC && kt != CKK_AES)
     return err(Errc::key_function_not_permitted, "only RSA, EC and AES keys are rotated");
 
-  CDC_ASSIGN(auto held, eng.journal().lock(key.uid, kLockWait));
   CDC_ASSIGN(auto found, eng.journal().get(key.uid));
   Job job;
   if (found) {

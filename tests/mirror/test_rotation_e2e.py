@@ -393,6 +393,26 @@ class RotationE2E(unittest.TestCase):
         self.assertIn("progress-a@v1: former version destroyed", text)
         self.assertEqual(rig.find_all(s, "progress-a@v1"), [])
 
+    def test_two_processes_rotating_one_key_make_one_version(self):
+        rig, P = self.rig, self.rig.P
+        s = rig.session(self, "premium")
+        label = "rot-twice"
+        self.key_pair(s, label, "ec", b"\x99\x06")
+        env = rig.tok.env(DEMO_PIN=h.USER_PIN)
+        cmd = [CDCCTL, "--config", rig.tok.conf, "--json", "key", "rotate", "premium", "--label", label, "--pin-env",
+               "DEMO_PIN"]
+        # Both find the key by its label long before either's rotation (a KEK, an import) is done;
+        # the one that waits for the other's lock then finds it a former version.
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(2)]
+        outs = [json.loads(p.communicate(timeout=300)[0].decode()) for p in procs]
+        rotated = [r for o in outs for r in o.get("rotated", [])]
+        failed = [f for o in outs for f in o.get("failed", [])] + [o["error"] for o in outs if "error" in o]
+        self.assertEqual([(r["label"], r["version"]) for r in rotated], [(label, 2)], outs)
+        self.assertEqual(len(failed), 1, outs)
+        self.assertIn("former version 1", json.dumps(failed))
+        self.assertEqual(rig.versions("demo-premium", label), 2)
+        self.assertEqual(len(self.formers(s, P.CKO_PRIVATE_KEY, label)), 1)
+
     # ------------------------------------------------------------ schedule
 
     def test_all_due_with_a_test_clock(self):
