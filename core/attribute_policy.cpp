@@ -176,6 +176,17 @@ const std::vector<Rule>& rules() {
     {CKA_CDC_ORIGIN, "CKA_CDC_ORIGIN", S::public_key, K::ulong, kReadOnly},
     {CKA_CDC_AZURE_KEY_ID, "CKA_CDC_AZURE_KEY_ID", S::public_key, K::bytes, kReadOnly},
     {CKA_CDC_CLOUD_NATIVE, "CKA_CDC_CLOUD_NATIVE", S::private_key, K::boolean, kNoCreate | kNoUnwrap},
+    // Key versions (rotation, core/mirror/rotation.h): written by the rotation only, but the
+    // per-key policy.
+    {CKA_CDC_KEY_VERSION, "CKA_CDC_KEY_VERSION", S::mirrorable, K::ulong, kReadOnly},
+    {CKA_CDC_VERSION_STATE, "CKA_CDC_VERSION_STATE", S::mirrorable, K::ulong, kReadOnly},
+    {CKA_CDC_VERSION_SINCE, "CKA_CDC_VERSION_SINCE", S::mirrorable, K::ulong, kReadOnly},
+    {CKA_CDC_FORMER_SINCE, "CKA_CDC_FORMER_SINCE", S::mirrorable, K::ulong, kReadOnly},
+    {CKA_CDC_ROTATE_EVERY_DAYS, "CKA_CDC_ROTATE_EVERY_DAYS", S::mirrorable, K::ulong, kModifiable},
+    {CKA_CDC_RETIRE_FORMER_AFTER_DAYS, "CKA_CDC_RETIRE_FORMER_AFTER_DAYS", S::mirrorable, K::ulong, kModifiable},
+    {CKA_CDC_ROTATION_ERROR, "CKA_CDC_ROTATION_ERROR", S::mirrorable, K::bytes, kReadOnly},
+    {CKA_CDC_KEY_VERSION, "CKA_CDC_KEY_VERSION", S::public_key, K::ulong, kReadOnly},
+    {CKA_CDC_VERSION_STATE, "CKA_CDC_VERSION_STATE", S::public_key, K::ulong, kReadOnly},
   };
   return r;
 }

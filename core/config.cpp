@@ -289,10 +289,24 @@ R<AzureConfig> parse_azure(const Ctx& c, const Value& a, const fs::path& base) {
   return az;
 }
 
+constexpr unsigned long kMaxDays = 36500;
+
+R<RotationConfig> parse_rotation(const Ctx& c, const Value& r) {
+  if (!r.IsObject()) return c.bad("", "must be an object");
+  CDC_TRY(only_known(c, r, {"every_days", "retire_former", "retire_former_after_days"}));
+  RotationConfig rc;
+  CDC_ASSIGN(rc.every_days, get_uint(c, r, "every_days", 0, 0, kMaxDays));
+  CDC_ASSIGN(std::string retire, get_choice(c, r, "retire_former", {"keep", "disable", "destroy"}, "keep"));
+  rc.retire_former = retire == "keep" ? RetireFormer::keep : retire == "disable" ? RetireFormer::disable
+                                                                                : RetireFormer::destroy;
+  CDC_ASSIGN(rc.retire_former_after_days, get_uint(c, r, "retire_former_after_days", 0, 0, kMaxDays));
+  return rc;
+}
+
 R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   if (!m.IsObject()) return c.bad("", "must be an object");
   CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted",
-                            "allow_plain_export_of_non_extractable"}));
+                            "allow_plain_export_of_non_extractable", "rotation"}));
   MirrorConfig mc;
   CDC_ASSIGN(std::string trig, get_choice(c, m, "trigger", {"on_generate", "on_request"}, "on_request"));
   CDC_ASSIGN(std::string mode, get_choice(c, m, "mode", {"sync", "async"}, "sync"));
@@ -303,6 +317,9 @@ R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   CDC_ASSIGN(mc.recover_soft_deleted, get_bool(c, m, "recover_soft_deleted", false));
   CDC_ASSIGN(mc.allow_plain_export_of_non_extractable,
              get_bool(c, m, "allow_plain_export_of_non_extractable", false));
+  if (auto rit = m.FindMember("rotation"); rit != m.MemberEnd()) {
+    CDC_ASSIGN(mc.rotation, parse_rotation(Ctx{c.file, c.where + "rotation."}, rit->value));
+  }
   return mc;
 }
 

@@ -68,6 +68,15 @@ enum class MirrorTrigger { on_generate, on_request };
 enum class MirrorMode { sync, async };
 enum class OnDestroy { keep, disable, remove };
 
+// What a rotation's schedule does with former versions (README.md, "Rotation").
+enum class RetireFormer { keep, disable, destroy };
+
+struct RotationConfig {
+  unsigned every_days = 0;  // 0: never rotated by --all-due
+  RetireFormer retire_former = RetireFormer::keep;
+  unsigned retire_former_after_days = 0;  // 0: never
+};
+
 struct MirrorConfig {
   MirrorTrigger trigger = MirrorTrigger::on_request;
   MirrorMode mode = MirrorMode::sync;
@@ -77,6 +86,7 @@ struct MirrorConfig {
   // when this is on, and then loses CKA_NEVER_EXTRACTABLE. BYOK (Premium, Managed HSM) keeps the
   // key non-exportable and needs no permission.
   bool allow_plain_export_of_non_extractable = false;
+  RotationConfig rotation;
 };
 
 struct GroupConfig {

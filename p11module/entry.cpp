@@ -8,6 +8,7 @@
 #include "core/attributes.h"
 #include "core/cloud/sync.h"
 #include "core/mechanisms.h"
+#include "core/mirror/rotation.h"
 #include "core/mirror/service.h"
 #include "p11module/state.h"
 
@@ -70,6 +71,7 @@ CK_RV unsupported(const char* fn) noexcept {
 extern CK_FUNCTION_LIST g_function_list;
 extern CK_FUNCTION_LIST_3_0 g_function_list_3_0;
 extern CDC_FUNCTION_LIST g_vendor_function_list;
+extern CDC_FUNCTION_LIST g_vendor_function_list_1_0;
 
 // ---------------------------------------------------------------- general
 
@@ -100,6 +102,7 @@ CK_INTERFACE g_interfaces[] = {
     {reinterpret_cast<CK_CHAR*>(const_cast<char*>("PKCS 11")), &g_function_list_3_0, 0},
     {reinterpret_cast<CK_CHAR*>(const_cast<char*>("PKCS 11")), &g_function_list, 0},
     {reinterpret_cast<CK_CHAR*>(const_cast<char*>(CDC_VENDOR_INTERFACE_NAME)), &g_vendor_function_list, 0},
+    {reinterpret_cast<CK_CHAR*>(const_cast<char*>(CDC_VENDOR_INTERFACE_NAME)), &g_vendor_function_list_1_0, 0},
 };
 constexpr CK_ULONG kInterfaceCount = sizeof g_interfaces / sizeof g_interfaces[0];
 }  // namespace
@@ -664,9 +667,22 @@ CK_RV C_CDC_SyncKeys(CK_SESSION_HANDLE h, CDC_SYNC_RESULT_PTR pResult) {
   });
 }
 
+CK_RV C_CDC_RotateKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_OBJECT_HANDLE_PTR phNewKey) {
+  return session_call("C_CDC_RotateKey", h, [&](Session& s) -> R<void> {
+    CDC_TRY(mirror_of(s));
+    CDC_ASSIGN(auto out, cdcp11::core::mirror::rotate_key(s.token(), s, k));
+    if (phNewKey) *phNewKey = out.new_key;
+    return {};
+  });
+}
+
 }  // namespace
 
-CDC_FUNCTION_LIST g_vendor_function_list = {{1, 0}, C_CDC_MirrorKey, C_CDC_GetMirrorStatus, C_CDC_SyncKeys};
+CDC_FUNCTION_LIST g_vendor_function_list = {{1, 1}, C_CDC_MirrorKey, C_CDC_GetMirrorStatus, C_CDC_SyncKeys,
+                                            C_CDC_RotateKey};
+// For applications asking for version 1.0 by number: the same functions, without the 1.1 one.
+CDC_FUNCTION_LIST g_vendor_function_list_1_0 = {{1, 0}, C_CDC_MirrorKey, C_CDC_GetMirrorStatus, C_CDC_SyncKeys,
+                                                nullptr};
 
 // ---------------------------------------------------------------- function lists
 

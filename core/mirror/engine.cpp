@@ -9,6 +9,7 @@
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/mirror/naming.h"
+#include "core/mirror/rotation.h"
 
 namespace cdcp11::core::mirror {
 
@@ -25,19 +26,6 @@ Bytes to_bytes_of(const SecureBytes& s) { return Bytes(s.begin(), s.end()); }
 Bytes part(const KeyComponents& c, const char* name) {
   auto it = c.parts.find(name);
   return it == c.parts.end() ? Bytes{} : to_bytes_of(it->second);
-}
-
-// CK_DATE "YYYYMMDD" (all blanks or empty = unset) -> Unix seconds at 00:00 UTC.
-std::optional<std::int64_t> date_attr(const AttrMap& a, CK_ATTRIBUTE_TYPE t) {
-  auto* v = a.find(t);
-  if (!v || v->size() != 8) return std::nullopt;
-  std::string s(v->begin(), v->end());
-  if (s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = std::stoi(s.substr(0, 4)) - 1900;
-  tm.tm_mon = std::stoi(s.substr(4, 2)) - 1;
-  tm.tm_mday = std::stoi(s.substr(6, 2));
-  return static_cast<std::int64_t>(timegm(&tm));
 }
 
 std::string public_hash(TokenBackend& backend, const KeyComponents& c) {
@@ -382,7 +370,26 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
 
   // 1. Not imported yet: settle the name. A key already holding it that is ours (a previous
   //    attempt that imported before the process died) ends the search without a second import.
-  if (job.step != Step::imported) {
+  if (job.step != Step::imported && !job.new_version_of.empty()) {
+    // A rotation's new key: the name is the rotated key's. Its latest version tagged with this
+    // key's uid means an earlier attempt imported it already (its answer lost, or the process
+    // killed): taken as imported, never imported twice.
+    auto got = kv.get_key(job.azure_name);
+    if (!got) {
+      if (is(got.error(), azure::ErrorKind::not_found))
+        return fail_job(Error{Errc::function_failed, "the vault key '" + job.azure_name +
+                                                         "' this key is to be the next version of is gone from vault '" +
+                                                         azure_.vault_name + "'"});
+      return fail_job(remote(got.error()).error);
+    }
+    auto tag = got->tags.find("cdcp11-uid");
+    if (tag != got->tags.end() && tag->second == key.uid &&
+        (is_secret || azure::public_material_matches(got->key, expected))) {
+      job.key_kid = got->key.kid;
+      job.step = Step::imported;
+    }
+    CDC_TRY(journal_->put(job));
+  } else if (job.step != Step::imported) {
     const std::string base = job.azure_name;
     bool settled = false;
     for (unsigned n = 1; n <= kMaxNameCandidates && !settled; ++n) {
@@ -411,8 +418,8 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
     azure::ImportKeyOptions o;
     o.key_ops = azure_key_ops(a);
     o.attributes.enabled = true;
-    o.attributes.nbf = date_attr(a, CKA_START_DATE);
-    o.attributes.exp = date_attr(a, CKA_END_DATE);
+    o.attributes.nbf = date_value(a, CKA_START_DATE);
+    o.attributes.exp = date_value(a, CKA_END_DATE);
     o.tags = tags;
     o.expected_public = expected;
     if (standard) {

@@ -31,7 +31,18 @@ Unexpected<Error> from_store(const store::Error& e) {
              "mirror journal: " + e.message);
 }
 
+constexpr std::pair<RotationStep, const char*> kRotationSteps[] = {{RotationStep::none, ""},
+                                                                   {RotationStep::planned, "planned"},
+                                                                   {RotationStep::made, "made"},
+                                                                   {RotationStep::mirrored, "mirrored"}};
+
 }  // namespace
+
+const char* rotation_step_name(RotationStep s) {
+  for (auto& [st, name] : kRotationSteps)
+    if (st == s) return name;
+  return "?";
+}
 
 const char* step_name(Step s) {
   for (auto& [st, name] : kSteps)
@@ -51,6 +62,21 @@ std::string encode_job(const Job& j) {
   w.Key("kek_name"); w.String(j.kek_name.c_str());
   w.Key("key_kid"); w.String(j.key_kid.c_str());
   w.Key("error"); w.String(j.error.c_str());
+  if (!j.new_version_of.empty()) {
+    w.Key("new_version_of"); w.String(j.new_version_of.c_str());
+  }
+  if (j.rotation.step != RotationStep::none) {
+    const Rotation& r = j.rotation;
+    w.Key("rotation");
+    w.StartObject();
+    w.Key("step"); w.String(rotation_step_name(r.step));
+    w.Key("label"); w.String(r.label.c_str());
+    w.Key("id"); w.String(r.id_hex.c_str());
+    w.Key("version"); w.Uint64(r.version);
+    w.Key("new_uid"); w.String(r.new_uid.c_str());
+    w.Key("error"); w.String(r.error.c_str());
+    w.EndObject();
+  }
   w.Key("attempts"); w.Uint(j.attempts);
   w.Key("updated"); w.Int64(j.updated);
   w.EndObject();
@@ -82,6 +108,30 @@ R<Job> decode_job(const std::string& json) {
       known = true;
     }
   if (!known || j.object_uid.empty()) return err(Errc::device_error, "mirror journal: a job record is not valid");
+  j.new_version_of = str("new_version_of");
+  if (auto it = d.FindMember("rotation"); it != d.MemberEnd()) {
+    const auto& r = it->value;
+    if (!r.IsObject()) return err(Errc::device_error, "mirror journal: a job record is not valid");
+    auto rstr = [&](const char* k) -> std::string {
+      auto m = r.FindMember(k);
+      return m != r.MemberEnd() && m->value.IsString() ? m->value.GetString() : "";
+    };
+    const std::string rstep = rstr("step");
+    bool rknown = false;
+    for (auto& [st, name] : kRotationSteps)
+      if (rstep == name && st != RotationStep::none) {
+        j.rotation.step = st;
+        rknown = true;
+      }
+    auto v = r.FindMember("version");
+    if (!rknown || v == r.MemberEnd() || !v->value.IsUint64() || v->value.GetUint64() == 0)
+      return err(Errc::device_error, "mirror journal: a job record is not valid");
+    j.rotation.version = static_cast<unsigned long>(v->value.GetUint64());
+    j.rotation.label = rstr("label");
+    j.rotation.id_hex = rstr("id");
+    j.rotation.new_uid = rstr("new_uid");
+    j.rotation.error = rstr("error");
+  }
   if (auto it = d.FindMember("attempts"); it != d.MemberEnd() && it->value.IsUint()) j.attempts = it->value.GetUint();
   if (auto it = d.FindMember("updated"); it != d.MemberEnd() && it->value.IsInt64()) j.updated = it->value.GetInt64();
   return j;

@@ -31,6 +31,24 @@ enum class Step {
 };
 const char* step_name(Step s);
 
+// A rotation in progress, kept on the job of the key it replaces (core/mirror/rotation.h).
+enum class RotationStep {
+  none,     // no rotation under way
+  planned,  // the key's label, id and version are recorded; the new key may not exist yet
+  made,     // the new key exists (new_uid), under the temporary label
+  mirrored, // the new key is the Azure key's next version; the labels are still to switch
+};
+const char* rotation_step_name(RotationStep s);
+
+struct Rotation {
+  RotationStep step = RotationStep::none;
+  std::string label;    // CKA_LABEL of the key before the rotation
+  std::string id_hex;   // its CKA_ID
+  unsigned long version = 1;  // its version number
+  std::string new_uid;  // the new key's CKA_UNIQUE_ID, once made
+  std::string error;    // why the last attempt failed
+};
+
 struct Job {
   std::string object_uid;   // CKA_UNIQUE_ID of the local key
   std::string azure_name;   // the key name in the vault
@@ -41,6 +59,11 @@ struct Job {
   std::string kek_name;
   std::string key_kid;      // versioned id of the imported key, once imported
   std::string error;        // last failure, for people
+  // A rotation's new key: its import is the next version of azure_name, whose current version is
+  // the key with this uid (core/mirror/rotation.h). Empty for a first mirror.
+  std::string new_version_of;
+  // On the job of a key being rotated: the rotation's progress, journaled before each step.
+  Rotation rotation;
   unsigned attempts = 0;
   std::int64_t updated = 0;  // unix seconds
 };

@@ -3,6 +3,7 @@
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/cloud/key_attrs.h"
+#include "core/mirror/rotation.h"
 #include "core/session/session.h"
 #include "core/token/token.h"
 
@@ -78,6 +79,12 @@ void Service::record(const std::string& uid, CK_ULONG state, const std::string& 
     a.set_ulong(CKA_CDC_MIRROR_STATE, state);
     if (!kid.empty() || state != CDC_MIRROR_STATE_FAILED) a.set_string(CKA_CDC_AZURE_KEY_ID, kid);
     a.set_string(CKA_CDC_MIRROR_ERROR, error);
+    // A mirrored key is a version (rotation); its age counts from its first mirror.
+    if (state == CDC_MIRROR_STATE_MIRRORED && !a.has(CKA_CDC_VERSION_SINCE)) {
+      a.set_ulong(CKA_CDC_VERSION_SINCE, static_cast<CK_ULONG>(now_seconds()));
+      if (!a.has(CKA_CDC_KEY_VERSION)) a.set_ulong(CKA_CDC_KEY_VERSION, 1);
+      if (!a.has(CKA_CDC_VERSION_STATE)) a.set_ulong(CKA_CDC_VERSION_STATE, CDC_VERSION_CURRENT);
+    }
   });
   if (!r && r.error().code != Errc::key_handle_invalid)
     log::error(kLog, "recording the mirror state of " + uid + " failed: " + r.error().message);
@@ -166,6 +173,8 @@ void Service::user_logged_in() {
       h = t.cache().handle_of(job.object_uid);
     }
     if (!h) continue;  // the key is gone (or not visible): nothing to mirror
+    // A rotation's new key is mirrored by its rotation, which then makes it current.
+    if (!job.new_version_of.empty()) continue;
     log::info(kLog, "group '" + token_.name() + "': resuming the mirror of " + job.object_uid + " (at step " +
                         step_name(job.step) + ")");
     worker_->submit([this, h = *h] { (void)run(h); });
@@ -177,26 +186,34 @@ std::unique_lock<std::mutex> Service::hold_for_logout() { return std::unique_loc
 void Service::key_destroyed(const std::string& uid, const AttrMap& attrs) {
   if (engine_) engine_->abandon(uid);
   // The key's Azure copy; an Azure-resident key's kid names the vault key itself.
-  apply_destroy_policy(attrs.string_or(CKA_CDC_AZURE_KEY_ID, ""));
+  const bool former = attrs.ulong(CKA_CDC_VERSION_STATE).value_or(CDC_VERSION_CURRENT) != CDC_VERSION_CURRENT;
+  apply_destroy_policy(attrs.string_or(CKA_CDC_AZURE_KEY_ID, ""), former);
 }
 
-void Service::apply_destroy_policy(const std::string& kid) {
+void Service::apply_destroy_policy(const std::string& kid, bool former) {
   const OnDestroy policy = token_.config().mirror.on_destroy;
   if (policy == OnDestroy::keep || kid.empty() || !engine_) return;
   auto id = azure::parse_key_id(kid);
   if (!id) return;
   auto kv = engine_->connection()->vault();
   std::string what;
-  if (policy == OnDestroy::disable) {
+  if (former && id->version.empty()) return;
+  if (policy == OnDestroy::disable || former) {
     azure::UpdateKeyOptions o;
     o.attributes.enabled = false;
-    auto r = kv.update_key(id->name, "", o);
+    auto r = kv.update_key(id->name, former ? id->version : "", o);
     what = r ? "" : r.error().describe();
   } else {
     auto r = kv.delete_key(id->name);
     what = r ? "" : r.error().describe();
   }
-  const char* verb = policy == OnDestroy::disable ? "disabled" : "deleted";
+  const char* verb = policy == OnDestroy::disable || former ? "disabled" : "deleted";
+  if (former) {
+    if (what.empty()) log::info(kLog, "group '" + token_.name() + "': Azure version " + id->version + " of " + id->name + " was disabled");
+    else log::warn(kLog, "group '" + token_.name() + "': former version destroyed, but Azure version " + id->version + " of " +
+                           id->name + " could not be disabled: " + what);
+    return;
+  }
   if (what.empty()) log::info(kLog, "group '" + token_.name() + "': the Azure copy " + id->name + " was " + verb);
   else log::warn(kLog, "group '" + token_.name() + "': the local key is destroyed but its Azure copy " + id->name +
                          " could not be " + verb + ": " + what);
@@ -215,6 +232,16 @@ R<std::string> Service::mirrorable(const Session&, CK_OBJECT_HANDLE h) {
 }
 
 R<void> Service::mirror_now(const Session& s, CK_OBJECT_HANDLE h) {
+  CDC_ASSIGN(const std::string uid, mirrorable(s, h));
+  if (engine_)
+    if (auto j = engine_->journal().get(uid); j && *j && !(*j)->new_version_of.empty())
+      return err(Errc::key_function_not_permitted,
+                 "this key is the new version of a rotation under way; resume the rotation (cdcctl key rotate "
+                 "--all-due, or C_CDC_RotateKey on the key it replaces)");
+  return run(h);
+}
+
+R<void> Service::mirror_new_version(const Session& s, CK_OBJECT_HANDLE h) {
   CDC_TRY(mirrorable(s, h));
   return run(h);
 }

@@ -31,8 +31,11 @@ class Service final : public KeyObserver {
   void user_logged_in() override;
   std::unique_lock<std::mutex> hold_for_logout() override;
 
-  // Mirror a key now (blocking), and its state (CDC_MIRROR_STATE_*) and Azure id.
+  // Mirror a key now (blocking), and its state (CDC_MIRROR_STATE_*) and Azure id. A rotation's
+  // new key is refused: only its rotation mirrors it (mirror_new_version), so that its import,
+  // the vault's new current version, is followed by its taking the label.
   R<void> mirror_now(const Session& s, CK_OBJECT_HANDLE h);
+  R<void> mirror_new_version(const Session& s, CK_OBJECT_HANDLE h);
   R<std::pair<CK_ULONG, std::string>> status(const Session& s, CK_OBJECT_HANDLE h);
   // After the key's Azure copy changed outside a mirror (cdcctl key delete|recover|restore): with
   // azure_kid empty the copy is gone, so the key is not mirrored (state none, no Azure id) and its
@@ -43,6 +46,10 @@ class Service final : public KeyObserver {
   // Records a key's mirror state on the key (CKA_CDC_MIRROR_STATE, _AZURE_KEY_ID, _MIRROR_ERROR);
   // a failure to write it is logged.
   void record(const std::string& uid, CK_ULONG state, const std::string& kid, const std::string& error);
+
+  // Changes the attributes of the key with this uid, in the backend and in the token's cache
+  // (the mirror's and the rotation's own attributes, beyond the attribute policy).
+  R<void> update_key(const std::string& uid, const std::function<void(AttrMap&)>& change);
 
   Engine* engine() { return engine_.get(); }
   const std::string& unavailable() const { return unavailable_; }
@@ -56,9 +63,9 @@ class Service final : public KeyObserver {
   R<void> run(CK_OBJECT_HANDLE h);
   // The uid of a key the vendor functions may act on (a local private or secret token key).
   R<std::string> mirrorable(const Session& s, CK_OBJECT_HANDLE h);
-  // Changes the attributes of the key with this uid, in the backend and in the token's cache.
-  R<void> update_key(const std::string& uid, const std::function<void(AttrMap&)>& change);
-  void apply_destroy_policy(const std::string& azure_kid);
+  // former_version: the key was a former version (rotation): only its own Azure version is
+  // disabled, never the key, whose current version is another.
+  void apply_destroy_policy(const std::string& azure_kid, bool former_version);
 
   Token& token_;
   std::unique_ptr<Engine> engine_;

@@ -36,7 +36,7 @@ C_EncryptMessage C_EncryptMessageBegin C_EncryptMessageNext C_MessageEncryptFina
 C_DecryptMessage C_DecryptMessageBegin C_DecryptMessageNext C_MessageDecryptFinal C_MessageSignInit C_SignMessage
 C_SignMessageBegin C_SignMessageNext C_MessageSignFinal C_MessageVerifyInit C_VerifyMessage C_VerifyMessageBegin
 C_VerifyMessageNext C_MessageVerifyFinal""".split()
-VENDOR = ["C_CDC_MirrorKey", "C_CDC_GetMirrorStatus", "C_CDC_SyncKeys"]
+VENDOR = ["C_CDC_MirrorKey", "C_CDC_GetMirrorStatus", "C_CDC_SyncKeys", "C_CDC_RotateKey"]
 # Callable before C_Initialize by the spec (5.4.4-5.4.6), and C_Initialize itself.
 BEFORE_INIT = {"C_Initialize", "C_GetFunctionList", "C_GetInterfaceList", "C_GetInterface"}
 ANY = ctypes.CFUNCTYPE(ctypes.c_ulong, *([ctypes.c_ulong] * 10))  # zero/NULL arguments (x86-64: extras ignored)

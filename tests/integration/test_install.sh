@@ -23,6 +23,13 @@ cmp -s "$T/dest$libpath" "$CDCP11_MODULE" || fail "installed library differs fro
 pkgdir=$(dirname "${modfile#"$T/dest"}")
 echo "installed: $libpath, module file in $pkgdir"
 [ -n "$(find "$T/dest" -path '*/include/cdcp11/pkcs11_3_0.h')" ] || fail "headers not installed"
+# the daily rotation: a timer and a templated service that runs the installed cdcctl
+svc=$(find "$T/dest" -name 'cdcp11-rotate@.service' -path '*/systemd/system/*')
+[ -n "$svc" ] && [ -n "$(find "$T/dest" -name 'cdcp11-rotate@.timer' -path '*/systemd/system/*')" ] ||
+  fail "the rotation timer and service are not installed"
+cdcctl=$(sed -n 's/^ExecStart=\([^ ]*\) .*key rotate %i --all-due$/\1/p' "$svc")
+[ -n "$cdcctl" ] && [ -x "$T/dest$cdcctl" ] || fail "the rotation service does not run the installed cdcctl: $cdcctl"
+grep -q '^OnCalendar=daily' "$T/dest$(dirname "${svc#"$T/dest"}")/cdcp11-rotate@.timer" || fail "the timer is not daily"
 
 # a token for the module to show
 cat > "$T/conf.json" <<JSON

@@ -55,11 +55,12 @@ MIRROR_KEY = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
 GET_STATUS = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong),
                               ctypes.c_char_p, ctypes.POINTER(ctypes.c_ulong))
 SYNC_KEYS = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(CDC_SYNC_RESULT))
+ROTATE_KEY = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong))
 
 
 class CDC_FUNCTION_LIST(ctypes.Structure):
     _fields_ = [("version", CK_VERSION), ("mirror_key", MIRROR_KEY), ("get_status", GET_STATUS),
-                ("sync_keys", SYNC_KEYS)]
+                ("sync_keys", SYNC_KEYS), ("rotate_key", ROTATE_KEY)]
 
 
 def vendor():
@@ -70,7 +71,7 @@ def vendor():
     rv = lib.C_GetInterface(b"Vendor cdcp11", None, ctypes.byref(iface), ctypes.c_ulong(0))
     assert rv == 0, rv
     fl = ctypes.cast(iface.contents.functions, ctypes.POINTER(CDC_FUNCTION_LIST)).contents
-    assert (fl.version.major, fl.version.minor) == (1, 0)
+    assert (fl.version.major, fl.version.minor) == (1, 1)
     return fl
 
 

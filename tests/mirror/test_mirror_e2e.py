@@ -407,7 +407,7 @@ class MirrorE2E(unittest.TestCase):
         got = self.vault_rest("GET", keys["later"]["azure_key_id"])
         self.assertEqual(got.status_code, 200, got.text)
         human = h.run(cdcctl + ["key", "list", "premium", "--pin-env", "DEMO_PIN"], env=env).stdout.decode()
-        self.assertRegex(human, r"later\s+\s*EC\s+local\s+mirrored\s+https://demo-premium.vault.azure.net/keys/later/")
+        self.assertRegex(human, r"later\s+\s*EC\s+local\s+mirrored\s+1\s+0 d\s+-\s+-\s+https://demo-premium.vault.azure.net/keys/later/")
         wrong = h.run(cdcctl + ["key", "list", "premium", "--pin-env", "NOPE"], env=env, check=False)
         self.assertNotEqual(wrong.returncode, 0)
         self.assertNotIn(h.USER_PIN.encode(), wrong.stdout + wrong.stderr)

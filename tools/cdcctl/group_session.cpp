@@ -9,6 +9,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "core/mirror/rotation.h"
 #include "softtoken/factory.h"
 
 namespace cdcp11::cdcctl {
@@ -146,6 +147,16 @@ LocalKey GroupSession::read(CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls) {
   k.azure_kid = s(CKA_CDC_AZURE_KEY_ID);
   k.error = s(CKA_CDC_MIRROR_ERROR);
   k.azure_resident = cls == CKO_PRIVATE_KEY && ulong_attr(h, CKA_CDC_ORIGIN) == CDC_ORIGIN_AZURE;
+  k.rotation_error = s(CKA_CDC_ROTATION_ERROR);
+  if (auto o = object(h)) {
+    const auto v = core::mirror::version_of(o->attrs);
+    k.version = v.version;
+    k.version_state = v.state;
+    k.since = v.since;
+    k.former_since = v.former_since;
+    k.next_rotation = core::mirror::next_rotation(core::mirror::policy_for(token_->config().mirror.rotation, o->attrs), v);
+    k.expires = core::mirror::date_value(o->attrs, CKA_END_DATE);
+  }
   return k;
 }
 

@@ -3,7 +3,9 @@
 // process.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,10 @@ struct LocalKey {
   std::string uid, label, id_hex, type, azure_kid, error;
   CK_ULONG state = CDC_MIRROR_STATE_NONE;
   bool azure_resident = false;  // the key material is in Key Vault only (sync, cloud-native)
+  // Versions (rotation): CKA_CDC_KEY_VERSION, CKA_CDC_VERSION_STATE, since when, when it is due.
+  CK_ULONG version = 1, version_state = 0;
+  std::optional<std::int64_t> since, former_since, next_rotation, expires;
+  std::string rotation_error;
 };
 
 // "RSA-2048", "EC", "Ed25519", "AES", "secret" or "?".

@@ -6,6 +6,7 @@
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 
+#include <ctime>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -13,7 +14,9 @@
 #include "azure/util.h"
 #include "cdcp11/cdcp11.h"
 #include "tools/cdcctl/group_session.h"
+#include "core/mirror/rotation.h"
 #include "tools/cdcctl/key_lifecycle.h"
+#include "tools/cdcctl/key_rotation.h"
 #include "tools/cdcctl/table.h"
 
 namespace cdcp11::cdcctl {
@@ -57,6 +60,7 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       return;
     }
     auto keys = (*g)->keys();
+    const std::int64_t now = core::mirror::now_seconds();
     // The vault's side: keys not linked to a local key are listed as remote only.
     std::vector<std::string> remote_only;
     std::string remote_error;
@@ -95,6 +99,12 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
         w.Key("mirror"); w.String(state_name(k.state));
         w.Key("azure_key_id"); k.azure_kid.empty() ? w.Null() : w.String(k.azure_kid.c_str());
         w.Key("error"); k.error.empty() ? w.Null() : w.String(k.error.c_str());
+        w.Key("version"); w.Uint64(k.version);
+        w.Key("version_state"); w.String(core::mirror::version_state_name(k.version_state));
+        w.Key("age_days"); k.since ? w.Int64((now - *k.since) / 86400) : w.Null();
+        w.Key("next_rotation"); k.next_rotation ? w.Int64(*k.next_rotation) : w.Null();
+        w.Key("expires"); k.expires ? w.Int64(*k.expires) : w.Null();
+        w.Key("rotation_error"); k.rotation_error.empty() ? w.Null() : w.String(k.rotation_error.c_str());
         w.EndObject();
       }
       w.EndArray();
@@ -107,14 +117,22 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
       std::cout << sb.GetString() << '\n';
       return;
     }
-    Table t({"LABEL", "ID", "TYPE", "ORIGIN", "MIRROR", "AZURE KEY"});
-    for (auto& k : keys)
+    Table t({"LABEL", "ID", "TYPE", "ORIGIN", "MIRROR", "VERSION", "AGE", "NEXT ROTATION", "EXPIRES", "AZURE KEY"});
+    for (auto& k : keys) {
+      std::string version = std::to_string(k.version);
+      if (k.version_state != CDC_VERSION_CURRENT) version += " (" + std::string(core::mirror::version_state_name(k.version_state)) + ")";
       t.add({k.label, k.id_hex, k.type, k.azure_resident ? "azure" : "local", k.azure_resident ? "in vault" : state_name(k.state),
+             version, k.since ? std::to_string((now - *k.since) / 86400) + " d" : "-",
+             k.next_rotation ? day(*k.next_rotation) : "-", k.expires ? day(*k.expires) : "-",
              k.azure_kid.empty() ? "-" : k.azure_kid});
-    for (auto& r : remote_only) t.add({"-", "-", "-", "-", "remote only", r});
+    }
+    for (auto& r : remote_only) t.add({"-", "-", "-", "-", "remote only", "-", "-", "-", "-", r});
     t.print(std::cout);
-    for (auto& k : keys)
+    for (auto& k : keys) {
       if (!k.error.empty()) std::cout << "  " << (k.label.empty() ? k.uid : k.label) << ": " << k.error << '\n';
+      if (!k.rotation_error.empty())
+        std::cout << "  " << (k.label.empty() ? k.uid : k.label) << ": rotation failed: " << k.rotation_error << '\n';
+    }
     if (!remote_error.empty()) std::cout << "Vault not listed: " << remote_error << '\n';
   });
 
@@ -155,6 +173,7 @@ void add_key_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
   });
 
   add_key_lifecycle_commands(*key, global, exit_code);
+  add_key_rotation_commands(*key, global, exit_code);
 }
 
 }  // namespace cdcp11::cdcctl
