@@ -144,6 +144,21 @@ class GroupCommands(unittest.TestCase):
         self.run_cdcctl("group", "edit", "payments", "--allow-plain-export-of-non-extractable", "false")
         self.assertFalse(self.config()["groups"][0]["mirror"]["allow_plain_export_of_non_extractable"])
 
+    def test_rotation_policy_is_edited_and_shown(self):
+        self.add_azure_group()
+        shown = json.loads(self.run_cdcctl("--json", "group", "show", "payments").stdout)
+        self.assertEqual(shown["mirror"]["rotation"],
+                         {"every_days": 0, "retire_former": "keep", "retire_former_after_days": 0})
+        self.run_cdcctl("group", "edit", "payments", "--rotate-every-days", "90", "--retire-former", "disable",
+                        "--retire-former-after-days", "30")
+        self.assertEqual(self.config()["groups"][0]["mirror"]["rotation"],
+                         {"every_days": 90, "retire_former": "disable", "retire_former_after_days": 30})
+        self.assertIn("every 90 days; former versions: disable after 30 days",
+                      self.run_cdcctl("group", "show", "payments").stdout)
+        self.run_cdcctl("group", "edit", "payments", "--retire-former", "shred", ok=False)
+        self.run_cdcctl("group", "edit", "payments", "--rotate-every-days", "40000", ok=False)
+        self.assertEqual(self.config()["groups"][0]["mirror"]["rotation"]["every_days"], 90)
+
     def test_invalid_edits_are_refused_and_leave_the_file_unchanged(self):
         self.add_azure_group()
         with open(self.conf, "rb") as f:

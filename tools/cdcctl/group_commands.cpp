@@ -30,8 +30,8 @@ namespace {
 struct GroupOptions {
   std::string description, token_dir, cloud, tenant, client, subscription, secret_file, secret_env, cert_file,
       key_file, ca_file, client_cert, client_key, proxy, proxy_user, proxy_password_file, proxy_password_env, vault,
-      vault_type, trigger, mode, on_destroy, plain_export;
-  unsigned long slot_id = 0, max_pin_retries = 0;
+      vault_type, trigger, mode, on_destroy, plain_export, retire_former;
+  unsigned long slot_id = 0, max_pin_retries = 0, rotate_every_days = 0, retire_former_after_days = 0;
   std::vector<std::string> connect_to;
   bool secret_stdin = false, proxy_password_stdin = false, no_validate_host = false, validate_host = false,
        local_only = false;
@@ -93,6 +93,18 @@ void add_group_options(CLI::App* cmd, GroupOptions& o, bool for_edit) {
   o.given["on-destroy"] = cmd->add_option("--on-destroy", o.on_destroy,
                                           "What C_DestroyObject does to the Azure copy: keep, disable or delete")
                               ->check(CLI::IsMember({"keep", "disable", "delete"}));
+  o.given["rotate-every-days"] =
+      cmd->add_option("--rotate-every-days", o.rotate_every_days,
+                      "Mirrored keys are due for rotation this many days after their version was made (0: never)")
+          ->check(CLI::Range(0ul, 36500ul));
+  o.given["retire-former"] = cmd->add_option("--retire-former", o.retire_former,
+                                             "What becomes of a former version when it retires: keep, disable "
+                                             "(its Azure version) or destroy (the local key)")
+                                 ->check(CLI::IsMember({"keep", "disable", "destroy"}));
+  o.given["retire-former-after-days"] =
+      cmd->add_option("--retire-former-after-days", o.retire_former_after_days,
+                      "Days after a rotation that the former version retires (0: never)")
+          ->check(CLI::Range(0ul, 36500ul));
   if (for_edit)
     o.given["local-only"] = cmd->add_flag("--local-only", o.local_only, "Remove the group's Azure connection");
   o.given["secret-file"]->excludes(o.given["secret-env"]);
@@ -208,6 +220,10 @@ Status apply(ConfigDoc& doc, rapidjson::Value& g, const std::string& name, Group
   setif("on-destroy", "mirror.on_destroy", o.on_destroy);
   if (o.has("allow-plain-export-of-non-extractable"))
     doc.set_bool(g, "mirror.allow_plain_export_of_non_extractable", o.plain_export == "true");
+  if (o.has("rotate-every-days")) doc.set_uint(g, "mirror.rotation.every_days", o.rotate_every_days);
+  setif("retire-former", "mirror.rotation.retire_former", o.retire_former);
+  if (o.has("retire-former-after-days"))
+    doc.set_uint(g, "mirror.rotation.retire_former_after_days", o.retire_former_after_days);
   return {};
 }
 
@@ -215,6 +231,16 @@ const char* trigger_name(core::MirrorTrigger t) { return t == core::MirrorTrigge
 const char* mode_name(core::MirrorMode m) { return m == core::MirrorMode::sync ? "sync" : "async"; }
 const char* destroy_name(core::OnDestroy d) {
   return d == core::OnDestroy::keep ? "keep" : d == core::OnDestroy::disable ? "disable" : "delete";
+}
+const char* retire_name(core::RetireFormer r) {
+  return r == core::RetireFormer::keep ? "keep" : r == core::RetireFormer::disable ? "disable" : "destroy";
+}
+std::string rotation_description(const core::RotationConfig& r) {
+  if (r.every_days == 0 && r.retire_former_after_days == 0) return "manual; former versions kept";
+  std::string d = r.every_days ? "every " + std::to_string(r.every_days) + " days" : "manual";
+  if (r.retire_former == core::RetireFormer::keep || r.retire_former_after_days == 0) return d + "; former versions kept";
+  return d + "; former versions: " + retire_name(r.retire_former) + " after " +
+         std::to_string(r.retire_former_after_days) + " days";
 }
 
 std::string azure_status(const core::GroupConfig& g) {
@@ -269,6 +295,12 @@ void write_group_json(Writer& w, const core::GroupConfig& g) {
   w.Key("mode"); w.String(mode_name(g.mirror.mode));
   w.Key("on_destroy"); w.String(destroy_name(g.mirror.on_destroy));
   w.Key("allow_plain_export_of_non_extractable"); w.Bool(g.mirror.allow_plain_export_of_non_extractable);
+  w.Key("rotation");
+  w.StartObject();
+  w.Key("every_days"); w.Uint(g.mirror.rotation.every_days);
+  w.Key("retire_former"); w.String(retire_name(g.mirror.rotation.retire_former));
+  w.Key("retire_former_after_days"); w.Uint(g.mirror.rotation.retire_former_after_days);
+  w.EndObject();
   w.EndObject();
   w.EndObject();
 }
@@ -364,6 +396,7 @@ void add_group_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
                            ", on destroy: " + destroy_name(g.mirror.on_destroy)});
       if (g.mirror.allow_plain_export_of_non_extractable)
         t.add({"plain export", "non-extractable keys may go to a Standard vault as a plain JWK"});
+      t.add({"rotation", rotation_description(g.mirror.rotation)});
       t.print(std::cout);
       return;
     }
