@@ -43,12 +43,13 @@ hsm::TokenSelector selector_of(const core::TokenConfig& t) {
 
 // The attributes read from the HSM for every object (C_GetAttributeValue, one call): those an
 // application may see; key material (hsm::is_key_material, is_secret_attribute) is never asked for.
+// Not CKA_ALLOWED_MECHANISMS: an array attribute, which the HSM client does not read.
 constexpr CK_ATTRIBUTE_TYPE kRead[] = {
     CKA_CLASS, CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE, CKA_COPYABLE, CKA_DESTROYABLE, CKA_LABEL, CKA_UNIQUE_ID,
     CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE, CKA_CERTIFICATE_TYPE, CKA_CERTIFICATE_CATEGORY, CKA_TRUSTED,
     CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_SUBJECT, CKA_CHECK_VALUE, CKA_URL, CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
     CKA_HASH_OF_ISSUER_PUBLIC_KEY, CKA_JAVA_MIDP_SECURITY_DOMAIN, CKA_KEY_TYPE, CKA_ID, CKA_START_DATE,
-    CKA_END_DATE, CKA_DERIVE, CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ALLOWED_MECHANISMS, CKA_ENCRYPT,
+    CKA_END_DATE, CKA_DERIVE, CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ENCRYPT,
     CKA_VERIFY, CKA_VERIFY_RECOVER, CKA_WRAP, CKA_DECRYPT, CKA_SIGN, CKA_SIGN_RECOVER, CKA_UNWRAP,
     CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED,
     CKA_ALWAYS_AUTHENTICATE, CKA_MODULUS, CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS, CKA_EC_POINT,
@@ -131,14 +132,15 @@ R<std::unique_ptr<ForwardToken>> ForwardToken::open(const core::GroupConfig& g) 
 }
 
 R<Lease> ForwardToken::lease() {
+  std::optional<hsm::Session> idle;
   {
     std::lock_guard lk(pool_mu_);
     if (!pool_.empty()) {
-      hsm::Session s = std::move(pool_.back());
+      idle.emplace(std::move(pool_.back()));
       pool_.pop_back();
-      return Lease(*this, std::move(s));
     }
   }
+  if (idle) return Lease(*this, std::move(*idle));
   CDC_ASSIGN(auto s, module_->open_session(slot_, true));
   return Lease(*this, std::move(s));
 }
@@ -345,12 +347,14 @@ R<core::ObjectChanges> ForwardToken::refresh() {
   if (full) last_full_read_ = now;
   // Gone: destroyed (here, by another process or by the HSM's own tools), or private and the
   // user logged out.
+  std::set<std::string> gone;
   for (auto it = reported_.begin(); it != reported_.end();) {
     if (present.count(*it) || refs_.count(*it)) {
       ++it;
       continue;
     }
     ch.removed.push_back(*it);
+    if (logged_in_) gone.insert(*it);
     if (auto k = known_.find(*it); k != known_.end()) {
       uid_of_.erase(k->second.handle);
       known_.erase(k);
@@ -374,16 +378,20 @@ R<core::ObjectChanges> ForwardToken::refresh() {
     it = refs_.erase(it);
   }
   // Metadata of objects deleted behind our back. Only with the user logged in: before that the
-  // private objects are not listed.
-  if (logged_in_ && full) {
+  // private objects are not listed. An object this process saw go is pruned at once; an entry
+  // never seen here only once it is old enough (its object may be younger than our listing).
+  if (logged_in_ && (full || !gone.empty())) {
     const auto t = static_cast<std::int64_t>(std::time(nullptr));
-    bool stale = false;
-    for (auto& [uid, e] : meta_->data().objects) stale |= !present.count(uid) && t - e.created > kPruneGraceSeconds;
-    if (stale) {
+    auto stale = [&](const std::string& uid, const MetaEntry& e) {
+      return !present.count(uid) && (gone.count(uid) || (full && t - e.created > kPruneGraceSeconds));
+    };
+    bool any_stale = false;
+    for (auto& [uid, e] : meta_->data().objects) any_stale |= stale(uid, e);
+    if (any_stale) {
       CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
         bool any = false;
         for (auto it = d.objects.begin(); it != d.objects.end();) {
-          if (!present.count(it->first) && t - it->second.created > kPruneGraceSeconds) {
+          if (stale(it->first, it->second)) {
             log::info(kLog, "group '" + group_ + "': object " + it->first +
                                 " is no longer in the HSM; its metadata is removed");
             it = d.objects.erase(it);

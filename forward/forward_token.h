@@ -36,7 +36,7 @@ class ForwardToken;
 class Lease {
  public:
   Lease(ForwardToken& t, hsm::Session s) : t_(&t), s_(std::move(s)) {}
-  Lease(Lease&&) noexcept = default;
+  Lease(Lease&& o) noexcept : t_(o.t_), s_(std::move(o.s_)) { o.s_.reset(); }
   Lease& operator=(Lease&&) = delete;
   Lease(const Lease&) = delete;
   ~Lease();
