@@ -311,7 +311,7 @@ R<core::KeyComponents> ForwardToken::public_components(const StoredObject& key) 
 }
 
 R<void> ForwardToken::can_export(const StoredObject& key, bool plain) {
-  const std::string who = "group '" + group_ + "': key " + key.uid + ": ";
+  const std::string who = "group '" + group_ + "': " + (key.uid.empty() ? "the key" : "key " + key.uid) + ": ";
   if (plain) {
     const std::string why = who +
         "a Standard vault takes the key as a plain JWK, which would put the clear key outside the HSM; "

@@ -73,6 +73,14 @@ std::string sha256_hex(ByteView v) {
   return to_hex(ByteView(md, len));
 }
 
+// Our uids are 32 lowercase hex characters (the journal and the store name files by them): an
+// HSM's CKA_UNIQUE_ID that is one is used as it is, any other is hashed into one.
+std::string uid_from_unique_id(ByteView u) {
+  const std::string s(u.begin(), u.end());
+  if (s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos) return s;
+  return sha256_hex(u).substr(0, 32);
+}
+
 }  // namespace
 
 // How the backend finds an object again without CKA_UNIQUE_ID: what identifies it and does not
@@ -180,6 +188,8 @@ core::TokenStatus ForwardToken::status() {
 }
 
 std::optional<std::vector<core::SlotMechanism>> ForwardToken::mechanisms() {
+  std::lock_guard lk(mu_);
+  if (!mechanisms_.empty()) return mechanisms_;
   std::vector<core::SlotMechanism> out;
   auto infos = module_->mechanism_infos(slot_);
   if (!infos) {
@@ -195,6 +205,7 @@ std::optional<std::vector<core::SlotMechanism>> ForwardToken::mechanisms() {
     if (!(flags & ops)) continue;
     out.push_back({i.type, i.min_key_size, i.max_key_size, flags});
   }
+  mechanisms_ = out;  // an HSM's mechanisms do not change while it is loaded
   return out;
 }
 
@@ -242,8 +253,8 @@ void ForwardToken::logout() {
 
 R<std::string> ForwardToken::identify(const AttrMap& a, CK_OBJECT_HANDLE h, bool fresh) {
   if (auto it = uid_of_.find(h); it != uid_of_.end()) return it->second;
-  if (auto* u = a.find(CKA_UNIQUE_ID); u && !u->empty()) return std::string(u->begin(), u->end());
-  if (!a.bool_or(CKA_TOKEN, false)) return "s-" + random_hex(8);  // a session object: this process only
+  if (auto* u = a.find(CKA_UNIQUE_ID); u && !u->empty()) return uid_from_unique_id(*u);
+  if (!a.bool_or(CKA_TOKEN, false)) return random_hex(16);  // a session object: this process only
   const std::string loc = locator_of(a);
   const auto now = static_cast<std::int64_t>(std::time(nullptr));
   std::string uid;
@@ -253,7 +264,7 @@ R<std::string> ForwardToken::identify(const AttrMap& a, CK_OBJECT_HANDLE h, bool
         uid = id;
         return false;
       }
-    uid = "h-" + random_hex(8);
+    uid = random_hex(16);
     d.objects[uid] = MetaEntry{loc, {}, now};
     return true;
   }));
@@ -418,7 +429,7 @@ R<StoredObject> ForwardToken::create_object(const AttrMap& attrs) {
 
 R<StoredObject> ForwardToken::create_key_reference(const AttrMap& attrs) {
   std::lock_guard lk(mu_);
-  const std::string uid = "r-" + random_hex(8);
+  const std::string uid = random_hex(16);
   AttrMap a = attrs;
   a.set_string(CKA_UNIQUE_ID, uid);
   CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {

@@ -8,7 +8,8 @@
 // is per application, so every session of ours shares it) and the session objects; operations
 // lease further sessions from a pool (SoftHSM2 allows one active operation per session).
 //
-// Identity: CKA_UNIQUE_ID where the HSM returns one; otherwise an id the backend assigns, kept
+// Identity (uids are 32 hex characters, like the soft token's): CKA_UNIQUE_ID where the HSM
+// returns one (hashed when it is not of that form); otherwise a random id the backend assigns, kept
 // in the metadata store with the object's locator (class, key type, CKA_ID, CKA_LABEL and a
 // hash of its public material), by which it finds the object again in any process.
 #pragma once
@@ -143,6 +144,7 @@ class ForwardToken final : public core::TokenBackend {
   std::map<std::string, std::string> pair_of_;      // private key uid -> its public key's (this process)
   std::set<std::string> reported_;                  // token objects the core has been told of
   bool logged_in_ = false;
+  std::vector<core::SlotMechanism> mechanisms_;  // the slot's list, once asked
   std::chrono::steady_clock::time_point last_full_read_{};
 
   std::mutex pool_mu_;
