@@ -287,3 +287,32 @@ TEST_CASE("forward: wrapping for Azure happens in the HSM, and what it cannot wr
   auto still = got(b->refresh());
   (void)still;
 }
+
+TEST_CASE("forward: key references (Azure-resident keys) live in the metadata store only") {
+  Fixture f;
+  std::string uid;
+  {
+    auto b = f.open_user();
+    AttrMap a;
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC);
+    a.set_bool(CKA_TOKEN, true);
+    a.set_string(CKA_LABEL, "in-the-vault");
+    a.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_AZURE);
+    auto ref = got(b->create_key_reference(a));
+    uid = ref.uid;
+    CHECK(uid.size() == 32);
+  }
+  auto b = f.open_user();
+  auto ch = got(b->refresh());
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].uid == uid);
+  CHECK(ch.upserted[0].attrs.ulong(CKA_CDC_ORIGIN) == CDC_ORIGIN_AZURE);
+  {
+    auto s = f.hsm.session();
+    CHECK(hsm::test::ok(s.find(AttrMap{})).empty());  // nothing of it in the HSM
+  }
+  got(b->destroy_object(uid));
+  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  CHECK(meta->data().refs.empty());
+}
