@@ -251,24 +251,37 @@ void ForwardToken::logout() {
 
 // ---------------------------------------------------------------- identity
 
-R<std::string> ForwardToken::identify(const AttrMap& a, CK_OBJECT_HANDLE h, bool fresh) {
-  if (auto it = uid_of_.find(h); it != uid_of_.end()) return it->second;
-  if (auto* u = a.find(CKA_UNIQUE_ID); u && !u->empty()) return uid_from_unique_id(*u);
-  if (!a.bool_or(CKA_TOKEN, false)) return random_hex(16);  // a session object: this process only
-  const std::string loc = locator_of(a);
+R<std::vector<std::string>> ForwardToken::identify(const std::vector<Found>& objs, bool fresh) {
+  std::vector<std::string> uids(objs.size());
+  std::vector<std::size_t> open;  // those the store identifies
+  for (std::size_t i = 0; i < objs.size(); ++i) {
+    const auto& [h, a] = objs[i];
+    if (auto it = uid_of_.find(h); it != uid_of_.end()) uids[i] = it->second;
+    else if (auto* u = a->find(CKA_UNIQUE_ID); u && !u->empty()) uids[i] = uid_from_unique_id(*u);
+    else if (!a->bool_or(CKA_TOKEN, false)) uids[i] = random_hex(16);  // a session object: this process only
+    else open.push_back(i);
+  }
+  if (open.empty()) return uids;
   const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  std::string uid;
   CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
+    std::multimap<std::string, const std::string*> by_locator;
     for (auto& [id, e] : d.objects)
-      if (e.locator == loc && !known_.count(id) && (!fresh || now - e.created <= kJustRecordedSeconds)) {
-        uid = id;
-        return false;
+      if (!known_.count(id) && (!fresh || now - e.created <= kJustRecordedSeconds)) by_locator.emplace(e.locator, &id);
+    bool wrote = false;
+    for (std::size_t i : open) {
+      const std::string loc = locator_of(*objs[i].second);
+      if (auto it = by_locator.find(loc); it != by_locator.end()) {
+        uids[i] = *it->second;
+        by_locator.erase(it);  // claimed
+        continue;
       }
-    uid = random_hex(16);
-    d.objects[uid] = MetaEntry{loc, {}, now};
-    return true;
+      uids[i] = random_hex(16);
+      d.objects[uids[i]] = MetaEntry{loc, {}, now};
+      wrote = true;
+    }
+    return wrote;
   }));
-  return uid;
+  return uids;
 }
 
 StoredObject ForwardToken::view(const std::string& uid, const Known& k) {
@@ -296,7 +309,8 @@ R<AttrMap> ForwardToken::read(hsm::Session& s, CK_OBJECT_HANDLE h) {
 
 R<StoredObject> ForwardToken::adopt(hsm::Session& s, CK_OBJECT_HANDLE h, const AttrMap& vendor) {
   CDC_ASSIGN(auto a, read(s, h));
-  CDC_ASSIGN(auto uid, identify(a, h, true));
+  CDC_ASSIGN(auto uids, identify({{h, &a}}, true));
+  const std::string uid = uids.front();
   uid_of_[h] = uid;
   const bool token = a.bool_or(CKA_TOKEN, false);
   Known& k = known_[uid];
@@ -334,10 +348,11 @@ R<core::ObjectChanges> ForwardToken::refresh() {
   tmpl.set_bool(CKA_TOKEN, true);
   CDC_ASSIGN(auto handles, main_.find(tmpl));
   std::set<std::string> present;
+  // New objects, or every object when due, are read and then identified in one store update.
+  std::vector<std::pair<CK_OBJECT_HANDLE, AttrMap>> fetched;
   for (CK_OBJECT_HANDLE h : handles) {
     auto known_uid = uid_of_.find(h);
-    const bool is_new = known_uid == uid_of_.end();
-    if (!is_new && !full && !meta_changed) {
+    if (known_uid != uid_of_.end() && !full && !meta_changed) {
       present.insert(known_uid->second);
       continue;
     }
@@ -346,12 +361,20 @@ R<core::ObjectChanges> ForwardToken::refresh() {
       if (a.error().code == Errc::object_handle_invalid) continue;  // destroyed in between
       return fail(std::move(a).error());
     }
-    CDC_ASSIGN(auto uid, identify(*a, h, false));
+    fetched.emplace_back(h, std::move(*a));
+  }
+  std::vector<Found> found;
+  for (auto& [h, a] : fetched) found.emplace_back(h, &a);
+  CDC_ASSIGN(auto uids, identify(found, false));
+  for (std::size_t i = 0; i < fetched.size(); ++i) {
+    auto& [h, a] = fetched[i];
+    const std::string& uid = uids[i];
+    const bool is_new = !uid_of_.count(h);
     uid_of_[h] = uid;
     Known& k = known_[uid];
-    const bool changed = is_new || meta_changed || !(k.attrs.matches(*a) && a->matches(k.attrs));
+    const bool changed = is_new || meta_changed || !(k.attrs.matches(a) && a.matches(k.attrs));
     k.handle = h;
-    k.attrs = std::move(*a);
+    k.attrs = std::move(a);
     present.insert(uid);
     if (changed || !reported_.count(uid)) ch.upserted.push_back(view(uid, k));
   }
@@ -499,7 +522,8 @@ R<void> ForwardToken::destroy_object(const std::string& uid) {
     return {};
   }
   CDC_ASSIGN(auto h, handle_of(uid));
-  CDC_TRY(main_.destroy(h));
+  // Already gone in the HSM (a private session object its C_Logout destroyed): forget it too.
+  if (auto d = main_.destroy(h); !d && d.error().rv != CKR_OBJECT_HANDLE_INVALID) return fail(std::move(d).error());
   const bool token = known_[uid].attrs.bool_or(CKA_TOKEN, false);
   known_.erase(uid);
   uid_of_.erase(h);

@@ -122,9 +122,12 @@ class ForwardToken final : public core::TokenBackend {
   // The CKA_EC_POINT of an EC private key's public key object.
   core::R<Bytes> ec_point_of_private(const core::StoredObject& key);
   // The uid of an HSM object: its CKA_UNIQUE_ID, the one recorded for it, or a new one.
-  // fresh: an object we just made, which takes over no recorded identity but a just-recorded one
-  // (another process that listed it first).
-  core::R<std::string> identify(const core::AttrMap& a, CK_OBJECT_HANDLE h, bool fresh);
+  // The uids of HSM objects (handle, attributes read): its CKA_UNIQUE_ID, the one this process or
+  // the store knows for it, or a new one the store records; one store update for all.
+  // fresh: objects we just made, which take over no recorded identity but a just-recorded one
+  // (another process that listed the object first).
+  using Found = std::pair<CK_OBJECT_HANDLE, const core::AttrMap*>;
+  core::R<std::vector<std::string>> identify(const std::vector<Found>& objs, bool fresh);
   // Whether this HSM's CKM_AES_KEY_WRAP_PAD is RFC 5649 (hsm/byok_wrap.h).
   bool pad_is_rfc5649() const;
   core::StoredObject view(const std::string& uid, const Known& k);

@@ -170,6 +170,28 @@ class HsmBackendTest(unittest.TestCase):
         self.assertEqual(len(s.findObjects([(CKA_LABEL, "from-b")])), 1)
         s.logout()
 
+    def test_a_second_host_with_its_own_config_uses_the_same_hsm_keys(self):
+        # Another config directory (its own metadata store) on the same HSM token stands for a host.
+        self.g.tool("--keypairgen", "--key-type", "rsa:2048", "--id", "05", "--label", "host-a")
+        other = os.path.join(self.g.dir, "host-b")
+        os.makedirs(other)
+        with open(self.g.conf) as f, open(os.path.join(other, "conf.json"), "w") as g:
+            g.write(f.read())
+        env = self.g.env()
+        env["CDCP11_CONF"] = os.path.join(other, "conf.json")
+        d = self.g.dir
+        with open(d + "/msg5", "wb") as f:
+            f.write(b"signed on host b")
+        r = subprocess.run(["pkcs11-tool", "--module", h.MODULE, "--slot", "7", "--login", "--pin", PIN, "--sign",
+                            "--mechanism", "SHA256-RSA-PKCS", "--id", "05", "-i", d + "/msg5", "-o", d + "/sig5"],
+                           env=env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.g.tool("--read-object", "--type", "pubkey", "--id", "05", "-o", d + "/pub5.der", login=False)
+        r = subprocess.run(["openssl", "dgst", "-sha256", "-verify", d + "/pub5.der", "-keyform", "DER",
+                            "-signature", d + "/sig5", d + "/msg5"], capture_output=True, text=True)
+        self.assertIn("Verified OK", r.stdout)
+        self.assertTrue(os.path.exists(os.path.join(other, "hsm.hsm", "metadata.json")))
+
     def test_missing_module_still_lists_the_group_without_a_token(self):
         self.assertIn(8, self.lib.getSlotList(tokenPresent=False))
         self.assertNotIn(8, self.lib.getSlotList(tokenPresent=True))

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <set>
 
 #include "backends/factory.h"
 #include "cdcp11/cdcp11.h"
@@ -315,4 +316,31 @@ TEST_CASE("forward: key references (Azure-resident keys) live in the metadata st
   got(b->destroy_object(uid));
   auto meta = got(forward::MetadataStore::open(f.g.token.dir));
   CHECK(meta->data().refs.empty());
+}
+
+TEST_CASE("forward: objects alike in every attribute still get distinct identities, found again elsewhere") {
+  Fixture f;
+  {
+    auto s = f.hsm.user_session();
+    for (int i = 0; i < 3; ++i) {
+      AttrMap d;
+      d.set_ulong(CKA_CLASS, CKO_DATA);
+      d.set_bool(CKA_TOKEN, true);
+      d.set_bool(CKA_PRIVATE, false);
+      d.set_string(CKA_LABEL, "same");
+      d.set_string(CKA_VALUE, "same value");
+      (void)hsm::test::ok(s.create(d));
+    }
+  }
+  std::set<std::string> first;
+  {
+    auto b = f.open_user();
+    for (auto& o : got(b->refresh()).upserted) first.insert(o.uid);
+    CHECK(first.size() == 3);
+  }
+  auto b = f.open_user();
+  std::set<std::string> again;
+  for (auto& o : got(b->refresh()).upserted) again.insert(o.uid);
+  CHECK(again == first);
+  CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.size() == 3);
 }
