@@ -97,6 +97,10 @@ class TokenBackend {
 
   // Token objects: what changed since the last call (by this or any other process).
   virtual R<ObjectChanges> refresh() = 0;
+  // Whether an operation's key is looked up after a refresh. An HSM checks the key itself when the
+  // operation starts (a key destroyed elsewhere is its CKR_KEY_HANDLE_INVALID), and listing its
+  // objects costs more than most operations.
+  virtual bool refresh_before_operations() const { return true; }
 
   // Creates an object from full attributes; secret attributes among them are taken into the
   // backend and are not in the returned StoredObject. Session objects (CKA_TOKEN false) live in

@@ -127,6 +127,15 @@ const char* needed_for(core::OpKind k) {
   return "?";
 }
 
+// A key that is gone (destroyed by another process or the HSM's own tools since we listed it) is
+// the HSM's CKR_OBJECT_HANDLE_INVALID (or our own lookup's), which the key functions do not
+// return: they say which of their keys is invalid.
+template <class T>
+R<T> as_key_error(R<T> r, Errc which, const char* role) {
+  if (r || r.error().code != Errc::object_handle_invalid) return r;
+  return core::err(which, std::string("the ") + role + " is no longer in the HSM token (" + r.error().message + ")");
+}
+
 }  // namespace
 
 R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> ForwardToken::handles(const std::string& a, const std::string& b) {
@@ -167,6 +176,11 @@ R<std::pair<StoredObject, StoredObject>> ForwardToken::generate_key_pair(const c
 
 R<std::unique_ptr<core::Operation>> ForwardToken::begin(core::OpKind kind, const core::Mechanism& m,
                                                         const StoredObject& key) {
+  return as_key_error(begin_in_hsm(kind, m, key), Errc::key_handle_invalid, "key");
+}
+
+R<std::unique_ptr<core::Operation>> ForwardToken::begin_in_hsm(core::OpKind kind, const core::Mechanism& m,
+                                                               const StoredObject& key) {
   CDC_ASSIGN(auto hs, handles(key.uid, {}));
   CDC_ASSIGN(auto l, lease());
   const auto hm = hsm_mech(m);
@@ -215,29 +229,39 @@ R<SecureBytes> ForwardToken::key_value_for_digest(const StoredObject& key) {
 // ---------------------------------------------------------------- wrap, unwrap, derive
 
 R<Bytes> ForwardToken::wrap_key(const core::Mechanism& m, const StoredObject& wrapping_key, const StoredObject& key) {
-  CDC_ASSIGN(auto hs, handles(wrapping_key.uid, key.uid));
+  CDC_ASSIGN(auto w, as_key_error(handles(wrapping_key.uid, {}), Errc::wrapping_key_handle_invalid, "wrapping key"));
+  CDC_ASSIGN(auto k, as_key_error(handles(key.uid, {}), Errc::key_handle_invalid, "key to wrap"));
   CDC_ASSIGN(auto l, lease());
-  CDC_ASSIGN(auto out, l->wrap_key(hsm_mech(m), hs.first, hs.second));
-  return out;
+  auto out = l->wrap_key(hsm_mech(m), w.first, k.first);
+  if (!out) return as_key_error(R<Bytes>(fail(std::move(out).error())), Errc::key_handle_invalid, "key or its wrapping key");
+  return std::move(*out);
 }
 
 R<StoredObject> ForwardToken::unwrap_key(const core::Mechanism& m, const StoredObject& unwrapping_key,
                                          ByteView wrapped, const AttrMap& attrs) {
-  CDC_ASSIGN(auto hs, handles(unwrapping_key.uid, {}));
   AttrMap vendor;
   const AttrMap tmpl = hsm_template(attrs, vendor);
-  CDC_ASSIGN(auto l, lease());
-  CDC_ASSIGN(auto h, l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl));
+  auto made = [&]() -> R<CK_OBJECT_HANDLE> {
+    CDC_ASSIGN(auto hs, handles(unwrapping_key.uid, {}));
+    CDC_ASSIGN(auto l, lease());
+    CDC_ASSIGN(auto h, l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl));
+    return h;
+  }();
+  CDC_ASSIGN(auto h, as_key_error(std::move(made), Errc::unwrapping_key_handle_invalid, "unwrapping key"));
   std::lock_guard lk(mu_);
   return adopt(main_, h, vendor);
 }
 
 R<StoredObject> ForwardToken::derive_key(const core::Mechanism& m, const StoredObject& base_key, const AttrMap& attrs) {
-  CDC_ASSIGN(auto hs, handles(base_key.uid, {}));
   AttrMap vendor;
   const AttrMap tmpl = hsm_template(attrs, vendor);
-  CDC_ASSIGN(auto l, lease());
-  CDC_ASSIGN(auto h, l->derive_key(hsm_mech(m), hs.first, tmpl));
+  auto made = [&]() -> R<CK_OBJECT_HANDLE> {
+    CDC_ASSIGN(auto hs, handles(base_key.uid, {}));
+    CDC_ASSIGN(auto l, lease());
+    CDC_ASSIGN(auto h, l->derive_key(hsm_mech(m), hs.first, tmpl));
+    return h;
+  }();
+  CDC_ASSIGN(auto h, as_key_error(std::move(made), Errc::key_handle_invalid, "base key"));
   std::lock_guard lk(mu_);
   return adopt(main_, h, vendor);
 }

@@ -65,6 +65,7 @@ class ForwardToken final : public core::TokenBackend {
   void logout() override;
 
   core::R<core::ObjectChanges> refresh() override;
+  bool refresh_before_operations() const override { return false; }
   core::R<core::StoredObject> create_object(const core::AttrMap& attrs) override;
   core::R<core::StoredObject> create_key_reference(const core::AttrMap& attrs) override;
   core::R<core::StoredObject> copy_object(const std::string& src_uid, const core::AttrMap& attrs) override;
@@ -117,6 +118,8 @@ class ForwardToken final : public core::TokenBackend {
   core::R<core::AttrMap> read(hsm::Session& s, CK_OBJECT_HANDLE h);
   // Gives a new HSM object its identity, records it, and returns it as the core sees it.
   core::R<core::StoredObject> adopt(hsm::Session& s, CK_OBJECT_HANDLE h, const core::AttrMap& vendor);
+  core::R<std::unique_ptr<core::Operation>> begin_in_hsm(core::OpKind kind, const core::Mechanism& m,
+                                                         const core::StoredObject& key);
   // Handles of two objects, under mu_.
   core::R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> handles(const std::string& a, const std::string& b);
   // The CKA_EC_POINT of an EC private key's public key object.

@@ -105,7 +105,7 @@ void Token::extractable_for_mirror(AttrMap& a) const {
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
   const UseRule r = rule_for(use);
   std::lock_guard lk(mu_);
-  CDC_TRY(refresh());
+  if (backend_->refresh_before_operations()) CDC_TRY(refresh());
   CDC_ASSIGN(Object * key, visible(h, r.invalid_handle));
   const auto cls = key->cls();
   if (cls != CKO_SECRET_KEY && cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY)

@@ -192,6 +192,18 @@ class HsmBackendTest(unittest.TestCase):
         self.assertIn("Verified OK", r.stdout)
         self.assertTrue(os.path.exists(os.path.join(other, "hsm.hsm", "metadata.json")))
 
+    def test_a_key_deleted_by_the_hsms_own_tools_is_an_invalid_key_handle(self):
+        s = self.session()
+        key = s.generateKey([(CKA_CLASS, CKO_SECRET_KEY), (CKA_KEY_TYPE, CKK_AES), (CKA_VALUE_LEN, 16),
+                             (CKA_TOKEN, True), (CKA_ENCRYPT, True), (CKA_LABEL, "doomed")],
+                            mecha=PyKCS11.Mechanism(PyKCS11.CKM_AES_KEY_GEN))
+        self.g.tool("--delete-object", "--type", "secrkey", "--label", "doomed", module=SOFTHSM)
+        with self.assertRaises(PyKCS11.PyKCS11Error) as e:
+            s.encrypt(key, b"0123456789abcdef", PyKCS11.Mechanism(PyKCS11.CKM_AES_ECB))
+        self.assertEqual(e.exception.value, PyKCS11.CKR_KEY_HANDLE_INVALID)
+        self.assertEqual(s.findObjects([(CKA_LABEL, "doomed")]), [])
+        s.logout()
+
     def test_missing_module_still_lists_the_group_without_a_token(self):
         self.assertIn(8, self.lib.getSlotList(tokenPresent=False))
         self.assertNotIn(8, self.lib.getSlotList(tokenPresent=True))
