@@ -2,7 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "backends/factory.h"
 #include "cdcp11/cdcp11.h"
@@ -343,4 +345,27 @@ TEST_CASE("forward: objects alike in every attribute still get distinct identiti
   for (auto& o : got(b->refresh()).upserted) again.insert(o.uid);
   CHECK(again == first);
   CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.size() == 3);
+}
+
+TEST_CASE("forward: operations from several threads each get an HSM session of their own") {
+  Fixture f;
+  auto b = f.open_user();
+  auto aes = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(false)));
+  std::atomic<int> good{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        hsm::GcmParams gp(Bytes(12, static_cast<std::uint8_t>(t)), Bytes{});
+        auto gm = gp.mechanism();
+        auto enc = b->begin(core::OpKind::encrypt, mech(CKM_AES_GCM, Bytes(gm.param.begin(), gm.param.end())), aes);
+        if (!enc) continue;
+        auto a = (*enc)->update(ByteView(Bytes(16, 1)));
+        auto c = (*enc)->finish();
+        if (a && c && c->size() == 32) ++good;
+        if (i % 10 == 0) (void)b->refresh();
+      }
+    });
+  for (auto& t : ts) t.join();
+  CHECK(good == 200);
 }
