@@ -347,6 +347,14 @@ R<core::ObjectChanges> ForwardToken::refresh() {
   AttrMap tmpl;
   tmpl.set_bool(CKA_TOKEN, true);
   CDC_ASSIGN(auto handles, main_.find(tmpl));
+  // Whether the listing holds every object: the user is logged in, as the HSM sees it too (a
+  // login it dropped behind our back hides the private objects, which are not gone for that).
+  bool complete = false;
+  if (logged_in_) {
+    auto info = main_.info();
+    complete = info && (info->state == CKS_RW_USER_FUNCTIONS || info->state == CKS_RO_USER_FUNCTIONS);
+    if (!complete) log::warn(kLog, "group '" + group_ + "': the HSM no longer has the user logged in");
+  }
   std::set<std::string> present;
   // New objects, or every object when due, are read and then identified in one store update.
   std::vector<std::pair<CK_OBJECT_HANDLE, AttrMap>> fetched;
@@ -388,7 +396,7 @@ R<core::ObjectChanges> ForwardToken::refresh() {
       continue;
     }
     ch.removed.push_back(*it);
-    if (logged_in_) gone.insert(*it);
+    if (complete) gone.insert(*it);
     if (auto k = known_.find(*it); k != known_.end()) {
       uid_of_.erase(k->second.handle);
       known_.erase(k);
@@ -414,7 +422,7 @@ R<core::ObjectChanges> ForwardToken::refresh() {
   // Metadata of objects deleted behind our back. Only with the user logged in: before that the
   // private objects are not listed. An object this process saw go is pruned at once; an entry
   // never seen here only once it is old enough (its object may be younger than our listing).
-  if (logged_in_ && (full || !gone.empty())) {
+  if (complete && (full || !gone.empty())) {
     const auto t = static_cast<std::int64_t>(std::time(nullptr));
     auto stale = [&](const std::string& uid, const MetaEntry& e) {
       return !present.count(uid) && (gone.count(uid) || (full && t - e.created > kPruneGraceSeconds));

@@ -369,3 +369,27 @@ TEST_CASE("forward: operations from several threads each get an HSM session of t
   for (auto& t : ts) t.join();
   CHECK(good == 200);
 }
+
+TEST_CASE("forward: a login the HSM dropped behind our back prunes no metadata of the private objects it hides") {
+  Fixture f;
+  auto b = f.open_user();
+  auto key = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(true)));  // private (the default)
+  AttrMap upd = key.attrs;
+  upd.set_string(CKA_CDC_AZURE_KEY_ID, "https://v.vault.azure.net/keys/k/2");
+  got(b->update_object(key.uid, upd));
+  (void)got(b->refresh());
+  {
+    auto s = f.hsm.session();
+    hsm::test::ok(s.logout());  // the application's login, in the HSM: ours too
+  }
+  auto ch = got(b->refresh());
+  CHECK(ch.removed == std::vector<std::string>{key.uid});  // hidden now
+  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  REQUIRE(meta->data().objects.count(key.uid) == 1);
+  b->logout();
+  got(b->login(CKU_USER, view(hsm::test::kUserPin)));
+  ch = got(b->refresh());
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].uid == key.uid);
+  CHECK(ch.upserted[0].attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == "https://v.vault.azure.net/keys/k/2");
+}
