@@ -393,3 +393,17 @@ TEST_CASE("forward: a login the HSM dropped behind our back prunes no metadata o
   CHECK(ch.upserted[0].uid == key.uid);
   CHECK(ch.upserted[0].attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == "https://v.vault.azure.net/keys/k/2");
 }
+
+TEST_CASE("forward: C_SetPIN and C_InitPIN are forwarded to the HSM") {
+  Fixture f;
+  auto b = f.open_user();
+  got(b->set_pin(CKU_USER, view(hsm::test::kUserPin), view("new-user-pin")));
+  b->logout();
+  CHECK(refused(b->login(CKU_USER, view(hsm::test::kUserPin))).code == core::Errc::pin_incorrect);
+  got(b->login(CKU_USER, view("new-user-pin")));
+  b->logout();
+  got(b->login(CKU_SO, view(hsm::test::kSoPin)));
+  got(b->init_pin(view("reset-user-pin")));
+  b->logout();
+  got(b->login(CKU_USER, view("reset-user-pin")));
+}
