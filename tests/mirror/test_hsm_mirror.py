@@ -1,7 +1,8 @@
 """Mirroring from an HSM group (the forwarding backend in front of SoftHSM2) into the emulator's
 Premium vault: SoftHSM2 has no CKM_RSA_AES_KEY_WRAP, so the BYOK blob is composed inside it
 (RSA-OAEP of an ephemeral AES key + AES key wrap with padding). The vault's copy signs and the
-HSM's public key verifies it. Refused before any Azure call: a key that is not extractable, and
+HSM's public key verifies it. The native path (one C_WrapKey with CKM_RSA_AES_KEY_WRAP) with a
+copy of our own module as the "HSM". Refused before any Azure call: a key that is not extractable, and
 any key on a group whose vault is a Standard one (a plain JWK would put the clear key outside the
 HSM)."""
 import os
@@ -22,7 +23,8 @@ from mirrorhelpers import (CKA_CDC_MIRROR_STATE, FAILED, MIRRORED, Rig, vendor_m
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
 # (group, vault, vault type, slot id)
-GROUPS = [("hsmprem", "demo-premium", "premium", 41), ("hsmstd", "demo-standard", "standard", 42)]
+GROUPS = [("hsmprem", "demo-premium", "premium", 41), ("hsmstd", "demo-standard", "standard", 42),
+          ("hsmnative", "demo-premium", "premium", 43)]
 
 
 class _Tok:
@@ -52,14 +54,23 @@ class HsmMirror(unittest.TestCase):
         secret = os.path.join(cls.dir, "secret")
         with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write(SECRET)
+        # The native path: a copy of our own module (its soft token has CKM_RSA_AES_KEY_WRAP) as the
+        # "HSM", its configuration passed as C_Initialize's pReserved (module_args).
+        cls.inner = h.TempToken(groups=[("inner", {})])
+        cls.inner.init("inner")
+        cls.inner_module = os.path.join(cls.dir, "inner-hsm.so")
+        shutil.copy(h.MODULE, cls.inner_module)
+        modules = {"hsm-prem": (SOFTHSM, ""), "hsm-std": (SOFTHSM, ""),
+                   "inner": (cls.inner_module, ',"module_args":"%s"' % cls.inner.conf)}
         groups = []
-        for (name, vault, vtype, slot), label in zip(GROUPS, ("hsm-prem", "hsm-std")):
-            groups.append('{"name":"%s","slot_id":%d,"token":{"backend":"pkcs11","module":"%s","token_label":"%s"},'
+        for (name, vault, vtype, slot), label in zip(GROUPS, ("hsm-prem", "hsm-std", "inner")):
+            module, args = modules[label]
+            groups.append('{"name":"%s","slot_id":%d,"token":{"backend":"pkcs11","module":"%s","token_label":"%s"%s},'
                           '"azure":{"tenant_id":"%s","client_id":"%s","subscription_id":"%s",'
                           '"credential":{"type":"secret","secret_file":"%s"},'
                           '"tls":{"ca_file":"%s","connect_to":["::127.0.0.1:%d"]},"vault":{"name":"%s","type":"%s"}},'
                           '"mirror":{"trigger":"on_generate","mode":"sync"}}'
-                          % (name, slot, SOFTHSM, label, TENANT, SECRET_APP, SUBSCRIPTION, secret, cls.emu.ca,
+                          % (name, slot, module, label, args, TENANT, SECRET_APP, SUBSCRIPTION, secret, cls.emu.ca,
                              cls.emu.port, vault, vtype))
         cls.conf = os.path.join(cls.dir, "conf.json")
         with open(cls.conf, "w") as f:
@@ -75,6 +86,7 @@ class HsmMirror(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.emu.stop()
+        cls.inner.cleanup()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     def session(self, slot):
@@ -118,6 +130,15 @@ class HsmMirror(unittest.TestCase):
             self.assertEqual(self.rig.keks("demo-premium", self.rig.uid(s, priv)), [])
         with open(self.log) as f:
             self.assertIn("composed RSA-OAEP + AES key wrap with padding", f.read())
+
+    def test_an_hsm_with_rsa_aes_key_wrap_makes_the_blob_in_one_call(self):
+        s = self.session(43)
+        _, priv = self.pair(s, "native-rsa", "rsa")
+        st, kid, err = self.rig.state(s, priv)
+        self.assertEqual((st, err), (MIRRORED, ""))
+        self.rig.sign_in_vault_and_verify(kid, self.rig.token_public_key(s, "native-rsa"))
+        with open(self.log) as f:
+            self.assertIn("wrapped in the HSM for Azure (CKM_RSA_AES_KEY_WRAP)", f.read())
 
     def test_a_key_the_hsm_will_not_wrap_is_refused_before_any_azure_call(self):
         s = self.session(41)
