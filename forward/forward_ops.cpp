@@ -367,8 +367,9 @@ R<void> ForwardToken::can_export(const StoredObject& key, bool plain) {
 }
 
 R<core::KeyComponents> ForwardToken::private_components(const StoredObject& key) {
-  CDC_TRY(can_export(key, true));
-  return core::err(Errc::key_unextractable, "unreachable");
+  auto refused = can_export(key, true);  // always refuses: the clear key never leaves the HSM
+  if (refused) return core::err(Errc::key_unextractable, "an HSM key has no plain export");
+  return fail(std::move(refused).error());
 }
 
 bool ForwardToken::pad_is_rfc5649() const {
