@@ -2,7 +2,7 @@
 Premium vault: SoftHSM2 has no CKM_RSA_AES_KEY_WRAP, so the BYOK blob is composed inside it
 (RSA-OAEP of an ephemeral AES key + AES key wrap with padding). The vault's copy signs and the
 HSM's public key verifies it. The native path (one C_WrapKey with CKM_RSA_AES_KEY_WRAP) with a
-copy of our own module as the "HSM". Refused before any Azure call: a key that is not extractable, and
+copy of our own module as the "HSM". A pkcs11-spy trace of the HSM side shows no key material. Refused before any Azure call: a key that is not extractable, and
 any key on a group whose vault is a Standard one (a plain JWK would put the clear key outside the
 HSM)."""
 import os
@@ -24,7 +24,8 @@ SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
 # (group, vault, vault type, slot id)
 GROUPS = [("hsmprem", "demo-premium", "premium", 41), ("hsmstd", "demo-standard", "standard", 42),
-          ("hsmnative", "demo-premium", "premium", 43)]
+          ("hsmnative", "demo-premium", "premium", 43), ("hsmspy", "demo-premium", "premium", 44)]
+SPY = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"
 
 
 class _Tok:
@@ -46,7 +47,7 @@ class HsmMirror(unittest.TestCase):
         with open(cls.softhsm_conf, "w") as f:
             f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n" % cls.dir)
         os.environ["SOFTHSM2_CONF"] = cls.softhsm_conf
-        for label in ("hsm-prem", "hsm-std"):
+        for label in ("hsm-prem", "hsm-std", "hsm-spy"):
             subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "12345678",
                             "--pin", PIN], check=True, capture_output=True)
         cls.emu = Emulator.start()
@@ -61,9 +62,13 @@ class HsmMirror(unittest.TestCase):
         cls.inner_module = os.path.join(cls.dir, "inner-hsm.so")
         shutil.copy(h.MODULE, cls.inner_module)
         modules = {"hsm-prem": (SOFTHSM, ""), "hsm-std": (SOFTHSM, ""),
-                   "inner": (cls.inner_module, ',"module_args":"%s"' % cls.inner.conf)}
+                   "inner": (cls.inner_module, ',"module_args":"%s"' % cls.inner.conf),
+                   "hsm-spy": (SPY, "")}
+        # OpenSC's pkcs11-spy in front of SoftHSM2 records every call of one group to its HSM.
+        cls.trace = os.path.join(cls.dir, "spy.log")
+        os.environ.update(PKCS11SPY=SOFTHSM, PKCS11SPY_OUTPUT=cls.trace)
         groups = []
-        for (name, vault, vtype, slot), label in zip(GROUPS, ("hsm-prem", "hsm-std", "inner")):
+        for (name, vault, vtype, slot), label in zip(GROUPS, ("hsm-prem", "hsm-std", "inner", "hsm-spy")):
             module, args = modules[label]
             groups.append('{"name":"%s","slot_id":%d,"token":{"backend":"pkcs11","module":"%s","token_label":"%s"%s},'
                           '"azure":{"tenant_id":"%s","client_id":"%s","subscription_id":"%s",'
@@ -139,6 +144,23 @@ class HsmMirror(unittest.TestCase):
         self.rig.sign_in_vault_and_verify(kid, self.rig.token_public_key(s, "native-rsa"))
         with open(self.log) as f:
             self.assertIn("wrapped in the HSM for Azure (CKM_RSA_AES_KEY_WRAP)", f.read())
+
+    def test_a_spy_on_the_hsm_sees_no_key_material_leave_it_during_a_mirror(self):
+        s = self.session(44)
+        _, priv = self.pair(s, "spied", "rsa")
+        st, kid, err = self.rig.state(s, priv)
+        self.assertEqual((st, err), (MIRRORED, ""))
+        self.assertTrue(s.getAttributeValue(priv, [self.P.CKA_SENSITIVE])[0])
+        with open(self.trace) as f:
+            trace = f.read()
+        self.assertIn("C_WrapKey", trace)
+        for secret in ("CKA_PRIVATE_EXPONENT", "CKA_PRIME_1", "CKA_PRIME_2", "CKA_EXPONENT_1", "CKA_EXPONENT_2",
+                       "CKA_COEFFICIENT"):
+            self.assertFalse(secret in trace, secret + " was asked of the HSM")
+        # CKA_VALUE is asked of public key objects only, which have none: never a value returned.
+        for line in trace.splitlines():
+            if line.strip().startswith("CKA_VALUE "):
+                self.assertIn(line.split("/")[-1].strip(), ("0", "-1"), line)
 
     def test_a_key_the_hsm_will_not_wrap_is_refused_before_any_azure_call(self):
         s = self.session(41)
