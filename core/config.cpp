@@ -303,6 +303,55 @@ R<RotationConfig> parse_rotation(const Ctx& c, const Value& r) {
   return rc;
 }
 
+// The token section: the soft token (a directory) or a token of another PKCS#11 module.
+R<TokenConfig> parse_token(const Ctx& tc, const Value& t, const fs::path& base, const std::string& group) {
+  TokenConfig tk;
+  CDC_ASSIGN(tk.backend, get_choice(tc, t, "backend", {"soft", "pkcs11"}, "soft"));
+  const bool hsm = tk.backend == "pkcs11";
+  static constexpr std::initializer_list<const char*> kSoft = {"max_pin_retries", "kdf_scrypt_log2_n"};
+  static constexpr std::initializer_list<const char*> kHsm = {"module", "token_label", "token_serial", "slot_id",
+                                                              "module_args"};
+  for (auto* k : hsm ? kSoft : kHsm)
+    if (t.HasMember(k)) return tc.bad(k, std::string("is not a setting of the ") + tk.backend + " backend");
+  CDC_TRY(only_known(tc, t, {"backend", "dir", "max_pin_retries", "kdf_scrypt_log2_n", "module", "token_label",
+                             "token_serial", "slot_id", "module_args"}));
+  CDC_ASSIGN(std::string dir, get_string(tc, t, "dir", !hsm));
+  if (!hsm && dir.empty()) return tc.bad("dir", "must not be empty");
+  tk.dir = resolve(base, dir.empty() ? group + ".hsm" : dir);
+  if (!hsm) {
+    CDC_ASSIGN(auto retries, get_uint(tc, t, "max_pin_retries", 10, 0, 1000));
+    tk.max_pin_retries = static_cast<unsigned>(retries);
+    CDC_ASSIGN(auto logn, get_uint(tc, t, "kdf_scrypt_log2_n", 15, 10, 22));
+    tk.kdf_scrypt_log2_n = static_cast<unsigned>(logn);
+    return tk;
+  }
+  CDC_ASSIGN(std::string module, get_string(tc, t, "module", true));
+  if (module.empty()) return tc.bad("module", "must not be empty");
+  tk.module = resolve(base, module);
+  const int selectors = t.HasMember("token_label") + t.HasMember("token_serial") + t.HasMember("slot_id");
+  if (selectors != 1)  // names the section itself: "token: give ..."
+    return Ctx{tc.file, tc.where.substr(0, tc.where.size() - 1)}.bad("", "give exactly one of token_label, "
+                                                                         "token_serial and slot_id");
+  if (t.HasMember("token_label")) {
+    tk.selector = TokenConfig::Select::label;
+    CDC_ASSIGN(tk.token_label, get_string(tc, t, "token_label", true));
+    if (tk.token_label.empty() || tk.token_label.size() > 32) return tc.bad("token_label", "must be 1 to 32 characters");
+  } else if (t.HasMember("token_serial")) {
+    tk.selector = TokenConfig::Select::serial;
+    CDC_ASSIGN(tk.token_serial, get_string(tc, t, "token_serial", true));
+    if (tk.token_serial.empty() || tk.token_serial.size() > 16)
+      return tc.bad("token_serial", "must be 1 to 16 characters");
+  } else {
+    tk.selector = TokenConfig::Select::slot_id;
+    CDC_ASSIGN(tk.hsm_slot_id, get_uint(tc, t, "slot_id", 0, 0, ~0UL));
+  }
+  if (t.HasMember("module_args")) {
+    CDC_ASSIGN(std::string args, get_string(tc, t, "module_args", true));
+    tk.module_args = std::move(args);
+  }
+  return tk;
+}
+
 R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   if (!m.IsObject()) return c.bad("", "must be an object");
   CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted",
@@ -357,18 +406,7 @@ R<Config> parse_config(const std::string& json, const std::string& path) {
     if (!ids.insert(gr.slot_id).second) return gc.bad("slot_id", "is used by another group");
     auto tit = g.FindMember("token");
     if (tit == g.MemberEnd() || !tit->value.IsObject()) return gc.bad("token", "must be an object");
-    const Value& t = tit->value;
-    Ctx tc{path, gc.where + "token."};
-    CDC_TRY(only_known(tc, t, {"backend", "dir", "max_pin_retries", "kdf_scrypt_log2_n"}));
-    CDC_ASSIGN(gr.token.backend, get_string(tc, t, "backend", false, "soft"));
-    if (gr.token.backend != "soft") return tc.bad("backend", "must be \"soft\" (the only backend so far)");
-    CDC_ASSIGN(std::string dir, get_string(tc, t, "dir", true));
-    if (dir.empty()) return tc.bad("dir", "must not be empty");
-    gr.token.dir = resolve(base, dir);
-    CDC_ASSIGN(auto retries, get_uint(tc, t, "max_pin_retries", 10, 0, 1000));
-    gr.token.max_pin_retries = static_cast<unsigned>(retries);
-    CDC_ASSIGN(auto logn, get_uint(tc, t, "kdf_scrypt_log2_n", 15, 10, 22));
-    gr.token.kdf_scrypt_log2_n = static_cast<unsigned>(logn);
+    CDC_ASSIGN(gr.token, parse_token(Ctx{path, gc.where + "token."}, tit->value, base, gr.name));
     if (auto mit = g.FindMember("mirror"); mit != g.MemberEnd()) {
       CDC_ASSIGN(gr.mirror, parse_mirror(Ctx{path, gc.where + "mirror."}, mit->value));
     }

@@ -14,10 +14,21 @@
 namespace cdcp11::core {
 
 struct TokenConfig {
-  std::string backend = "soft";
-  std::string dir;  // absolute after load
-  unsigned max_pin_retries = 10;
-  unsigned kdf_scrypt_log2_n = 15;
+  std::string backend = "soft";  // "soft" or "pkcs11" (forwarding to another PKCS#11 module)
+  // soft: the token's directory. pkcs11: the directory of the group's metadata store (default
+  // <config dir>/<group>.hsm). Absolute after load.
+  std::string dir;
+  unsigned max_pin_retries = 10;    // soft only
+  unsigned kdf_scrypt_log2_n = 15;  // soft only
+
+  // pkcs11 only: the module (absolute after load), exactly one way to pick its token, and an
+  // optional C_Initialize pReserved string.
+  enum class Select { label, serial, slot_id };
+  std::string module;
+  Select selector = Select::label;
+  std::string token_label, token_serial;
+  unsigned long hsm_slot_id = 0;
+  std::optional<std::string> module_args;
 };
 
 enum class VaultType { standard, premium, managed_hsm };

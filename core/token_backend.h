@@ -1,7 +1,7 @@
 // The authoritative key store behind one slot. core owns PKCS#11 policy (sessions, handles,
 // login state, the attribute and mechanism tables); a backend owns the key material and the
-// cryptography. Today: the software token (softtoken/). Later: a backend that forwards to another
-// PKCS#11 module (an HSM) — it implements this same interface, so p11module/ does not change.
+// cryptography: the software token (softtoken/) or a token of another PKCS#11 module, an HSM
+// (forward/). backends/factory.h makes the one a group's configuration names.
 //
 // Objects are identified by uid (CKA_UNIQUE_ID). The backend returns each object's non-secret
 // attributes; secret attributes (is_secret_attribute) stay inside it and are reached only
@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,15 @@ struct TokenStatus {
   bool user_pin_count_low = false, user_pin_final_try = false, user_pin_locked = false;
   bool so_pin_count_low = false, so_pin_final_try = false, so_pin_locked = false;
   std::size_t min_pin_len = 4, max_pin_len = 255;
+  // C_GetTokenInfo's manufacturerID and model: what serves the slot.
+  std::string manufacturer = "cdcp11", model = "soft token";
+};
+
+// A mechanism as one slot serves it (C_GetMechanismInfo).
+struct SlotMechanism {
+  CK_MECHANISM_TYPE type = 0;
+  CK_ULONG min_key = 0, max_key = 0;
+  CK_FLAGS flags = 0;
 };
 
 struct StoredObject {
@@ -73,6 +83,9 @@ class TokenBackend {
   virtual ~TokenBackend() = default;
 
   virtual TokenStatus status() = 0;
+  // The mechanisms this token serves, when it serves fewer than core's table or with other key
+  // sizes (a forwarded token: what its HSM reports, intersected with the table); nullopt: the table.
+  virtual std::optional<std::vector<SlotMechanism>> mechanisms() { return std::nullopt; }
 
   // PINs. login/logout apply to this process (PKCS#11 login state is per application).
   virtual R<void> init_token(ByteView so_pin, const std::string& label) = 0;
@@ -84,6 +97,10 @@ class TokenBackend {
 
   // Token objects: what changed since the last call (by this or any other process).
   virtual R<ObjectChanges> refresh() = 0;
+  // Whether an operation's key is looked up after a refresh. An HSM checks the key itself when the
+  // operation starts (a key destroyed elsewhere is its CKR_KEY_HANDLE_INVALID), and listing its
+  // objects costs more than most operations.
+  virtual bool refresh_before_operations() const { return true; }
 
   // Creates an object from full attributes; secret attributes among them are taken into the
   // backend and are not in the returned StoredObject. Session objects (CKA_TOKEN false) live in
@@ -132,6 +149,12 @@ class TokenBackend {
   virtual R<KeyComponents> public_components(const StoredObject& key) = 0;
   virtual R<KeyComponents> private_components(const StoredObject& key) = 0;
   virtual R<Bytes> wrap_for_byok(const StoredObject& key, ByteView kek_n, ByteView kek_e) = 0;
+  // Whether the key can leave the backend for the mirror, plainly (private_components) or
+  // wrapped (wrap_for_byok): checked before any call to Azure, so a refusal costs nothing remote.
+  virtual R<void> can_export(const StoredObject&, bool /*plain*/) { return {}; }
+  // The backend can wrap only keys with CKA_EXTRACTABLE true (an HSM): keys generated on a group
+  // that mirrors on generate get it unless the application's template says otherwise.
+  virtual bool mirror_needs_extractable() const { return false; }
 };
 
 }  // namespace cdcp11::core

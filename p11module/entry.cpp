@@ -183,8 +183,8 @@ CDC_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
     auto counts = P.session_counts(*token);
     std::memset(pInfo, 0, sizeof *pInfo);
     pad(pInfo->label, 32, token->name());
-    pad(pInfo->manufacturerID, 32, "cdcp11");
-    pad(pInfo->model, 16, "soft token");
+    pad(pInfo->manufacturerID, 32, st.manufacturer);
+    pad(pInfo->model, 16, st.model);
     pad(pInfo->serialNumber, 16, st.serial);
     CK_FLAGS f = CKF_RNG | CKF_LOGIN_REQUIRED;
     if (st.initialized) f |= CKF_TOKEN_INITIALIZED;
@@ -215,33 +215,35 @@ CDC_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo) {
 
 CDC_EXPORT CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList, CK_ULONG_PTR pulCount) {
   return call("C_GetMechanismList", [&](Provider& P) -> R<void> {
-    CDC_TRY(P.present_token(slotID));
+    CDC_ASSIGN(auto* token, P.present_token(slotID));
     CDC_TRY(need(pulCount, "pulCount"));
-    auto table = cdcp11::core::mechanism_table();
+    const auto mechs = token->mechanisms();
     if (!pList) {
-      *pulCount = table.size();
+      *pulCount = mechs.size();
       return {};
     }
-    if (*pulCount < table.size()) {
-      *pulCount = table.size();
+    if (*pulCount < mechs.size()) {
+      *pulCount = mechs.size();
       return err(Errc::buffer_too_small, "mechanism list buffer too small");
     }
-    for (std::size_t i = 0; i < table.size(); ++i) pList[i] = table[i].type;
-    *pulCount = table.size();
+    for (std::size_t i = 0; i < mechs.size(); ++i) pList[i] = mechs[i].type;
+    *pulCount = mechs.size();
     return {};
   });
 }
 
 CDC_EXPORT CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo) {
   return call("C_GetMechanismInfo", [&](Provider& P) -> R<void> {
-    CDC_TRY(P.present_token(slotID));
+    CDC_ASSIGN(auto* token, P.present_token(slotID));
     CDC_TRY(need(pInfo, "pInfo"));
-    auto* e = cdcp11::core::find_mechanism(type);
-    if (!e) return err(Errc::mechanism_invalid, std::string(cdcp11::core::mechanism_name(type)) + " is not supported");
-    pInfo->ulMinKeySize = e->min_key;
-    pInfo->ulMaxKeySize = e->max_key;
-    pInfo->flags = e->flags;
-    return {};
+    for (const auto& e : token->mechanisms()) {
+      if (e.type != type) continue;
+      pInfo->ulMinKeySize = e.min_key;
+      pInfo->ulMaxKeySize = e.max_key;
+      pInfo->flags = e.flags;
+      return {};
+    }
+    return err(Errc::mechanism_invalid, std::string(cdcp11::core::mechanism_name(type)) + " is not supported");
   });
 }
 

@@ -9,7 +9,7 @@
 
 #include "common/log.h"
 #include "p11module/rv.h"
-#include "softtoken/factory.h"
+#include "backends/factory.h"
 
 namespace cdcp11::p11 {
 namespace {
@@ -97,7 +97,7 @@ CK_RV initialize_state(CK_VOID_PTR init_args) {
     path = env && *env ? env : core::kDefaultConfigPath;
   }
   auto lib = std::make_unique<core::Provider>();
-  auto r = lib->initialize(path, softtoken::make_token_backend);
+  auto r = lib->initialize(path, backends::make_token_backend);
   if (!r) {
     log::error("p11", "C_Initialize: " + r.error().message);
     return CKR_GENERAL_ERROR;

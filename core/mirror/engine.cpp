@@ -328,6 +328,7 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
     rsa_bits = (n->size() - i) * 8;
   }
   CDC_TRY(check_target(azure_, cls, kt, rsa_bits));
+  CDC_TRY(backend.can_export(key, azure_.vault_type == VaultType::standard));
   // Before anything goes to Azure; the caller records a plain export on the key first.
   CDC_ASSIGN(const bool plain, plain_export_of_non_extractable(a));
   if (plain && a.bool_or(CKA_NEVER_EXTRACTABLE, true))

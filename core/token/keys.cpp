@@ -96,10 +96,16 @@ R<void> check_key_for(const AttrMap& a, const Mechanism& m, CK_ATTRIBUTE_TYPE us
 
 }  // namespace
 
+void Token::extractable_for_mirror(AttrMap& a) const {
+  if (backend_ && backend_->mirror_needs_extractable() && cfg_.azure &&
+      cfg_.mirror.trigger == MirrorTrigger::on_generate && !a.has(CKA_EXTRACTABLE))
+    a.set_bool(CKA_EXTRACTABLE, true);
+}
+
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
   const UseRule r = rule_for(use);
   std::lock_guard lk(mu_);
-  CDC_TRY(refresh());
+  if (backend_->refresh_before_operations()) CDC_TRY(refresh());
   CDC_ASSIGN(Object * key, visible(h, r.invalid_handle));
   const auto cls = key->cls();
   if (cls != CKO_SECRET_KEY && cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY)
@@ -146,6 +152,7 @@ R<CK_OBJECT_HANDLE> Token::generate_key(Session& s, const CK_MECHANISM* pm, cons
   AttrMap a = tmpl;
   a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
   a.set_ulong(CKA_KEY_TYPE, kt);
+  extractable_for_mirror(a);
   apply_defaults(CKO_SECRET_KEY, kt, a);
   mark_generated(a, m.entry->type, true);
   CK_OBJECT_HANDLE kh;
@@ -176,6 +183,7 @@ R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> Token::generate_key_pair(Sessio
   priv.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
   pub.set_ulong(CKA_KEY_TYPE, kt);
   priv.set_ulong(CKA_KEY_TYPE, kt);
+  extractable_for_mirror(priv);
   apply_defaults(CKO_PUBLIC_KEY, kt, pub);
   apply_defaults(CKO_PRIVATE_KEY, kt, priv);
   mark_generated(pub, m.entry->type, true);

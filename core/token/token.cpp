@@ -84,6 +84,16 @@ R<TokenStatus> Token::status() {
   return backend_->status();
 }
 
+std::vector<SlotMechanism> Token::mechanisms() {
+  if (backend_) {
+    std::lock_guard lk(mu_);
+    if (auto own = backend_->mechanisms()) return std::move(*own);
+  }
+  std::vector<SlotMechanism> all;
+  for (auto& e : mechanism_table()) all.push_back({e.type, e.min_key, e.max_key, e.flags});
+  return all;
+}
+
 CK_STATE Token::state_of(const Session& s) {
   std::lock_guard lk(mu_);
   switch (login_) {

@@ -70,6 +70,8 @@ class Token {
 
   // ---- token, PINs, login (token/token.cpp)
   R<TokenStatus> status();
+  // The slot's mechanisms: the backend's list, or core's whole table.
+  std::vector<SlotMechanism> mechanisms();
   CK_STATE state_of(const Session& s);
   LoginState login_state();
   R<void> check_can_open_session(CK_FLAGS flags);
@@ -147,6 +149,9 @@ class Token {
   R<CK_OBJECT_HANDLE> added(const Session& s, R<StoredObject> made);
   void invalidate_private_handles();
   R<void> before_key_made(const AttrMap& attrs, std::size_t rsa_bits);
+  // A key generated on a group that mirrors on generate, when the backend wraps only extractable
+  // keys: CKA_EXTRACTABLE true unless the template says otherwise.
+  void extractable_for_mirror(AttrMap& a) const;
   // Without locks.
   R<void> key_made(Session& s, CK_OBJECT_HANDLE h);
 

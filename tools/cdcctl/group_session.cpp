@@ -9,8 +9,8 @@
 #include <cstring>
 #include <iostream>
 
+#include "backends/factory.h"
 #include "core/mirror/rotation.h"
-#include "softtoken/factory.h"
 
 namespace cdcp11::cdcctl {
 
@@ -55,7 +55,7 @@ Result<std::unique_ptr<GroupSession>, std::string> GroupSession::open(const std:
                                                                       const std::string& pin_env) {
   auto g = std::unique_ptr<GroupSession>(new GroupSession);
   g->group_ = group;
-  if (auto r = g->provider_.initialize(config, softtoken::make_token_backend); !r) return fail(r.error().message);
+  if (auto r = g->provider_.initialize(config, backends::make_token_backend); !r) return fail(r.error().message);
   for (auto id : g->provider_.slot_ids()) {
     auto t = g->provider_.token(id);
     if (t && (*t)->name() == group) g->token_ = *t;

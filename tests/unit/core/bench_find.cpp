@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/provider/provider.h"
-#include "softtoken/factory.h"
+#include "backends/factory.h"
 
 using namespace cdcp11;
 using namespace cdcp11::core;
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   std::ofstream(dir / "conf.json")
       << R"({"version":1,"groups":[{"name":"bench","token":{"dir":"tok","kdf_scrypt_log2_n":10}}]})";
   Provider lib;
-  if (auto r = lib.initialize((dir / "conf.json").string(), softtoken::make_token_backend); !r) die("initialize", r.error());
+  if (auto r = lib.initialize((dir / "conf.json").string(), backends::make_token_backend); !r) die("initialize", r.error());
   const CK_SLOT_ID slot = lib.slot_ids().at(0);
   if (auto r = lib.init_token(slot, view("bench-so"), "bench"); !r) die("init_token", r.error());
   auto h = lib.open_session(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION);

@@ -1,0 +1,62 @@
+// The metadata store of an HSM group: what the HSM cannot hold, in <dir>/metadata.json beside
+// the configuration (dir: the group's token.dir).
+// - objects: for each HSM token object the backend has identified, its uid, its locator (how the
+//   backend finds the object again: see ForwardToken::identify) and its vendor attributes
+//   (CKA_CDC_*: mirror state, Azure key id and name, origin, last error);
+// - refs: the attribute-only key references (Azure-resident keys), by uid.
+// The file is replaced atomically (write_file_atomically) and every change is made under an
+// flock of <dir>/metadata.lock, re-reading the file first, so several processes share it.
+// Readers need no lock. Not thread-safe: the backend's lock guards it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/attributes.h"
+#include "core/errors.h"
+
+namespace cdcp11::forward {
+
+struct MetaEntry {
+  std::string locator;
+  core::AttrMap vendor;     // CKA_CDC_* only
+  std::int64_t created = 0;  // unix seconds: young entries are not pruned (their object may be
+                             // in the HSM but not yet in another process's listing)
+};
+
+struct MetaData {
+  std::map<std::string, MetaEntry> objects;
+  std::map<std::string, core::AttrMap> refs;
+};
+
+class MetadataStore {
+ public:
+  static core::R<std::unique_ptr<MetadataStore>> open(const std::string& dir);
+
+  const std::string& path() const { return path_; }
+  // The data as last read; reload() re-reads it when the file changed and says whether it did.
+  const MetaData& data() const { return data_; }
+  core::R<bool> reload();
+  // Locks, re-reads, applies f, writes the file if f returns true, unlocks.
+  core::R<void> update(const std::function<core::R<bool>(MetaData&)>& f);
+
+ private:
+  MetadataStore(std::string dir, std::string path) : dir_(std::move(dir)), path_(std::move(path)) {}
+  core::R<void> read_file();
+
+  std::string dir_, path_;
+  MetaData data_;
+  struct Stamp {
+    std::uint64_t ino = 0, size = 0;
+    std::int64_t mtime_ns = 0;
+    bool operator==(const Stamp&) const = default;
+  } stamp_{};
+};
+
+// The vendor attributes (CKA_CDC_*), which live in the store, not in the HSM.
+bool is_vendor_attribute(CK_ATTRIBUTE_TYPE t);
+
+}  // namespace cdcp11::forward

@@ -1,0 +1,409 @@
+// The forwarding backend (forward/) against a SoftHSM2 token: what the core's seam asks of it.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "backends/factory.h"
+#include "cdcp11/cdcp11.h"
+#include "core/attribute_policy.h"
+#include "core/mechanisms.h"
+#include "forward/forward_token.h"
+#include "forward/metadata.h"
+#include "tests/unit/hsm/support.h"
+
+using namespace cdcp11;
+using core::AttrMap;
+using hsm::test::SoftHsm;
+
+namespace {
+
+template <class T>
+T got(core::R<T>&& r) {
+  if (!r) FAIL_CHECK("unexpected error: " << r.error().message);
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+inline void got(core::R<void>&& r) {
+  if (!r) FAIL_CHECK("unexpected error: " << r.error().message);
+  REQUIRE(r.ok());
+}
+template <class T>
+core::Error refused(core::R<T>&& r) {
+  REQUIRE_FALSE(r.ok());
+  return std::move(r).error();
+}
+
+struct Fixture {
+  SoftHsm hsm{"fwd-test"};
+  core::GroupConfig g;
+  Fixture() {
+    g.name = "hsmgroup";
+    g.token.backend = "pkcs11";
+    g.token.module = hsm::test::kSoftHsm;
+    g.token.selector = core::TokenConfig::Select::label;
+    g.token.token_label = "fwd-test";
+    g.token.dir = hsm.dir.path + "/meta";
+  }
+  std::unique_ptr<core::TokenBackend> open() { return got(backends::make_token_backend(g)); }
+  std::unique_ptr<core::TokenBackend> open_user() {
+    auto b = open();
+    got(b->login(CKU_USER, view(hsm::test::kUserPin)));
+    return b;
+  }
+};
+
+core::Mechanism mech(CK_MECHANISM_TYPE t, Bytes param = {}) { return {core::find_mechanism(t), std::move(param)}; }
+
+// A template as the core makes it: the caller's attributes, then the defaults.
+AttrMap complete(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap a) {
+  a.set_ulong(CKA_CLASS, cls);
+  a.set_ulong(CKA_KEY_TYPE, kt);
+  core::apply_defaults(cls, kt, a);
+  a.set_bool(CKA_LOCAL, true);
+  return a;
+}
+
+AttrMap aes_template(bool token, bool extractable = false) {
+  AttrMap a;
+  a.set_bool(CKA_TOKEN, token);
+  a.set_ulong(CKA_VALUE_LEN, 32);
+  a.set_bool(CKA_ENCRYPT, true);
+  a.set_bool(CKA_DECRYPT, true);
+  a.set_bool(CKA_EXTRACTABLE, extractable);
+  a.set_string(CKA_LABEL, "aes");
+  return complete(CKO_SECRET_KEY, CKK_AES, a);
+}
+
+std::pair<core::StoredObject, core::StoredObject> rsa_pair(core::TokenBackend& b, bool token, bool extractable = false) {
+  AttrMap pub, priv;
+  pub.set_bool(CKA_TOKEN, token);
+  pub.set_ulong(CKA_MODULUS_BITS, 2048);
+  const std::uint8_t f4[] = {1, 0, 1};
+  pub.set(CKA_PUBLIC_EXPONENT, ByteView(f4, 3));
+  pub.set_string(CKA_ID, "k1");
+  priv.set_bool(CKA_TOKEN, token);
+  priv.set_bool(CKA_EXTRACTABLE, extractable);
+  priv.set_string(CKA_ID, "k1");
+  return got(b.generate_key_pair(mech(CKM_RSA_PKCS_KEY_PAIR_GEN), complete(CKO_PUBLIC_KEY, CKK_RSA, pub),
+                                 complete(CKO_PRIVATE_KEY, CKK_RSA, priv)));
+}
+
+Bytes run(core::Operation& op, ByteView in) {
+  auto a = got(op.update(in));
+  auto b = got(op.finish());
+  Bytes out(a.begin(), a.end());
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("forward: the HSM token's status, model, and a mechanism list that is the HSM's within the core's table") {
+  Fixture f;
+  auto b = f.open();
+  auto st = b->status();
+  CHECK(st.label == "fwd-test");
+  CHECK_FALSE(st.serial.empty());
+  CHECK(st.initialized);
+  CHECK(st.user_pin_initialized);
+  CHECK(st.model == "PKCS#11 forward");
+  CHECK(st.manufacturer.find("via cdcp11") != std::string::npos);
+  auto mechs = b->mechanisms();
+  REQUIRE(mechs);
+  bool rsa = false, kwp = false, ecdsa = false;
+  for (auto& m : *mechs) {
+    CHECK(core::find_mechanism(m.type) != nullptr);  // nothing the core does not know
+    rsa |= m.type == CKM_RSA_PKCS;
+    ecdsa |= m.type == CKM_ECDSA;
+    kwp |= m.type == CKM_AES_KEY_WRAP_KWP;
+  }
+  CHECK(rsa);
+  CHECK(ecdsa);
+  CHECK_FALSE(kwp);  // SoftHSM2 2.6.1 has no KWP: the HSM's answer, not the table's
+}
+
+TEST_CASE("forward: a missing module or token leaves the group without a token, saying why") {
+  Fixture f;
+  f.g.token.module = "/nonexistent/libhsm.so";
+  auto e = refused(backends::make_token_backend(f.g));
+  CHECK(e.code == core::Errc::token_not_present);
+  CHECK(e.message.find("/nonexistent/libhsm.so") != std::string::npos);
+  f.g.token.module = hsm::test::kSoftHsm;
+  f.g.token.token_label = "no-such-token";
+  e = refused(backends::make_token_backend(f.g));
+  CHECK(e.code == core::Errc::token_not_present);
+  CHECK(e.message.find("no-such-token") != std::string::npos);
+}
+
+TEST_CASE("forward: login passes the PIN through; the HSM's answer comes back; C_InitToken is refused") {
+  Fixture f;
+  auto b = f.open();
+  auto e = refused(b->login(CKU_USER, view("wrong-pin")));
+  CHECK(e.code == core::Errc::pin_incorrect);
+  CHECK(b->status().user_pin_count_low);  // what SoftHSM2 says after a wrong PIN
+  got(b->login(CKU_USER, view(hsm::test::kUserPin)));
+  b->logout();
+  e = refused(b->init_token(view(hsm::test::kSoPin), "x"));
+  CHECK(e.code == core::Errc::not_supported);
+  CHECK(e.message.find("HSM's own tools") != std::string::npos);
+}
+
+TEST_CASE("forward: objects already in the HSM appear with an identity that another process finds again") {
+  Fixture f;
+  {
+    auto s = f.hsm.user_session();
+    auto t = hsm::test::aes_key(32);
+    AttrMap a = t.map();
+    a.set_bool(CKA_TOKEN, true);
+    a.set_string(CKA_LABEL, "made-by-the-hsm-tools");
+    (void)hsm::test::ok(s.generate_key(hsm::Mechanism(CKM_AES_KEY_GEN), a));
+  }
+  std::string uid;
+  {
+    auto b = f.open_user();
+    auto ch = got(b->refresh());
+    REQUIRE(ch.upserted.size() == 1);
+    const auto& o = ch.upserted[0];
+    uid = o.uid;
+    CHECK(uid.size() == 32);  // SoftHSM2 has no CKA_UNIQUE_ID: the backend's own id
+    CHECK(o.attrs.string_or(CKA_LABEL, "") == "made-by-the-hsm-tools");
+    CHECK(o.attrs.string_or(CKA_UNIQUE_ID, "") == uid);
+    CHECK_FALSE(o.attrs.has(CKA_VALUE));  // key material stays in the HSM
+    CHECK(got(b->refresh()).upserted.empty());  // nothing changed
+    // Vendor attributes go to the metadata store, not the HSM.
+    AttrMap upd = o.attrs;
+    upd.set_string(CKA_CDC_AZURE_KEY_ID, "https://v.vault.azure.net/keys/k/1");
+    upd.set_string(CKA_LABEL, "renamed");
+    got(b->update_object(uid, upd));
+  }
+  auto b2 = f.open_user();  // a new backend: no memory of handles, only the store
+  auto ch = got(b2->refresh());
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].uid == uid);
+  CHECK(ch.upserted[0].attrs.string_or(CKA_LABEL, "") == "renamed");
+  CHECK(ch.upserted[0].attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == "https://v.vault.azure.net/keys/k/1");
+}
+
+TEST_CASE("forward: an object deleted behind our back is removed and leaves no metadata") {
+  Fixture f;
+  auto b = f.open_user();
+  auto key = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(true)));
+  AttrMap upd = key.attrs;
+  upd.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+  got(b->update_object(key.uid, upd));
+  (void)got(b->refresh());
+  {
+    auto s = f.hsm.session();  // the backend's login is the application's: this session has it too
+    AttrMap t;
+    t.set_string(CKA_LABEL, "aes");
+    auto hs = hsm::test::ok(s.find(t));
+    REQUIRE(hs.size() == 1);
+    hsm::test::ok(s.destroy(hs[0]));
+  }
+  auto ch = got(b->refresh());
+  REQUIRE(ch.removed.size() == 1);
+  CHECK(ch.removed[0] == key.uid);
+  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  CHECK(meta->data().objects.count(key.uid) == 0);
+}
+
+TEST_CASE("forward: keys generated in the HSM; AES-GCM and CBC (multi-part) round trips; RSA sign and verify") {
+  Fixture f;
+  auto b = f.open_user();
+  auto aes = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(false)));
+  CHECK(aes.attrs.bool_or(CKA_LOCAL, false));
+  CHECK(aes.attrs.bool_or(CKA_SENSITIVE, false));
+  CHECK(aes.attrs.ulong(CKA_VALUE_LEN) == 32);
+
+  hsm::GcmParams gp(Bytes(12, 7), Bytes{1, 2, 3});
+  auto gm = gp.mechanism();
+  core::Mechanism gcm = mech(CKM_AES_GCM, Bytes(gm.param.begin(), gm.param.end()));
+  const Bytes msg = {'h', 'e', 'l', 'l', 'o'};
+  auto enc = got(b->begin(core::OpKind::encrypt, gcm, aes));
+  Bytes ct = run(*enc, msg);
+  CHECK(ct.size() == msg.size() + 16);
+  auto dec = got(b->begin(core::OpKind::decrypt, gcm, aes));
+  CHECK(run(*dec, ct) == msg);
+
+  // CBC with padding in three parts.
+  core::Mechanism cbc = mech(CKM_AES_CBC_PAD, Bytes(16, 1));
+  Bytes long_msg(100, 'x');
+  auto e2 = got(b->begin(core::OpKind::encrypt, cbc, aes));
+  Bytes ct2;
+  for (std::size_t at = 0; at < long_msg.size(); at += 40) {
+    auto part = got(e2->update(ByteView(long_msg).subspan(at, std::min<std::size_t>(40, long_msg.size() - at))));
+    ct2.insert(ct2.end(), part.begin(), part.end());
+  }
+  auto tail = got(e2->finish());
+  ct2.insert(ct2.end(), tail.begin(), tail.end());
+  CHECK(ct2.size() == 112);
+  auto d2 = got(b->begin(core::OpKind::decrypt, cbc, aes));
+  CHECK(run(*d2, ct2) == long_msg);
+
+  auto [pub, priv] = rsa_pair(*b, false);
+  CHECK(pub.attrs.find(CKA_MODULUS)->size() == 256);
+  CHECK_FALSE(priv.attrs.has(CKA_PRIVATE_EXPONENT));
+  auto sign = got(b->begin(core::OpKind::sign, mech(CKM_SHA256_RSA_PKCS), priv));
+  (void)got(sign->update(msg));
+  (void)got(sign->update(msg));  // multi-part in the HSM
+  auto sig = got(sign->finish());
+  CHECK(sig.size() == 256);
+  Bytes twice = msg;
+  twice.insert(twice.end(), msg.begin(), msg.end());
+  auto ver = got(b->begin(core::OpKind::verify, mech(CKM_SHA256_RSA_PKCS), pub));
+  (void)got(ver->update(twice));
+  got(ver->verify(sig));
+  auto bad = got(b->begin(core::OpKind::verify, mech(CKM_SHA256_RSA_PKCS), pub));
+  (void)got(bad->update(msg));
+  CHECK(refused(bad->verify(sig)).code == core::Errc::signature_invalid);
+
+  auto pc = got(b->public_components(priv));
+  CHECK(pc.kty == "RSA");
+  CHECK(pc.parts.at("n").size() == 256);
+
+  std::uint8_t rnd[32] = {};
+  got(b->random(rnd, sizeof rnd));
+  auto digest = got(b->begin_digest(mech(CKM_SHA256)));
+  CHECK(run(*digest, msg).size() == 32);
+}
+
+TEST_CASE("forward: wrapping for Azure happens in the HSM, and what it cannot wrap is refused before Azure") {
+  Fixture f;
+  auto b = f.open_user();
+  auto [pub, priv] = rsa_pair(*b, true, /*extractable=*/false);
+  auto e = refused(b->can_export(priv, false));
+  CHECK(e.code == core::Errc::key_unextractable);
+  CHECK(e.message.find("CKA_EXTRACTABLE is false") != std::string::npos);
+  e = refused(b->private_components(priv));
+  CHECK(e.message.find("Premium vault or a Managed HSM") != std::string::npos);
+
+  auto [pub2, priv2] = rsa_pair(*b, true, /*extractable=*/true);
+  got(b->can_export(priv2, false));
+  auto [kek_pub, kek_priv] = rsa_pair(*b, false);
+  const std::uint8_t f4[] = {1, 0, 1};
+  auto blob = got(b->wrap_for_byok(priv2, *kek_pub.attrs.find(CKA_MODULUS), ByteView(f4, 3)));
+  // RSA-OAEP of the AES key (256 bytes) then the padded PKCS#8 wrapped under it.
+  CHECK(blob.size() > 256 + 1000);
+  auto still = got(b->refresh());
+  (void)still;
+}
+
+TEST_CASE("forward: key references (Azure-resident keys) live in the metadata store only") {
+  Fixture f;
+  std::string uid;
+  {
+    auto b = f.open_user();
+    AttrMap a;
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC);
+    a.set_bool(CKA_TOKEN, true);
+    a.set_string(CKA_LABEL, "in-the-vault");
+    a.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_AZURE);
+    auto ref = got(b->create_key_reference(a));
+    uid = ref.uid;
+    CHECK(uid.size() == 32);
+  }
+  auto b = f.open_user();
+  auto ch = got(b->refresh());
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].uid == uid);
+  CHECK(ch.upserted[0].attrs.ulong(CKA_CDC_ORIGIN) == CDC_ORIGIN_AZURE);
+  {
+    auto s = f.hsm.session();
+    CHECK(hsm::test::ok(s.find(AttrMap{})).empty());  // nothing of it in the HSM
+  }
+  got(b->destroy_object(uid));
+  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  CHECK(meta->data().refs.empty());
+}
+
+TEST_CASE("forward: objects alike in every attribute still get distinct identities, found again elsewhere") {
+  Fixture f;
+  {
+    auto s = f.hsm.user_session();
+    for (int i = 0; i < 3; ++i) {
+      AttrMap d;
+      d.set_ulong(CKA_CLASS, CKO_DATA);
+      d.set_bool(CKA_TOKEN, true);
+      d.set_bool(CKA_PRIVATE, false);
+      d.set_string(CKA_LABEL, "same");
+      d.set_string(CKA_VALUE, "same value");
+      (void)hsm::test::ok(s.create(d));
+    }
+  }
+  std::set<std::string> first;
+  {
+    auto b = f.open_user();
+    for (auto& o : got(b->refresh()).upserted) first.insert(o.uid);
+    CHECK(first.size() == 3);
+  }
+  auto b = f.open_user();
+  std::set<std::string> again;
+  for (auto& o : got(b->refresh()).upserted) again.insert(o.uid);
+  CHECK(again == first);
+  CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.size() == 3);
+}
+
+TEST_CASE("forward: operations from several threads each get an HSM session of their own") {
+  Fixture f;
+  auto b = f.open_user();
+  auto aes = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(false)));
+  std::atomic<int> good{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        hsm::GcmParams gp(Bytes(12, static_cast<std::uint8_t>(t)), Bytes{});
+        auto gm = gp.mechanism();
+        auto enc = b->begin(core::OpKind::encrypt, mech(CKM_AES_GCM, Bytes(gm.param.begin(), gm.param.end())), aes);
+        if (!enc) continue;
+        auto a = (*enc)->update(ByteView(Bytes(16, 1)));
+        auto c = (*enc)->finish();
+        if (a && c && c->size() == 32) ++good;
+        if (i % 10 == 0) (void)b->refresh();
+      }
+    });
+  for (auto& t : ts) t.join();
+  CHECK(good == 200);
+}
+
+TEST_CASE("forward: a login the HSM dropped behind our back prunes no metadata of the private objects it hides") {
+  Fixture f;
+  auto b = f.open_user();
+  auto key = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(true)));  // private (the default)
+  AttrMap upd = key.attrs;
+  upd.set_string(CKA_CDC_AZURE_KEY_ID, "https://v.vault.azure.net/keys/k/2");
+  got(b->update_object(key.uid, upd));
+  (void)got(b->refresh());
+  {
+    auto s = f.hsm.session();
+    hsm::test::ok(s.logout());  // the application's login, in the HSM: ours too
+  }
+  auto ch = got(b->refresh());
+  CHECK(ch.removed == std::vector<std::string>{key.uid});  // hidden now
+  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  REQUIRE(meta->data().objects.count(key.uid) == 1);
+  b->logout();
+  got(b->login(CKU_USER, view(hsm::test::kUserPin)));
+  ch = got(b->refresh());
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].uid == key.uid);
+  CHECK(ch.upserted[0].attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == "https://v.vault.azure.net/keys/k/2");
+}
+
+TEST_CASE("forward: C_SetPIN and C_InitPIN are forwarded to the HSM") {
+  Fixture f;
+  auto b = f.open_user();
+  got(b->set_pin(CKU_USER, view(hsm::test::kUserPin), view("new-user-pin")));
+  b->logout();
+  CHECK(refused(b->login(CKU_USER, view(hsm::test::kUserPin))).code == core::Errc::pin_incorrect);
+  got(b->login(CKU_USER, view("new-user-pin")));
+  b->logout();
+  got(b->login(CKU_SO, view(hsm::test::kSoPin)));
+  got(b->init_pin(view("reset-user-pin")));
+  b->logout();
+  got(b->login(CKU_USER, view("reset-user-pin")));
+}
