@@ -6,7 +6,7 @@
 #                      --test-threads, threads_driver (with async mirroring to the emulator) and
 #                      the mirror suite's async-mode test
 #   sanitize.sh fuzz   build-fuzz: clang++ libFuzzer + ASan + UBSan; every fuzz target for
-#                      FUZZ_SECONDS (default 20), two at a time, then its regression replay
+#                      FUZZ_SECONDS (default 10), two at a time, then its regression replay
 # Extra arguments go to `meson test` (e.g. a test name). Each run leaves DIR/test-summary.txt.
 # The g++ builds use meson's default compiler (with ccache when it is installed); the fuzz build
 # uses FUZZ_CXX (default clang++).
@@ -87,7 +87,7 @@ case "$mode" in
   fuzz)
     dir=build-fuzz
     CXX="${FUZZ_CXX:-clang++}" setup "$dir" -Dfuzzing=true -Dtests=false -Db_sanitize=address,undefined \
-      -Doptimization=1 -Ddebug=true -Db_lundef=false -Dfuzz_seconds="${FUZZ_SECONDS:-20}" || exit 1
+      -Doptimization=1 -Ddebug=true -Db_lundef=false -Dfuzz_seconds="${FUZZ_SECONDS:-10}" || exit 1
     targets=$(cd tests/fuzz && ls fuzz_*.cpp | sed 's/\.cpp$//' | grep -v '^fuzz_common$')
     # shellcheck disable=SC2086
     meson compile -C "$dir" $targets || exit 1
