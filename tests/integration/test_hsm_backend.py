@@ -96,7 +96,7 @@ class HsmBackendTest(unittest.TestCase):
         s.closeSession()
         # C_InitToken is refused with a reason in the log, and the HSM token is untouched.
         with self.assertRaises(PyKCS11.PyKCS11Error) as e:
-            self.lib.initToken(7, SO_PIN, "new")
+            self.lib.initToken(7, SO_PIN, "new".ljust(32))  # 32 blank-padded bytes; PyKCS11 does not pad
         self.assertEqual(e.exception.value, PyKCS11.CKR_FUNCTION_NOT_SUPPORTED)
         with open(self.g.log) as f:
             self.assertIn("C_InitToken refused", f.read())
