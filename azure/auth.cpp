@@ -171,9 +171,11 @@ bool read_token_claims(const Secret& jwt, AccessToken& out) {
   out.tid = str_member(doc, "tid");
   out.appid = str_member(doc, "appid");
   if (out.appid.empty()) out.appid = str_member(doc, "azp");
-  // Before year 10000: later would overflow the clock's nanoseconds.
+  // Only what the clock can hold: system_clock counts nanoseconds in 64 bits, up to April 2262.
+  constexpr auto kLatest =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count();
   if (auto exp = int_member(doc, "exp");
-      exp && *exp > 0 && *exp < 253402300800 && out.expires_on.time_since_epoch().count() == 0)
+      exp && *exp > 0 && *exp < kLatest && out.expires_on.time_since_epoch().count() == 0)
     out.expires_on = std::chrono::system_clock::time_point(std::chrono::seconds(*exp));
   return true;
 }
