@@ -3,8 +3,6 @@
 #pragma once
 
 #include <doctest/doctest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -18,6 +16,7 @@
 #include "softtoken/crypto/backend.h"
 #include "softtoken/soft_token.h"
 #include "softtoken/store/object_store.h"
+#include "tests/unit/store/store_test_util.h"
 
 namespace cdcp11::softtoken::test {
 
@@ -118,25 +117,6 @@ inline void edit_attr(Bytes& rec, CK_ATTRIBUTE_TYPE t, std::size_t len, const st
   f(&*(it + 12));
 }
 
-// Runs fn in a forked child and returns its exit code (or 128 + signal); the child never
-// returns into doctest.
-inline int run_in_child(const std::function<int()>& fn) {
-  std::fflush(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    int rc = 99;
-    try {
-      rc = fn();
-    } catch (...) {
-    }
-    ::_exit(rc);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
-}
+using store::test::run_in_child;
 
 }  // namespace cdcp11::softtoken::test
