@@ -7,35 +7,13 @@
 #include "softtoken/store/object_store.h"
 #include "softtoken/token_meta.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "tests/fuzz/fuzz_soft_token.h"
 
 using namespace cdcp11;
 
 namespace {
 
-struct Token {
-  std::unique_ptr<store::ObjectStore> writer;
-  std::unique_ptr<softtoken::SoftToken> token;
-};
-
-Token& token() {
-  static Token* t = [] {
-    fuzz::quiet_logs();
-    auto* t = new Token;
-    core::GroupConfig g;
-    g.name = "fuzz";
-    g.token.dir = fuzz::scratch_dir("meta") + "/token";
-    g.token.kdf_scrypt_log2_n = 10;
-    g.token.max_pin_retries = 0;
-    auto st = softtoken::SoftToken::open(g, crypto::default_backend());
-    if (!st) fuzz::violated("cannot open the soft token: " + st.error().message);
-    t->token = std::move(*st);
-    auto w = store::ObjectStore::open(g.token.dir, false);
-    if (!w) fuzz::violated("cannot open the store: " + w.error().message);
-    t->writer = std::move(*w);
-    return t;
-  }();
-  return *t;
-}
+fuzz::SoftTokenUnderTest& token() { return fuzz::soft_token("meta", 0); }
 
 // A login costs one scrypt at the record's cost. Costs the configuration accepts above its
 // minimum (11..22, up to 512 MiB and seconds each) are legitimate and too slow to fuzz; below and
@@ -55,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         again->so.log2_n != m->so.log2_n || again->user.has_value() != m->user.has_value())
       fuzz::violated("a meta record does not survive encode/decode");
   }
-  Token& t = token();
+  fuzz::SoftTokenUnderTest& t = token();
   if (!t.writer->write_meta(json)) fuzz::violated("cannot write the meta record");
   (void)t.token->refresh();
   (void)t.token->status();

@@ -14,6 +14,7 @@
 #include "softtoken/store/object_store.h"
 #include "softtoken/store/record_format.h"
 #include "tests/fuzz/fuzz_common.h"
+#include "tests/fuzz/fuzz_soft_token.h"
 
 using namespace cdcp11;
 
@@ -21,29 +22,7 @@ namespace {
 
 constexpr const char* kUid = "0123456789abcdef0123456789abcdef";
 
-struct Token {
-  std::unique_ptr<store::ObjectStore> writer;     // plays another process writing records
-  std::unique_ptr<softtoken::SoftToken> token;
-};
-
-Token& token() {
-  static Token* t = [] {
-    fuzz::quiet_logs();
-    auto* t = new Token;
-    core::GroupConfig g;
-    g.name = "fuzz";
-    g.token.dir = fuzz::scratch_dir("record") + "/token";
-    g.token.kdf_scrypt_log2_n = 10;
-    auto st = softtoken::SoftToken::open(g, crypto::default_backend());
-    if (!st) fuzz::violated("cannot open the soft token: " + st.error().message);
-    t->token = std::move(*st);
-    auto w = store::ObjectStore::open(g.token.dir, false);
-    if (!w) fuzz::violated("cannot open the store: " + w.error().message);
-    t->writer = std::move(*w);
-    return t;
-  }();
-  return *t;
-}
+fuzz::SoftTokenUnderTest& token() { return fuzz::soft_token("record", 10); }
 
 struct LockStore {
   std::string dir;
@@ -77,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     }
     case 'T': {
-      Token& t = token();
+      fuzz::SoftTokenUnderTest& t = token();
       if (!t.writer->put(kUid, rest)) fuzz::violated("cannot store the record");
       (void)t.token->refresh();
       (void)t.token->object_size(kUid);
