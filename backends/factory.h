@@ -5,10 +5,10 @@
 #include <memory>
 
 #include "core/config.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::backends {
 
-core::R<std::unique_ptr<core::TokenBackend>> make_token_backend(const core::GroupConfig& group);
+core::R<std::unique_ptr<core::Backend>> make_token_backend(const core::GroupConfig& group);
 
 }  // namespace cdcp11::backends

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "core/config.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 #include "forward/metadata.h"
 #include "hsm/module.h"
 #include "hsm/session.h"
@@ -49,7 +49,7 @@ class Lease {
   std::optional<hsm::Session> s_;
 };
 
-class ForwardToken final : public core::TokenBackend {
+class ForwardToken final : public core::Backend {
  public:
   static core::R<std::unique_ptr<ForwardToken>> open(const core::GroupConfig& g);
   ~ForwardToken() override;

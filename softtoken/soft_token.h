@@ -1,4 +1,4 @@
-// The software token: a TokenBackend over a durable ObjectStore and the crypto seam.
+// The software token: a Backend over a durable ObjectStore and the crypto seam.
 //
 // Secrets at rest. A random 256-bit token key is stored twice, each wrapped with AES-256-GCM
 // under a key derived from a PIN (SO and user) with scrypt (RFC 7914; N = 2^kdf_scrypt_log2_n,
@@ -38,7 +38,7 @@
 #include <unordered_map>
 
 #include "core/config.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 #include "softtoken/crypto/backend.h"
 #include "softtoken/key_material.h"
 #include "softtoken/object_record.h"
@@ -49,7 +49,7 @@ namespace cdcp11::softtoken {
 
 core::Error from_store(const store::Error& e);
 
-class SoftToken final : public core::TokenBackend {
+class SoftToken final : public core::Backend {
  public:
   static core::R<std::unique_ptr<SoftToken>> open(const core::GroupConfig& group, crypto::Backend& crypto);
 

@@ -11,7 +11,7 @@
 #include "azure/keyvault.h"
 #include "core/attributes.h"
 #include "core/errors.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::core::cloud {
 

@@ -17,7 +17,7 @@ std::string tag(const azure::Tags& t, const char* k) {
   return it == t.end() ? std::string() : it->second;
 }
 
-Bytes key_id_for(TokenBackend& backend, const azure::KeyBundle& b) {
+Bytes key_id_for(Backend& backend, const azure::KeyBundle& b) {
   Bytes id;
   if (from_hex(tag(b.tags, "cdcp11-id"), id) && !id.empty()) return id;
   // No id from a token: a stable one from the public key, so both halves match and a later

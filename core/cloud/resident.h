@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "azure/keyvault.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::core::cloud {
 
@@ -18,7 +18,7 @@ std::string tag(const azure::Tags& t, const char* k);
 
 // The CKA_ID both objects of a vault key get: the cdcp11-id tag of a key a token named, else a
 // stable one from the public key (so both halves match, and another process computes the same).
-Bytes key_id_for(TokenBackend& digester, const azure::KeyBundle& b);
+Bytes key_id_for(Backend& digester, const azure::KeyBundle& b);
 
 // The two objects standing for a vault key. Caller-chosen attributes (from templates) come in
 // pub/priv; the vault decides the key material and the vendor attributes.

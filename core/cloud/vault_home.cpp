@@ -9,7 +9,7 @@ namespace {
 class VaultHome final : public KeyHome {
  public:
   VaultHome(std::shared_ptr<azure::Connection> conn, std::string unavailable, std::string group,
-            TokenBackend& backend)
+            Backend& backend)
       : conn_(std::move(conn)), unavailable_(std::move(unavailable)), group_(std::move(group)), backend_(backend) {}
 
   R<std::unique_ptr<Operation>> begin(OpKind kind, const Mechanism& m, const StoredObject& key) override {
@@ -52,13 +52,13 @@ class VaultHome final : public KeyHome {
 
   std::shared_ptr<azure::Connection> conn_;
   std::string unavailable_, group_;
-  TokenBackend& backend_;
+  Backend& backend_;
 };
 
 }  // namespace
 
 std::unique_ptr<KeyHome> make_vault_home(std::shared_ptr<azure::Connection> conn, std::string unavailable,
-                                         std::string group, TokenBackend& backend) {
+                                         std::string group, Backend& backend) {
   return std::make_unique<VaultHome>(std::move(conn), std::move(unavailable), std::move(group), backend);
 }
 

@@ -13,6 +13,6 @@ namespace cdcp11::core::cloud {
 // conn may be null (the group cannot reach Azure now): every operation then fails with
 // device_error and `unavailable` as the reason.
 std::unique_ptr<KeyHome> make_vault_home(std::shared_ptr<azure::Connection> conn, std::string unavailable,
-                                         std::string group, TokenBackend& backend);
+                                         std::string group, Backend& backend);
 
 }  // namespace cdcp11::core::cloud

@@ -245,7 +245,7 @@ R<VaultKey> vault_key_of(std::shared_ptr<azure::Connection> conn, const AttrMap&
   return k;
 }
 
-R<std::unique_ptr<Operation>> begin_vault_op(TokenBackend& digester, OpKind kind, const Mechanism& m, VaultKey key) {
+R<std::unique_ptr<Operation>> begin_vault_op(Backend& digester, OpKind kind, const Mechanism& m, VaultKey key) {
   if (kind == OpKind::sign) {
     CDC_ASSIGN(auto plan, sign_plan(m, key));
     std::unique_ptr<Operation> digest;

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "azure/connection.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::core::cloud {
 
@@ -25,7 +25,7 @@ R<VaultKey> vault_key_of(std::shared_ptr<azure::Connection> conn, const AttrMap&
 
 // A sign or decrypt operation with the vault key. digester computes the digests of the
 // hash-and-sign mechanisms; it outlives the operation.
-R<std::unique_ptr<Operation>> begin_vault_op(TokenBackend& digester, OpKind kind, const Mechanism& m, VaultKey key);
+R<std::unique_ptr<Operation>> begin_vault_op(Backend& digester, OpKind kind, const Mechanism& m, VaultKey key);
 
 // C_UnwrapKey with the vault key: the unwrapped key bytes.
 R<SecureBytes> vault_unwrap(const Mechanism& m, const VaultKey& key, ByteView wrapped);

@@ -28,7 +28,7 @@ Bytes part(const KeyComponents& c, const char* name) {
   return it == c.parts.end() ? Bytes{} : to_bytes_of(it->second);
 }
 
-std::string public_hash(TokenBackend& backend, const KeyComponents& c) {
+std::string public_hash(Backend& backend, const KeyComponents& c) {
   Mechanism sha{find_mechanism(CKM_SHA256), {}};
   auto op = backend.begin_digest(sha);
   if (!op) return {};
@@ -317,7 +317,7 @@ R<void> Engine::enqueue(const StoredObject& key) {
   return journal_->put(job);
 }
 
-R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
+R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
   const AttrMap& a = key.attrs;
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
   const auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);

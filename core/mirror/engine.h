@@ -13,7 +13,7 @@
 #include "azure/connection.h"
 #include "core/config.h"
 #include "core/mirror/journal.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::core::mirror {
 
@@ -21,7 +21,7 @@ namespace cdcp11::core::mirror {
 // CKA_DECRYPT, CKA_UNWRAP, ...). The vault holds the private key and serves the public operations.
 std::vector<std::string> azure_key_ops(const AttrMap& key);
 
-// A key's public part (TokenBackend::public_components) as Key Vault shows it, to compare with a
+// A key's public part (Backend::public_components) as Key Vault shows it, to compare with a
 // vault key's (azure::public_material_matches).
 azure::PublicKeyMaterial public_material(const KeyComponents& c);
 
@@ -52,7 +52,7 @@ class Engine {
 
   // Mirrors the key (a private or secret key object) or resumes its journaled job. The journal
   // holds the outcome either way; the error is a sentence for people.
-  R<Outcome> mirror(TokenBackend& backend, const StoredObject& key);
+  R<Outcome> mirror(Backend& backend, const StoredObject& key);
 
   // Writes the key's job (pending) to the journal, for a mirror that runs later (async mode): a
   // process that exits before the worker gets to it leaves a job the next login resumes.

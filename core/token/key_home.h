@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::core {
 
@@ -26,7 +26,7 @@ class KeyHome {
 // The token's own backend holds the key.
 class LocalHome final : public KeyHome {
  public:
-  explicit LocalHome(TokenBackend& backend) : backend_(backend) {}
+  explicit LocalHome(Backend& backend) : backend_(backend) {}
   R<std::unique_ptr<Operation>> begin(OpKind kind, const Mechanism& m, const StoredObject& key) override {
     return backend_.begin(kind, m, key);
   }
@@ -39,7 +39,7 @@ class LocalHome final : public KeyHome {
   R<SecureBytes> value_for_digest(const StoredObject& key) override { return backend_.key_value_for_digest(key); }
 
  private:
-  TokenBackend& backend_;
+  Backend& backend_;
 };
 
 }  // namespace cdcp11::core

@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::core {
 

@@ -17,7 +17,7 @@ namespace {
 constexpr const char* kLog = "core";
 
 // A factory that throws leaves its group without a token, like one that fails.
-R<std::unique_ptr<TokenBackend>> open_backend(const BackendFactory& factory, const GroupConfig& g) {
+R<std::unique_ptr<Backend>> open_backend(const BackendFactory& factory, const GroupConfig& g) {
   try {
     return factory(g);
   } catch (const std::exception& e) {

@@ -23,7 +23,7 @@
 #include "core/token/key_home.h"
 #include "core/token/object_cache.h"
 #include "core/token/observer.h"
-#include "core/token_backend.h"
+#include "core/backend.h"
 
 namespace cdcp11::core {
 
@@ -32,7 +32,7 @@ namespace mirror {
 class Service;
 }
 
-using BackendFactory = std::function<R<std::unique_ptr<TokenBackend>>(const GroupConfig&)>;
+using BackendFactory = std::function<R<std::unique_ptr<Backend>>(const GroupConfig&)>;
 
 enum class LoginState { none, user, so };
 
@@ -60,7 +60,7 @@ class Token {
   const std::string& name() const { return cfg_.name; }
   bool present() const { return backend_ != nullptr; }
   R<void> check_present() const;
-  TokenBackend& backend() { return *backend_; }
+  Backend& backend() { return *backend_; }
 
   // The group's vault connection, or null with the reason.
   std::shared_ptr<azure::Connection> vault_connection() const { return vault_; }
@@ -118,7 +118,7 @@ class Token {
   class Locked {
    public:
     ObjectCache& cache() { return t_.cache_; }
-    TokenBackend& backend() { return *t_.backend_; }
+    Backend& backend() { return *t_.backend_; }
     LoginState login() const { return t_.login_; }
     // Picks up what changed in the backend (this or other processes).
     R<void> refresh() { return t_.refresh(); }
@@ -157,7 +157,7 @@ class Token {
 
   const CK_SLOT_ID id_;
   const GroupConfig cfg_;
-  std::unique_ptr<TokenBackend> backend_;
+  std::unique_ptr<Backend> backend_;
   std::string backend_error_;  // why the backend could not be opened (token not present)
   std::shared_ptr<azure::Connection> vault_;
   std::string azure_unavailable_;  // why vault_ is null

@@ -34,7 +34,7 @@ struct TempConfig {
 TEST_CASE("a backend factory that throws leaves its group without a token, and the rest served") {
   TempConfig t;
   Provider lib;
-  auto factory = [](const GroupConfig& g) -> R<std::unique_ptr<TokenBackend>> {
+  auto factory = [](const GroupConfig& g) -> R<std::unique_ptr<Backend>> {
     if (g.name == "throws")
       throw fs::filesystem_error("status", fs::path("/x/loop"), std::make_error_code(std::errc::too_many_symbolic_link_levels));
     return err(Errc::token_not_present, "no token here");

@@ -1,4 +1,4 @@
-// SoftToken through the TokenBackend interface, on a real store in a temporary directory.
+// SoftToken through the Backend interface, on a real store in a temporary directory.
 #include <doctest/doctest.h>
 
 #include "core/mechanisms.h"

@@ -47,8 +47,8 @@ struct Fixture {
     g.token.token_label = "fwd-test";
     g.token.dir = hsm.dir.path + "/meta";
   }
-  std::unique_ptr<core::TokenBackend> open() { return got(backends::make_token_backend(g)); }
-  std::unique_ptr<core::TokenBackend> open_user() {
+  std::unique_ptr<core::Backend> open() { return got(backends::make_token_backend(g)); }
+  std::unique_ptr<core::Backend> open_user() {
     auto b = open();
     got(b->login(CKU_USER, view(hsm::test::kUserPin)));
     return b;
@@ -77,7 +77,7 @@ AttrMap aes_template(bool token, bool extractable = false) {
   return complete(CKO_SECRET_KEY, CKK_AES, a);
 }
 
-std::pair<core::StoredObject, core::StoredObject> rsa_pair(core::TokenBackend& b, bool token, bool extractable = false) {
+std::pair<core::StoredObject, core::StoredObject> rsa_pair(core::Backend& b, bool token, bool extractable = false) {
   AttrMap pub, priv;
   pub.set_bool(CKA_TOKEN, token);
   pub.set_ulong(CKA_MODULUS_BITS, 2048);

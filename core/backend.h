@@ -78,9 +78,9 @@ struct KeyComponents {
   std::map<std::string, SecureBytes> parts;
 };
 
-class TokenBackend {
+class Backend {
  public:
-  virtual ~TokenBackend() = default;
+  virtual ~Backend() = default;
 
   virtual TokenStatus status() = 0;
   // The mechanisms this token serves, when it serves fewer than core's table or with other key
