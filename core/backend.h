@@ -1,11 +1,28 @@
-// The authoritative key store behind one slot. core owns PKCS#11 policy (sessions, handles,
-// login state, the attribute and mechanism tables); a backend owns the key material and the
-// cryptography: the software token (softtoken/) or a token of another PKCS#11 module, an HSM
-// (forward/). backends/factory.h makes the one a group's configuration names.
+// A backend is the key store behind one slot: it holds the key material and does the
+// cryptography, while core owns PKCS#11 policy (sessions, handles, login state, the attribute
+// and mechanism tables). Two implement it: the software token (softtoken/) and a token of another
+// PKCS#11 module, an HSM (forward/). backends/factory.h makes the one a group's configuration
+// names.
+//
+// A backend never knows of Azure, JWK or BYOK. It speaks PKCS#11 terms only: attributes,
+// mechanisms, key generation, wrap and unwrap inside it, the public key. The mirror (core/mirror)
+// composes Azure's BYOK blob from those calls and core/cloud/jwk makes JWKs of the attributes.
 //
 // Objects are identified by uid (CKA_UNIQUE_ID). The backend returns each object's non-secret
 // attributes; secret attributes (is_secret_attribute) stay inside it and are reached only
-// through secret_attribute() (for extractable, non-sensitive keys) and the crypto operations.
+// through secret_attribute() (for extractable, non-sensitive keys), export_plain() and the
+// crypto operations.
+//
+// Where vendor state lives (the CKA_CDC_* attributes: mirror state, Azure key id, origin, last
+// error; the mirror's journal; Azure-resident key references):
+// - soft token: the vendor attributes are stored in the object's own record beside its
+//   PKCS#11 attributes (softtoken/object_record); key references are attribute-only records of
+//   the same store; the mirror journal is core/mirror/journal, beside the store.
+// - HSM: an HSM holds no vendor attributes, so forward/metadata keeps them, the key references
+//   and each object's assigned identity in <dir>/metadata.json, keyed by uid; the journal is
+//   beside it.
+// In both, update_object() and create_key_reference() are how core writes that state: core
+// never reads a backend's storage.
 #pragma once
 
 #include <cstdint>
@@ -69,13 +86,22 @@ class Operation {
 
 enum class OpKind { sign, verify, encrypt, decrypt };
 
-// A key in JSON Web Key terms (RFC 7517/7518): kty "RSA" (n, e, d, p, q, dp, dq, qi), "EC" with
-// crv "P-256" | "P-384" | "P-521" | "P-256K" (x, y, d; coordinates padded to the field size), or
-// "oct" (k). Values are unsigned big-endian bytes. Ed25519 keys have no representation here.
-struct KeyComponents {
-  std::string kty;
-  std::string crv;
-  std::map<std::string, SecureBytes> parts;
+// Clear key material as PKCS#11 attributes, wiped when dropped.
+using SecretAttrs = std::map<CK_ATTRIBUTE_TYPE, SecureBytes>;
+
+// What a backend can do, for the decisions core makes about its keys.
+struct Capabilities {
+  // Who holds the keys, as sentences for people name it ("the token", "the HSM").
+  std::string holder = "the token";
+  // Key material may leave the backend in clear (export_plain).
+  bool plain_export = true;
+  // The backend enforces CKA_EXTRACTABLE and CKA_WRAP_WITH_TRUSTED on every wrap_key, core's own
+  // calls included (an HSM does; the soft token leaves that policy to core's C_WrapKey).
+  bool enforces_wrap_policy = false;
+  // The mechanism that does AES key wrap with padding (RFC 5649) here: CKM_AES_KEY_WRAP_KWP, or
+  // a vendor form that means the same (SoftHSM2's CKM_AES_KEY_WRAP_PAD, see hsm/README.md).
+  // wrap_key with CKM_AES_KEY_WRAP_KWP runs it. 0: none.
+  CK_MECHANISM_TYPE rfc5649_wrap = CKM_AES_KEY_WRAP_KWP;
 };
 
 class Backend {
@@ -141,20 +167,21 @@ class Backend {
 
   virtual R<void> random(std::uint8_t* out, std::size_t n) = 0;
 
-  // For the mirror engine. The public half of a private key (derived when the token holds no
-  // public key object); the whole key for a plain JWK import (Standard vaults); and the key
-  // wrapped for Azure BYOK: CKM_RSA_AES_KEY_WRAP (RSA-OAEP-SHA1/MGF1-SHA1 of a fresh AES-256 key,
-  // then AES-KWP of the PKCS#8 private key or the raw secret value) under the KEK (n, e), so the
-  // clear key never leaves the backend.
-  virtual R<KeyComponents> public_components(const StoredObject& key) = 0;
-  virtual R<KeyComponents> private_components(const StoredObject& key) = 0;
-  virtual R<Bytes> wrap_for_byok(const StoredObject& key, ByteView kek_n, ByteView kek_e) = 0;
-  // Whether the key can leave the backend for the mirror, plainly (private_components) or
-  // wrapped (wrap_for_byok): checked before any call to Azure, so a refusal costs nothing remote.
-  virtual R<void> can_export(const StoredObject&, bool /*plain*/) { return {}; }
-  // The backend can wrap only keys with CKA_EXTRACTABLE true (an HSM): keys generated on a group
-  // that mirrors on generate get it unless the application's template says otherwise.
-  virtual bool mirror_needs_extractable() const { return false; }
+  virtual Capabilities capabilities() { return {}; }
+
+  // The public key of a public or private key object, as PKCS#11 attributes: CKA_KEY_TYPE with
+  // CKA_MODULUS and CKA_PUBLIC_EXPONENT (RSA) or CKA_EC_PARAMS and CKA_EC_POINT (EC), derived
+  // when the token holds no public key object. key_type_inconsistent for other keys.
+  virtual R<AttrMap> public_key(const StoredObject& key) = 0;
+  // A key's clear material, for a plain export where the group allows one (a Standard vault
+  // takes no wrapped key): RSA CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
+  // CKA_PRIME_1/2, CKA_EXPONENT_1/2, CKA_COEFFICIENT; EC CKA_EC_PARAMS, CKA_EC_POINT, CKA_VALUE;
+  // secret keys CKA_VALUE. key_unextractable where capabilities().plain_export is false.
+  virtual R<SecretAttrs> export_plain(const StoredObject& key) = 0;
 };
+
+// The mechanisms a backend's slot serves: its own list, or core's whole table (also without a
+// backend).
+std::vector<SlotMechanism> slot_mechanisms(Backend* backend);
 
 }  // namespace cdcp11::core

@@ -1,15 +1,15 @@
 // The forwarding backend: key generation, operations, wrapping, and what the mirror needs, all
 // inside the HSM.
+#include <algorithm>
 #include <cstring>
 #include <variant>
 
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/attribute_policy.h"
-#include "core/cloud/key_attrs.h"
+#include "core/ec_curves.h"
 #include "forward/forward_token.h"
 #include "forward/template.h"
-#include "hsm/byok_wrap.h"
 
 namespace cdcp11::forward {
 
@@ -231,8 +231,12 @@ R<SecureBytes> ForwardToken::key_value_for_digest(const StoredObject& key) {
 R<Bytes> ForwardToken::wrap_key(const core::Mechanism& m, const StoredObject& wrapping_key, const StoredObject& key) {
   CDC_ASSIGN(auto w, as_key_error(handles(wrapping_key.uid, {}), Errc::wrapping_key_handle_invalid, "wrapping key"));
   CDC_ASSIGN(auto k, as_key_error(handles(key.uid, {}), Errc::key_handle_invalid, "key to wrap"));
+  hsm::Mechanism hm = hsm_mech(m);
+  // The core asks for RFC 5649 by CKM_AES_KEY_WRAP_KWP; this HSM may name it otherwise.
+  if (m.entry->type == CKM_AES_KEY_WRAP_KWP)
+    if (const auto t = rfc5649_wrap(); t && t != CKM_AES_KEY_WRAP_KWP) hm = hsm::Mechanism(t, ByteView(m.param));
   CDC_ASSIGN(auto l, lease());
-  auto out = l->wrap_key(hsm_mech(m), w.first, k.first);
+  auto out = l->wrap_key(hm, w.first, k.first);
   if (!out) return as_key_error(R<Bytes>(fail(std::move(out).error())), Errc::key_handle_invalid, "key or its wrapping key");
   return std::move(*out);
 }
@@ -299,77 +303,47 @@ R<Bytes> ForwardToken::ec_point_of_private(const StoredObject& key) {
                        std::string(n ? "several match" : "none was found"));
 }
 
-R<core::KeyComponents> ForwardToken::public_components(const StoredObject& key) {
+R<AttrMap> ForwardToken::public_key(const StoredObject& key) {
   const AttrMap& a = key.attrs;
-  core::KeyComponents out;
+  AttrMap out;
   const auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
+  out.set_ulong(CKA_KEY_TYPE, kt);
   if (kt == CKK_RSA) {
     const Bytes* n = a.find(CKA_MODULUS);
     const Bytes* e = a.find(CKA_PUBLIC_EXPONENT);
     if (!n || !e) return core::err(Errc::function_failed, "the HSM gave no modulus or public exponent for the key");
-    out.kty = "RSA";
-    out.parts["n"] = SecureBytes(n->begin(), n->end());
-    out.parts["e"] = SecureBytes(e->begin(), e->end());
+    out.set(CKA_MODULUS, *n);
+    out.set(CKA_PUBLIC_EXPONENT, *e);
     return out;
   }
-  if (kt != CKK_EC) return core::err(Errc::key_type_inconsistent, "only RSA and EC keys have public components");
+  if (kt != CKK_EC) return core::err(Errc::key_type_inconsistent, "only RSA and EC keys have a public key here");
   const Bytes* params = a.find(CKA_EC_PARAMS);
-  auto crv = params ? core::cloud::curve_of(*params) : std::nullopt;
-  if (!crv) return core::err(Errc::key_type_inconsistent, "the key's curve has no Key Vault name");
+  if (!params) return core::err(Errc::function_failed, "the HSM gave no CKA_EC_PARAMS for the key");
   Bytes point;
   if (auto* p = a.find(CKA_EC_POINT)) {
     point = *p;
   } else {
     CDC_ASSIGN(point, ec_point_of_private(key));
   }
-  // DER OCTET STRING around 04 || x || y.
-  const std::size_t len = core::cloud::curve_bytes(*crv);
-  if (point.size() < 2 * len + 1) return core::err(Errc::function_failed, "the HSM's EC point is malformed");
-  const std::size_t at = point.size() - (2 * len + 1);
-  if (point[at] != 0x04) return core::err(Errc::function_failed, "the HSM's EC point is not uncompressed");
-  out.kty = "EC";
-  out.crv = *crv;
-  out.parts["x"] = SecureBytes(point.begin() + at + 1, point.begin() + at + 1 + len);
-  out.parts["y"] = SecureBytes(point.begin() + at + 1 + len, point.end());
+  // Some modules give the raw point where PKCS#11 says DER OCTET STRING.
+  if (auto curve = core::ec_curve_of(*params))
+    if (auto xy = core::ec_point_xy(*curve, point)) point = core::ec_point_der(xy->x, xy->y);
+  out.set(CKA_EC_PARAMS, *params);
+  out.set(CKA_EC_POINT, std::move(point));
   return out;
 }
 
-R<void> ForwardToken::can_export(const StoredObject& key, bool plain) {
-  const std::string who = "group '" + group_ + "': " + (key.uid.empty() ? "the key" : "key " + key.uid) + ": ";
-  if (plain) {
-    const std::string why = who +
-        "a Standard vault takes the key as a plain JWK, which would put the clear key outside the HSM; "
-        "mirror HSM keys into a Premium vault or a Managed HSM (BYOK: the key is wrapped inside the HSM)";
-    log::warn(kLog, why);
-    return core::err(Errc::key_unextractable, why);
-  }
-  if (!key.attrs.bool_or(CKA_EXTRACTABLE, false)) {
-    const std::string why = who +
-        "the HSM will not wrap it for Azure: CKA_EXTRACTABLE is false (it cannot be changed after creation; "
-        "make keys to be mirrored with CKA_EXTRACTABLE true)";
-    log::warn(kLog, why);
-    return core::err(Errc::key_unextractable, why);
-  }
-  if (key.attrs.bool_or(CKA_WRAP_WITH_TRUSTED, false)) {
-    const std::string why = who +
-        "CKA_WRAP_WITH_TRUSTED is true: only a CKA_TRUSTED wrapping key (set by the HSM's SO) may wrap it, "
-        "which an ephemeral key made for the transfer never is";
-    log::warn(kLog, why);
-    return core::err(Errc::key_not_wrappable, why);
-  }
-  auto plan = hsm::plan_rsa_aes_wrap(*module_, slot_, pad_is_rfc5649());
-  if (!plan) {
-    const std::string why = who + "the HSM has no mechanism to make the BYOK blob: " + plan.error().message;
-    log::warn(kLog, why);
-    return core::err(Errc::mechanism_invalid, why);
-  }
-  return {};
+R<core::SecretAttrs> ForwardToken::export_plain(const StoredObject&) {
+  return core::err(Errc::key_unextractable, "an HSM key has no plain export: the clear key never leaves the HSM");
 }
 
-R<core::KeyComponents> ForwardToken::private_components(const StoredObject& key) {
-  auto refused = can_export(key, true);  // always refuses: the clear key never leaves the HSM
-  if (refused) return core::err(Errc::key_unextractable, "an HSM key has no plain export");
-  return fail(std::move(refused).error());
+core::Capabilities ForwardToken::capabilities() {
+  core::Capabilities c;
+  c.holder = "the HSM";
+  c.plain_export = false;
+  c.enforces_wrap_policy = true;
+  c.rfc5649_wrap = rfc5649_wrap();
+  return c;
 }
 
 bool ForwardToken::pad_is_rfc5649() const {
@@ -378,17 +352,19 @@ bool ForwardToken::pad_is_rfc5649() const {
   return info && info->manufacturer.find("SoftHSM") != std::string::npos;
 }
 
-R<Bytes> ForwardToken::wrap_for_byok(const StoredObject& key, ByteView kek_n, ByteView kek_e) {
-  CDC_TRY(can_export(key, false));
-  CDC_ASSIGN(auto hs, handles(key.uid, {}));
-  CDC_ASSIGN(auto plan, hsm::plan_rsa_aes_wrap(*module_, slot_, pad_is_rfc5649()));
-  CDC_ASSIGN(auto l, lease());
-  CDC_ASSIGN(auto kek, hsm::import_rsa_wrapping_key(*l, kek_n, kek_e));
-  hsm::ScopedObject kek_obj(*l, kek);
-  CDC_ASSIGN(auto blob, hsm::rsa_aes_wrap(*l, plan, kek, hs.first));
-  log::info(kLog, "group '" + group_ + "': key " + key.uid + " wrapped in the HSM for Azure (" +
-                      (plan.native ? "CKM_RSA_AES_KEY_WRAP" : "composed RSA-OAEP + AES key wrap with padding") + ")");
-  return blob;
+CK_MECHANISM_TYPE ForwardToken::rfc5649_wrap() {
+  std::lock_guard lk(mu_);
+  if (rfc5649_) return *rfc5649_;
+  auto infos = module_->mechanism_infos(slot_);
+  if (!infos) return 0;  // not cached: the next call asks again
+  auto wraps = [&](CK_MECHANISM_TYPE t) {
+    return std::any_of(infos->begin(), infos->end(),
+                       [&](const hsm::MechanismInfo& i) { return i.type == t && (i.flags & CKF_WRAP); });
+  };
+  rfc5649_ = wraps(CKM_AES_KEY_WRAP_KWP)                       ? CKM_AES_KEY_WRAP_KWP
+             : pad_is_rfc5649() && wraps(CKM_AES_KEY_WRAP_PAD) ? CKM_AES_KEY_WRAP_PAD
+                                                               : 0;
+  return *rfc5649_;
 }
 
 // ---------------------------------------------------------------- templates

@@ -92,11 +92,9 @@ class ForwardToken final : public core::Backend {
                                          const core::AttrMap& attrs) override;
   core::R<void> random(std::uint8_t* out, std::size_t n) override;
 
-  core::R<core::KeyComponents> public_components(const core::StoredObject& key) override;
-  core::R<core::KeyComponents> private_components(const core::StoredObject& key) override;
-  core::R<Bytes> wrap_for_byok(const core::StoredObject& key, ByteView kek_n, ByteView kek_e) override;
-  core::R<void> can_export(const core::StoredObject& key, bool plain) override;
-  bool mirror_needs_extractable() const override { return true; }
+  core::Capabilities capabilities() override;
+  core::R<core::AttrMap> public_key(const core::StoredObject& key) override;
+  core::R<core::SecretAttrs> export_plain(const core::StoredObject& key) override;
 
  private:
   friend class Lease;
@@ -131,8 +129,10 @@ class ForwardToken final : public core::Backend {
   // (another process that listed the object first).
   using Found = std::pair<CK_OBJECT_HANDLE, const core::AttrMap*>;
   core::R<std::vector<std::string>> identify(const std::vector<Found>& objs, bool fresh);
-  // Whether this HSM's CKM_AES_KEY_WRAP_PAD is RFC 5649 (hsm/byok_wrap.h).
+  // Whether this HSM's CKM_AES_KEY_WRAP_PAD is RFC 5649 (hsm/README.md).
   bool pad_is_rfc5649() const;
+  // The HSM's mechanism for RFC 5649 AES key wrap with padding, or 0 (core::Capabilities).
+  CK_MECHANISM_TYPE rfc5649_wrap();
   core::StoredObject view(const std::string& uid, const Known& k);
 
   const std::string group_;
@@ -151,6 +151,7 @@ class ForwardToken final : public core::Backend {
   std::set<std::string> reported_;                  // token objects the core has been told of
   bool logged_in_ = false;
   std::vector<core::SlotMechanism> mechanisms_;  // the slot's list, once asked
+  std::optional<CK_MECHANISM_TYPE> rfc5649_;     // rfc5649_wrap(), once asked
   std::chrono::steady_clock::time_point last_full_read_{};
 
   std::mutex pool_mu_;

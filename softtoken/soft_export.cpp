@@ -1,5 +1,5 @@
-// SoftToken: what the mirror engine takes out of the token: public halves, JWK components for
-// plain imports, and BYOK-wrapped keys.
+// SoftToken: a key's public half and, for a plain export, its clear material, as PKCS#11
+// attributes; and the RSA-AES key wrap (CKM_RSA_AES_KEY_WRAP) wrap_key runs.
 #include "softtoken/der.h"
 #include "softtoken/soft_token.h"
 
@@ -10,27 +10,7 @@ using core::err;
 
 namespace {
 
-const char* jwk_curve(crypto::Curve c) {
-  switch (c) {
-    case crypto::Curve::p256: return "P-256";
-    case crypto::Curve::p384: return "P-384";
-    case crypto::Curve::p521: return "P-521";
-    case crypto::Curve::secp256k1: return "P-256K";
-    case crypto::Curve::ed25519: return nullptr;
-  }
-  return nullptr;
-}
-
 SecureBytes secure(ByteView v) { return SecureBytes(v.begin(), v.end()); }
-
-core::R<void> ec_point_parts(crypto::Curve c, ByteView point, core::KeyComponents& out) {
-  const std::size_t n = crypto::curve_size(c);
-  if (point.size() != 1 + 2 * n || point[0] != 0x04)
-    return err(Errc::device_error, "the EC public point is not an uncompressed point of its curve");
-  out.parts["x"] = secure(point.subspan(1, n));
-  out.parts["y"] = secure(point.subspan(1 + n, n));
-  return {};
-}
 
 }  // namespace
 
@@ -52,88 +32,71 @@ core::R<Bytes> SoftToken::rsa_aes_wrap(const crypto::KeyPtr& rsa_public, std::si
   return out;
 }
 
-core::R<core::KeyComponents> SoftToken::components(const core::StoredObject& key, bool with_private) {
-  core::KeyComponents out;
+core::R<core::AttrMap> SoftToken::public_key(const core::StoredObject& key) {
   const auto cls = key.attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
-  if (cls == CKO_PUBLIC_KEY) {
-    if (with_private) return err(Errc::key_type_inconsistent, "a public key has no private components");
-    CDC_ASSIGN(auto pm, public_material(key.attrs));
+  core::AttrMap out;
+  auto with = [&](const crypto::PublicMaterial& pm) -> core::AttrMap {
     if (auto* r = std::get_if<crypto::RsaPublic>(&pm)) {
-      out.kty = "RSA";
-      out.parts["n"] = secure(r->n);
-      out.parts["e"] = secure(r->e);
-      return out;
+      out.set_ulong(CKA_KEY_TYPE, CKK_RSA);
+      out.set(CKA_MODULUS, r->n);
+      out.set(CKA_PUBLIC_EXPONENT, r->e);
+    } else {
+      auto& e = std::get<crypto::EcPublic>(pm);
+      out.set_ulong(CKA_KEY_TYPE, e.curve == crypto::Curve::ed25519 ? CKK_EC_EDWARDS : CKK_EC);
+      out.set(CKA_EC_PARAMS, params_for_curve(e.curve));
+      out.set(CKA_EC_POINT, der_octet_string(e.point));
     }
-    auto& e = std::get<crypto::EcPublic>(pm);
-    const char* crv = jwk_curve(e.curve);
-    if (!crv) return err(Errc::key_type_inconsistent, "Ed25519 keys have no JWK form Key Vault accepts");
-    out.kty = "EC";
-    out.crv = crv;
-    CDC_TRY(ec_point_parts(e.curve, e.point, out));
     return out;
+  };
+  if (cls == CKO_PUBLIC_KEY) {
+    CDC_ASSIGN(auto pm, public_material(key.attrs));
+    return with(pm);
   }
+  if (cls != CKO_PRIVATE_KEY) return err(Errc::key_type_inconsistent, "only public and private keys have a public key");
   std::lock_guard lk(mu_);
   CDC_ASSIGN(auto sec, secrets_of(key.uid));
-  if (cls == CKO_SECRET_KEY) {
-    out.kty = "oct";
-    if (with_private) out.parts["k"] = sec[CKA_VALUE];
-    return out;
-  }
-  if (cls != CKO_PRIVATE_KEY) return err(Errc::key_handle_invalid, "not a key");
   CDC_ASSIGN(auto pm, private_material(key.attrs, sec));
   if (auto* r = std::get_if<crypto::RsaPrivate>(&pm)) {
     auto full = crypto_.complete_rsa(*r);
     if (!full) return fail(from_crypto(full.error(), CryptoContext::other));
-    out.kty = "RSA";
-    out.parts["n"] = secure(full->n);
-    out.parts["e"] = secure(full->e);
-    if (with_private) {
-      out.parts["d"] = full->d;
-      out.parts["p"] = full->p;
-      out.parts["q"] = full->q;
-      out.parts["dp"] = full->dp;
-      out.parts["dq"] = full->dq;
-      out.parts["qi"] = full->qinv;
-    }
+    return with(crypto::RsaPublic{full->n, full->e});
+  }
+  auto full = crypto_.complete_ec(std::get<crypto::EcPrivate>(pm));
+  if (!full) return fail(from_crypto(full.error(), CryptoContext::other));
+  return with(crypto::EcPublic{full->curve, full->point});
+}
+
+core::R<core::SecretAttrs> SoftToken::export_plain(const core::StoredObject& key) {
+  const auto cls = key.attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
+  if (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY)
+    return err(Errc::key_type_inconsistent, "only private and secret keys have material to export");
+  std::lock_guard lk(mu_);
+  CDC_ASSIGN(auto sec, secrets_of(key.uid));
+  core::SecretAttrs out;
+  if (cls == CKO_SECRET_KEY) {
+    out[CKA_VALUE] = sec[CKA_VALUE];
+    return out;
+  }
+  CDC_ASSIGN(auto pm, private_material(key.attrs, sec));
+  if (auto* r = std::get_if<crypto::RsaPrivate>(&pm)) {
+    auto full = crypto_.complete_rsa(*r);
+    if (!full) return fail(from_crypto(full.error(), CryptoContext::other));
+    out[CKA_MODULUS] = secure(full->n);
+    out[CKA_PUBLIC_EXPONENT] = secure(full->e);
+    out[CKA_PRIVATE_EXPONENT] = full->d;
+    out[CKA_PRIME_1] = full->p;
+    out[CKA_PRIME_2] = full->q;
+    out[CKA_EXPONENT_1] = full->dp;
+    out[CKA_EXPONENT_2] = full->dq;
+    out[CKA_COEFFICIENT] = full->qinv;
     return out;
   }
   auto full = crypto_.complete_ec(std::get<crypto::EcPrivate>(pm));
   if (!full) return fail(from_crypto(full.error(), CryptoContext::other));
-  const char* crv = jwk_curve(full->curve);
-  if (!crv) return err(Errc::key_type_inconsistent, "Ed25519 keys have no JWK form Key Vault accepts");
-  out.kty = "EC";
-  out.crv = crv;
-  CDC_TRY(ec_point_parts(full->curve, full->point, out));
-  if (with_private) {
-    SecureBytes d = full->d;
-    const std::size_t n = crypto::curve_size(full->curve);
-    if (d.size() < n) d.insert(d.begin(), n - d.size(), 0);  // RFC 7518: full field length
-    out.parts["d"] = std::move(d);
-  }
+  out[CKA_EC_PARAMS] = secure(params_for_curve(full->curve));
+  out[CKA_EC_POINT] = secure(der_octet_string(full->point));
+  out[CKA_VALUE] = full->d;
   return out;
-}
-
-core::R<core::KeyComponents> SoftToken::public_components(const core::StoredObject& key) {
-  return components(key, false);
-}
-
-core::R<core::KeyComponents> SoftToken::private_components(const core::StoredObject& key) {
-  return components(key, true);
-}
-
-core::R<Bytes> SoftToken::wrap_for_byok(const core::StoredObject& key, ByteView kek_n, ByteView kek_e) {
-  auto kek = crypto_.load_public(crypto::RsaPublic{Bytes(kek_n.begin(), kek_n.end()), Bytes(kek_e.begin(), kek_e.end())});
-  if (!kek) return err(Errc::wrapping_key_type_inconsistent, "the key-exchange key is not a valid RSA public key");
-  SecureBytes plain;
-  {
-    std::lock_guard lk(mu_);
-    CDC_ASSIGN(plain, key_to_wrap(key));
-  }
-  crypto::CipherParams oaep;  // Azure BYOK: OAEP with SHA-1 and MGF1-SHA-1, empty label
-  oaep.scheme = crypto::CipherParams::Scheme::rsa_oaep;
-  oaep.oaep_hash = crypto::Hash::sha1;
-  oaep.mgf1 = crypto::Hash::sha1;
-  return rsa_aes_wrap(*kek, 256, oaep, plain);
 }
 
 }  // namespace cdcp11::softtoken

@@ -84,9 +84,8 @@ class SoftToken final : public core::Backend {
   core::R<core::StoredObject> derive_key(const core::Mechanism& m, const core::StoredObject& base_key,
                                          const core::AttrMap& attrs) override;
   core::R<void> random(std::uint8_t* out, std::size_t n) override;
-  core::R<core::KeyComponents> public_components(const core::StoredObject& key) override;
-  core::R<core::KeyComponents> private_components(const core::StoredObject& key) override;
-  core::R<Bytes> wrap_for_byok(const core::StoredObject& key, ByteView kek_n, ByteView kek_e) override;
+  core::R<core::AttrMap> public_key(const core::StoredObject& key) override;
+  core::R<core::SecretAttrs> export_plain(const core::StoredObject& key) override;
 
  private:
   SoftToken(core::TokenConfig cfg, std::unique_ptr<store::ObjectStore> st, crypto::Backend& crypto);
@@ -152,7 +151,6 @@ class SoftToken final : public core::Backend {
   // RSA-OAEP of a fresh AES key of aes_bits, then AES-KWP of plain (CKM_RSA_AES_KEY_WRAP).
   core::R<Bytes> rsa_aes_wrap(const crypto::KeyPtr& rsa_public, std::size_t aes_bits,
                               const crypto::CipherParams& oaep, ByteView plain);
-  core::R<core::KeyComponents> components(const core::StoredObject& key, bool with_private);
 
   std::mutex mu_;
   core::TokenConfig cfg_;

@@ -3,25 +3,25 @@
 #include <algorithm>
 
 #include "cdcp11/cdcp11.h"
+#include "core/ec_curves.h"
 
 namespace cdcp11::core::cloud {
 
 namespace {
 
-struct Curve {
-  const char* name;
-  Bytes params;
-  std::size_t bytes;
+struct Named {
+  const char* jwk;
+  EcCurve curve;
 };
 
-const std::vector<Curve>& curves() {
-  static const std::vector<Curve> c = {
-      {"P-256", {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, 32},
-      {"P-384", {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22}, 48},
-      {"P-521", {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23}, 66},
-      {"P-256K", {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a}, 32},  // secp256k1
-  };
-  return c;
+// Key Vault's (JWK's) names of the curves the token has.
+constexpr Named kNames[] = {
+    {"P-256", EcCurve::p256}, {"P-384", EcCurve::p384}, {"P-521", EcCurve::p521}, {"P-256K", EcCurve::secp256k1}};
+
+std::optional<EcCurve> named(std::string_view crv) {
+  for (auto& n : kNames)
+    if (crv == n.jwk) return n.curve;
+  return std::nullopt;
 }
 
 bool has_op(const std::vector<std::string>& ops, std::string_view op) {
@@ -45,37 +45,25 @@ Bytes left_pad(const Bytes& b, std::size_t n) {
 }  // namespace
 
 std::optional<Bytes> ec_params_of(std::string_view crv) {
-  for (auto& c : curves())
-    if (crv == c.name) return c.params;
-  return std::nullopt;
+  auto c = named(crv);
+  if (!c) return std::nullopt;
+  return ec_params(*c);
 }
 
 std::optional<std::string> curve_of(ByteView p) {
-  for (auto& c : curves())
-    if (p.size() == c.params.size() && std::equal(p.begin(), p.end(), c.params.begin())) return c.name;
+  auto c = ec_curve_of(p);
+  if (!c) return std::nullopt;
+  for (auto& n : kNames)
+    if (n.curve == *c) return n.jwk;
   return std::nullopt;
 }
 
 std::size_t curve_bytes(std::string_view crv) {
-  for (auto& c : curves())
-    if (crv == c.name) return c.bytes;
-  return 0;
+  auto c = named(crv);
+  return c ? ec_field_bytes(*c) : 0;
 }
 
-Bytes ec_point_of(ByteView x, ByteView y) {
-  const std::size_t len = 1 + x.size() + y.size();
-  Bytes out{0x04};
-  if (len < 0x80) {
-    out.push_back(static_cast<std::uint8_t>(len));
-  } else {
-    out.push_back(0x81);
-    out.push_back(static_cast<std::uint8_t>(len));
-  }
-  out.push_back(0x04);
-  out.insert(out.end(), x.begin(), x.end());
-  out.insert(out.end(), y.begin(), y.end());
-  return out;
-}
+Bytes ec_point_of(ByteView x, ByteView y) { return ec_point_der(x, y); }
 
 R<AttrMap> material_attrs(const azure::JsonWebKey& k, CK_OBJECT_CLASS cls) {
   AttrMap a;

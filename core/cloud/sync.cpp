@@ -8,6 +8,7 @@
 #include "cdcp11/cdcp11.h"
 #include "azure/util.h"
 #include "common/log.h"
+#include "core/cloud/jwk.h"
 #include "core/cloud/key_attrs.h"
 #include "core/cloud/resident.h"
 #include "core/cloud/vault_ops.h"
@@ -90,8 +91,8 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       auto b = kv.get_key(name);
       if (!b) return fail(from_azure(b.error()));
       if (a.ulong(CKA_CLASS).value_or(0) == CKO_PRIVATE_KEY) {
-        auto pc = token.backend().public_components(l->second);
-        if (!pc || !azure::public_material_matches(b->key, mirror::public_material(*pc))) {
+        auto pc = public_jwk_of(token.backend(), l->second);
+        if (!pc || !azure::public_material_matches(b->key, *pc)) {
           skip("vault key '" + name + "' is tagged as a copy of local key " + l->first +
                " but its public key differs; not linked");
           continue;
@@ -147,7 +148,7 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       local_public.emplace();
       for (auto& [uid, obj] : local)
         if (obj.attrs.ulong(CKA_CLASS).value_or(0) == CKO_PRIVATE_KEY)
-          if (auto pc = token.backend().public_components(obj)) local_public->emplace_back(uid, mirror::public_material(*pc));
+          if (auto pc = public_jwk_of(token.backend(), obj)) local_public->emplace_back(uid, std::move(*pc));
     }
     auto same = std::find_if(local_public->begin(), local_public->end(),
                              [&](const auto& lp) { return azure::public_material_matches(b->key, lp.second); });

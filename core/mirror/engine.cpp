@@ -8,6 +8,8 @@
 #include "azure/byok_blob.h"
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
+#include "core/cloud/jwk.h"
+#include "core/mirror/byok.h"
 #include "core/mirror/naming.h"
 #include "core/mirror/rotation.h"
 
@@ -21,19 +23,12 @@ constexpr unsigned kMaxNameCandidates = 50;
 // backoff (30 s a request at worst) and the wait for a KEK's purge fit well within.
 constexpr std::chrono::milliseconds kLockWait{300'000};
 
-Bytes to_bytes_of(const SecureBytes& s) { return Bytes(s.begin(), s.end()); }
-
-Bytes part(const KeyComponents& c, const char* name) {
-  auto it = c.parts.find(name);
-  return it == c.parts.end() ? Bytes{} : to_bytes_of(it->second);
-}
-
-std::string public_hash(Backend& backend, const KeyComponents& c) {
+std::string public_hash(Backend& backend, const azure::PublicKeyMaterial& m) {
   Mechanism sha{find_mechanism(CKM_SHA256), {}};
   auto op = backend.begin_digest(sha);
   if (!op) return {};
-  std::string canon = c.kty + "|" + c.crv + "|" + to_hex(part(c, "n")) + "|" + to_hex(part(c, "e")) + "|" +
-                      to_hex(part(c, "x")) + "|" + to_hex(part(c, "y"));
+  const std::string kty = m.n.empty() ? "EC" : "RSA";
+  std::string canon = kty + "|" + m.crv + "|" + to_hex(m.n) + "|" + to_hex(m.e) + "|" + to_hex(m.x) + "|" + to_hex(m.y);
   (void)(*op)->update(view(canon));
   auto d = (*op)->finish();
   return d ? to_hex(Bytes(d->begin(), d->end())) : std::string();
@@ -53,19 +48,6 @@ std::string kek_name_of(const Job& job) {
 }
 
 }  // namespace
-
-azure::PublicKeyMaterial public_material(const KeyComponents& c) {
-  azure::PublicKeyMaterial m;
-  if (c.kty == "RSA") {
-    m.n = part(c, "n");
-    m.e = part(c, "e");
-  } else if (c.kty == "EC") {
-    m.crv = c.crv;
-    m.x = part(c, "x");
-    m.y = part(c, "y");
-  }
-  return m;
-}
 
 std::vector<std::string> azure_key_ops(const AttrMap& a) {
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
@@ -328,21 +310,18 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
     rsa_bits = (n->size() - i) * 8;
   }
   CDC_TRY(check_target(azure_, cls, kt, rsa_bits));
-  CDC_TRY(backend.can_export(key, azure_.vault_type == VaultType::standard));
+  CDC_TRY(check_exportable(backend, group_, key, azure_.vault_type == VaultType::standard));
   // Before anything goes to Azure; the caller records a plain export on the key first.
   CDC_ASSIGN(const bool plain, plain_export_of_non_extractable(a));
   if (plain && a.bool_or(CKA_NEVER_EXTRACTABLE, true))
     return err(Errc::function_failed, "the key's CKA_NEVER_EXTRACTABLE must be made false before its plain export");
   const bool is_secret = cls == CKO_SECRET_KEY;
   const bool standard = azure_.vault_type == VaultType::standard;
-  KeyComponents pub;
-  if (is_secret) {
-    pub.kty = "oct";
-  } else {
-    CDC_ASSIGN(pub, backend.public_components(key));
+  azure::PublicKeyMaterial expected;
+  if (!is_secret) {
+    CDC_ASSIGN(expected, cloud::public_jwk_of(backend, key));
   }
-  const azure::PublicKeyMaterial expected = public_material(pub);
-  const std::string pub_hash = is_secret ? std::string() : public_hash(backend, pub);
+  const std::string pub_hash = is_secret ? std::string() : public_hash(backend, expected);
 
   // From here to the end this process owns the job; one that waited for it re-reads the job
   // and finds done whatever the other did.
@@ -425,32 +404,19 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
     o.expected_public = expected;
     if (standard) {
       // Standard vaults take no BYOK: a plain (software) JWK import over TLS.
-      CDC_ASSIGN(auto full, backend.private_components(key));
-      azure::PrivateJwk j;
-      j.kty = full.kty;
-      j.crv = full.crv;
-      j.n = part(full, "n");
-      j.e = part(full, "e");
-      j.x = part(full, "x");
-      j.y = part(full, "y");
-      auto sec = [&](const char* n) { return full.parts.count(n) ? full.parts.at(n) : SecureBytes{}; };
-      j.d = sec("d");
-      j.p = sec("p");
-      j.q = sec("q");
-      j.dp = sec("dp");
-      j.dq = sec("dq");
-      j.qi = sec("qi");
+      CDC_ASSIGN(auto material, backend.export_plain(key));
+      CDC_ASSIGN(auto j, cloud::jwk_private(a, material));
       o.jwk = std::move(j);
     } else {
       auto kek = obtain_kek(kv, job, key.uid);
       if (!kek) return fail_job(kek.error());
-      auto ciphertext = backend.wrap_for_byok(key, kek->key.n, kek->key.e);
+      auto ciphertext = wrap_for_byok(backend, group_, key, kek->key.n, kek->key.e);
       if (!ciphertext) return fail_job(ciphertext.error());
       auto blob = azure::build_byok_blob(job.kek_kid, *ciphertext);
       if (!blob) return fail_job(remote(blob.error()).error);
       o.byok_blob = std::move(*blob);
       o.byok_kty = is_secret ? "oct-HSM" : kt == CKK_RSA ? "RSA-HSM" : "EC-HSM";
-      o.byok_crv = pub.crv;
+      o.byok_crv = expected.crv;
     }
     auto imported = kv.import_key(job.azure_name, o);
     if (!imported && is(imported.error(), azure::ErrorKind::conflict)) {

@@ -2,8 +2,8 @@
 // through Azure BYOK (reference §1) — or a plain JWK import for Standard vaults — as a journaled
 // state machine, so a process killed at any step resumes without importing twice.
 //
-//   pending -> KEK created (RSA-HSM, key_ops [import]) -> key wrapped in the token
-//   (CKM_RSA_AES_KEY_WRAP) and imported with key_hsm -> public key compared -> KEK deleted and,
+//   pending -> KEK created (RSA-HSM, key_ops [import]) -> key wrapped in the backend
+//   (CKM_RSA_AES_KEY_WRAP, core/mirror/byok.h) and imported with key_hsm -> public key compared -> KEK deleted and,
 //   where soft delete is on and purge allowed, purged -> done
 #pragma once
 
@@ -20,10 +20,6 @@ namespace cdcp11::core::mirror {
 // The Key Vault key_ops a mirrored key gets, from its PKCS#11 usage attributes (CKA_SIGN,
 // CKA_DECRYPT, CKA_UNWRAP, ...). The vault holds the private key and serves the public operations.
 std::vector<std::string> azure_key_ops(const AttrMap& key);
-
-// A key's public part (Backend::public_components) as Key Vault shows it, to compare with a
-// vault key's (azure::public_material_matches).
-azure::PublicKeyMaterial public_material(const KeyComponents& c);
 
 struct Outcome {
   std::string key_kid;   // versioned Azure key id

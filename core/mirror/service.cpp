@@ -3,6 +3,7 @@
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/cloud/key_attrs.h"
+#include "core/mirror/byok.h"
 #include "core/mirror/rotation.h"
 #include "core/session/session.h"
 #include "core/token/token.h"
@@ -59,7 +60,7 @@ R<void> Service::before_key_made(const AttrMap& a, std::size_t rsa_bits) {
   // The creating functions know no CKR_KEY_UNEXTRACTABLE: for them the template and the group's
   // policy are what conflict.
   const bool standard = engine_->azure_config().vault_type == VaultType::standard;
-  if (auto can = token_.backend().can_export(StoredObject{{}, a}, standard); !can)
+  if (auto can = check_exportable(token_.backend(), token_.name(), StoredObject{{}, a}, standard); !can)
     return err(Errc::template_inconsistent, can.error().message);
   if (auto plain = engine_->plain_export_of_non_extractable(a); !plain)
     return err(Errc::template_inconsistent, plain.error().message);

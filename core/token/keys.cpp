@@ -97,7 +97,7 @@ R<void> check_key_for(const AttrMap& a, const Mechanism& m, CK_ATTRIBUTE_TYPE us
 }  // namespace
 
 void Token::extractable_for_mirror(AttrMap& a) const {
-  if (backend_ && backend_->mirror_needs_extractable() && cfg_.azure &&
+  if (backend_ && backend_->capabilities().enforces_wrap_policy && cfg_.azure &&
       cfg_.mirror.trigger == MirrorTrigger::on_generate && !a.has(CKA_EXTRACTABLE))
     a.set_bool(CKA_EXTRACTABLE, true);
 }

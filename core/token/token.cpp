@@ -85,13 +85,8 @@ R<TokenStatus> Token::status() {
 }
 
 std::vector<SlotMechanism> Token::mechanisms() {
-  if (backend_) {
-    std::lock_guard lk(mu_);
-    if (auto own = backend_->mechanisms()) return std::move(*own);
-  }
-  std::vector<SlotMechanism> all;
-  for (auto& e : mechanism_table()) all.push_back({e.type, e.min_key, e.max_key, e.flags});
-  return all;
+  std::lock_guard lk(mu_);
+  return slot_mechanisms(backend_.get());
 }
 
 CK_STATE Token::state_of(const Session& s) {

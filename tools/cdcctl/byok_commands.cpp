@@ -29,7 +29,9 @@
 
 #include "azure/byok_blob.h"
 #include "cdcp11/cdcp11.h"
+#include "core/cloud/jwk.h"
 #include "core/config.h"
+#include "core/mirror/byok.h"
 #include "core/mirror/naming.h"
 #include "tools/cdcctl/group_session.h"
 
@@ -233,7 +235,7 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
                                    "; Key Vault imports RSA keys of 2048, 3072 or 4096 bits.");
     kty = "RSA";
   } else if (kt == CKK_EC) {
-    auto pub = gs.token().backend().public_components(key);
+    auto pub = core::cloud::public_jwk_of(gs.token().backend(), key);
     if (!pub) return error_out(global, "Key '" + shown + "' cannot be read: " + pub.error().message + ".");
     kty = "EC";
     crv = pub->crv;
@@ -243,7 +245,7 @@ int run_export(const GlobalOptions& global, const ByokState& st) {
     return error_out(global, "Key '" + shown + "' is a " + lk.type + " key, which Key Vault cannot import.");
   }
 
-  auto ciphertext = gs.token().backend().wrap_for_byok(key, kek->n, kek->e);
+  auto ciphertext = core::mirror::wrap_for_byok(gs.token().backend(), gs.token().name(), key, kek->n, kek->e);
   if (!ciphertext) return error_out(global, "Wrapping key '" + shown + "' failed: " + ciphertext.error().message + ".");
   auto blob = azure::build_byok_blob(st.kek_kid, *ciphertext, "cdcp11 " CDCP11_VERSION " (cdcctl byok export)");
   if (!blob) return error_out(global, blob.error().message);

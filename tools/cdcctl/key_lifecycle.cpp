@@ -26,6 +26,7 @@
 
 #include "azure/keyvault.h"
 #include "azure/util.h"
+#include "core/cloud/jwk.h"
 #include "core/mirror/engine.h"
 #include "core/mirror/naming.h"
 #include "tools/cdcctl/group_session.h"
@@ -193,9 +194,9 @@ Result<bool, std::string> is_copy_of(Ctx& c, const LocalKey& k, const azure::Key
   if (!stored) return fail("Key '" + shown(k) + "' is gone from the token.");
   const core::StoredObject obj = std::move(*stored);
   if (obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA) == CKO_SECRET_KEY) return true;
-  auto pub = c.gs.token().backend().public_components(obj);
+  auto pub = core::cloud::public_jwk_of(c.gs.token().backend(), obj);
   if (!pub) return fail("The public key of '" + shown(k) + "' cannot be read: " + pub.error().message + ".");
-  return azure::public_material_matches(b.key, core::mirror::public_material(*pub));
+  return azure::public_material_matches(b.key, *pub);
 }
 
 // After a recover or restore that brought back vault key b: the local key whose copy it is (the

@@ -1,7 +1,9 @@
 // SoftToken through the Backend interface, on a real store in a temporary directory.
 #include <doctest/doctest.h>
 
+#include "core/cloud/jwk.h"
 #include "core/mechanisms.h"
+#include "core/mirror/byok.h"
 #include "soft_token_test_util.h"
 
 using namespace cdcp11;
@@ -235,23 +237,29 @@ TEST_CASE("mirror exports: public and private JWK components, and BYOK wrapping 
   auto pair = t->generate_key_pair(gen, pub, priv);
   REQUIRE(pair);
 
-  auto from_pub = t->public_components(pair->first);
-  auto from_priv = t->public_components(pair->second);
+  auto from_pub = cloud::public_jwk_of(*t, pair->first);
+  auto from_priv = cloud::public_jwk_of(*t, pair->second);
   REQUIRE(from_pub);
   REQUIRE(from_priv);
-  CHECK(from_priv->kty == "EC");
   CHECK(from_priv->crv == "P-521");
-  CHECK(from_priv->parts.at("x").size() == 66);
-  CHECK(from_priv->parts.at("x") == from_pub->parts.at("x"));
-  CHECK(from_priv->parts.at("y") == from_pub->parts.at("y"));
-  CHECK_FALSE(from_priv->parts.count("d"));
-  auto full = t->private_components(pair->second);
+  CHECK(from_priv->x.size() == 66);
+  CHECK(from_priv->x == from_pub->x);
+  CHECK(from_priv->y == from_pub->y);
+  auto pub_attrs = t->public_key(pair->second);
+  REQUIRE(pub_attrs);
+  CHECK(pub_attrs->ulong(CKA_KEY_TYPE) == CKK_EC);
+  CHECK(*pub_attrs->find(CKA_EC_POINT) == *pair->first.attrs.find(CKA_EC_POINT));
+  CHECK_FALSE(pub_attrs->has(CKA_VALUE));
+  auto material = t->export_plain(pair->second);
+  REQUIRE(material);
+  auto full = cloud::jwk_private(pair->second.attrs, *material);
   REQUIRE(full);
-  CHECK(full->parts.at("d").size() == 66);
+  CHECK(full->d.size() == 66);
+  CHECK(full->x == from_pub->x);
 
   auto kek = c.generate_rsa(2048, {});
   REQUIRE(kek);
-  auto blob = t->wrap_for_byok(pair->second, kek->n, kek->e);
+  auto blob = mirror::wrap_for_byok(*t, "g", pair->second, kek->n, kek->e);
   REQUIRE(blob);
   REQUIRE(blob->size() > 256);
   auto kek_priv = c.load_private(crypto::PrivateMaterial{*kek});
@@ -268,21 +276,23 @@ TEST_CASE("mirror exports: public and private JWK components, and BYOK wrapping 
   CHECK(aes->size() == 32);
   auto pkcs8 = c.aes_key_unwrap(*aes, ByteView(*blob).subspan(256), true, {});
   REQUIRE(pkcs8);
-  auto material = c.decode_pkcs8(*pkcs8);
-  REQUIRE(material);
-  auto& ec = std::get<crypto::EcPrivate>(*material);
+  auto decoded = c.decode_pkcs8(*pkcs8);
+  REQUIRE(decoded);
+  auto& ec = std::get<crypto::EcPrivate>(*decoded);
   CHECK(ec.curve == crypto::Curve::p521);
   SecureBytes scalar = ec.d;
   if (scalar.size() < 66) scalar.insert(scalar.begin(), 66 - scalar.size(), 0);
-  CHECK(scalar == full->parts.at("d"));
+  CHECK(scalar == full->d);
 
   // A secret key goes as its raw value; Ed25519 has no JWK form Key Vault takes.
   auto aes_obj = t->create_object(aes_key(true));
   REQUIRE(aes_obj);
-  auto oct = t->private_components(*aes_obj);
+  auto oct_material = t->export_plain(*aes_obj);
+  REQUIRE(oct_material);
+  auto oct = cloud::jwk_private(aes_obj->attrs, *oct_material);
   REQUIRE(oct);
   CHECK(oct->kty == "oct");
-  CHECK(oct->parts.at("k") == SecureBytes(32, 0x5a));
+  CHECK(oct->k == SecureBytes(32, 0x5a));
   Mechanism ed{find_mechanism(CKM_EC_EDWARDS_KEY_PAIR_GEN), {}};
   AttrMap ep, es;
   ep.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
@@ -292,7 +302,7 @@ TEST_CASE("mirror exports: public and private JWK components, and BYOK wrapping 
   es.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
   auto edpair = t->generate_key_pair(ed, ep, es);
   REQUIRE(edpair);
-  CHECK(err_of(t->public_components(edpair->second)) == Errc::key_type_inconsistent);
-  CHECK(t->wrap_for_byok(pair->second, Bytes{1, 2, 3}, Bytes{1, 0, 1}).error().code ==
+  CHECK(err_of(cloud::public_jwk_of(*t, edpair->second)) == Errc::key_type_inconsistent);
+  CHECK(mirror::wrap_for_byok(*t, "g", pair->second, Bytes{1, 2, 3}, Bytes{1, 0, 1}).error().code ==
         Errc::wrapping_key_type_inconsistent);
 }

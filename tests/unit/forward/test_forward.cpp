@@ -10,6 +10,7 @@
 #include "cdcp11/cdcp11.h"
 #include "core/attribute_policy.h"
 #include "core/mechanisms.h"
+#include "core/mirror/byok.h"
 #include "forward/forward_token.h"
 #include "forward/metadata.h"
 #include "tests/unit/hsm/support.h"
@@ -260,9 +261,9 @@ TEST_CASE("forward: keys generated in the HSM; AES-GCM and CBC (multi-part) roun
   (void)got(bad->update(msg));
   CHECK(refused(bad->verify(sig)).code == core::Errc::signature_invalid);
 
-  auto pc = got(b->public_components(priv));
-  CHECK(pc.kty == "RSA");
-  CHECK(pc.parts.at("n").size() == 256);
+  auto pc = got(b->public_key(priv));
+  CHECK(pc.ulong(CKA_KEY_TYPE) == CKK_RSA);
+  CHECK(pc.find(CKA_MODULUS)->size() == 256);
 
   std::uint8_t rnd[32] = {};
   got(b->random(rnd, sizeof rnd));
@@ -274,17 +275,18 @@ TEST_CASE("forward: wrapping for Azure happens in the HSM, and what it cannot wr
   Fixture f;
   auto b = f.open_user();
   auto [pub, priv] = rsa_pair(*b, true, /*extractable=*/false);
-  auto e = refused(b->can_export(priv, false));
+  auto e = refused(core::mirror::check_exportable(*b, "g", priv, false));
   CHECK(e.code == core::Errc::key_unextractable);
   CHECK(e.message.find("CKA_EXTRACTABLE is false") != std::string::npos);
-  e = refused(b->private_components(priv));
+  e = refused(core::mirror::check_exportable(*b, "g", priv, true));
   CHECK(e.message.find("Premium vault or a Managed HSM") != std::string::npos);
+  CHECK(refused(b->export_plain(priv)).code == core::Errc::key_unextractable);
 
   auto [pub2, priv2] = rsa_pair(*b, true, /*extractable=*/true);
-  got(b->can_export(priv2, false));
+  got(core::mirror::check_exportable(*b, "g", priv2, false));
   auto [kek_pub, kek_priv] = rsa_pair(*b, false);
   const std::uint8_t f4[] = {1, 0, 1};
-  auto blob = got(b->wrap_for_byok(priv2, *kek_pub.attrs.find(CKA_MODULUS), ByteView(f4, 3)));
+  auto blob = got(core::mirror::wrap_for_byok(*b, "g", priv2, *kek_pub.attrs.find(CKA_MODULUS), ByteView(f4, 3)));
   // RSA-OAEP of the AES key (256 bytes) then the padded PKCS#8 wrapped under it.
   CHECK(blob.size() > 256 + 1000);
   auto still = got(b->refresh());
