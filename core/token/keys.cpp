@@ -38,6 +38,7 @@ void mark_generated(AttrMap& a, CK_MECHANISM_TYPE mech, bool local) {
 // errors for a handle of the wrong kind and for a key of the wrong type.
 struct UseRule {
   CK_ATTRIBUTE_TYPE usage;
+  CK_FLAGS flag;  // the mechanism flag the use needs
   CK_OBJECT_CLASS asym_class;  // the asymmetric class that serves (secret keys serve every use but derive)
   Errc invalid_handle, wrong_type;
   const char* verb;
@@ -45,27 +46,29 @@ struct UseRule {
 
 UseRule rule_for(KeyUse u) {
   switch (u) {
-    case KeyUse::sign: return {CKA_SIGN, CKO_PRIVATE_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "sign"};
+    case KeyUse::sign: return {CKA_SIGN, CKF_SIGN, CKO_PRIVATE_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "sign"};
     case KeyUse::verify:
-      return {CKA_VERIFY, CKO_PUBLIC_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "verify"};
+      return {CKA_VERIFY, CKF_VERIFY, CKO_PUBLIC_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "verify"};
     case KeyUse::encrypt:
-      return {CKA_ENCRYPT, CKO_PUBLIC_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "encrypt"};
+      return {CKA_ENCRYPT, CKF_ENCRYPT, CKO_PUBLIC_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "encrypt"};
     case KeyUse::decrypt:
-      return {CKA_DECRYPT, CKO_PRIVATE_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "decrypt"};
+      return {CKA_DECRYPT, CKF_DECRYPT, CKO_PRIVATE_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "decrypt"};
     case KeyUse::wrap:
-      return {CKA_WRAP, CKO_PUBLIC_KEY, Errc::wrapping_key_handle_invalid, Errc::wrapping_key_type_inconsistent,
+      return {CKA_WRAP, CKF_WRAP, CKO_PUBLIC_KEY, Errc::wrapping_key_handle_invalid, Errc::wrapping_key_type_inconsistent,
               "wrap"};
     case KeyUse::unwrap:
-      return {CKA_UNWRAP, CKO_PRIVATE_KEY, Errc::unwrapping_key_handle_invalid,
+      return {CKA_UNWRAP, CKF_UNWRAP, CKO_PRIVATE_KEY, Errc::unwrapping_key_handle_invalid,
               Errc::unwrapping_key_type_inconsistent, "unwrap"};
     case KeyUse::derive:
-      return {CKA_DERIVE, CKO_PRIVATE_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "derive"};
+      return {CKA_DERIVE, CKF_DERIVE, CKO_PRIVATE_KEY, Errc::key_handle_invalid, Errc::key_type_inconsistent, "derive"};
   }
   return {};
 }
 
-// The key's type, usage attribute, CKA_ALLOWED_MECHANISMS and size against the mechanism.
-R<void> check_key_for(const AttrMap& a, const Mechanism& m, CK_ATTRIBUTE_TYPE usage, Errc wrong_type) {
+// The key's type, usage attribute, CKA_ALLOWED_MECHANISMS and size against the mechanism as the
+// slot serves it.
+R<void> check_key_for(const AttrMap& a, const Mechanism& m, const SlotMechanism& slot, CK_ATTRIBUTE_TYPE usage,
+                      Errc wrong_type) {
   auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
   auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
   if (!m.entry->allows_key_type(kt))
@@ -89,7 +92,7 @@ R<void> check_key_for(const AttrMap& a, const Mechanism& m, CK_ATTRIBUTE_TYPE us
   } else if (cls == CKO_SECRET_KEY && kt == CKK_AES) {
     size = a.ulong(CKA_VALUE_LEN).value_or(0);
   }
-  if (size && m.entry->max_key && (size < m.entry->min_key || size > m.entry->max_key))
+  if (size && slot.max_key && (size < slot.min_key || size > slot.max_key))
     return err(Errc::key_size_range, std::string(m.entry->name) + " does not take a key of size " + std::to_string(size));
   return {};
 }
@@ -100,6 +103,17 @@ void Token::extractable_for_mirror(AttrMap& a) const {
   if (backend_ && backend_->capabilities().enforces_wrap_policy && cfg_.azure &&
       cfg_.mirror.trigger == MirrorTrigger::on_generate && !a.has(CKA_EXTRACTABLE))
     a.set_bool(CKA_EXTRACTABLE, true);
+}
+
+R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) {
+  if (slot_list_.empty()) slot_list_ = slot_mechanisms(backend_.get());  // empty: the HSM did not answer
+  for (const auto& s : slot_list_)
+    if (s.type == m.entry->type) {
+      if (!(s.flags & flag)) break;
+      return s;
+    }
+  return err(Errc::mechanism_invalid,
+             std::string(m.entry->name) + " is not offered for this use by the token of group '" + cfg_.name + "'");
 }
 
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
@@ -117,7 +131,8 @@ R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const
     return err(r.wrong_type, std::string("a ") + (cls == CKO_PUBLIC_KEY ? "public" : "private") + " key cannot " +
                                  r.verb);
   }
-  CDC_TRY(check_key_for(key->attrs(), m, r.usage, r.wrong_type));
+  CDC_ASSIGN(const SlotMechanism slot, slot_mechanism(m, r.flag));
+  CDC_TRY(check_key_for(key->attrs(), m, slot, r.usage, r.wrong_type));
   return OpenKey{key->obj, key->home,
                  cls == CKO_PRIVATE_KEY && key->attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false)};
 }

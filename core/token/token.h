@@ -67,6 +67,8 @@ class Token {
   const std::string& azure_unavailable() const { return azure_unavailable_; }
   // The group's mirror (null only when the token is absent); it observes the token's keys.
   mirror::Service* mirror() const { return mirror_.get(); }
+  // Who is told of the token's keys: the mirror, or a test's observer.
+  void set_observer(KeyObserver* o) { observer_ = o; }
 
   // ---- token, PINs, login (token/token.cpp)
   R<TokenStatus> status();
@@ -146,6 +148,8 @@ class Token {
   KeyHome* home_of(const AttrMap& attrs);
   R<Object*> visible(CK_OBJECT_HANDLE h, Errc invalid);
   R<void> check_can_create_locked(const Session& s, const AttrMap& attrs, const AttrMap* given);
+  // The slot's entry for m, which must allow flag (mechanism_invalid otherwise).
+  R<SlotMechanism> slot_mechanism(const Mechanism& m, CK_FLAGS flag);
   R<CK_OBJECT_HANDLE> added(const Session& s, R<StoredObject> made);
   void invalidate_private_handles();
   R<void> before_key_made(const AttrMap& attrs, std::size_t rsa_bits);
@@ -168,10 +172,10 @@ class Token {
   std::mutex mu_;
   LoginState login_ = LoginState::none;
   ObjectCache cache_;
+  std::vector<SlotMechanism> slot_list_;  // the slot's mechanisms, once known
 
   // Last: destroyed (its worker stopped) first, while what its jobs use still exists.
   std::unique_ptr<mirror::Service> mirror_;
-  void set_observer(KeyObserver* o) { observer_ = o; }
 };
 
 }  // namespace cdcp11::core

@@ -1,0 +1,310 @@
+// The core (Provider -> Token -> Session) against an in-memory backend: no .so, no soft token,
+// nothing on disk but the configuration file. Each case names the core behaviour it checks.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "core/mirror/byok.h"
+#include "core/provider/provider.h"
+#include "tests/unit/core/fake_backend.h"
+
+using namespace cdcp11;
+using namespace cdcp11::core;
+using cdcp11::core::test::FakeBackend;
+namespace fs = std::filesystem;
+
+namespace {
+
+Bytes pin(const char* p) { return Bytes(p, p + std::strlen(p)); }
+
+// A provider with one slot (1) served by a FakeBackend.
+struct Fixture {
+  fs::path dir;
+  Provider lib;
+  FakeBackend* fake = nullptr;
+  Token* token = nullptr;
+  std::function<void(FakeBackend&)> setup;
+
+  explicit Fixture(std::function<void(FakeBackend&)> before_open = {}) : setup(std::move(before_open)) {
+    char tmpl[] = "/tmp/cdcp11-fake-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    std::ofstream(dir / "conf.json")
+        << R"({"version": 1, "groups": [{"name": "g", "slot_id": 1, "token": {"dir": "unused"}}]})";
+    auto r = lib.initialize((dir / "conf.json").string(), [this](const GroupConfig&) -> R<std::unique_ptr<Backend>> {
+      auto f = std::make_unique<FakeBackend>();
+      if (setup) setup(*f);
+      fake = f.get();
+      return std::unique_ptr<Backend>(std::move(f));
+    });
+    REQUIRE(r);
+    token = *lib.present_token(1);
+  }
+  ~Fixture() {
+    lib.finalize();
+    fs::remove_all(dir);
+  }
+  std::shared_ptr<Session> open() {
+    auto h = lib.open_session(1, CKF_SERIAL_SESSION | CKF_RW_SESSION);
+    REQUIRE(h);
+    return *lib.session(*h);
+  }
+  std::vector<CK_OBJECT_HANDLE> find(Session& s, const AttrMap& tmpl = {}) {
+    auto r = token->find(s, tmpl);
+    REQUIRE(r);
+    return *r;
+  }
+};
+
+AttrMap data_object(bool token, bool priv, const char* label) {
+  AttrMap a;
+  a.set_ulong(CKA_CLASS, CKO_DATA);
+  a.set_bool(CKA_TOKEN, token);
+  a.set_bool(CKA_PRIVATE, priv);
+  a.set_string(CKA_LABEL, label);
+  a.set(CKA_VALUE, Bytes{1, 2, 3});
+  return a;
+}
+
+AttrMap aes_key(std::size_t len, bool encrypt = true) {
+  AttrMap a;
+  a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+  a.set_ulong(CKA_KEY_TYPE, CKK_AES);
+  a.set_bool(CKA_TOKEN, true);
+  a.set_bool(CKA_ENCRYPT, encrypt);
+  a.set_bool(CKA_DECRYPT, true);
+  a.set(CKA_VALUE, Bytes(len, 0x11));
+  return a;
+}
+
+// The error C_*Init gives, or nullopt when it starts the operation (in s, so one each).
+std::optional<Errc> begin_error(Session& s, OpKind kind, CK_MECHANISM_TYPE type, CK_OBJECT_HANDLE h) {
+  CK_MECHANISM m{type, nullptr, 0};
+  auto r = s.begin(kind, &m, h);
+  if (r) return std::nullopt;
+  return r.error().code;
+}
+
+struct Recorder final : KeyObserver {
+  std::vector<CK_OBJECT_HANDLE> made;
+  std::vector<std::string> destroyed;
+  std::mutex mu;
+  R<void> before_key_made(const AttrMap&, std::size_t) override { return {}; }
+  R<void> key_made(Session&, CK_OBJECT_HANDLE h) override {
+    made.push_back(h);
+    return {};
+  }
+  void key_destroyed(const std::string& uid, const AttrMap&) override { destroyed.push_back(uid); }
+  void user_logged_in() override {}
+  std::unique_lock<std::mutex> hold_for_logout() override { return std::unique_lock(mu); }
+};
+
+}  // namespace
+
+TEST_CASE("fake core: the login state is the token's, shared by every session, and ends with the last one") {
+  Fixture f;
+  auto s1 = f.open();
+  auto s2 = f.open();
+  CHECK(f.lib.login(*s1, CKU_USER, pin("wrong")).error().code == Errc::pin_incorrect);
+  REQUIRE(f.lib.login(*s1, CKU_USER, pin("1234")));
+  CHECK(f.token->state_of(*s2) == CKS_RW_USER_FUNCTIONS);
+  CHECK(f.lib.login(*s2, CKU_USER, pin("1234")).error().code == Errc::user_already_logged_in);
+  REQUIRE(f.lib.logout(*s2));
+  CHECK(f.token->state_of(*s1) == CKS_RW_PUBLIC_SESSION);
+  REQUIRE(f.lib.login(*s2, CKU_USER, pin("1234")));
+  REQUIRE(f.lib.close_session(s1->handle()));
+  CHECK(f.token->login_state() == LoginState::user);  // s2 is still open
+  REQUIRE(f.lib.close_session(s2->handle()));
+  CHECK(f.token->login_state() == LoginState::none);
+}
+
+TEST_CASE("fake core: private objects are visible only when logged in; session objects die with their session") {
+  Fixture f;
+  auto s1 = f.open();
+  auto s2 = f.open();
+  REQUIRE(f.lib.login(*s1, CKU_USER, pin("1234")));
+  REQUIRE(f.token->create_object(*s1, data_object(true, true, "private")));
+  REQUIRE(f.token->create_object(*s1, data_object(true, false, "public")));
+  auto sess_obj = f.token->create_object(*s1, data_object(false, false, "of s1"));
+  REQUIRE(sess_obj);
+  CHECK(f.find(*s2).size() == 3);
+  REQUIRE(f.lib.logout(*s1));
+  CHECK(f.find(*s2).size() == 2);  // the private one is hidden
+  AttrMap priv;
+  priv.set_string(CKA_LABEL, "private");
+  CHECK(f.find(*s2, priv).empty());
+
+  REQUIRE(f.lib.close_session(s1->handle()));
+  AttrMap of_s1;
+  of_s1.set_string(CKA_LABEL, "of s1");
+  CHECK(f.find(*s2, of_s1).empty());
+  CHECK(f.find(*s2).size() == 1);
+  CHECK(f.fake->size() == 2);  // the backend let go of the session object too
+}
+
+TEST_CASE("fake core: open_key refuses the wrong class, a false usage attribute, a mechanism the slot lacks, a size "
+          "out of the slot's range") {
+  Fixture f([](FakeBackend& b) {
+    b.slot_list = std::vector<SlotMechanism>{{CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE},
+                                             {CKM_AES_CBC_PAD, 32, 32, CKF_ENCRYPT | CKF_DECRYPT},
+                                             {CKM_RSA_PKCS, 1024, 4096, CKF_ENCRYPT | CKF_DECRYPT}};
+  });
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  auto k256 = f.token->create_object(*s, aes_key(32));
+  auto k128 = f.token->create_object(*s, aes_key(16, false));
+  auto data = f.token->create_object(*s, data_object(true, false, "d"));
+  AttrMap rsa_pub;
+  rsa_pub.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+  rsa_pub.set_ulong(CKA_KEY_TYPE, CKK_RSA);
+  rsa_pub.set_bool(CKA_TOKEN, true);
+  rsa_pub.set_bool(CKA_ENCRYPT, true);
+  rsa_pub.set(CKA_MODULUS, Bytes(256, 0xc5));
+  rsa_pub.set(CKA_PUBLIC_EXPONENT, Bytes{1, 0, 1});
+  auto pub = f.token->create_object(*s, rsa_pub);
+  REQUIRE(k256);
+  REQUIRE(k128);
+  REQUIRE(data);
+  REQUIRE(pub);
+
+  CHECK_FALSE(begin_error(*f.open(), OpKind::encrypt, CKM_AES_CBC_PAD, *k256));
+  CHECK(begin_error(*f.open(), OpKind::encrypt, CKM_AES_CBC_PAD, *data) == Errc::key_handle_invalid);  // not a key
+  CHECK(begin_error(*f.open(), OpKind::decrypt, CKM_RSA_PKCS, *pub) == Errc::key_type_inconsistent);   // a public key
+  CHECK(begin_error(*f.open(), OpKind::encrypt, CKM_AES_CBC_PAD, *k128) == Errc::key_function_not_permitted);  // CKA_ENCRYPT false
+  CHECK(begin_error(*f.open(), OpKind::encrypt, CKM_AES_GCM, *k256) == Errc::mechanism_invalid);    // not in the slot's list
+  CHECK(begin_error(*f.open(), OpKind::decrypt, CKM_AES_CBC_PAD, *k128) == Errc::key_size_range);   // the slot takes 32 only
+  CHECK(std::count(f.fake->calls.begin(), f.fake->calls.end(), "begin CKM_AES_CBC_PAD") == 1);
+}
+
+TEST_CASE("fake core: C_FindObjects follows what refresh() reports: upserted, removed, full reload") {
+  Fixture f;
+  auto s = f.open();
+  AttrMap label;
+  label.set_string(CKA_LABEL, "from elsewhere");
+  auto other = f.fake->make_external(data_object(true, false, "from elsewhere"));
+  CHECK(f.find(*s, label).empty());  // not reported yet
+  f.fake->push_upsert(other);
+  CHECK(f.find(*s, label).size() == 1);
+
+  AttrMap renamed = other.attrs;
+  renamed.set_string(CKA_LABEL, "renamed");
+  f.fake->push_upsert(StoredObject{other.uid, renamed});
+  CHECK(f.find(*s, label).empty());
+  AttrMap new_label;
+  new_label.set_string(CKA_LABEL, "renamed");
+  CHECK(f.find(*s, new_label).size() == 1);
+
+  f.fake->push_remove(other.uid);
+  CHECK(f.find(*s, new_label).empty());
+
+  auto mine = f.token->create_object(*s, data_object(true, false, "mine"));
+  REQUIRE(mine);
+  auto kept = f.fake->make_external(data_object(true, false, "kept"));
+  f.fake->push_full_reload({kept});
+  auto all = f.find(*s);
+  REQUIRE(all.size() == 1);  // "mine" is gone from the token, "kept" came
+  AttrMap kept_label;
+  kept_label.set_string(CKA_LABEL, "kept");
+  CHECK(f.find(*s, kept_label) == all);
+}
+
+TEST_CASE("fake core: the key observer is told of keys made and token keys destroyed") {
+  Fixture f;
+  Recorder rec;
+  f.token->set_observer(&rec);
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  AttrMap t;
+  t.set_bool(CKA_TOKEN, true);
+  t.set_ulong(CKA_VALUE_LEN, 32);
+  CK_MECHANISM gen{CKM_AES_KEY_GEN, nullptr, 0};
+  auto k = f.token->generate_key(*s, &gen, t);
+  REQUIRE(k);
+  REQUIRE(rec.made == std::vector<CK_OBJECT_HANDLE>{*k});
+  auto created = f.token->create_object(*s, aes_key(16));
+  REQUIRE(created);
+  CHECK(rec.made.back() == *created);
+  REQUIRE(f.token->destroy_object(*s, *k));
+  REQUIRE(rec.destroyed.size() == 1);
+  CHECK(f.fake->calls.back() == "destroy");
+  CHECK_FALSE(f.fake->holds(rec.destroyed[0]));
+  f.token->set_observer(nullptr);
+}
+
+TEST_CASE("fake core: the slot's mechanism list is the backend's, or core's table when it has none") {
+  {
+    Fixture f([](FakeBackend& b) { b.slot_list = std::vector<SlotMechanism>{{CKM_SHA256, 0, 0, CKF_DIGEST}}; });
+    auto list = f.token->mechanisms();
+    REQUIRE(list.size() == 1);
+    CHECK(list[0].type == CKM_SHA256);
+  }
+  Fixture f;
+  CHECK(f.token->mechanisms().size() == mechanism_table().size());
+}
+
+TEST_CASE("fake core: the BYOK blob is one CKM_RSA_AES_KEY_WRAP where the slot has it, else composed from the "
+          "backend's mechanisms; its session objects are destroyed") {
+  const Bytes n(256, 0xc5), e{1, 0, 1};
+  auto text = [](const Bytes& b) { return std::string(b.begin(), b.end()); };
+  {
+    FakeBackend b;  // core's table: CKM_RSA_AES_KEY_WRAP
+    auto target = b.make_external(aes_key(32));
+    auto blob = mirror::wrap_for_byok(b, "g", target, n, e);
+    REQUIRE(blob);
+    CHECK(text(*blob) == "[CKM_RSA_AES_KEY_WRAP(0002,0001)]");  // under the KEK session object (uid ...2)
+    CHECK(b.calls == std::vector<std::string>{"create", "wrap CKM_RSA_AES_KEY_WRAP", "destroy"});
+    CHECK(b.size() == 1);
+  }
+  FakeBackend b;
+  b.slot_list = std::vector<SlotMechanism>{{CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE},
+                                           {CKM_RSA_PKCS_OAEP, 1024, 4096, CKF_WRAP | CKF_ENCRYPT}};
+  b.caps.rfc5649_wrap = CKM_AES_KEY_WRAP_PAD;  // the backend's name for RFC 5649; core asks for KWP
+  auto target = b.make_external(aes_key(32));
+  auto blob = mirror::wrap_for_byok(b, "g", target, n, e);
+  REQUIRE(blob);
+  // RSA-OAEP of the ephemeral AES key (uid ...3) under the KEK (...2), then the target under it.
+  CHECK(text(*blob) == "[CKM_RSA_PKCS_OAEP(0002,0003)][CKM_AES_KEY_WRAP_KWP(0003,0001)]");
+  CHECK(b.calls == std::vector<std::string>{"create", "generate CKM_AES_KEY_GEN", "wrap CKM_AES_KEY_WRAP_KWP",
+                                            "wrap CKM_RSA_PKCS_OAEP", "destroy", "destroy"});
+  CHECK(b.size() == 1);
+}
+
+TEST_CASE("fake core: what the backend cannot wrap for BYOK is refused before any wrap, with its CKR and sentence") {
+  FakeBackend b;
+  b.slot_list = std::vector<SlotMechanism>{{CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE},
+                                           {CKM_RSA_PKCS_OAEP, 1024, 4096, CKF_WRAP}};
+  b.caps.rfc5649_wrap = 0;
+  AttrMap a = aes_key(32);
+  a.set_bool(CKA_EXTRACTABLE, true);
+  auto target = b.make_external(a);
+  auto none = mirror::check_exportable(b, "g", target, false);
+  REQUIRE_FALSE(none);
+  CHECK(none.error().code == Errc::mechanism_invalid);
+  CHECK(none.error().message.find("neither CKM_RSA_AES_KEY_WRAP nor an RFC 5649 AES key wrap") != std::string::npos);
+
+  b.slot_list.reset();
+  b.caps = Capabilities{"the HSM", false, true, CKM_AES_KEY_WRAP_KWP};
+  CHECK(mirror::check_exportable(b, "g", target, false));
+  auto plain = mirror::check_exportable(b, "g", target, true);
+  REQUIRE_FALSE(plain);
+  CHECK(plain.error().code == Errc::key_unextractable);
+  CHECK(plain.error().message.find("Premium vault or a Managed HSM") != std::string::npos);
+
+  auto fixed = b.make_external(aes_key(32));  // CKA_EXTRACTABLE absent: false
+  b.calls.clear();
+  auto unextractable = mirror::wrap_for_byok(b, "g", fixed, Bytes(256, 1), Bytes{1, 0, 1});
+  REQUIRE_FALSE(unextractable);
+  CHECK(unextractable.error().code == Errc::key_unextractable);
+  CHECK(unextractable.error().message.find("CKA_EXTRACTABLE is false") != std::string::npos);
+  CHECK(b.calls.empty());
+
+  a.set_bool(CKA_WRAP_WITH_TRUSTED, true);
+  auto trusted = mirror::check_exportable(b, "g", b.make_external(a), false);
+  REQUIRE_FALSE(trusted);
+  CHECK(trusted.error().code == Errc::key_not_wrappable);
+  CHECK(trusted.error().message.find("CKA_WRAP_WITH_TRUSTED") != std::string::npos);
+}
