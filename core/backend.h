@@ -132,9 +132,9 @@ class Backend {
   // backend and are not in the returned StoredObject. Session objects (CKA_TOKEN false) live in
   // memory only.
   virtual R<StoredObject> create_object(const AttrMap& attrs) = 0;
-  // A private key token object whose key material lives outside this token (an Azure-resident
-  // key): attributes only, nothing sealed. The backend refuses crypto with it; core routes its
-  // operations elsewhere (CKA_CDC_ORIGIN).
+  // A private key token object whose key material lives outside this token (a remote key core
+  // reaches by other means): attributes only, nothing sealed. The backend refuses crypto with it;
+  // core routes its operations to the key's home (CKA_CDC_ORIGIN).
   virtual R<StoredObject> create_key_reference(const AttrMap& attrs) = 0;
   // New object with the secret material of src and the given (non-secret) attributes.
   virtual R<StoredObject> copy_object(const std::string& src_uid, const AttrMap& attrs) = 0;
@@ -173,8 +173,8 @@ class Backend {
   // CKA_MODULUS and CKA_PUBLIC_EXPONENT (RSA) or CKA_EC_PARAMS and CKA_EC_POINT (EC), derived
   // when the token holds no public key object. key_type_inconsistent for other keys.
   virtual R<AttrMap> public_key(const StoredObject& key) = 0;
-  // A key's clear material, for a plain export where the group allows one (a Standard vault
-  // takes no wrapped key): RSA CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
+  // A key's clear material, for a plain export where core's policy allows one (a destination
+  // that takes no wrapped key): RSA CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
   // CKA_PRIME_1/2, CKA_EXPONENT_1/2, CKA_COEFFICIENT; EC CKA_EC_PARAMS, CKA_EC_POINT, CKA_VALUE;
   // secret keys CKA_VALUE. key_unextractable where capabilities().plain_export is false.
   virtual R<SecretAttrs> export_plain(const StoredObject& key) = 0;
