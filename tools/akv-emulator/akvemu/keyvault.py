@@ -72,6 +72,7 @@ class KeyVault:
             raise kv_error(404, "NotFound", "The requested resource was not found: %s %s" %
                            (req.method, req.path))
         handler, op, name, version = route
+        req.op, req.vault_name = op, vault.name   # for the request counter (server.py)
         if op in ("rotate", "getrotationpolicy", "setrotationpolicy", "rng") and not api_at_least(api, 7, 3):
             # [U] text; these operations came with 7.3.
             raise bad_parameter("The operation is not supported by api-version %s; it needs 7.3 or later." % api)

@@ -6,6 +6,7 @@ Routing: login.* -> Entra, management.* -> ARM, {name}.vault.* /
 the admin endpoint (/_admin/..., and only with the X-AKV-Emulator-Admin
 header, so no Azure client can reach it by accident).
 """
+import collections
 import datetime
 import json
 import socket
@@ -42,8 +43,13 @@ class Emulator:
         self.arm = Arm(config, self.entra)
         self._log_lock = threading.Lock()
         self.log_stream = log_stream or sys.stderr
+        # Key Vault requests that reached a vault, by (vault, operation, status): GET /_admin/requests.
+        self.requests = collections.Counter()
 
     def log(self, req, status, ms):
+        if getattr(req, "op", None):
+            with self._log_lock:
+                self.requests[(req.vault_name, req.op, status)] += 1
         # Never log bodies, headers or query strings: they may hold secrets.
         line = "%s %s %s%s %s client=%s %dms\n" % (
             datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
@@ -147,6 +153,14 @@ class Emulator:
             if p.startswith("/_admin/faults/") and m == "DELETE":
                 ok = self.faults.remove(int(p.rsplit("/", 1)[1]))
                 return Response(204 if ok else 404)
+            if p == "/_admin/requests":
+                with self._log_lock:
+                    if m == "DELETE":
+                        self.requests.clear()
+                        return Response(204)
+                    counts = sorted(self.requests.items())
+                return Response(200, {"value": [{"vault": v, "op": o, "status": st, "count": n}
+                                                for (v, o, st), n in counts]})
             if p == "/_admin/ratelimit":
                 if m in ("PUT", "POST"):
                     self.faults.set_rate_limit(req.json())
