@@ -56,7 +56,11 @@ Limit mhsm_limit(KeyOp op, const KeyShape& key);
 
 struct LimiterConfig {
   bool enabled = true;
-  double fraction = 0.9;  // stay this far below the published limits
+  // The share of each published limit to use. All of it by default: a margin below it would cap
+  // a mirror of many keys (one HSM CREATE each) under 0.9 of the rate the vault allows, and the
+  // slack below already keeps requests from reaching the vault early. Another client using the
+  // same vault still gets 429s, which are retried after Retry-After or a backoff.
+  double fraction = 1.0;
   // Azure's windows are counted from when requests arrive; ours from when they are sent. A
   // window this much longer absorbs the latency between the two, so a request sent just as a
   // slot frees up does not reach the vault while the old one is still in its window.
