@@ -200,6 +200,7 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(got, {("demo-premium", "get", 200): 2, ("demo-premium", "get", 404): 1,
                                ("demo-premium", "list", 200): 1, ("demo-standard", "create", 200): 1,
                                ("demo-standard", "create", 429): 1})
+        self.assertEqual(r.json()["maxInFlight"], 1)   # one after the other
         self.assertEqual(self.emu.admin("DELETE", "/_admin/requests").status_code, 204)
         self.assertEqual(self.emu.admin("GET", "/_admin/requests").json()["value"], [])
 
