@@ -24,9 +24,9 @@ constexpr const char* kLog = "sync";
 // not kept, so the next sync reads the key once more.
 constexpr std::int64_t kSettledSeconds = 2;
 
-// The creation time of the vault key version b holds, when it can tell versions apart. The list
-// answer carries each key's current version's `created` (not its version id): a time equal to the
-// one kept on the token's objects means the token has that version, and the key is not read again.
+// A key version's creation time, when it can tell versions apart. The list answer carries each
+// key's current version's `created` (not its version id): a time equal to the one kept on the
+// token's private key object means the token has that version, and the key is not read again.
 std::optional<CK_ULONG> version_created(const azure::KeyAttributes& a) {
   if (!a.created || *a.created < 0 || *a.created > mirror::now_seconds() - kSettledSeconds) return std::nullopt;
   return static_cast<CK_ULONG>(*a.created);
@@ -52,6 +52,7 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
   struct Resident {
     CK_OBJECT_HANDLE priv = 0, pub = 0;
     std::string kid;
+    std::string priv_uid;
     std::optional<CK_ULONG> created;  // of the version held (CKA_CDC_VERSION_SINCE)
   };
   std::map<std::string, StoredObject> local;
@@ -70,6 +71,7 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
         (cls == CKO_PRIVATE_KEY ? r.priv : r.pub) = h;
         if (cls == CKO_PRIVATE_KEY) {
           r.kid = a.string_or(CKA_CDC_AZURE_KEY_ID, "");
+          r.priv_uid = e.obj.uid;
           r.created = a.ulong(CKA_CDC_VERSION_SINCE);
         }
       } else if (!az && (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY)) {
@@ -135,15 +137,8 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       if (!b) return fail(from_azure(b.error()));
       if (b->key.kid == rit->second.kid) {
         // Same version; its creation time is kept now (keys brought in before it was) for the next sync.
-        if (auto c = version_created(b->attributes)) {
-          auto t = token.lock();
-          if (Object* o = t.cache().get(rit->second.priv)) {
-            AttrMap a = o->attrs();
-            a.set_ulong(CKA_CDC_VERSION_SINCE, *c);
-            CDC_TRY(t.backend().update_object(o->obj.uid, a));
-            t.cache().set_attrs(rit->second.priv, std::move(a));
-          }
-        }
+        if (auto c = version_created(b->attributes))
+          CDC_TRY(svc->update_key(rit->second.priv_uid, [&](AttrMap& a) { a.set_ulong(CKA_CDC_VERSION_SINCE, *c); }));
         ++rep.unchanged;
         continue;
       }

@@ -214,6 +214,32 @@ class FaultTest(unittest.TestCase):
 
 
 class ConfigFaultTest(unittest.TestCase):
+    def test_rsa_key_pool_hands_out_the_same_few_keys_in_turn(self):
+        # Benchmarks only ("rsaKeyPool"): RSA keys come from a pool made once, so that the emulator's
+        # key generation does not set the pace of many RSA-HSM creates.
+        def n_of(emu, tok, name):
+            r = emu.rest("POST", PREMIUM + "/keys/%s/create" % name, tok, {"kty": "RSA-HSM", "key_size": 2048})
+            self.assertEqual(r.status_code, 200, r.text)
+            return r.json()["key"]["n"]
+        pooled = az.Emulator.start(modify=lambda c: c["emulator"].update(rsaKeyPool=2))
+        try:
+            pooled.map_hosts()
+            tok = pooled.token()
+            n = [n_of(pooled, tok, "pool-%d" % i) for i in range(5)]
+            self.assertNotEqual(n[0], n[1])
+            self.assertEqual(n[2:], [n[0], n[1], n[0]])
+            r = pooled.rest("POST", PREMIUM + "/keys/pool-bad/create", tok, {"kty": "RSA-HSM", "key_size": 1024})
+            self.assertEqual(r.status_code, 400, r.text)
+        finally:
+            pooled.stop()
+        fresh = az.Emulator.start()
+        try:
+            fresh.map_hosts()
+            tok = fresh.token()
+            self.assertNotEqual(n_of(fresh, tok, "fresh-1"), n_of(fresh, tok, "fresh-2"))
+        finally:
+            fresh.stop()
+
     def test_faults_and_rate_limit_from_config(self):
         def modify(c):
             c["emulator"]["faults"] = [{"match": {"service": "entra"}, "status": 503, "count": 1}]
