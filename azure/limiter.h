@@ -4,8 +4,9 @@
 // Key vaults (Learn service-limits; reference §9, §11): transactions per vault per 10 s.
 // HSM key CREATE 10, software CREATE 20; key IMPORT 300 in its own bucket (shared in Azure
 // with secret CREATE and certificate IMPORT, not CREATE's); other key transactions HSM 2000,
-// software 4000, where an RSA-3072 operation costs 4 and an RSA-4096 one 8 RSA-2048 units;
-// everything else (list, delete, purge, recover, backup, restore, rotation policy) 4000.
+// software 4000, where an RSA-3072 operation costs 4 and an RSA-4096 one 8 RSA-2048 units (a list
+// counts there too, as the emulator counts it); everything else (delete, purge, recover, backup,
+// restore, rotation policy) 4000.
 // Rotate makes a new version and is counted as a CREATE [I].
 //
 // Managed HSM (scaling-guidance.md): no 10-second windows but a capacity per HSM per second,
