@@ -64,6 +64,7 @@ Limit vault_limit(KeyOp op, const KeyShape& key) {
     case KeyOp::import:
       return vault_bucket("import", 300);
     case KeyOp::get:
+    case KeyOp::list:
     case KeyOp::update:
     case KeyOp::sign:
     case KeyOp::verify:

@@ -4,8 +4,9 @@
 // Key vaults (Learn service-limits; reference §9, §11): transactions per vault per 10 s.
 // HSM key CREATE 10, software CREATE 20; key IMPORT 300 in its own bucket (shared in Azure
 // with secret CREATE and certificate IMPORT, not CREATE's); other key transactions HSM 2000,
-// software 4000, where an RSA-3072 operation costs 4 and an RSA-4096 one 8 RSA-2048 units;
-// everything else (list, delete, purge, recover, backup, restore, rotation policy) 4000.
+// software 4000, where an RSA-3072 operation costs 4 and an RSA-4096 one 8 RSA-2048 units (a list
+// counts there too, as the emulator counts it); everything else (delete, purge, recover, backup,
+// restore, rotation policy) 4000.
 // Rotate makes a new version and is counted as a CREATE [I].
 //
 // Managed HSM (scaling-guidance.md): no 10-second windows but a capacity per HSM per second,
@@ -56,7 +57,11 @@ Limit mhsm_limit(KeyOp op, const KeyShape& key);
 
 struct LimiterConfig {
   bool enabled = true;
-  double fraction = 0.9;  // stay this far below the published limits
+  // The share of each published limit to use. All of it by default: a margin below it would cap
+  // a mirror of many keys (one HSM CREATE each) under 0.9 of the rate the vault allows, and the
+  // slack below already keeps requests from reaching the vault early. Another client using the
+  // same vault still gets 429s, which are retried after Retry-After or a backoff.
+  double fraction = 1.0;
   // Azure's windows are counted from when requests arrive; ours from when they are sent. A
   // window this much longer absorbs the latency between the two, so a request sent just as a
   // slot frees up does not reach the vault while the old one is still in its window.

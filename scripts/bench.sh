@@ -4,7 +4,7 @@
 #
 #   bash scripts/bench.sh [--quick] [--seconds S] [--reps N] [--ops a,b] [--keys session|token]
 #                         [--no-crypto] [--counts 1000,10000,100000] [--rounds N] [--no-objects]
-#                         [--build-dir DIR]
+#                         [--build-dir DIR] [--mirror [--mirror-keys N] [--sync-keys S]]
 #
 # About 10 minutes (plus the first release build). --ops reruns some rows (ids as in the raw
 # figures: aes_gcm_16, rsa2048_sign, ...). The modules' keys are session objects, as in the
@@ -12,13 +12,16 @@
 # (Markdown) and the raw figures are kept in <build-dir>/bench-results/. Benchmarks, not tests:
 # nothing fails on a missed target.
 # --smoke (the meson test 'bench-smoke') runs one call of everything against an existing build.
+# --mirror adds bench/mirror_rate.py (a few minutes more): mirroring N keys (cdcctl key mirror
+# --all, and an async burst) against the Key Vault emulator with Azure's rate limits on, beside
+# the rate those limits allow, and the time of a vault sync of S keys (first and second sync).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=""
 SECS=2 REPS=3 WARMUP=0.5 ITER=0 ROUNDS=5 BUDGET=240
 COUNTS=1000,10000,100000
-CRYPTO=1 OBJECTS=1 SMOKE=0 OPS=all KEYS=session
+CRYPTO=1 OBJECTS=1 SMOKE=0 OPS=all KEYS=session MIRROR=0 MIRROR_KEYS=40 SYNC_KEYS=5000
 SOFTHSM=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
@@ -33,6 +36,9 @@ while [ $# -gt 0 ]; do
     --build-dir) BUILD=$(cd "$2" && pwd); shift ;;
     --no-crypto) CRYPTO=0 ;;
     --no-objects) OBJECTS=0 ;;
+    --mirror) MIRROR=1 ;;
+    --mirror-keys) MIRROR_KEYS=$2; shift ;;
+    --sync-keys) SYNC_KEYS=$2; shift ;;
     --quick) SECS=1 REPS=1 WARMUP=0.2 ROUNDS=3 COUNTS=1000,10000 ;;
     --smoke) SMOKE=1 ITER=1 ROUNDS=1 COUNTS=3,5 ;;
     -h|--help) usage ;;
@@ -49,6 +55,7 @@ if [ -z "$BUILD" ]; then
     meson setup "$BUILD" "$ROOT" -Dbuildtype=release -Dtests=false -Dbench=true >/dev/null
   fi
   meson compile -C "$BUILD" cdcbench cdcp11 >/dev/null
+  if [ "$MIRROR" = 1 ]; then meson compile -C "$BUILD" cdcctl >/dev/null; fi
 fi
 BENCH=$BUILD/bench/cdcbench
 MODULE=$BUILD/p11module/libcdcp11.so
@@ -122,6 +129,12 @@ if [ "$OBJECTS" = 1 ]; then
     echo "bench.sh: token objects, $name: done at $((SECONDS - started)) s" >&2
   done
 fi
+MIRROR_TABLE=$WORK/mirror.md
+if [ "$MIRROR" = 1 ] && [ "$SMOKE" = 0 ]; then
+  echo "bench.sh: mirroring and vault sync against the emulator ($MIRROR_KEYS keys, sync of $SYNC_KEYS)" >&2
+  /usr/bin/python3 "$ROOT/bench/mirror_rate.py" --build "$BUILD" --keys "$MIRROR_KEYS" --burst "$MIRROR_KEYS" \
+    --sync-keys "$SYNC_KEYS" > "$MIRROR_TABLE"
+fi
 meta load_end "$(loadavg)"
 meta runtime "$((SECONDS - started)) s (without the build)"
 
@@ -129,6 +142,7 @@ report() {
   /usr/bin/python3 "$ROOT/bench/report.py" "$@" "$RESULTS"
   echo
   /usr/bin/python3 "$ROOT/bench/report.py" --cpu "$RESULTS"
+  if [ -s "$MIRROR_TABLE" ]; then echo; cat "$MIRROR_TABLE"; fi
 }
 if [ "$SMOKE" = 1 ]; then
   report --require-all

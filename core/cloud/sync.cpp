@@ -13,6 +13,7 @@
 #include "core/cloud/resident.h"
 #include "core/cloud/vault_ops.h"
 #include "core/mirror/engine.h"
+#include "core/mirror/rotation.h"
 #include "core/mirror/service.h"
 #include "core/session/session.h"
 
@@ -20,7 +21,18 @@ namespace cdcp11::core::cloud {
 
 namespace {
 constexpr const char* kLog = "sync";
+// A version created this recently may share its creation second with a newer one; its time is
+// not kept, so the next sync reads the key once more.
+constexpr std::int64_t kSettledSeconds = 2;
+
+// A key version's creation time, when it can tell versions apart. The list answer carries each
+// key's current version's `created` (not its version id): a time equal to the one kept on the
+// token's private key object means the token has that version, and the key is not read again.
+std::optional<CK_ULONG> version_created(const azure::KeyAttributes& a) {
+  if (!a.created || *a.created < 0 || *a.created > mirror::now_seconds() - kSettledSeconds) return std::nullopt;
+  return static_cast<CK_ULONG>(*a.created);
 }
+}  // namespace
 
 R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& progress) {
   if (token.login_state() != LoginState::user)
@@ -41,6 +53,8 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
   struct Resident {
     CK_OBJECT_HANDLE priv = 0, pub = 0;
     std::string kid;
+    std::string priv_uid;
+    std::optional<CK_ULONG> created;  // of the version held (CKA_CDC_VERSION_SINCE)
   };
   std::map<std::string, StoredObject> local;
   std::map<std::string, Resident> resident;
@@ -56,7 +70,11 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       if (az && (cls == CKO_PRIVATE_KEY || cls == CKO_PUBLIC_KEY)) {
         auto& r = resident[name_of_kid(a.string_or(CKA_CDC_AZURE_KEY_ID, ""))];
         (cls == CKO_PRIVATE_KEY ? r.priv : r.pub) = h;
-        if (cls == CKO_PRIVATE_KEY) r.kid = a.string_or(CKA_CDC_AZURE_KEY_ID, "");
+        if (cls == CKO_PRIVATE_KEY) {
+          r.kid = a.string_or(CKA_CDC_AZURE_KEY_ID, "");
+          r.priv_uid = e.obj.uid;
+          r.created = a.ulong(CKA_CDC_VERSION_SINCE);
+        }
       } else if (!az && (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY)) {
         local[e.obj.uid] = e.obj;
         if (a.ulong(CKA_CDC_MIRROR_STATE).value_or(0) == CDC_MIRROR_STATE_MIRRORED)
@@ -112,9 +130,16 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     // 2. Already here as an Azure-resident key: follow its current version.
     auto rit = resident.find(azure::to_lower(name));
     if (rit != resident.end() && rit->second.priv) {
+      if (rit->second.created && rit->second.created == version_created(it.attributes)) {
+        ++rep.unchanged;
+        continue;
+      }
       auto b = kv.get_key(name);
       if (!b) return fail(from_azure(b.error()));
       if (b->key.kid == rit->second.kid) {
+        // Same version; its creation time is kept now (keys brought in before it was) for the next sync.
+        if (auto c = version_created(b->attributes))
+          CDC_TRY(svc->update_key(rit->second.priv_uid, [&](AttrMap& a) { a.set_ulong(CKA_CDC_VERSION_SINCE, *c); }));
         ++rep.unchanged;
         continue;
       }
@@ -131,6 +156,8 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
         AttrMap a = o->attrs();
         for (auto& [type, v] : *mat) a.set(type, v);
         a.set_string(CKA_CDC_AZURE_KEY_ID, b->key.kid);
+        if (auto c = version_created(b->attributes); c && h == rit->second.priv) a.set_ulong(CKA_CDC_VERSION_SINCE, *c);
+        else if (h == rit->second.priv) a.erase(CKA_CDC_VERSION_SINCE);
         CDC_TRY(t.backend().update_object(o->obj.uid, a));
         t.cache().set_attrs(h, std::move(a));
       }
@@ -170,6 +197,7 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       usage_from_ops(b->key.key_ops, a == &pub ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY, *a);
     }
     pub.set_bool(CKA_PRIVATE, false);
+    if (auto c = version_created(b->attributes)) priv.set_ulong(CKA_CDC_VERSION_SINCE, *c);
     auto pair = resident_pair(*b, std::move(pub), std::move(priv));
     if (!pair) {
       skip("vault key '" + name + "' is not brought in: " + pair.error().message);

@@ -21,6 +21,12 @@ namespace cdcp11::core::mirror {
 // CKA_DECRYPT, CKA_UNWRAP, ...). The vault holds the private key and serves the public operations.
 std::vector<std::string> azure_key_ops(const AttrMap& key);
 
+// How many keys one process mirrors at once (cdcctl key mirror --all, async mode's worker). A
+// mirror mostly waits for the vault (the KEK's creation, the deletion before the purge), so with
+// one at a time a vault's HSM CREATE limit (10 per 10 s, one KEK per key) is far from used; more
+// than the window holds would only queue in the rate limiter.
+inline constexpr unsigned kParallelMirrors = 8;
+
 struct Outcome {
   std::string key_kid;   // versioned Azure key id
   std::string note;      // e.g. why the KEK was left soft-deleted

@@ -1,5 +1,9 @@
 #include "core/mirror/service.h"
 
+#include <algorithm>
+#include <system_error>
+#include <thread>
+
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
 #include "core/cloud/key_attrs.h"
@@ -30,7 +34,7 @@ std::unique_ptr<Service> Service::open(Token& token) {
       return s;
     }
     s->engine_ = std::make_unique<Engine>(g.name, *g.azure, std::move(conn), std::move(*journal), g.mirror);
-    s->worker_ = std::make_unique<Worker>();
+    s->worker_ = std::make_unique<Worker>(kParallelMirrors);
   } catch (const std::exception& e) {
     s->engine_.reset();
     s->unavailable_ = std::string("the mirror could not be opened: ") + e.what();
@@ -94,8 +98,27 @@ void Service::record(const std::string& uid, CK_ULONG state, const std::string& 
     log::error(kLog, "recording the mirror state of " + uid + " failed: " + r.error().message);
 }
 
+std::unique_lock<std::mutex> Service::exclusive() {
+  std::unique_lock lk(mu_);
+  idle_.wait(lk, [this] { return running_ == 0; });
+  return lk;
+}
+
 R<void> Service::run(CK_OBJECT_HANDLE h) {
-  std::lock_guard one_at_a_time(mu_);
+  {
+    std::lock_guard lk(mu_);  // waits while exclusive() is held
+    ++running_;
+  }
+  struct Done {
+    Service* s;
+    ~Done() {
+      {
+        std::lock_guard lk(s->mu_);
+        --s->running_;
+      }
+      s->idle_.notify_all();
+    }
+  } done{this};
   StoredObject key;
   {
     auto t = token_.lock();
@@ -185,7 +208,7 @@ void Service::user_logged_in() {
   }
 }
 
-std::unique_lock<std::mutex> Service::hold_for_logout() { return std::unique_lock(mu_); }
+std::unique_lock<std::mutex> Service::hold_for_logout() { return exclusive(); }
 
 void Service::key_destroyed(const std::string& uid, const AttrMap& attrs) {
   if (engine_) engine_->abandon(uid);
@@ -243,6 +266,35 @@ R<void> Service::mirror_now(const Session& s, CK_OBJECT_HANDLE h) {
                  "this key is the new version of a rotation under way; resume the rotation (cdcctl key rotate "
                  "--all-due, or C_CDC_RotateKey on the key it replaces)");
   return run(h);
+}
+
+void Service::mirror_many(const Session& s, const std::vector<CK_OBJECT_HANDLE>& keys,
+                          const std::function<void(CK_OBJECT_HANDLE, const R<void>&)>& done) {
+  std::mutex mu;
+  std::size_t next = 0;
+  auto work = [&] {
+    for (;;) {
+      CK_OBJECT_HANDLE h;
+      {
+        std::lock_guard lk(mu);
+        if (next == keys.size()) return;
+        h = keys[next++];
+      }
+      R<void> r = mirror_now(s, h);
+      std::lock_guard lk(mu);
+      done(h, r);
+    }
+  };
+  std::vector<std::jthread> threads;
+  const std::size_t n = std::min<std::size_t>(kParallelMirrors, keys.size());
+  for (std::size_t i = 1; i < n; ++i) {
+    try {
+      threads.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // fewer threads: the rest run on those there are
+    }
+  }
+  work();
 }
 
 R<void> Service::mirror_new_version(const Session& s, CK_OBJECT_HANDLE h) {

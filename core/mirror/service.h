@@ -4,9 +4,12 @@
 // act on one key's mirror (C_CDC_MirrorKey, C_CDC_GetMirrorStatus, cdcctl's relinking).
 #pragma once
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/mirror/engine.h"
 #include "core/mirror/worker.h"
@@ -35,6 +38,10 @@ class Service final : public KeyObserver {
   // new key is refused: only its rotation mirrors it (mirror_new_version), so that its import,
   // the vault's new current version, is followed by its taking the label.
   R<void> mirror_now(const Session& s, CK_OBJECT_HANDLE h);
+  // mirror_now for many keys, kParallelMirrors at a time; `done` is called (serialised, in the
+  // order they finish) with each key's outcome.
+  void mirror_many(const Session& s, const std::vector<CK_OBJECT_HANDLE>& keys,
+                   const std::function<void(CK_OBJECT_HANDLE, const R<void>&)>& done);
   R<void> mirror_new_version(const Session& s, CK_OBJECT_HANDLE h);
   R<std::pair<CK_ULONG, std::string>> status(const Session& s, CK_OBJECT_HANDLE h);
   // After the key's Azure copy changed outside a mirror (cdcctl key delete|recover|restore): with
@@ -55,7 +62,7 @@ class Service final : public KeyObserver {
   const std::string& unavailable() const { return unavailable_; }
   // No mirror of this process runs while it is held (a vault sync: a half-finished import would
   // look Azure-made).
-  std::unique_lock<std::mutex> exclusive() { return std::unique_lock(mu_); }
+  std::unique_lock<std::mutex> exclusive();
 
  private:
   explicit Service(Token& token) : token_(token) {}
@@ -70,9 +77,12 @@ class Service final : public KeyObserver {
   Token& token_;
   std::unique_ptr<Engine> engine_;
   std::string unavailable_;  // why engine_ is null
-  // Serialises this process's mirrors (the worker, C_CDC_MirrorKey, cdcctl): two runs for one key
-  // at once could each make a KEK and import. Taken before the token's lock, never while holding it.
+  // Mirrors of different keys run at once (the journal's lock per key keeps two runs of one key
+  // apart); exclusive() and hold_for_logout() hold mu_ once none runs, and no run starts while
+  // they do. Taken before the token's lock, never while holding it.
   std::mutex mu_;
+  std::condition_variable idle_;
+  unsigned running_ = 0;
   // Last: stopped and joined first, while what its jobs use still exists.
   std::unique_ptr<Worker> worker_;
 };

@@ -1,17 +1,29 @@
 #include "core/mirror/worker.h"
 
+#include <algorithm>
+
 namespace cdcp11::core::mirror {
 
-Worker::Worker() : thread_([this] { run(); }) {}
+Worker::Worker(unsigned threads) {
+  try {
+    for (unsigned i = 0; i < std::max(threads, 1U); ++i) threads_.emplace_back([this] { run(); });
+  } catch (...) {
+    stop();  // the threads already started
+    throw;
+  }
+}
 
-Worker::~Worker() {
+Worker::~Worker() { stop(); }
+
+void Worker::stop() {
   {
     std::lock_guard lk(mu_);
     stopping_ = true;
     queue_.clear();
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
 }
 
 void Worker::submit(std::function<void()> job) {

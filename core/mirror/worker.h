@@ -1,6 +1,7 @@
-// One background thread per group that runs mirror jobs in order (async mode, and the journal's
-// unfinished jobs after a login). Stopping finishes the job at hand and drops the queue: every
-// job is journaled, so a dropped one resumes at the next login.
+// The background threads of one group that run mirror jobs in the order submitted, up to
+// `threads` at once (async mode, and the journal's unfinished jobs after a login). Stopping
+// finishes the jobs at hand and drops the queue: every job is journaled, so a dropped one resumes
+// at the next login.
 #pragma once
 
 #include <condition_variable>
@@ -8,12 +9,13 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace cdcp11::core::mirror {
 
 class Worker {
  public:
-  Worker();
+  explicit Worker(unsigned threads = 1);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -22,12 +24,13 @@ class Worker {
 
  private:
   void run();
+  void stop();
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace cdcp11::core::mirror

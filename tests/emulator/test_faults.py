@@ -181,6 +181,29 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(codes, [200] * 7)
         self.assertGreaterEqual(time.time() - t0, 1.9)   # 3 + 3 + 1: two waits of about a second
 
+    def test_request_counter_counts_by_vault_operation_and_status(self):
+        # Tests and benchmarks count what a client sent: per vault, operation and answer, 429s included.
+        self.assertEqual(self.emu.admin("DELETE", "/_admin/requests").status_code, 204)
+        self.emu.rest("GET", PREMIUM + "/keys/f-key", self.tok)
+        self.emu.rest("GET", PREMIUM + "/keys/f-key", self.tok)
+        self.emu.rest("GET", PREMIUM + "/keys/no-such-key", self.tok)
+        self.emu.rest("GET", PREMIUM + "/keys", self.tok)
+        self.fault(match={"path": "/keys/f-key"}, status=429, count=1)
+        self.emu.rest("GET", PREMIUM + "/keys/f-key", self.tok)   # an injected fault is no request served
+        self.emu.admin("PUT", "/_admin/ratelimit", {"enabled": True, "scale": 0.01})
+        codes = [self.emu.rest("POST", STANDARD + "/keys/rc-%d/create" % i, self.tok, {"kty": "EC"}).status_code
+                 for i in range(2)]
+        self.assertEqual(codes, [200, 429])
+        r = self.emu.admin("GET", "/_admin/requests")
+        self.assertEqual(r.status_code, 200, r.text)
+        got = {(c["vault"], c["op"], c["status"]): c["count"] for c in r.json()["value"]}
+        self.assertEqual(got, {("demo-premium", "get", 200): 2, ("demo-premium", "get", 404): 1,
+                               ("demo-premium", "list", 200): 1, ("demo-standard", "create", 200): 1,
+                               ("demo-standard", "create", 429): 1})
+        self.assertEqual(r.json()["maxInFlight"], 1)   # one after the other
+        self.assertEqual(self.emu.admin("DELETE", "/_admin/requests").status_code, 204)
+        self.assertEqual(self.emu.admin("GET", "/_admin/requests").json()["value"], [])
+
     def test_admin_endpoint_is_not_azure(self):
         r = self.emu.session().get("https://127.0.0.1:%d/_admin/faults" % self.emu.port)
         self.assertEqual(r.status_code, 403)   # no admin header
@@ -191,6 +214,32 @@ class FaultTest(unittest.TestCase):
 
 
 class ConfigFaultTest(unittest.TestCase):
+    def test_rsa_key_pool_hands_out_the_same_few_keys_in_turn(self):
+        # Benchmarks only ("rsaKeyPool"): RSA keys come from a pool made once, so that the emulator's
+        # key generation does not set the pace of many RSA-HSM creates.
+        def n_of(emu, tok, name):
+            r = emu.rest("POST", PREMIUM + "/keys/%s/create" % name, tok, {"kty": "RSA-HSM", "key_size": 2048})
+            self.assertEqual(r.status_code, 200, r.text)
+            return r.json()["key"]["n"]
+        pooled = az.Emulator.start(modify=lambda c: c["emulator"].update(rsaKeyPool=2))
+        try:
+            pooled.map_hosts()
+            tok = pooled.token()
+            n = [n_of(pooled, tok, "pool-%d" % i) for i in range(5)]
+            self.assertNotEqual(n[0], n[1])
+            self.assertEqual(n[2:], [n[0], n[1], n[0]])
+            r = pooled.rest("POST", PREMIUM + "/keys/pool-bad/create", tok, {"kty": "RSA-HSM", "key_size": 1024})
+            self.assertEqual(r.status_code, 400, r.text)
+        finally:
+            pooled.stop()
+        fresh = az.Emulator.start()
+        try:
+            fresh.map_hosts()
+            tok = fresh.token()
+            self.assertNotEqual(n_of(fresh, tok, "fresh-1"), n_of(fresh, tok, "fresh-2"))
+        finally:
+            fresh.stop()
+
     def test_faults_and_rate_limit_from_config(self):
         def modify(c):
             c["emulator"]["faults"] = [{"match": {"service": "entra"}, "status": 503, "count": 1}]

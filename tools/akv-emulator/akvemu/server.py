@@ -6,6 +6,7 @@ Routing: login.* -> Entra, management.* -> ARM, {name}.vault.* /
 the admin endpoint (/_admin/..., and only with the X-AKV-Emulator-Admin
 header, so no Azure client can reach it by accident).
 """
+import collections
 import datetime
 import json
 import socket
@@ -42,8 +43,15 @@ class Emulator:
         self.arm = Arm(config, self.entra)
         self._log_lock = threading.Lock()
         self.log_stream = log_stream or sys.stderr
+        # Key Vault requests that reached a vault, by (vault, operation, status), and the most
+        # Key Vault requests served at once: GET /_admin/requests.
+        self.requests = collections.Counter()
+        self.in_flight = self.max_in_flight = 0
 
     def log(self, req, status, ms):
+        if getattr(req, "op", None):
+            with self._log_lock:
+                self.requests[(req.vault_name, req.op, status)] += 1
         # Never log bodies, headers or query strings: they may hold secrets.
         line = "%s %s %s%s %s client=%s %dms\n" % (
             datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
@@ -68,6 +76,18 @@ class Emulator:
         service = self.service_of(req.host)
         if service == "admin":
             return self.admin(req)
+        if service != "keyvault":
+            return self._dispatch(req, service)
+        with self._log_lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._dispatch(req, service)
+        finally:
+            with self._log_lock:
+                self.in_flight -= 1
+
+    def _dispatch(self, req, service):
         rule = self.faults.match(req, service or "-") if service else None
         if rule:
             if rule.get("delayMs"):
@@ -147,6 +167,16 @@ class Emulator:
             if p.startswith("/_admin/faults/") and m == "DELETE":
                 ok = self.faults.remove(int(p.rsplit("/", 1)[1]))
                 return Response(204 if ok else 404)
+            if p == "/_admin/requests":
+                with self._log_lock:
+                    if m == "DELETE":
+                        self.requests.clear()
+                        self.max_in_flight = self.in_flight
+                        return Response(204)
+                    counts = sorted(self.requests.items())
+                    most = self.max_in_flight
+                return Response(200, {"value": [{"vault": v, "op": o, "status": st, "count": n}
+                                                for (v, o, st), n in counts], "maxInFlight": most})
             if p == "/_admin/ratelimit":
                 if m in ("PUT", "POST"):
                     self.faults.set_rate_limit(req.json())
@@ -266,6 +296,9 @@ class TLSServer(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address):
         request.settimeout(30)
+        # An answer leaves in several writes (TLS records for the headers, then the body): with
+        # Nagle's algorithm the last waits for the client's delayed ACK, 40 ms a request.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             tls = self.ssl_ctx.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
