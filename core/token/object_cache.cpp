@@ -60,6 +60,7 @@ void ObjectCache::set_attrs(CK_OBJECT_HANDLE h, AttrMap attrs) {
   if (it == objects_.end()) return;
   index_.remove(h, it->second.obj.attrs);
   it->second.obj.attrs = std::move(attrs);
+  it->second.for_ops.reset();
   index_.add(h, it->second.obj.attrs);
 }
 
@@ -72,6 +73,11 @@ void ObjectCache::clear() {
 Object* ObjectCache::get(CK_OBJECT_HANDLE h) {
   auto it = objects_.find(h);
   return it == objects_.end() ? nullptr : &it->second;
+}
+
+std::shared_ptr<const StoredObject> ObjectCache::for_ops(Object& o) {
+  if (!o.for_ops) o.for_ops = std::make_shared<const StoredObject>(o.obj);
+  return o.for_ops;
 }
 
 std::optional<CK_OBJECT_HANDLE> ObjectCache::handle_of(const std::string& uid) const {

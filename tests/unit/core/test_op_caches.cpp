@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <atomic>
 #include <fstream>
 
 #include "core/provider/provider.h"
@@ -189,4 +190,22 @@ TEST_CASE("after a logout a private key is not usable from what was kept") {
     CHECK(code(a.sign(priv)) == Errc::key_handle_invalid);
     if (token) CHECK(a.sign(a.find("tok", CKO_PRIVATE_KEY)));
   }
+}
+
+TEST_CASE("operations share one copy of an object, replaced when its attributes change") {
+  std::atomic<CK_OBJECT_HANDLE> next{1};
+  ObjectCache c(next);
+  AttrMap a;
+  a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+  a.set_string(CKA_LABEL, "before");
+  const auto h = c.add(StoredObject{"u1", a}, true, 0, nullptr);
+  auto first = c.for_ops(*c.get(h));
+  CHECK(c.for_ops(*c.get(h)) == first);  // not copied per operation
+
+  a.set_string(CKA_LABEL, "after");
+  c.set_attrs(h, a);
+  auto second = c.for_ops(*c.get(h));
+  CHECK(second != first);
+  CHECK(second->attrs.string_or(CKA_LABEL, "") == "after");
+  CHECK(first->attrs.string_or(CKA_LABEL, "") == "before");  // a running operation keeps its own
 }
