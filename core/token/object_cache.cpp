@@ -1,11 +1,17 @@
 #include "core/token/object_cache.h"
 
 #include <algorithm>
+#include <string_view>
 
 namespace cdcp11::core {
 
 namespace {
 constexpr CK_ATTRIBUTE_TYPE kIndexed[] = {CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE};
+}
+
+std::size_t ObjectIndex::KeyHash::operator()(const Key& k) const noexcept {
+  const std::string_view v(reinterpret_cast<const char*>(k.second.data()), k.second.size());
+  return std::hash<std::string_view>{}(v) ^ (std::hash<CK_ATTRIBUTE_TYPE>{}(k.first) * 0x9e3779b97f4a7c15ULL);
 }
 
 void ObjectIndex::add(CK_OBJECT_HANDLE h, const AttrMap& a) {

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <atomic>
-#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -42,7 +41,12 @@ class ObjectIndex {
   std::optional<std::vector<CK_OBJECT_HANDLE>> candidates(const AttrMap& tmpl) const;
 
  private:
-  std::map<std::pair<CK_ATTRIBUTE_TYPE, Bytes>, std::set<CK_OBJECT_HANDLE>> idx_;
+  // Hashed, so a look-up costs the same at 1,000 objects as at 100,000.
+  using Key = std::pair<CK_ATTRIBUTE_TYPE, Bytes>;
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept;
+  };
+  std::unordered_map<Key, std::set<CK_OBJECT_HANDLE>, KeyHash> idx_;
 };
 
 class ObjectCache {

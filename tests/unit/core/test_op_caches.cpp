@@ -209,3 +209,33 @@ TEST_CASE("operations share one copy of an object, replaced when its attributes 
   CHECK(second->attrs.string_or(CKA_LABEL, "") == "after");
   CHECK(first->attrs.string_or(CKA_LABEL, "") == "before");  // a running operation keeps its own
 }
+
+TEST_CASE("the search index follows added, changed and removed objects") {
+  std::atomic<CK_OBJECT_HANDLE> next{1};
+  ObjectCache c(next);
+  auto label = [](const char* l) {
+    AttrMap t;
+    t.set_string(CKA_LABEL, l);
+    return t;
+  };
+  std::vector<CK_OBJECT_HANDLE> hs;
+  for (int i = 0; i < 1000; ++i) {
+    AttrMap a;
+    a.set_ulong(CKA_CLASS, CKO_DATA);
+    a.set_string(CKA_LABEL, "obj-" + std::to_string(i));
+    hs.push_back(c.add(StoredObject{"u" + std::to_string(i), a}, true, 0, nullptr));
+  }
+  CHECK(c.candidates(label("obj-7")) == std::vector<CK_OBJECT_HANDLE>{hs[7]});
+  CHECK(c.candidates(label("nothing")).empty());
+  AttrMap a;
+  a.set_ulong(CKA_CLASS, CKO_DATA);
+  a.set_string(CKA_LABEL, "renamed");
+  c.set_attrs(hs[7], a);
+  CHECK(c.candidates(label("obj-7")).empty());
+  CHECK(c.candidates(label("renamed")) == std::vector<CK_OBJECT_HANDLE>{hs[7]});
+  c.remove(hs[7]);
+  CHECK(c.candidates(label("renamed")).empty());
+  AttrMap cls;
+  cls.set_ulong(CKA_CLASS, CKO_DATA);
+  CHECK(c.candidates(cls).size() == 999);
+}
