@@ -17,10 +17,9 @@ void set_wipe_observer(WipeObserver o) noexcept { g_wipe_observer.store(o); }
 
 void secure_zero(void* p, std::size_t n) noexcept {
   if (p == nullptr || n == 0) return;
-  volatile std::uint8_t* vp = static_cast<volatile std::uint8_t*>(p);
-  for (std::size_t i = 0; i < n; ++i) vp[i] = 0;
-  // Keep the stores from being treated as dead.
-  __asm__ __volatile__("" : : "r"(p) : "memory");
+  // glibc's explicit_bzero: never elided, and word-wide (a volatile byte loop cost a fifth of a
+  // 16 KiB AES-GCM call).
+  ::explicit_bzero(p, n);
   if (auto o = g_wipe_observer.load(std::memory_order_relaxed)) o(p, n);
 }
 

@@ -48,7 +48,9 @@ std::shared_mutex& state_mutex() {
   return *m;
 }
 
-bool initialized() { return state().lib && state().pid == ::getpid(); }
+// No getpid() here (a system call on every C_ call): a forked child has no Provider, which
+// child_after_fork has dropped.
+bool initialized() { return state().lib != nullptr; }
 
 core::Provider& provider() { return *state().lib; }
 

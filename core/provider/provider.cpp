@@ -29,14 +29,14 @@ void Provider::finalize() {
 }
 
 std::vector<CK_SLOT_ID> Provider::slot_ids() const {
-  std::lock_guard lk(mu_);
+  std::shared_lock lk(mu_);
   std::vector<CK_SLOT_ID> ids;
   for (auto& t : tokens_) ids.push_back(t->id());
   return ids;
 }
 
 R<Token*> Provider::token(CK_SLOT_ID id) const {
-  std::lock_guard lk(mu_);
+  std::shared_lock lk(mu_);
   for (auto& t : tokens_)
     if (t->id() == id) return t.get();
   return err(Errc::slot_id_invalid, "no slot with id " + std::to_string(id));
@@ -49,14 +49,14 @@ R<Token*> Provider::present_token(CK_SLOT_ID id) const {
 }
 
 R<std::shared_ptr<Session>> Provider::session(CK_SESSION_HANDLE h) const {
-  std::lock_guard lk(mu_);
+  std::shared_lock lk(mu_);
   auto it = sessions_.find(h);
   if (it == sessions_.end()) return err(Errc::session_handle_invalid, "no session " + std::to_string(h));
   return it->second;
 }
 
 std::vector<std::shared_ptr<Session>> Provider::sessions_of(const Token* t) const {
-  std::lock_guard lk(mu_);
+  std::shared_lock lk(mu_);
   std::vector<std::shared_ptr<Session>> r;
   for (auto& [h, s] : sessions_)
     if (&s->token() == t) r.push_back(s);

@@ -4,13 +4,14 @@
 // runs in the token (objects, keys) or the session (operations); p11module/ reaches them through
 // session() and token().
 //
-// Locking: mu_ guards the session table only; it is never held while a session's or token's lock
-// is taken.
+// Locking: mu_ guards the session table only (shared for look-ups, which every call on a session
+// makes); it is never held while a session's or token's lock is taken.
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -45,7 +46,7 @@ class Provider {
  private:
   std::vector<std::shared_ptr<Session>> sessions_of(const Token* t) const;
 
-  mutable std::mutex mu_;
+  mutable std::shared_mutex mu_;
   std::vector<std::unique_ptr<Token>> tokens_;
   std::unordered_map<CK_SESSION_HANDLE, std::shared_ptr<Session>> sessions_;
   CK_SESSION_HANDLE next_session_ = 1;

@@ -108,7 +108,7 @@ R<void> Session::begin(OpKind kind, const CK_MECHANISM* pm, CK_OBJECT_HANDLE kh)
   if (st) return err(Errc::operation_active, std::string(info(kind).name) + " operation already active");
   CDC_ASSIGN(auto m, mechanism_for(pm, info(kind).flag));
   CDC_ASSIGN(auto key, token_.open_key(*this, kh, use_of(kind), m));
-  CDC_ASSIGN(auto op, key.home->begin(kind, m, key.obj));
+  CDC_ASSIGN(auto op, key.home->begin(kind, m, *key.obj));
   OpState o;
   o.kind = kind;
   o.mech = m.entry;

@@ -119,7 +119,9 @@ R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) {
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
   const UseRule r = rule_for(use);
   std::lock_guard lk(mu_);
-  if (backend_->refresh_before_operations()) CDC_TRY(refresh());
+  // Only token objects change elsewhere: a session object needs no look at the backend.
+  if (const Object* o = cache_.get(h); (!o || o->token) && backend_->refresh_before_operations())
+    CDC_TRY(refresh());
   CDC_ASSIGN(Object * key, visible(h, r.invalid_handle));
   const auto cls = key->cls();
   if (cls != CKO_SECRET_KEY && cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY)
@@ -133,7 +135,7 @@ R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const
   }
   CDC_ASSIGN(const SlotMechanism slot, slot_mechanism(m, r.flag));
   CDC_TRY(check_key_for(key->attrs(), m, slot, r.usage, r.wrong_type));
-  return OpenKey{key->obj, key->home,
+  return OpenKey{cache_.for_ops(*key), key->home,
                  cls == CKO_PRIVATE_KEY && key->attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false)};
 }
 
@@ -231,11 +233,11 @@ R<void> Token::wrap_key(const Session& s, const CK_MECHANISM* pm, CK_OBJECT_HAND
       return err(Errc::key_not_wrappable, "only secret and private keys can be wrapped");
     if (!o->attrs().bool_or(CKA_EXTRACTABLE, false))
       return err(Errc::key_unextractable, "the key is not extractable (CKA_EXTRACTABLE is false)");
-    if (o->attrs().bool_or(CKA_WRAP_WITH_TRUSTED, false) && !wk.obj.attrs.bool_or(CKA_TRUSTED, false))
+    if (o->attrs().bool_or(CKA_WRAP_WITH_TRUSTED, false) && !wk.obj->attrs.bool_or(CKA_TRUSTED, false))
       return err(Errc::key_not_wrappable, "the key may only be wrapped with a trusted key (CKA_WRAP_WITH_TRUSTED)");
     key = o->obj;
   }
-  CDC_ASSIGN(auto wrapped, backend_->wrap_key(m, wk.obj, key));
+  CDC_ASSIGN(auto wrapped, backend_->wrap_key(m, *wk.obj, key));
   return write_output(wrapped, out, out_len);
 }
 
@@ -258,7 +260,7 @@ R<CK_OBJECT_HANDLE> Token::unwrap_key(Session& s, const CK_MECHANISM* pm, CK_OBJ
     CDC_TRY(before_key_made(a, 0));
   }
   // The key's home unwraps (the vault over the network): no lock held.
-  auto made = uk.home->unwrap(m, uk.obj, wrapped, a);
+  auto made = uk.home->unwrap(m, *uk.obj, wrapped, a);
   CK_OBJECT_HANDLE kh;
   {
     std::lock_guard lk(mu_);
@@ -282,12 +284,12 @@ R<CK_OBJECT_HANDLE> Token::derive_key(Session& s, const CK_MECHANISM* pm, CK_OBJ
   a.set_bool(CKA_LOCAL, false);
   a.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
   a.set_bool(CKA_ALWAYS_SENSITIVE,
-             a.bool_or(CKA_SENSITIVE, true) && base.obj.attrs.bool_or(CKA_ALWAYS_SENSITIVE, false));
+             a.bool_or(CKA_SENSITIVE, true) && base.obj->attrs.bool_or(CKA_ALWAYS_SENSITIVE, false));
   a.set_bool(CKA_NEVER_EXTRACTABLE,
-             !a.bool_or(CKA_EXTRACTABLE, false) && base.obj.attrs.bool_or(CKA_NEVER_EXTRACTABLE, false));
+             !a.bool_or(CKA_EXTRACTABLE, false) && base.obj->attrs.bool_or(CKA_NEVER_EXTRACTABLE, false));
   std::lock_guard lk(mu_);
   CDC_TRY(check_can_create_locked(s, a, nullptr));
-  return added(s, base.home->derive(m, base.obj, a));
+  return added(s, base.home->derive(m, *base.obj, a));
 }
 
 }  // namespace cdcp11::core

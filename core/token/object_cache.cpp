@@ -1,11 +1,17 @@
 #include "core/token/object_cache.h"
 
 #include <algorithm>
+#include <string_view>
 
 namespace cdcp11::core {
 
 namespace {
 constexpr CK_ATTRIBUTE_TYPE kIndexed[] = {CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE};
+}
+
+std::size_t ObjectIndex::KeyHash::operator()(const Key& k) const noexcept {
+  const std::string_view v(reinterpret_cast<const char*>(k.second.data()), k.second.size());
+  return std::hash<std::string_view>{}(v) ^ (std::hash<CK_ATTRIBUTE_TYPE>{}(k.first) * 0x9e3779b97f4a7c15ULL);
 }
 
 void ObjectIndex::add(CK_OBJECT_HANDLE h, const AttrMap& a) {
@@ -60,6 +66,7 @@ void ObjectCache::set_attrs(CK_OBJECT_HANDLE h, AttrMap attrs) {
   if (it == objects_.end()) return;
   index_.remove(h, it->second.obj.attrs);
   it->second.obj.attrs = std::move(attrs);
+  it->second.for_ops.reset();
   index_.add(h, it->second.obj.attrs);
 }
 
@@ -72,6 +79,11 @@ void ObjectCache::clear() {
 Object* ObjectCache::get(CK_OBJECT_HANDLE h) {
   auto it = objects_.find(h);
   return it == objects_.end() ? nullptr : &it->second;
+}
+
+std::shared_ptr<const StoredObject> ObjectCache::for_ops(Object& o) {
+  if (!o.for_ops) o.for_ops = std::make_shared<const StoredObject>(o.obj);
+  return o.for_ops;
 }
 
 std::optional<CK_OBJECT_HANDLE> ObjectCache::handle_of(const std::string& uid) const {

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <atomic>
-#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -22,6 +22,9 @@ struct Object {
   bool token = false;
   CK_SESSION_HANDLE owner = 0;  // session objects: the creating session
   KeyHome* home = nullptr;      // keys: where the key material is used
+  // An immutable copy of obj handed to operations (which outlive the token's lock), made at the
+  // first one and dropped whenever the attributes change (ObjectCache::set_attrs).
+  std::shared_ptr<const StoredObject> for_ops;
 
   const AttrMap& attrs() const { return obj.attrs; }
   CK_OBJECT_CLASS cls() const { return obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA); }
@@ -38,7 +41,12 @@ class ObjectIndex {
   std::optional<std::vector<CK_OBJECT_HANDLE>> candidates(const AttrMap& tmpl) const;
 
  private:
-  std::map<std::pair<CK_ATTRIBUTE_TYPE, Bytes>, std::set<CK_OBJECT_HANDLE>> idx_;
+  // Hashed, so a look-up costs the same at 1,000 objects as at 100,000.
+  using Key = std::pair<CK_ATTRIBUTE_TYPE, Bytes>;
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept;
+  };
+  std::unordered_map<Key, std::set<CK_OBJECT_HANDLE>, KeyHash> idx_;
 };
 
 class ObjectCache {
@@ -53,6 +61,8 @@ class ObjectCache {
   void clear();
 
   Object* get(CK_OBJECT_HANDLE h);
+  // The object as an operation keeps it: shared, not copied per operation.
+  std::shared_ptr<const StoredObject> for_ops(Object& o);
   std::optional<CK_OBJECT_HANDLE> handle_of(const std::string& uid) const;
   // Handles that may match a search template: from the index, or every handle (in handle order).
   std::vector<CK_OBJECT_HANDLE> candidates(const AttrMap& tmpl) const;

@@ -39,9 +39,9 @@ enum class LoginState { none, user, so };
 // What an operation may do with a key: the attribute that must allow it and the class it needs.
 enum class KeyUse { sign, verify, encrypt, decrypt, wrap, unwrap, derive };
 
-// A key opened for an operation: a copy of the object (the operation outlives the lock) and its home.
+// A key opened for an operation: the object as it was (the operation outlives the lock) and its home.
 struct OpenKey {
-  StoredObject obj;
+  std::shared_ptr<const StoredObject> obj;
   KeyHome* home = nullptr;
   bool always_authenticate = false;  // CKA_ALWAYS_AUTHENTICATE private key
 };

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include <array>
+
 #include "softtoken/crypto/openssl/ossl.h"
 
 namespace cdcp11::crypto {
@@ -39,8 +41,20 @@ const EVP_MD* md(Hash h) {
   return i < 5 ? mds[i] : nullptr;
 }
 
-CipherPtr fetch_cipher(const std::string& name) {
-  return CipherPtr(EVP_CIPHER_fetch(libctx(), name.c_str(), nullptr));
+const EVP_CIPHER* aes_cipher(std::size_t key_bytes, AesMode mode) {
+  static const auto table = [] {
+    static const char* const modes[] = {"GCM", "CBC", "ECB", "CTR", "WRAP", "WRAP-PAD"};
+    std::array<std::array<EVP_CIPHER*, std::size(modes)>, 3> t{};
+    for (std::size_t k = 0; k < 3; ++k)
+      for (std::size_t m = 0; m < std::size(modes); ++m) {
+        std::string name = "AES-" + std::to_string((k + 2) * 64) + "-" + modes[m];
+        t[k][m] = EVP_CIPHER_fetch(libctx(), name.c_str(), nullptr);  // leaked on purpose
+      }
+    clear_errors();
+    return t;
+  }();
+  if (key_bytes != 16 && key_bytes != 24 && key_bytes != 32) return nullptr;
+  return table[key_bytes / 8 - 2][static_cast<std::size_t>(mode)];
 }
 
 Unexpected<Error> ossl_err(Code c, const std::string& what) {
@@ -170,11 +184,11 @@ namespace {
 R<SecureBytes> keywrap(ByteView kek, ByteView in, bool pad, ByteView iv, bool enc) {
   CDC_ASSIGN(Bytes use_iv, detail::keywrap_iv(kek, in.size(), pad, iv, enc));
   std::string name = "AES-" + std::to_string(kek.size() * 8) + (pad ? "-WRAP-PAD" : "-WRAP");
-  CipherPtr cipher = fetch_cipher(name);
+  const EVP_CIPHER* cipher = aes_cipher(kek.size(), pad ? AesMode::wrap_pad : AesMode::wrap);
   CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   if (!cipher || !ctx) return ossl_err(Code::internal, "cannot fetch " + name);
   EVP_CIPHER_CTX_set_flags(ctx.get(), EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-  if (EVP_CipherInit_ex2(ctx.get(), cipher.get(), kek.data(), use_iv.data(), enc ? 1 : 0, nullptr) != 1)
+  if (EVP_CipherInit_ex2(ctx.get(), cipher, kek.data(), use_iv.data(), enc ? 1 : 0, nullptr) != 1)
     return ossl_err(Code::internal, name + " init failed");
   SecureBytes out(in.size() + 16);
   int len = 0, fin = 0;

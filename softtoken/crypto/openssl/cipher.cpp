@@ -15,24 +15,28 @@ class AesCipher final : public Cipher {
 
   R<void> init(const OsslKey& key) {
     CDC_TRY(detail::check_aes_params(p_, key.secret.size()));
-    const char* mode = p_.scheme == Scheme::aes_gcm                                     ? "GCM"
-                       : p_.scheme == Scheme::aes_cbc_pad || p_.scheme == Scheme::aes_cbc ? "CBC"
-                       : p_.scheme == Scheme::aes_ecb                                     ? "ECB"
-                                                                                          : "CTR";
-    std::string name = "AES-" + std::to_string(key.secret.size() * 8) + "-" + mode;
-    CipherPtr cipher = fetch_cipher(name);
+    const AesMode mode = p_.scheme == Scheme::aes_gcm                                     ? AesMode::gcm
+                         : p_.scheme == Scheme::aes_cbc_pad || p_.scheme == Scheme::aes_cbc ? AesMode::cbc
+                         : p_.scheme == Scheme::aes_ecb                                     ? AesMode::ecb
+                                                                                            : AesMode::ctr;
+    const EVP_CIPHER* cipher = aes_cipher(key.secret.size(), mode);
     ctx_.reset(EVP_CIPHER_CTX_new());
-    if (!cipher || !ctx_) return ossl_err(Code::internal, "cannot fetch " + name);
+    if (!cipher || !ctx_)
+      return ossl_err(Code::internal, "cannot fetch AES for a " + std::to_string(key.secret.size()) + "-byte key");
     if (p_.scheme == Scheme::aes_ctr && !budget_.init(p_.iv, p_.counter_bits))
       return err(Code::bad_param, "AES-CTR counter parameters invalid");
     int enc = enc_ ? 1 : 0;
     if (p_.scheme == Scheme::aes_gcm) {
-      std::size_t ivlen = p_.iv.size();
-      OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen), OSSL_PARAM_construct_end()};
-      if (EVP_CipherInit_ex2(ctx_.get(), cipher.get(), nullptr, nullptr, enc, params) != 1)
-        return ossl_err(Code::bad_param, "AES-GCM IV length rejected");
-      cipher.reset();
-      if (EVP_CipherInit_ex2(ctx_.get(), nullptr, key.secret.data(), p_.iv.data(), enc, nullptr) != 1)
+      // The cipher's default IV length is 12; another must be set before the IV is given.
+      if (p_.iv.size() != 12) {
+        std::size_t ivlen = p_.iv.size();
+        OSSL_PARAM params[] = {OSSL_PARAM_construct_size_t(OSSL_CIPHER_PARAM_AEAD_IVLEN, &ivlen),
+                               OSSL_PARAM_construct_end()};
+        if (EVP_CipherInit_ex2(ctx_.get(), cipher, nullptr, nullptr, enc, params) != 1)
+          return ossl_err(Code::bad_param, "AES-GCM IV length rejected");
+        cipher = nullptr;
+      }
+      if (EVP_CipherInit_ex2(ctx_.get(), cipher, key.secret.data(), p_.iv.data(), enc, nullptr) != 1)
         return ossl_err(Code::internal, "AES-GCM init failed");
       if (enc_ && !p_.aad.empty()) {
         int outl = 0;
@@ -40,8 +44,8 @@ class AesCipher final : public Cipher {
           return ossl_err(Code::internal, "AES-GCM AAD failed");
       }
     } else {
-      if (EVP_CipherInit_ex2(ctx_.get(), cipher.get(), key.secret.data(), p_.iv.data(), enc, nullptr) != 1)
-        return ossl_err(Code::internal, name + " init failed");
+      if (EVP_CipherInit_ex2(ctx_.get(), cipher, key.secret.data(), p_.iv.data(), enc, nullptr) != 1)
+        return ossl_err(Code::internal, std::string(EVP_CIPHER_get0_name(cipher)) + " init failed");
       EVP_CIPHER_CTX_set_padding(ctx_.get(), p_.scheme == Scheme::aes_cbc_pad ? 1 : 0);
     }
     return {};

@@ -38,7 +38,6 @@ using BnPtr = std::unique_ptr<BIGNUM, Deleter<BN_clear_free>>;
 using BnCtxPtr = std::unique_ptr<BN_CTX, Deleter<BN_CTX_free>>;
 using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD_free>>;
 using ParamsPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
-using CipherPtr = std::unique_ptr<EVP_CIPHER, Deleter<EVP_CIPHER_free>>;
 using KdfPtr = std::unique_ptr<EVP_KDF, Deleter<EVP_KDF_free>>;
 using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, Deleter<EVP_KDF_CTX_free>>;
 
@@ -47,8 +46,11 @@ using KdfCtxPtr = std::unique_ptr<EVP_KDF_CTX, Deleter<EVP_KDF_CTX_free>>;
 OSSL_LIB_CTX* libctx();
 // Fetched digests, cached for the life of the process (same reasoning).
 const EVP_MD* md(Hash h);
-// "AES-128-GCM" style cipher from the private context; nullptr when unavailable.
-CipherPtr fetch_cipher(const std::string& name);
+// AES in a mode, for a key of 16, 24 or 32 bytes, fetched once from the private context and
+// kept for the life of the process (a fetch per operation costs more than a small operation);
+// nullptr for another key size or when unavailable.
+enum class AesMode { gcm, cbc, ecb, ctr, wrap, wrap_pad };
+const EVP_CIPHER* aes_cipher(std::size_t key_bytes, AesMode mode);
 
 // Builds an internal error from the OpenSSL error queue (and clears it).
 Unexpected<Error> ossl_err(Code c, const std::string& what);

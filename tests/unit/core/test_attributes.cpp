@@ -152,3 +152,16 @@ TEST_CASE("readability: sensitive or unextractable secrets are not revealed") {
   CHECK_FALSE(is_secret_attribute(CKO_PUBLIC_KEY, CKA_MODULUS));
   CHECK_FALSE(is_secret_attribute(CKO_DATA, CKA_VALUE));
 }
+
+TEST_CASE("secure_zero clears exactly the bytes it is given, at any length and alignment") {
+  for (std::size_t off : {0, 1, 3, 7}) {
+    for (std::size_t n : {1, 2, 15, 16, 17, 63, 64, 65, 4097}) {
+      Bytes buf(n + off + 8, 0xa5);
+      secure_zero(buf.data() + off, n);
+      for (std::size_t i = 0; i < buf.size(); ++i) {
+        const bool inside = i >= off && i < off + n;
+        if (buf[i] != (inside ? 0 : 0xa5)) FAIL("byte " << i << " (off " << off << ", n " << n << ")");
+      }
+    }
+  }
+}
