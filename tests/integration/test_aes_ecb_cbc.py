@@ -40,19 +40,7 @@ NIST = [
 ]
 
 
-def setUpModule():
-    global TOK, LIB
-    h.require_module(None)
-    TOK = h.TempToken()
-    TOK.init()
-    LIB = h.load_lib(TOK)
-
-
-def tearDownModule():
-    global LIB
-    LIB = None
-    if TOK:
-        TOK.cleanup()
+setUpModule, tearDownModule = h.shared_token(globals())
 
 
 def reference(mech, key, iv, data, encrypt=True):

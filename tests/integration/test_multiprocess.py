@@ -30,14 +30,21 @@ class MultiProcessTest(unittest.TestCase):
         reader = self.spawn("reader", stdin=subprocess.PIPE)
         try:
             self.assertEqual(reader.stdout.readline().strip(), "READY")
-            writers = [self.spawn("create", "w%d" % i, str(PER_WRITER), "5") for i in range(WRITERS)]
+            # The writers open the token and log in one after the other, then write all at once:
+            # SoftHSM2 2.6.1 (the HSM backend) fails C_Initialize, C_GetTokenInfo or C_Login with
+            # CKR_GENERAL_ERROR in processes that start at the same moment (its token file store).
+            writers = []
+            for i in range(WRITERS):
+                writers.append(self.spawn("create", "w%d" % i, str(PER_WRITER), "5", "wait", stdin=subprocess.PIPE))
+                self.assertEqual(writers[-1].stdout.readline().strip(), "READY")
             created = set()
+            for w in writers:
+                w.stdin.write("go\n")
+                w.stdin.flush()
             for w in writers:
                 out, err = w.communicate(timeout=180)
                 self.assertEqual(w.returncode, 0, err)
-                lines = out.split("\n")
-                self.assertEqual(lines[0], "READY")
-                created |= {l[3:] for l in lines if l.startswith("OK ")}
+                created |= {l[3:] for l in out.split("\n") if l.startswith("OK ")}
             self.assertEqual(len(created), WRITERS * PER_WRITER)
             out, err = reader.communicate("go\n", timeout=120)
             self.assertEqual(reader.returncode, 0, err)

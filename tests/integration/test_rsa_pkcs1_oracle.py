@@ -85,19 +85,7 @@ BAD = [
 ]
 
 
-def setUpModule():
-    global TOK, LIB
-    h.require_module(None)
-    TOK = h.TempToken(log_level="info")
-    TOK.init()
-    LIB = h.load_lib(TOK)
-
-
-def tearDownModule():
-    global LIB
-    LIB = None
-    if TOK:
-        TOK.cleanup()
+setUpModule, tearDownModule = h.shared_token(globals(), log_level="info")
 
 
 def be(n):
