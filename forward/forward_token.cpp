@@ -135,8 +135,9 @@ R<std::unique_ptr<ForwardToken>> ForwardToken::open(const core::GroupConfig& g) 
   CDC_ASSIGN(auto meta, MetadataStore::open(t.dir));
   log::info(kLog, "group '" + g.name + "': forwarding to the HSM token (" + selector_of(t).describe() + ") of " +
                       t.module + ", slot " + std::to_string(*slot) + "; metadata in " + meta->path());
-  return std::unique_ptr<ForwardToken>(
-      new ForwardToken(g, std::move(*m), *slot, std::move(*main), std::move(meta)));
+  std::unique_ptr<ForwardToken> tok(new ForwardToken(g, std::move(*m), *slot, std::move(*main), std::move(meta)));
+  (void)tok->status();  // the first token info, which a later failed read falls back on
+  return tok;
 }
 
 R<Lease> ForwardToken::lease() {
@@ -165,9 +166,18 @@ core::TokenStatus ForwardToken::status() {
   st.manufacturer = "cdcp11 (forwarded)";
   st.model = "PKCS#11 forward";
   auto info = module_->token_info(slot_);
-  if (!info) {
-    log::warn(kLog, "group '" + group_ + "': C_GetTokenInfo of the HSM failed: " + info.error().message);
-    return st;
+  {
+    // A failed read (SoftHSM2 fails it while another process rewrites its token file) is not an
+    // uninitialised token: the info last read stands in, or the token would vanish mid-session.
+    std::lock_guard lk(info_mu_);
+    if (info) {
+      last_info_ = *info;
+    } else {
+      log::warn(kLog, "group '" + group_ + "': C_GetTokenInfo of the HSM failed: " + info.error().message +
+                          (last_info_ ? "; the token info last read stands" : ""));
+      if (!last_info_) return st;
+      info = *last_info_;
+    }
   }
   st.label = info->label;
   st.serial = info->serial;

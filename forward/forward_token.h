@@ -156,6 +156,9 @@ class ForwardToken final : public core::Backend {
 
   std::mutex pool_mu_;
   std::vector<hsm::Session> pool_;
+
+  std::mutex info_mu_;
+  std::optional<hsm::TokenInfo> last_info_;  // the HSM's C_GetTokenInfo, as last read
 };
 
 }  // namespace cdcp11::forward

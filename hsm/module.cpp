@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "common/log.h"
 #include "hsm/buffers.h"
@@ -210,15 +212,27 @@ R<CK_SLOT_ID> Module::find_token(const TokenSelector& sel) const {
                                (exists ? " holds no token" : " does not exist"));
     }
     std::vector<CK_SLOT_ID> hits;
+    std::string unread;  // slots whose token info could not be read, and why
     for (CK_SLOT_ID s : present) {
+      // SoftHSM2 fails C_GetTokenInfo with CKR_GENERAL_ERROR while another process rewrites the
+      // token's file: a few tries before the slot is passed over.
       auto ti = token_info(s);
-      if (!ti) continue;  // a token removed since C_GetSlotList
+      for (int i = 0; i < 5 && !ti && ti.error().rv == CKR_GENERAL_ERROR; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        ti = token_info(s);
+      }
+      if (!ti) {  // also a token removed since C_GetSlotList
+        if (ti.error().rv != CKR_TOKEN_NOT_PRESENT && ti.error().rv != CKR_SLOT_ID_INVALID)
+          unread += (unread.empty() ? " (" : "; ") + std::string("the token info of slot ") + std::to_string(s) +
+                    " could not be read: " + ti.error().message;
+        continue;
+      }
       const std::string& field = sel.by == TokenSelector::By::label ? ti->label : ti->serial;
       if (field == sel.text) hits.push_back(s);
     }
     if (hits.empty())
-      return local_failure(CKR_TOKEN_NOT_PRESENT,
-                           "HSM module " + path_ + ": no token with " + sel.describe());
+      return local_failure(CKR_TOKEN_NOT_PRESENT, "HSM module " + path_ + ": no token with " + sel.describe() +
+                                                      (unread.empty() ? "" : unread + ")"));
     if (hits.size() > 1) {
       std::string list;
       for (CK_SLOT_ID s : hits) list += (list.empty() ? "" : ", ") + std::to_string(s);

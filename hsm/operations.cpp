@@ -93,13 +93,25 @@ void Operation::abandon() noexcept {
   try {
     // Only the ending matters, not the output: a bounded buffer. True when the call ended it
     // (anything but CKR_BUFFER_TOO_SMALL or a successful length query does).
+    CK_RV final_rv = CKR_OK;
     auto finish = [&](auto final_fn) {
       CK_ULONG n = 0;
-      CK_RV rv = invoke(final_fn, h, static_cast<CK_BYTE_PTR>(nullptr), &n);
-      if (rv != CKR_OK) return true;
+      final_rv = invoke(final_fn, h, static_cast<CK_BYTE_PTR>(nullptr), &n);
+      if (final_rv != CKR_OK) return true;
       SecureBytes sink(std::clamp<CK_ULONG>(n, 1, 64 * 1024));
       n = static_cast<CK_ULONG>(sink.size());
-      return invoke(final_fn, h, sink.data(), &n) != CKR_BUFFER_TOO_SMALL;
+      final_rv = invoke(final_fn, h, sink.data(), &n);
+      return final_rv != CKR_BUFFER_TOO_SMALL;
+    };
+    // A single-part mechanism (CKM_RSA_PKCS, CKM_ECDSA) has no final call: SoftHSM2 2.6.1 answers
+    // it with CKR_OPERATION_NOT_INITIALIZED and keeps the operation. The single-part call on one
+    // zero block ends it, whether it succeeds or fails; its output is discarded and wiped.
+    auto single = [&](auto single_fn) {
+      if (final_rv != CKR_OPERATION_NOT_INITIALIZED && final_rv != CKR_FUNCTION_NOT_SUPPORTED) return;
+      CK_BYTE block[16] = {};
+      SecureBytes sink(64 * 1024);
+      CK_ULONG n = static_cast<CK_ULONG>(sink.size());
+      invoke(single_fn, h, block, CK_ULONG{sizeof block}, sink.data(), &n);
     };
     // A cipher with nothing fed may ask for an impossible final buffer (SoftHSM2 2.6.1 asks
     // for (CK_ULONG)-1 in C_DecryptFinal): feed it one zero block, then finish.
@@ -111,17 +123,26 @@ void Operation::abandon() noexcept {
     };
     bool done = true;
     switch (kind_) {
-      case Kind::sign: done = finish(f->C_SignFinal); break;
+      case Kind::sign:
+        done = finish(f->C_SignFinal);
+        single(f->C_Sign);
+        break;
       case Kind::digest: done = finish(f->C_DigestFinal); break;
       case Kind::encrypt:
         done = finish(f->C_EncryptFinal) || feed(f->C_EncryptUpdate) || finish(f->C_EncryptFinal);
+        single(f->C_Encrypt);
         break;
       case Kind::decrypt:
         done = finish(f->C_DecryptFinal) || feed(f->C_DecryptUpdate) || finish(f->C_DecryptFinal);
+        single(f->C_Decrypt);
         break;
       case Kind::verify: {
         CK_BYTE junk = 0;  // a wrong signature ends the verification
-        invoke(f->C_VerifyFinal, h, &junk, CK_ULONG{1});
+        final_rv = invoke(f->C_VerifyFinal, h, &junk, CK_ULONG{1});
+        if (final_rv == CKR_OPERATION_NOT_INITIALIZED || final_rv == CKR_FUNCTION_NOT_SUPPORTED) {
+          CK_BYTE block[16] = {};
+          invoke(f->C_Verify, h, block, CK_ULONG{sizeof block}, &junk, CK_ULONG{1});
+        }
         break;
       }
     }

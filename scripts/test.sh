@@ -54,6 +54,8 @@ run_suite() {  # build-dir backend [extra meson test args...]
 # (crypto_test links both); what sits above the seam does not depend on the backend, and the
 # OpenSSL run covers it: core's unit tests, cdcctl, Java, the crypto-independent suite (the Azure
 # client, the mirror's faults, rotation, Azure-resident keys, HSM groups), packaging, the crash test.
+# Nor the integration-hsm suite (every integration test on the forwarding backend in front of
+# SoftHSM2): it tests forwarding, not the crypto library; the sanitizer phases leave it out too.
 botan_suite() {
   local dir=build-botan sel=(crypto_default integration mirror-matrix -install -crash -hsm_backend)
   if [ ! -f "$dir/build.ninja" ]; then

@@ -3,11 +3,23 @@ running pkcs11-tool / openssl, and a ctypes view of the module for what PyKCS11 
 
 Every test gets its own directory with a config and a token; nothing outside it is touched.
 The module path comes from CDCP11_MODULE (set by meson), the PINs below are test constants and
-are never printed."""
+are never printed.
+
+CDCP11_TEST_BACKEND picks the backend behind every group TempToken makes: "soft" (the default,
+the soft token) or "hsm" (the forwarding backend in front of a throw-away SoftHSM2 token per
+group, with its own SOFTHSM2_CONF in the test directory). Tests say where the backends answer
+differently with soft_only(why) or by_backend(soft=..., hsm=...).
+
+Shell tests make their tokens with the same code:
+    eval "$(python3 p11helpers.py tokens DIR demo second,init=no,max_pin_retries=0)"
+writes DIR/conf.json (and DIR/softhsm2.conf), initializes the groups (SO and user PIN) and prints
+the exports (CDCP11_CONF, CDCP11_LOG_FILE, SOFTHSM2_CONF, CDCP11_TEST_BACKEND)."""
 import contextlib
 import ctypes
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +30,32 @@ MODULE = os.environ.get("CDCP11_MODULE", "")
 SO_PIN = "12345678"
 USER_PIN = "1234"
 TOOL_TIMEOUT = 120
+
+BACKEND = os.environ.get("CDCP11_TEST_BACKEND", "soft")
+if BACKEND not in ("soft", "hsm"):
+    raise SystemExit("CDCP11_TEST_BACKEND must be soft or hsm, not %r" % BACKEND)
+HSM = BACKEND == "hsm"
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+# Settings of the soft token only: the config refuses them in a pkcs11 group.
+SOFT_SETTINGS = ("dir", "kdf_scrypt_log2_n", "max_pin_retries")
+
+
+def soft_only(why):
+    """Skips a test or class on the HSM backend: it is about the soft token itself (why says how)."""
+    return unittest.skipIf(HSM, "soft token only: " + why)
+
+
+def hsm_expected_failure(why):
+    """A known failure of the HSM backend, named (why) until it is fixed; a pass then fails the run."""
+    def mark(fn):
+        return unittest.expectedFailure(fn) if HSM else fn
+    mark.why = why
+    return mark
+
+
+def by_backend(soft, hsm):
+    """The value a test expects on this run's backend (where SoftHSM2 legitimately answers otherwise)."""
+    return hsm if HSM else soft
 
 # CKR values used by the tests (PKCS#11 3.0).
 CKR = {
@@ -31,21 +69,41 @@ def require_module(test):
         raise unittest.SkipTest("CDCP11_MODULE not set or missing")
 
 
-class TempToken:
-    """A config + token directory. groups: list of (name, extra token settings)."""
+def require_softhsm():
+    # The HSM suites are registered only where SoftHSM2 is a dependency: its absence is a failure.
+    if not os.path.exists(SOFTHSM) or not shutil.which("softhsm2-util"):
+        raise AssertionError("CDCP11_TEST_BACKEND=hsm needs SoftHSM2 (%s, softhsm2-util)" % SOFTHSM)
 
-    def __init__(self, groups=(("demo", {}),), log2n=10, retries=3, log_level=None):
-        self.dir = tempfile.mkdtemp(prefix="cdcp11-int-")
+
+class TempToken:
+    """A config + token directory. groups: list of (name, extra token settings). On the HSM
+    backend each group forwards to its own SoftHSM2 token labelled with the group's name; the
+    soft token's settings (dir, KDF cost, PIN retries) are dropped there."""
+
+    def __init__(self, groups=(("demo", {}),), log2n=10, retries=3, log_level=None, directory=None):
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        self.dir = directory or tempfile.mkdtemp(prefix="cdcp11-int-")
         self.conf = os.path.join(self.dir, "conf.json")
         self.log = os.path.join(self.dir, "module.log")
+        self.softhsm_conf = os.path.join(self.dir, "softhsm2.conf") if HSM else None
+        if HSM:
+            require_softhsm()
+            os.makedirs(os.path.join(self.dir, "softhsm"), exist_ok=True)
+            with open(self.softhsm_conf, "w") as f:
+                f.write("directories.tokendir = %s/softhsm\nobjectstore.backend = file\nlog.level = ERROR\n"
+                        % self.dir)
         self.groups = []
         for name, extra in groups:
-            tok = {"dir": "tokens/" + name, "kdf_scrypt_log2_n": log2n, "max_pin_retries": retries}
+            if HSM:
+                tok = {"backend": "pkcs11", "module": SOFTHSM, "token_label": name}
+            else:
+                tok = {"dir": "tokens/" + name, "kdf_scrypt_log2_n": log2n, "max_pin_retries": retries}
             g = {"name": name, "token": tok}
             extra = dict(extra)
             if "slot_id" in extra:
                 g["slot_id"] = extra.pop("slot_id")
-            tok.update(extra)
+            tok.update({k: v for k, v in extra.items() if not (HSM and k in SOFT_SETTINGS)})
             self.groups.append(g)
         self.write_conf()
         self.log_level = log_level
@@ -58,6 +116,8 @@ class TempToken:
         e = dict(os.environ)
         e["CDCP11_CONF"] = self.conf
         e["CDCP11_LOG_FILE"] = self.log
+        if self.softhsm_conf:
+            e["SOFTHSM2_CONF"] = self.softhsm_conf
         if self.log_level:
             e["CDCP11_LOG_LEVEL"] = self.log_level
         e.update(extra)
@@ -67,6 +127,8 @@ class TempToken:
         """Point this process (PyKCS11/ctypes loads) at the token."""
         os.environ["CDCP11_CONF"] = self.conf
         os.environ["CDCP11_LOG_FILE"] = self.log
+        if self.softhsm_conf:
+            os.environ["SOFTHSM2_CONF"] = self.softhsm_conf
         if self.log_level:
             os.environ["CDCP11_LOG_LEVEL"] = self.log_level
 
@@ -85,11 +147,25 @@ class TempToken:
         return r
 
     def init(self, label="demo", user_pin=True):
-        idx = str([g["name"] for g in self.groups].index(label))
-        self.tool("--slot-index", idx, "--init-token", "--label", label, "--so-pin", SO_PIN)
+        """Initializes the group's token with the test SO PIN and (user_pin) the user PIN. On the HSM
+        backend that is SoftHSM2's own softhsm2-util: our slot refuses C_InitToken there by design."""
+        if HSM:
+            assert user_pin, "softhsm2-util --init-token always sets the user PIN"
+            run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN],
+                env=self.env())
+            return
+        slot = self.slot_id(label)
+        self.tool("--slot", slot, "--init-token", "--label", label, "--so-pin", SO_PIN)
         if user_pin:
-            self.tool("--slot-index", idx, "--login", "--login-type", "so", "--so-pin", SO_PIN,
+            self.tool("--slot", slot, "--login", "--login-type", "so", "--so-pin", SO_PIN,
                       "--init-pin", "--pin", USER_PIN)
+
+    def slot_id(self, group):
+        """The slot id of a group, from its slot description ("CDC group NAME"), as pkcs11-tool lists it."""
+        out = self.tool("-L").stdout.decode(errors="replace")
+        m = re.search(r"^Slot \d+ \((0x[0-9a-f]+)\): CDC group %s\s*$" % re.escape(group), out, re.M)
+        assert m, "no slot of group %r in: %s" % (group, out)
+        return m.group(1)
 
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -373,5 +449,56 @@ def oh(obj):
     return int(obj.value()) if hasattr(obj, "value") else int(obj)
 
 
+def shared_token(g, groups=(("demo", {}),), **kw):
+    """(setUpModule, tearDownModule) for a test file whose tests share one token: every group
+    initialized, the module loaded with PyKCS11; g (the file's globals()) gets TOK and LIB."""
+    def setup():
+        require_module(None)
+        g["TOK"] = TempToken(groups=groups, **kw)
+        for name, _ in groups:
+            g["TOK"].init(name)
+        g["LIB"] = load_lib(g["TOK"])
+
+    def teardown():
+        g["LIB"] = None
+        if g.get("TOK"):
+            g["TOK"].cleanup()
+    g.setdefault("TOK", None)
+    g.setdefault("LIB", None)
+    return setup, teardown
+
+
+def shell_tokens(directory, specs):
+    """The `tokens` command for shell tests: specs are NAME[,init=no][,SETTING=INT]..."""
+    groups, init = [], []
+    for spec in specs:
+        name, *opts = spec.split(",")
+        extra = {}
+        for o in opts:
+            k, v = o.split("=", 1)
+            if k == "init":
+                if v != "no":
+                    raise SystemExit("init=no is the only init option")
+                continue
+            extra[k] = int(v)
+        if "init=no" not in opts:
+            init.append(name)
+        groups.append((name, extra))
+    tok = TempToken(groups=groups, directory=directory)
+    for name in init:
+        tok.init(name)
+    exports = {"CDCP11_CONF": tok.conf, "CDCP11_LOG_FILE": tok.log, "CDCP11_TEST_BACKEND": BACKEND}
+    if tok.softhsm_conf:
+        exports["SOFTHSM2_CONF"] = tok.softhsm_conf
+    return "".join("export %s=%s\n" % (k, shlex.quote(v)) for k, v in exports.items())
+
+
 def main():
     unittest.main(verbosity=2)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "tokens":
+        sys.stdout.write(shell_tokens(sys.argv[2], sys.argv[3:]))
+    else:
+        raise SystemExit("usage: p11helpers.py tokens DIR NAME[,init=no][,SETTING=INT]...")

@@ -1,9 +1,10 @@
 """A child process for the multi-process and crash tests. The config comes from CDCP11_CONF.
 
-  p11worker.py create PREFIX COUNT [KEYS_EVERY]
+  p11worker.py create PREFIX COUNT [KEYS_EVERY [wait]]
       logs in and creates COUNT token data objects labelled PREFIX-<i> (every KEYS_EVERY-th one is an
       AES key made with C_GenerateKey instead); after each call returns CKR_OK it prints "OK <label>"
-      and flushes, so a parent that kills it knows exactly which creations completed.
+      and flushes, so a parent that kills it knows exactly which creations completed. With wait, it
+      waits for a line on stdin after "READY" (so that every writer has opened the token first).
   p11worker.py reader
       opens a session and logs in, prints "READY", waits for a line on stdin, then searches the
       token from that same session and prints the labels it finds as JSON.
@@ -47,6 +48,8 @@ def main():
         keys_every = int(sys.argv[4]) if len(sys.argv) > 4 else 0
         lib, s = open_session()
         print("READY", flush=True)
+        if sys.argv[5:] == ["wait"]:
+            sys.stdin.readline()
         for i in range(count):
             label = "%s-%d" % (prefix, i)
             if keys_every and i % keys_every == keys_every - 1:

@@ -242,6 +242,8 @@ class ForkTest(unittest.TestCase):
         finally:
             t.cleanup()
 
+    @h.hsm_expected_failure("a child forked during a login hangs on the HSM: fork handling of the forwarding "
+                            "backend, issue 9 next step 4")
     def test_child_forked_during_a_login_can_initialize(self):
         self.run_forks("login", 3, log2n=17)
 

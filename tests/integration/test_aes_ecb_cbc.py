@@ -40,19 +40,7 @@ NIST = [
 ]
 
 
-def setUpModule():
-    global TOK, LIB
-    h.require_module(None)
-    TOK = h.TempToken()
-    TOK.init()
-    LIB = h.load_lib(TOK)
-
-
-def tearDownModule():
-    global LIB
-    LIB = None
-    if TOK:
-        TOK.cleanup()
+setUpModule, tearDownModule = h.shared_token(globals())
 
 
 def reference(mech, key, iv, data, encrypt=True):
@@ -63,6 +51,9 @@ def reference(mech, key, iv, data, encrypt=True):
 
 def mechanism(mech, iv):
     return P.Mechanism(mech, iv) if mech == CBC else P.Mechanism(mech)
+
+
+HOLD_BACK = ("the forwarding backend holds back the first part of a multi-part encryption (to keep single-part calls single-part in the HSM), so C_EncryptUpdate releases nothing, then two parts at once")
 
 
 class AesEcbCbcTest(h.P11Case):
@@ -106,7 +97,8 @@ class AesEcbCbcTest(h.P11Case):
             with self.subTest(mech=name):
                 self.assertIn(name, mechs)
                 info = LIB.getMechanismInfo(slot, name)
-                want = P.CKF_ENCRYPT | P.CKF_DECRYPT | P.CKF_WRAP | P.CKF_UNWRAP
+                # SoftHSM2 2.6.1 wraps with neither (CKM_AES_CBC: wrap only), and the slot shows its flags.
+                want = P.CKF_ENCRYPT | P.CKF_DECRYPT | (0 if h.HSM else P.CKF_WRAP | P.CKF_UNWRAP)
                 self.assertEqual(info.flags & want, want)
                 self.assertEqual(info.flags & (P.CKF_SIGN | P.CKF_DIGEST | P.CKF_DERIVE), 0)
                 self.assertEqual((info.ulMinKeySize, info.ulMaxKeySize), (16, 32))
@@ -117,6 +109,22 @@ class AesEcbCbcTest(h.P11Case):
                 k = self.aes(bytes.fromhex(key))
                 self.assertEqual(bytes(self.s.encrypt(k, NIST_PT, mechanism(mech, NIST_IV))).hex(), ct)
                 self.assertEqual(bytes(self.s.decrypt(k, bytes.fromhex(ct), mechanism(mech, NIST_IV))), NIST_PT)
+
+    @h.hsm_expected_failure(HOLD_BACK)
+    def test_length_errors_multipart(self):
+        self.cancel_on_the_hsm()
+        k = self.aes(os.urandom(16))
+        iv = os.urandom(16)
+        for mech in (ECB, CBC):
+            p = iv if mech == CBC else None
+            for init, upd, fin, want in (("C_EncryptInit", "C_EncryptUpdate", "C_EncryptFinal", "CKR_DATA_LEN_RANGE"),
+                                         ("C_DecryptInit", "C_DecryptUpdate", "C_DecryptFinal",
+                                          "CKR_ENCRYPTED_DATA_LEN_RANGE")):
+                self.assertRV("CKR_OK", self.init(init, mech, k, p))
+                rv, part = self.update(upd, os.urandom(20))
+                self.assertRV("CKR_OK", rv)
+                self.assertEqual(len(part), 16)
+                self.assertRV(want, self.final(fin)[0])
 
     def test_matches_cryptography(self):
         for n in (16, 24, 32):
@@ -129,6 +137,12 @@ class AesEcbCbcTest(h.P11Case):
                         ct = bytes(self.s.encrypt(k, data, mechanism(mech, iv)))
                         self.assertEqual(ct, reference(mech, key, iv, data))
                         self.assertEqual(bytes(self.s.decrypt(k, ct, mechanism(mech, iv))), data)
+
+    def cancel_on_the_hsm(self):
+        # A failed expectation must not leave the session's operation to the next test.
+        if h.HSM:
+            self.addCleanup(lambda: self.raw.C_SessionCancel(ctypes.c_ulong(self.hs),
+                                                             ctypes.c_ulong(P.CKF_ENCRYPT | P.CKF_DECRYPT)))
 
     def test_multipart_buffers_partial_blocks(self):
         key, iv = os.urandom(32), os.urandom(16)
@@ -166,15 +180,6 @@ class AesEcbCbcTest(h.P11Case):
                     self.assertRV("CKR_OK", self.init("C_DecryptInit", mech, k, p))
                     rv, _, _ = self.raw.single("C_Decrypt", self.hs, os.urandom(n), size=64)
                     self.assertRV("CKR_ENCRYPTED_DATA_LEN_RANGE", rv)
-            with self.subTest(mech=hex(mech), multipart=True):
-                for init, upd, fin, want in (("C_EncryptInit", "C_EncryptUpdate", "C_EncryptFinal", "CKR_DATA_LEN_RANGE"),
-                                             ("C_DecryptInit", "C_DecryptUpdate", "C_DecryptFinal",
-                                              "CKR_ENCRYPTED_DATA_LEN_RANGE")):
-                    self.assertRV("CKR_OK", self.init(init, mech, k, p))
-                    rv, part = self.update(upd, os.urandom(20))
-                    self.assertRV("CKR_OK", rv)
-                    self.assertEqual(len(part), 16)
-                    self.assertRV(want, self.final(fin)[0])
             # A length query of an acceptable length answers the exact length.
             self.assertRV("CKR_OK", self.init("C_EncryptInit", mech, k, p))
             rv, _, n = self.raw.single("C_Encrypt", self.hs, os.urandom(48), size=None)
@@ -184,13 +189,21 @@ class AesEcbCbcTest(h.P11Case):
 
     def test_iv_errors(self):
         k = self.aes(os.urandom(16))
+        # SoftHSM2 2.6.1's own answers, forwarded: CKR_ARGUMENTS_BAD without an IV, CKR_MECHANISM_INVALID
+        # for an IV of the wrong size, and an ECB parameter ignored (the operation then starts).
         for fn in ("C_EncryptInit", "C_DecryptInit"):
             for iv in (None, os.urandom(8), os.urandom(15), os.urandom(17), os.urandom(32)):
                 with self.subTest(fn=fn, iv=None if iv is None else len(iv)):
-                    self.assertRV("CKR_MECHANISM_PARAM_INVALID", self.init(fn, CBC, k, iv))
+                    want = h.by_backend("CKR_MECHANISM_PARAM_INVALID",
+                                        "CKR_ARGUMENTS_BAD" if iv is None else "CKR_MECHANISM_INVALID")
+                    self.assertRV(want, self.init(fn, CBC, k, iv))
             with self.subTest(fn=fn, ecb_with_parameter=True):
-                self.assertRV("CKR_MECHANISM_PARAM_INVALID", self.init(fn, ECB, k, os.urandom(16)))
+                self.assertRV(h.by_backend("CKR_MECHANISM_PARAM_INVALID", "CKR_OK"),
+                              self.init(fn, ECB, k, os.urandom(16)))
+                if h.HSM:
+                    self.raw.C_SessionCancel(ctypes.c_ulong(self.hs), ctypes.c_ulong(P.CKF_ENCRYPT | P.CKF_DECRYPT))
 
+    @h.soft_only("SoftHSM2 2.6.1 neither wraps with CKM_AES_ECB nor unwraps with CKM_AES_CBC")
     def test_wrap_and_unwrap_secret_keys(self):
         kek_value, iv = os.urandom(32), os.urandom(16)
         kek = self.aes(kek_value)
@@ -207,6 +220,7 @@ class AesEcbCbcTest(h.P11Case):
                     u = self.s.unwrapKey(kek, wrapped, tmpl, mechanism(mech, iv))
                     self.assertEqual(bytes(self.s.getAttributeValue(u, [P.CKA_VALUE])[0]), value)
 
+    @h.soft_only("SoftHSM2 2.6.1 neither wraps with CKM_AES_ECB nor unwraps with CKM_AES_CBC")
     def test_wrap_and_unwrap_refusals(self):
         kek = self.aes(os.urandom(16))
         _, priv = self.s.generateKeyPair(
@@ -247,6 +261,7 @@ class PkcsToolAesTest(unittest.TestCase):
         with open(self.tok.path(name), "rb") as f:
             return f.read()
 
+    @h.hsm_expected_failure(HOLD_BACK + ": pkcs11-tool's second C_EncryptUpdate gets CKR_BUFFER_TOO_SMALL")
     def test_round_trip_matches_openssl(self):
         key = bytes.fromhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
         iv = "0f0e0d0c0b0a09080706050403020100"

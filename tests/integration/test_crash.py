@@ -85,7 +85,8 @@ class CrashTest(unittest.TestCase):
             for label in got:
                 if seen[label]["class"] == 0:
                     self.assertEqual(seen[label]["value"], "value of " + label)
-        self.assertGreater(len(confirmed), ITERATIONS)  # the kills did land mid-way through real work
+        # the kills did land mid-way through real work (SoftHSM2 creates more slowly: fewer per run)
+        self.assertGreater(len(confirmed), h.by_backend(ITERATIONS, ITERATIONS // 2))
         # the token still takes new objects and pkcs11-tool still works on it
         self.tok.tool("--write-object", self.tok.conf, "--type", "data", "--label", "after", "--private", login=True)
         self.assertIn("after", self.list_token())

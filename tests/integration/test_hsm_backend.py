@@ -2,6 +2,7 @@
 driven through libcdcp11.so with PyKCS11, pkcs11-tool and openssl: login and a wrong PIN, objects
 already in the HSM, keys generated in the HSM (seen by SoftHSM2's own module), RSA signatures
 openssl verifies, an AES-GCM round trip, two processes, and a group whose module is missing."""
+import glob
 import os
 import shutil
 import subprocess
@@ -203,6 +204,20 @@ class HsmBackendTest(unittest.TestCase):
         self.assertEqual(e.exception.value, PyKCS11.CKR_KEY_HANDLE_INVALID)
         self.assertEqual(s.findObjects([(CKA_LABEL, "doomed")]), [])
         s.logout()
+
+    def test_a_failed_token_info_of_the_hsm_does_not_make_the_token_look_uninitialised(self):
+        # SoftHSM2 fails C_GetTokenInfo with CKR_GENERAL_ERROR while another process rewrites its
+        # token file (test_multiprocess on the HSM backend hit it); an emptied file makes it fail
+        # for good in this process. The slot keeps the token info it last read, and says so.
+        info = self.lib.getTokenInfo(7)
+        self.assertTrue(info.flags & PyKCS11.CKF_TOKEN_INITIALIZED)
+        token_object, = glob.glob(os.path.join(self.g.dir, "tokens", "*", "token.object"))
+        with open(token_object, "r+b") as f:
+            f.truncate(0)
+        again = self.lib.getTokenInfo(7)
+        self.assertEqual((again.label, again.flags), (info.label, info.flags))
+        with open(self.g.log) as f:
+            self.assertIn("C_GetTokenInfo of the HSM failed", f.read())
 
     def test_missing_module_still_lists_the_group_without_a_token(self):
         self.assertIn(8, self.lib.getSlotList(tokenPresent=False))

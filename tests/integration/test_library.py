@@ -208,6 +208,8 @@ class LibraryTest(unittest.TestCase):
             self.assertEqual(r["nslots"], 2)
             self.assertEqual(r["fin"], 0)
 
+    @h.hsm_expected_failure("a child forked after C_Initialize cannot log in to the HSM (C_Login: "
+                            "CKR_GENERAL_ERROR): fork handling of the forwarding backend, issue 9 next step 4")
     def test_fork_child_initializes_and_works(self):
         o = self.child("child_fork")
         c = o["child"]
@@ -262,13 +264,15 @@ class LibraryTest(unittest.TestCase):
                 self.assertTrue(flags & f, (label, P.CKF[f]))
         b = snapshot()  # a restart
         self.assertEqual(a["demo"][0], b["demo"][0])
-        # re-initialise the token: same slot id, PIN flag drops until InitPIN
-        self.tok.tool("--token-label", "demo", "--init-token", "--label", "demo", "--so-pin", h.SO_PIN)
-        c = snapshot()
-        self.assertEqual(c["demo"][0], a["demo"][0])
-        self.assertFalse(c["demo"][1] & P.CKF_USER_PIN_INITIALIZED)
-        self.assertTrue(c["demo"][1] & P.CKF_TOKEN_INITIALIZED)
-        self.tok.init("demo")
+        # re-initialise the token: same slot id, PIN flag drops until InitPIN (a forwarded token
+        # refuses C_InitToken by design)
+        if not h.HSM:
+            self.tok.tool("--token-label", "demo", "--init-token", "--label", "demo", "--so-pin", h.SO_PIN)
+            c = snapshot()
+            self.assertEqual(c["demo"][0], a["demo"][0])
+            self.assertFalse(c["demo"][1] & P.CKF_USER_PIN_INITIALIZED)
+            self.assertTrue(c["demo"][1] & P.CKF_TOKEN_INITIALIZED)
+            self.tok.init("demo")
         # reordering the groups in the config does not move the slot ids
         self.tok.groups.reverse()
         self.tok.write_conf()
@@ -280,6 +284,7 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(d["demo"][0], a["demo"][0])
         self.assertEqual(d["pinned"][0], 77)
 
+    @h.soft_only("a group forwards to an initialised HSM token; SoftHSM2 makes no labelled uninitialised one")
     def test_uninitialized_token_flags(self):
         tok = h.TempToken()
         try:

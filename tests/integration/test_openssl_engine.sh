@@ -3,6 +3,7 @@
 # key, a token EC CA key signing a leaf certificate, and `openssl verify` accepting both chains.
 # The PIN reaches the engine through its config file (PIN directive), never a command line.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 : "${CDCP11_MODULE:?}"
 ENGINE=$(ls /usr/lib/*/engines-3/pkcs11.so 2>/dev/null | head -n1 || true)
@@ -11,14 +12,10 @@ if [ -z "$ENGINE" ]; then echo "libengine-pkcs11-openssl not installed"; exit 77
 T=$(mktemp -d /tmp/cdcp11-engine-XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 cd "$T"
-cat > conf.json <<EOF
-{"version":1,"groups":[{"name":"demo","token":{"dir":"tokens/demo","kdf_scrypt_log2_n":10,"max_pin_retries":3}}]}
-EOF
-export CDCP11_CONF=$T/conf.json CDCP11_LOG_FILE=$T/module.log
+# the group's token, initialized with the test PINs, on the backend CDCP11_TEST_BACKEND names
+eval "$(/usr/bin/python3 "$HERE/p11helpers.py" tokens "$T" demo)"
 export SO_PIN=12345678 USER_PIN=1234
 tool() { pkcs11-tool --module "$CDCP11_MODULE" "$@"; }
-tool --init-token --label demo --so-pin env:SO_PIN >/dev/null
-tool --login --login-type so --so-pin env:SO_PIN --init-pin --pin env:USER_PIN >/dev/null
 tool --login --pin env:USER_PIN --keypairgen --key-type rsa:2048 --label rsa1 --id 01 >/dev/null
 tool --login --pin env:USER_PIN --keypairgen --key-type EC:prime256v1 --label ecca --id 02 >/dev/null
 

@@ -2,18 +2,16 @@
 # GnuTLS p11tool lists the token's objects: public objects without login, private keys and
 # secret keys only with --login (PIN from GNUTLS_PIN, never the command line).
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 : "${CDCP11_MODULE:?}"
 T=$(mktemp -d /tmp/cdcp11-p11tool-XXXXXX)
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 cd "$T"
-cat > conf.json <<JSON
-{"version":1,"groups":[{"name":"demo","token":{"dir":"tokens/demo","kdf_scrypt_log2_n":10,"max_pin_retries":3}}]}
-JSON
-export CDCP11_CONF=$T/conf.json CDCP11_LOG_FILE=$T/module.log CDCP11_LOG_LEVEL=debug SO_PIN=12345678 USER_PIN=1234
+# the group's token, initialized with the test PINs, on the backend CDCP11_TEST_BACKEND names
+eval "$(/usr/bin/python3 "$HERE/p11helpers.py" tokens "$T" demo)"
+export CDCP11_LOG_LEVEL=debug SO_PIN=12345678 USER_PIN=1234
 tool() { pkcs11-tool --module "$CDCP11_MODULE" "$@" >/dev/null 2>&1; }
-tool --init-token --label demo --so-pin env:SO_PIN
-tool --login --login-type so --so-pin env:SO_PIN --init-pin --pin env:USER_PIN
 tool --login --pin env:USER_PIN --keypairgen --key-type rsa:2048 --label rsa1 --id 01
 tool --login --pin env:USER_PIN --keypairgen --key-type EC:prime256v1 --label ec1 --id 02
 tool --login --pin env:USER_PIN --keygen --key-type AES:32 --label aes1 --id 03 --private

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import padding  # noqa: E402
 
 TOK = LIB = None
+IMPLICIT = ("implicit rejection is the soft token's RSA decryption; SoftHSM2 2.6.1 answers bad padding and "
+            "bad lengths with CKR_GENERAL_ERROR, which the forwarding backend passes on as it is")
 
 KEY_PEM = b"""-----BEGIN RSA PRIVATE KEY-----
 MIIEowIBAAKCAQEAyMyDlxQJjaVsqiNkD5PciZfBY3KWj8Gwxt9RE8HJTosh5IrS
@@ -85,19 +87,7 @@ BAD = [
 ]
 
 
-def setUpModule():
-    global TOK, LIB
-    h.require_module(None)
-    TOK = h.TempToken(log_level="info")
-    TOK.init()
-    LIB = h.load_lib(TOK)
-
-
-def tearDownModule():
-    global LIB
-    LIB = None
-    if TOK:
-        TOK.cleanup()
+setUpModule, tearDownModule = h.shared_token(globals(), log_level="info")
 
 
 def be(n):
@@ -154,6 +144,7 @@ class RsaPkcs1Test(h.P11Case):
             self.assertRV("CKR_OK", rv)
             self.assertEqual(out, msg)
 
+    @h.soft_only(IMPLICIT)
     def test_bad_padding_decrypts_to_the_synthetic_message(self):
         before = TOK.read_log()
         for what, ct, synthetic in BAD:
@@ -164,6 +155,7 @@ class RsaPkcs1Test(h.P11Case):
                     self.assertEqual(out, synthetic)
         self.assertNotIn("C_Decrypt", TOK.read_log()[len(before):])
 
+    @h.soft_only(IMPLICIT)
     def test_decrypt_errors_are_public_properties_only(self):
         m = h.mech(P.CKM_RSA_PKCS)
         for ct, want in ((VALID[0][1:], "CKR_ENCRYPTED_DATA_LEN_RANGE"),
@@ -174,6 +166,8 @@ class RsaPkcs1Test(h.P11Case):
                 rv, _, _ = self.raw.single("C_Decrypt", self.hs, ct, size=512)
                 self.assertRV(want, rv)
 
+    @h.hsm_expected_failure("SoftHSM2 refuses this unwrap template with CKR_ATTRIBUTE_READ_ONLY; not yet "
+                            "analysed")
     def test_unwrap_valid(self):
         value = os.urandom(32)
         tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_TOKEN, False),
@@ -183,6 +177,7 @@ class RsaPkcs1Test(h.P11Case):
             k = self.s.unwrapKey(self.priv, wrapped, tmpl + extra, P.Mechanism(P.CKM_RSA_PKCS))
             self.assertEqual(bytes(self.s.getAttributeValue(k, [P.CKA_VALUE])[0]), value)
 
+    @h.soft_only(IMPLICIT)
     def test_unwrap_bad_padding_and_bad_length_give_one_ckr(self):
         aes = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_TOKEN, False)]
         ec = [(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_TOKEN, False)]
@@ -206,6 +201,7 @@ class RsaPkcs1Test(h.P11Case):
             # and one reason for all of them, whatever was wrong
             self.assertEqual(len(lines), 1, lines)
 
+    @h.soft_only(IMPLICIT)
     def test_unwrap_wrong_length_wrapped_key(self):
         tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_TOKEN, False)]
         self.assertEqual(self.unwrap_rv(VALID[0][1:], tmpl), "CKR_WRAPPED_KEY_LEN_RANGE")

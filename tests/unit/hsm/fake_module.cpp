@@ -65,6 +65,10 @@ CK_RV GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n) {
 CK_RV GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR t) {
   if (slot == kEmptySlot) return CKR_TOKEN_NOT_PRESENT;
   if (slot != kTokenSlot) return CKR_SLOT_ID_INVALID;
+  if (g.token_info_failures > 0) {
+    --g.token_info_failures;
+    return CKR_GENERAL_ERROR;
+  }
   std::memset(t, 0, sizeof *t);
   pad(t->label, sizeof t->label, "fake");
   pad(t->manufacturerID, sizeof t->manufacturerID, "cdcp11 tests");

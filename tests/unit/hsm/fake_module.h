@@ -14,6 +14,7 @@ struct FakeP11State {
   int find_final_calls;
   int open_sessions, close_calls;
   int sign_cancel_calls;  // C_SignInit with a NULL mechanism (the 3.0 cancel)
+  int token_info_failures;  // C_GetTokenInfo of the token fails with CKR_GENERAL_ERROR this many times
 };
 
 extern "C" typedef FakeP11State* (*FakeP11StateFn)();

@@ -229,6 +229,23 @@ TEST_CASE("operations: one dropped unfinished is ended, so the next one starts (
   ok(s.digest_init(Mechanism(CKM_SHA256)));
 }
 
+TEST_CASE("operations: a single-part one dropped unfinished is ended too (2.x module)") {
+  // SoftHSM2 2.6.1 answers C_SignFinal & co. of a single-part mechanism (CKM_RSA_PKCS) with
+  // CKR_OPERATION_NOT_INITIALIZED and keeps the operation active.
+  SoftHsm h;
+  Session s = h.user_session();
+  KeyPair rsa = ok(s.generate_key_pair(Mechanism(CKM_RSA_PKCS_KEY_PAIR_GEN), rsa_public(2048),
+                                       rsa_private()));
+  const Mechanism raw(CKM_RSA_PKCS);
+  { SignOp op = ok(s.sign_init(raw, rsa.private_key)); }
+  ok(s.verify_init(raw, rsa.public_key));  // would be CKR_OPERATION_ACTIVE had the sign stayed
+  { VerifyOp op = ok(s.verify_init(raw, rsa.public_key)); }
+  { EncryptOp op = ok(s.encrypt_init(raw, rsa.public_key)); }
+  { DecryptOp op = ok(s.decrypt_init(raw, rsa.private_key)); }
+  SignOp op = ok(s.sign_init(raw, rsa.private_key));
+  CHECK(ok(op.sign(B("still usable"))).size() == 256);
+}
+
 TEST_CASE("operations: SoftHSM2 2.6.1 runs one operation of any kind at a time per session") {
   SoftHsm h;
   Session s = h.user_session();

@@ -88,6 +88,19 @@ TEST_CASE("load: C_GetInterface is preferred, and module_args reach C_Initialize
   CHECK(fake.st->finalize_calls == 1);
 }
 
+TEST_CASE("find_token: a token whose info fails to read for a moment is found; one that keeps failing is named") {
+  // SoftHSM2 fails C_GetTokenInfo with CKR_GENERAL_ERROR while another process rewrites its token file.
+  Fake fake;
+  auto m = ok(Module::load(fake_module_path()));
+  fake.st->token_info_failures = 2;
+  CHECK(ok(m->find_token(TokenSelector::label("fake"))) == 7);
+  fake.st->token_info_failures = 1000;
+  Error e = err(m->find_token(TokenSelector::label("fake")));
+  CHECK(e.rv == CKR_TOKEN_NOT_PRESENT);
+  CHECK(contains(e.message, "no token with token label 'fake' (the token info of slot 7 could not be read: "
+                            "C_GetTokenInfo: CKR_GENERAL_ERROR"));
+}
+
 TEST_CASE("load: without module_args pReserved is NULL") {
   Fake fake;
   auto m = ok(Module::load(fake_module_path()));
