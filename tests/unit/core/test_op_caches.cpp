@@ -20,10 +20,10 @@ namespace {
 const Bytes kP256Oid = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 const Bytes kDigest(32, 0x5a);
 
-R<std::unique_ptr<TokenBackend>> soft_factory(const GroupConfig& g) {
+R<std::unique_ptr<Backend>> soft_factory(const GroupConfig& g) {
   auto t = softtoken::SoftToken::open(g, crypto::default_backend());
   if (!t) return fail(std::move(t).error());
-  return std::unique_ptr<TokenBackend>(std::move(*t));
+  return std::unique_ptr<Backend>(std::move(*t));
 }
 
 struct Dir {
