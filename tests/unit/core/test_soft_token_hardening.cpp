@@ -129,6 +129,16 @@ std::set<T> minus(const std::set<T>& a, const std::set<T>& b) {
   return out;
 }
 
+// Damages one byte for certain: writing a fixed value changes nothing when the byte already holds it.
+void flip_byte(const std::string& path, std::streamoff at) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  const int c = f.get();
+  REQUIRE(c != EOF);
+  f.seekp(at);
+  f.put(static_cast<char>(c ^ 0xff));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- item 3: the PIN retry counter
@@ -243,11 +253,7 @@ TEST_CASE("a corrupt meta record is reported, and C_InitToken repairs the token"
   REQUIRE(t->refresh());
   auto b = open(g);
   REQUIRE(b->login(CKU_USER, pin("user-1")));
-  {
-    std::fstream f(g.token.dir + "/meta", std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(40);
-    f.put('#');
-  }
+  flip_byte(g.token.dir + "/meta", 40);
   REQUIRE(b->create_object(data_object("y", false, "w")));  // bumps the store generation
 
   auto r = t->refresh();
@@ -490,11 +496,7 @@ TEST_CASE("a damaged record is never served stale: dropped and reported removed"
     REQUIRE(raw_store(g)->put(a->uid, view("garbage, not an object record")));
   }
   SUBCASE("a file failing its checksum, found by a full listing") {
-    {
-      std::fstream f(g.token.dir + "/objects/" + a->uid, std::ios::in | std::ios::out | std::ios::binary);
-      f.seekp(30);
-      f.put('#');
-    }
+    flip_byte(g.token.dir + "/objects/" + a->uid, 30);
     for (int i = 0; i < 150; ++i) {  // more changes than the store's journal holds
       auto tmp = t->create_object(data_object("tmp", false, "x"));
       REQUIRE(tmp);
