@@ -65,6 +65,10 @@ class Operation {
   virtual R<SecureBytes> update(ByteView in) = 0;   // sign/verify/digest return empty
   virtual R<SecureBytes> finish() = 0;              // sign/digest: the result; encrypt/decrypt: tail
   virtual R<void> verify(ByteView signature) = 0;   // verify operations only
+  // C_Login(CKU_CONTEXT_SPECIFIC) after the init, for a backend whose module checks the
+  // re-authentication per session (an HSM): the PIN goes to the session running this operation.
+  // nullopt: the token checks the PIN (TokenBackend::check_pin).
+  virtual std::optional<R<void>> context_login(ByteView /*pin*/) { return std::nullopt; }
 };
 
 enum class OpKind { sign, verify, encrypt, decrypt };

@@ -84,6 +84,12 @@ class ForwardOp final : public core::Operation {
     return {};
   }
 
+  // The HSM checks CKA_ALWAYS_AUTHENTICATE in the session the operation runs in.
+  std::optional<R<void>> context_login(ByteView pin) override {
+    if (auto r = lease_->login(hsm::UserType::context_specific, pin); !r) return R<void>(fail(std::move(r).error()));
+    return R<void>{};
+  }
+
   ~ForwardOp() override { secure_zero(first_.data(), first_.size()); }
 
  private:

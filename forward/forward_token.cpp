@@ -238,8 +238,10 @@ R<void> ForwardToken::login(CK_USER_TYPE who, ByteView pin) {
 }
 
 R<void> ForwardToken::check_pin(ByteView) {
-  return core::err(Errc::not_supported,
-                   "context-specific login (CKA_ALWAYS_AUTHENTICATE) is not forwarded to the HSM");
+  // Every operation's context login goes to its own HSM session (ForwardOp::context_login).
+  return core::err(Errc::operation_not_initialized,
+                   "a context-specific login (CKA_ALWAYS_AUTHENTICATE) goes to the HSM session of the operation "
+                   "waiting for it; none does");
 }
 
 void ForwardToken::logout() {
