@@ -2,7 +2,9 @@
 - a key with CKA_ALWAYS_AUTHENTICATE: C_Login(CKU_CONTEXT_SPECIFIC) after the operation's init
   reaches the HSM session that runs the operation (SoftHSM2 2.6.1 enforces the re-authentication
   itself, so a login that went elsewhere leaves its C_Sign at CKR_USER_NOT_LOGGED_IN), and a wrong
-  PIN comes back as the HSM says."""
+  PIN comes back as the HSM says;
+- fork: a child that calls C_Initialize again gets a forwarding backend of its own (the HSM module
+  initialised again, no parent session or handle reused) and signs; the parent still signs after."""
 import os
 import sys
 import unittest
@@ -108,6 +110,41 @@ class Forwarding(unittest.TestCase):
         # Without the context login the operation is refused.
         rvs, rv, _ = self.sign_steps(s, priv, b"x")
         self.assertEqual(rv, P.CKR_USER_NOT_LOGGED_IN, h.ckr_name(rv))
+
+    # ------------------------------------------------------------ fork
+
+    def test_a_forked_child_initialises_again_and_signs_and_the_parent_still_signs(self):
+        s = self.session()
+        pub, priv = keypair(s, "forked")
+        s.verify(pub, b"before", bytes(s.sign(priv, b"before", MECH)), MECH)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: PKCS#11 says it must call C_Initialize before anything else
+            os.close(r)
+            code = 1
+            try:
+                lib = P.PyKCS11Lib()
+                lib.load(h.MODULE)  # C_Initialize in this process
+                c = self.session(lib)
+                [key] = c.findObjects([(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_LABEL, "forked")])
+                [pk] = c.findObjects([(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_LABEL, "forked")])
+                c.verify(pk, b"child", bytes(c.sign(key, b"child", MECH)), MECH)
+                c.closeSession()
+                os.write(w, b"ok")
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                os.write(w, repr(e).encode()[:500])
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            said = f.read().decode()
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual((said, os.waitstatus_to_exitcode(status)), ("ok", 0))
+        # The parent's sessions were not touched by the child.
+        s.verify(pub, b"after", bytes(s.sign(priv, b"after", MECH)), MECH)
+        s2 = self.session()
+        s2.verify(pub, b"after2", bytes(s2.sign(priv, b"after2", MECH)), MECH)
 
 
 if __name__ == "__main__":
