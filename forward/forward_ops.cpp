@@ -343,11 +343,20 @@ R<core::KeyComponents> ForwardToken::public_components(const StoredObject& key) 
 R<void> ForwardToken::can_export(const StoredObject& key, bool plain) {
   const std::string who = "group '" + group_ + "': " + (key.uid.empty() ? "the key" : "key " + key.uid) + ": ";
   if (plain) {
-    const std::string why = who +
-        "a Standard vault takes the key as a plain JWK, which would put the clear key outside the HSM; "
-        "mirror HSM keys into a Premium vault or a Managed HSM (BYOK: the key is wrapped inside the HSM)";
-    log::warn(kLog, why);
-    return core::err(Errc::key_unextractable, why);
+    std::string why;
+    if (!plain_export_allowed_)
+      why = "a Standard vault takes the key as a plain JWK, which would put the clear key outside the HSM; "
+            "mirror HSM keys into a Premium vault or a Managed HSM (BYOK: the key is wrapped inside the HSM), or "
+            "set the group's mirror.allow_plain_export_from_hsm for keys the HSM lets out in clear";
+    else if (key.attrs.bool_or(CKA_SENSITIVE, true))
+      why = "CKA_SENSITIVE is true: a sensitive key never leaves an HSM in clear, so it cannot go to a Standard "
+            "vault as a plain JWK; mirror it into a Premium vault or a Managed HSM";
+    else if (!key.attrs.bool_or(CKA_EXTRACTABLE, false))
+      why = "CKA_EXTRACTABLE is false: the HSM will not let it out, so it cannot go to a Standard vault as a "
+            "plain JWK";
+    if (why.empty()) return {};
+    log::warn(kLog, who + why);
+    return core::err(Errc::key_unextractable, who + why);
   }
   if (!key.attrs.bool_or(CKA_EXTRACTABLE, false)) {
     const std::string why = who +
@@ -373,9 +382,26 @@ R<void> ForwardToken::can_export(const StoredObject& key, bool plain) {
 }
 
 R<core::KeyComponents> ForwardToken::private_components(const StoredObject& key) {
-  auto refused = can_export(key, true);  // always refuses: the clear key never leaves the HSM
-  if (refused) return core::err(Errc::key_unextractable, "an HSM key has no plain export");
-  return fail(std::move(refused).error());
+  CDC_TRY(can_export(key, true));
+  CDC_ASSIGN(auto out, public_components(key));
+  auto take = [&](const char* part, CK_ATTRIBUTE_TYPE t, std::size_t width) -> R<void> {
+    CDC_ASSIGN(auto v, secret_attribute(key.uid, t));
+    if (width > v.size()) v.insert(v.begin(), width - v.size(), 0);  // JWK's EC d: the field size
+    out.parts[part] = std::move(v);
+    return {};
+  };
+  if (out.kty == "RSA") {
+    const std::pair<const char*, CK_ATTRIBUTE_TYPE> parts[] = {
+        {"d", CKA_PRIVATE_EXPONENT}, {"p", CKA_PRIME_1},      {"q", CKA_PRIME_2},
+        {"dp", CKA_EXPONENT_1},      {"dq", CKA_EXPONENT_2}, {"qi", CKA_COEFFICIENT}};
+    for (auto [part, t] : parts) CDC_TRY(take(part, t, 0));
+  } else {
+    CDC_TRY(take("d", CKA_VALUE, core::cloud::curve_bytes(out.crv)));
+  }
+  log::warn(kLog, "group '" + group_ + "': key " + key.uid + " (label '" + key.attrs.string_or(CKA_LABEL, "") +
+                      "') leaves the HSM in clear for a plain JWK import into Standard vault '" + vault_ +
+                      "', as the group's mirror.allow_plain_export_from_hsm allows");
+  return out;
 }
 
 bool ForwardToken::pad_is_rfc5649() const {

@@ -114,6 +114,8 @@ ForwardToken::ForwardToken(const core::GroupConfig& g, std::shared_ptr<hsm::Modu
                            hsm::Session main, std::unique_ptr<MetadataStore> meta)
     : group_(g.name),
       extractable_for_mirror_(g.azure && g.mirror.trigger == core::MirrorTrigger::on_generate),
+      plain_export_allowed_(g.mirror.allow_plain_export_from_hsm),
+      vault_(g.azure ? g.azure->vault_name : std::string()),
       module_(std::move(m)),
       slot_(slot),
       main_(std::move(main)),

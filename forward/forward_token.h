@@ -137,6 +137,8 @@ class ForwardToken final : public core::TokenBackend {
 
   const std::string group_;
   const bool extractable_for_mirror_;  // the group mirrors on generate
+  const bool plain_export_allowed_;    // mirror.allow_plain_export_from_hsm
+  const std::string vault_;            // the group's vault, named in the plain export's warning
   std::shared_ptr<hsm::Module> module_;
   const CK_SLOT_ID slot_;
 
