@@ -159,6 +159,10 @@ class TokenBackend {
   // The backend can wrap only keys with CKA_EXTRACTABLE true (an HSM): keys generated on a group
   // that mirrors on generate get it unless the application's template says otherwise.
   virtual bool mirror_needs_extractable() const { return false; }
+  // What identifies this token to every host that reaches it (an HSM token: its module and its
+  // serial and label), so that a key mirrored from one host is linked on another; empty for a
+  // token of this host's own (the soft token).
+  virtual std::string shared_identity() const { return {}; }
 };
 
 }  // namespace cdcp11::core

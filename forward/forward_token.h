@@ -97,11 +97,14 @@ class ForwardToken final : public core::TokenBackend {
   core::R<Bytes> wrap_for_byok(const core::StoredObject& key, ByteView kek_n, ByteView kek_e) override;
   core::R<void> can_export(const core::StoredObject& key, bool plain) override;
   bool mirror_needs_extractable() const override { return true; }
+  // "<module manufacturer> <description>; token serial <serial>, label <label>" (C_GetInfo and
+  // C_GetTokenInfo): the same on every host, whatever path or selector its config uses.
+  std::string shared_identity() const override { return identity_; }
 
  private:
   friend class Lease;
   ForwardToken(const core::GroupConfig& g, std::shared_ptr<hsm::Module> m, CK_SLOT_ID slot, hsm::Session main,
-               std::unique_ptr<MetadataStore> meta);
+               std::unique_ptr<MetadataStore> meta, std::string identity);
 
   // A session for one operation (from the pool, or newly opened).
   core::R<Lease> lease();
@@ -139,6 +142,7 @@ class ForwardToken final : public core::TokenBackend {
   const bool extractable_for_mirror_;  // the group mirrors on generate
   const bool plain_export_allowed_;    // mirror.allow_plain_export_from_hsm
   const std::string vault_;            // the group's vault, named in the plain export's warning
+  const std::string identity_;
   std::shared_ptr<hsm::Module> module_;
   const CK_SLOT_ID slot_;
 

@@ -28,17 +28,6 @@ Bytes part(const KeyComponents& c, const char* name) {
   return it == c.parts.end() ? Bytes{} : to_bytes_of(it->second);
 }
 
-std::string public_hash(TokenBackend& backend, const KeyComponents& c) {
-  Mechanism sha{find_mechanism(CKM_SHA256), {}};
-  auto op = backend.begin_digest(sha);
-  if (!op) return {};
-  std::string canon = c.kty + "|" + c.crv + "|" + to_hex(part(c, "n")) + "|" + to_hex(part(c, "e")) + "|" +
-                      to_hex(part(c, "x")) + "|" + to_hex(part(c, "y"));
-  (void)(*op)->update(view(canon));
-  auto d = (*op)->finish();
-  return d ? to_hex(Bytes(d->begin(), d->end())) : std::string();
-}
-
 Unexpected<Error> remote(const azure::Error& e) {
   return err(Errc::function_failed, e.describe());
 }
@@ -53,6 +42,17 @@ std::string kek_name_of(const Job& job) {
 }
 
 }  // namespace
+
+std::string public_hash(TokenBackend& backend, const KeyComponents& c) {
+  Mechanism sha{find_mechanism(CKM_SHA256), {}};
+  auto op = backend.begin_digest(sha);
+  if (!op) return {};
+  std::string canon = c.kty + "|" + c.crv + "|" + to_hex(part(c, "n")) + "|" + to_hex(part(c, "e")) + "|" +
+                      to_hex(part(c, "x")) + "|" + to_hex(part(c, "y"));
+  (void)(*op)->update(view(canon));
+  auto d = (*op)->finish();
+  return d ? to_hex(Bytes(d->begin(), d->end())) : std::string();
+}
 
 azure::PublicKeyMaterial public_material(const KeyComponents& c) {
   azure::PublicKeyMaterial m;
@@ -368,6 +368,7 @@ R<Outcome> Engine::mirror(TokenBackend& backend, const StoredObject& key) {
   if (auto* id = a.find(CKA_ID); id && !id->empty()) tags["cdcp11-id"] = to_hex(*id);
   if (auto label = a.string_or(CKA_LABEL, ""); !label.empty()) tags["cdcp11-label"] = label.substr(0, 256);
   if (!pub_hash.empty()) tags["cdcp11-pub-sha256"] = pub_hash;
+  if (auto hsm = backend.shared_identity(); !hsm.empty()) tags["cdcp11-hsm"] = hsm.substr(0, 256);
 
   // 1. Not imported yet: settle the name. A key already holding it that is ours (a previous
   //    attempt that imported before the process died) ends the search without a second import.

@@ -24,6 +24,9 @@ std::vector<std::string> azure_key_ops(const AttrMap& key);
 // A key's public part (TokenBackend::public_components) as Key Vault shows it, to compare with a
 // vault key's (azure::public_material_matches).
 azure::PublicKeyMaterial public_material(const KeyComponents& c);
+// The hex SHA-256 of a key's public part, tagged on its vault key (cdcp11-pub-sha256); empty when
+// the backend cannot digest.
+std::string public_hash(TokenBackend& backend, const KeyComponents& c);
 
 struct Outcome {
   std::string key_kid;   // versioned Azure key id
