@@ -71,7 +71,9 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     log::warn(kLog, "group '" + token.name() + "': " + why);
   };
   std::set<std::string> in_vault;
-  // The local private keys' public parts, made when first needed.
+  // A token other hosts reach too (an HSM): its keys mirrored from another host carry its identity.
+  const std::string shared = token.backend().shared_identity().substr(0, 256);
+  // The local private keys' public parts (and, on a shared token, their hashes), made when first needed.
   struct LocalPublic {
     std::string uid, hash;
     azure::PublicKeyMaterial material;
@@ -83,12 +85,11 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       for (auto& [uid, obj] : local)
         if (obj.attrs.ulong(CKA_CLASS).value_or(0) == CKO_PRIVATE_KEY)
           if (auto pc = token.backend().public_components(obj))
-            local_public->push_back({uid, mirror::public_hash(token.backend(), *pc), mirror::public_material(*pc)});
+            local_public->push_back({uid, shared.empty() ? std::string() : mirror::public_hash(token.backend(), *pc),
+                                     mirror::public_material(*pc)});
     }
     return *local_public;
   };
-  // A token other hosts reach too (an HSM): its keys mirrored from another host carry its identity.
-  const std::string shared = token.backend().shared_identity().substr(0, 256);
   const std::size_t total = items->size();
   for (std::size_t i = 0; i < total; ++i) {
     if (progress) progress(i, total);
