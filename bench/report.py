@@ -4,7 +4,8 @@
 Input: the tab-separated lines cdcbench writes (row / meta / note, see bench/measure.h), plus
 meta lines with column "-" that scripts/bench.sh adds (load averages, machine, commit).
 Output: a Markdown table, operation | ours | peer | limit | ours/peer | ours/limit | target | met,
-the ratios as speed ratios (> 1: ours is faster, also for rows measured in time)."""
+the ratios as speed ratios (> 1: ours is faster, also for rows measured in time). With --forward:
+the forwarding table of issue #9, SoftHSM2 through a cdcp11 HSM group vs SoftHSM2 direct."""
 import argparse
 import sys
 
@@ -79,6 +80,40 @@ def fmt_ratio(r):
     return "{:,.0f}".format(r) if r >= 100 else "%.2f" % r
 
 
+# The forwarding rows: row id (the find row takes the count measured), label, lower is better.
+FORWARD = [
+    ("rsa2048_sign", "RSA-2048 sign", False),
+    ("rsa2048_verify", "RSA-2048 PKCS#1 verify", False),
+    ("aes_gcm_16", "AES-256-GCM 16 B, Init + Encrypt per call", False),
+    ("find", "C_FindObjects by label", True),
+]
+
+
+def forward_table(rows, meta, through="cdcp11-fwd", direct="softhsm2-direct"):
+    """SoftHSM2 through our slot vs SoftHSM2 direct, one run; the ratio is through ÷ direct as a
+    speed ratio (1: no overhead; 0.5: forwarding halves the rate)."""
+    out = ["### Forwarding: SoftHSM2 through a cdcp11 HSM group vs SoftHSM2 direct", "",
+           "Same run, one thread; the ratio is a speed ratio (1.00: no overhead, below 1: the cost of "
+           "forwarding).", "",
+           "| operation | through cdcp11 | SoftHSM2 direct | through/direct |", "|---|---|---|---|"]
+    missing = []
+    for rid, label, lower in FORWARD:
+        if rid == "find":
+            found = sorted(int(r.split("@")[1]) for (c, r) in rows if c == through and r.startswith("find@"))
+            rid = "find@%d" % found[-1] if found else "find@?"
+            label += ", %s objects" % rid.split("@")[1]
+        t, d = rows.get((through, rid)), rows.get((direct, rid))
+        missing += [c for c, v in ((through, t), (direct, d)) if v is None]
+        u = (t or d or (None, ""))[1]
+        out.append("| %s (%s) | %s | %s | %s |" % (label, "µs" if u == "us" else u, fmt(t and t[0]),
+                                                    fmt(d and d[0]),
+                                                    fmt_ratio(ratio(t and t[0], d and d[0], lower))))
+    for col, text in meta.get("notes", []):
+        if col in (through, direct):
+            out.append("- %s: %s" % (col, text))
+    return "\n".join(out), missing
+
+
 def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "**not met**")
 
@@ -93,9 +128,17 @@ def main():
                     help="the figures per CPU-second of the measuring threads instead of per second")
     ap.add_argument("--require-all", action="store_true",
                     help="exit 1 if a column lacks a figure of the table (the smoke check)")
+    ap.add_argument("--forward", action="store_true", help="the forwarding table (issue #9) only")
     ap.add_argument("results", nargs="+")
     a = ap.parse_args()
     rows, meta, notes = load(a.results)
+    if a.forward:
+        table, missing = forward_table(rows, {"notes": notes})
+        print(table)
+        if a.require_all and missing:
+            print("missing forwarding figures: " + ", ".join(missing), file=sys.stderr)
+            return 1
+        return 0
     names = dict(kv.split("=", 1) for kv in a.names.split(","))
     ours, peer, limit = a.ours, a.peer, a.limit
     n = lambda c: names.get(c, c)

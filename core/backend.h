@@ -82,6 +82,10 @@ class Operation {
   virtual R<SecureBytes> update(ByteView in) = 0;   // sign/verify/digest return empty
   virtual R<SecureBytes> finish() = 0;              // sign/digest: the result; encrypt/decrypt: tail
   virtual R<void> verify(ByteView signature) = 0;   // verify operations only
+  // C_Login(CKU_CONTEXT_SPECIFIC) after the init, for a backend whose module checks the
+  // re-authentication per session (an HSM): the PIN goes to the session running this operation.
+  // nullopt: the token checks the PIN (Backend::check_pin).
+  virtual std::optional<R<void>> context_login(ByteView /*pin*/) { return std::nullopt; }
 };
 
 enum class OpKind { sign, verify, encrypt, decrypt };
@@ -93,7 +97,10 @@ using SecretAttrs = std::map<CK_ATTRIBUTE_TYPE, SecureBytes>;
 struct Capabilities {
   // Who holds the keys, as sentences for people name it ("the token", "the HSM").
   std::string holder = "the token";
-  // Key material may leave the backend in clear (export_plain).
+  // Key material may leave the backend in clear (export_plain) whenever core's policy sends it to
+  // a destination that takes no wrapped key. False (an HSM): only keys the backend itself lets out
+  // (CKA_EXTRACTABLE true, CKA_SENSITIVE false), and only where the group opts in
+  // (mirror.allow_plain_export_from_hsm); core checks both before it asks.
   bool plain_export = true;
   // The backend enforces CKA_EXTRACTABLE and CKA_WRAP_WITH_TRUSTED on every wrap_key, core's own
   // calls included (an HSM does; the soft token leaves that policy to core's C_WrapKey).
@@ -176,8 +183,14 @@ class Backend {
   // A key's clear material, for a plain export where core's policy allows one (a destination
   // that takes no wrapped key): RSA CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
   // CKA_PRIME_1/2, CKA_EXPONENT_1/2, CKA_COEFFICIENT; EC CKA_EC_PARAMS, CKA_EC_POINT, CKA_VALUE;
-  // secret keys CKA_VALUE. key_unextractable where capabilities().plain_export is false.
+  // secret keys CKA_VALUE. Where capabilities().plain_export is false, key_unextractable unless
+  // the key is CKA_EXTRACTABLE and not CKA_SENSITIVE.
   virtual R<SecretAttrs> export_plain(const StoredObject& key) = 0;
+
+  // What identifies this token to every host that reaches it (an HSM token: its module and its
+  // serial and label), so that a key mirrored from one host is linked on another; empty for a
+  // token of this host's own (the soft token).
+  virtual std::string shared_identity() const { return {}; }
 };
 
 // The mechanisms a backend's slot serves: its own list, or core's whole table (also without a

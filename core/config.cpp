@@ -355,7 +355,7 @@ R<TokenConfig> parse_token(const Ctx& tc, const Value& t, const fs::path& base, 
 R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   if (!m.IsObject()) return c.bad("", "must be an object");
   CDC_TRY(only_known(c, m, {"trigger", "mode", "on_destroy", "recover_soft_deleted",
-                            "allow_plain_export_of_non_extractable", "rotation"}));
+                            "allow_plain_export_of_non_extractable", "allow_plain_export_from_hsm", "rotation"}));
   MirrorConfig mc;
   CDC_ASSIGN(std::string trig, get_choice(c, m, "trigger", {"on_generate", "on_request"}, "on_request"));
   CDC_ASSIGN(std::string mode, get_choice(c, m, "mode", {"sync", "async"}, "sync"));
@@ -366,6 +366,7 @@ R<MirrorConfig> parse_mirror(const Ctx& c, const Value& m) {
   CDC_ASSIGN(mc.recover_soft_deleted, get_bool(c, m, "recover_soft_deleted", false));
   CDC_ASSIGN(mc.allow_plain_export_of_non_extractable,
              get_bool(c, m, "allow_plain_export_of_non_extractable", false));
+  CDC_ASSIGN(mc.allow_plain_export_from_hsm, get_bool(c, m, "allow_plain_export_from_hsm", false));
   if (auto rit = m.FindMember("rotation"); rit != m.MemberEnd()) {
     CDC_ASSIGN(mc.rotation, parse_rotation(Ctx{c.file, c.where + "rotation."}, rit->value));
   }

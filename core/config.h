@@ -97,6 +97,10 @@ struct MirrorConfig {
   // when this is on, and then loses CKA_NEVER_EXTRACTABLE. BYOK (Premium, Managed HSM) keeps the
   // key non-exportable and needs no permission.
   bool allow_plain_export_of_non_extractable = false;
+  // An HSM group: a Standard vault's plain JWK import of a key the HSM itself lets out in clear
+  // (CKA_EXTRACTABLE true, CKA_SENSITIVE false), logged each time. Off: refused, as BYOK into
+  // Premium or a Managed HSM keeps the key inside the HSM.
+  bool allow_plain_export_from_hsm = false;
   RotationConfig rotation;
 };
 

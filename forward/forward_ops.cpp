@@ -84,6 +84,12 @@ class ForwardOp final : public core::Operation {
     return {};
   }
 
+  // The HSM checks CKA_ALWAYS_AUTHENTICATE in the session the operation runs in.
+  std::optional<R<void>> context_login(ByteView pin) override {
+    if (auto r = lease_->login(hsm::UserType::context_specific, pin); !r) return R<void>(fail(std::move(r).error()));
+    return R<void>{};
+  }
+
   ~ForwardOp() override { secure_zero(first_.data(), first_.size()); }
 
  private:
@@ -333,8 +339,36 @@ R<AttrMap> ForwardToken::public_key(const StoredObject& key) {
   return out;
 }
 
-R<core::SecretAttrs> ForwardToken::export_plain(const StoredObject&) {
-  return core::err(Errc::key_unextractable, "an HSM key has no plain export: the clear key never leaves the HSM");
+// Only what the HSM itself lets out: core checked the group's opt-in, CKA_EXTRACTABLE and
+// CKA_SENSITIVE before (mirror::check_exportable); the HSM checks them again on every read.
+R<core::SecretAttrs> ForwardToken::export_plain(const StoredObject& key) {
+  const auto cls = key.attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
+  if (cls != CKO_PRIVATE_KEY && cls != CKO_SECRET_KEY)
+    return core::err(Errc::key_type_inconsistent, "only private and secret keys have material to export");
+  if (key.attrs.bool_or(CKA_SENSITIVE, true) || !key.attrs.bool_or(CKA_EXTRACTABLE, false))
+    return core::err(Errc::key_unextractable, "the HSM lets the key out in clear only when it is CKA_EXTRACTABLE and "
+                                              "not CKA_SENSITIVE");
+  core::SecretAttrs out;
+  auto take = [&](CK_ATTRIBUTE_TYPE t) -> R<void> {
+    CDC_ASSIGN(out[t], secret_attribute(key.uid, t));
+    return {};
+  };
+  if (cls == CKO_SECRET_KEY) {
+    CDC_TRY(take(CKA_VALUE));
+    return out;
+  }
+  CDC_ASSIGN(auto pub, public_key(key));
+  for (CK_ATTRIBUTE_TYPE t : {CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS, CKA_EC_POINT})
+    if (auto* v = pub.find(t)) out[t] = SecureBytes(v->begin(), v->end());
+  const bool rsa = pub.ulong(CKA_KEY_TYPE) == CKK_RSA;
+  if (rsa) {
+    for (CK_ATTRIBUTE_TYPE t : {CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2,
+                                CKA_COEFFICIENT})
+      CDC_TRY(take(t));
+  } else {
+    CDC_TRY(take(CKA_VALUE));
+  }
+  return out;
 }
 
 core::Capabilities ForwardToken::capabilities() {

@@ -111,9 +111,10 @@ Lease::~Lease() {
 }
 
 ForwardToken::ForwardToken(const core::GroupConfig& g, std::shared_ptr<hsm::Module> m, CK_SLOT_ID slot,
-                           hsm::Session main, std::unique_ptr<MetadataStore> meta)
+                           hsm::Session main, std::unique_ptr<MetadataStore> meta, std::string identity)
     : group_(g.name),
       extractable_for_mirror_(g.azure && g.mirror.trigger == core::MirrorTrigger::on_generate),
+      identity_(std::move(identity)),
       module_(std::move(m)),
       slot_(slot),
       main_(std::move(main)),
@@ -133,9 +134,15 @@ R<std::unique_ptr<ForwardToken>> ForwardToken::open(const core::GroupConfig& g) 
   if (!main)
     return core::err(Errc::token_not_present, "no session with the HSM token of " + t.module + ": " + main.error().message);
   CDC_ASSIGN(auto meta, MetadataStore::open(t.dir));
+  std::string identity;
+  auto mi = (*m)->info();
+  auto ti = (*m)->token_info(*slot);
+  if (mi && ti && !ti->serial.empty())
+    identity = mi->manufacturer + " " + mi->description + "; token serial " + ti->serial + ", label " + ti->label;
   log::info(kLog, "group '" + g.name + "': forwarding to the HSM token (" + selector_of(t).describe() + ") of " +
                       t.module + ", slot " + std::to_string(*slot) + "; metadata in " + meta->path());
-  std::unique_ptr<ForwardToken> tok(new ForwardToken(g, std::move(*m), *slot, std::move(*main), std::move(meta)));
+  std::unique_ptr<ForwardToken> tok(
+      new ForwardToken(g, std::move(*m), *slot, std::move(*main), std::move(meta), std::move(identity)));
   (void)tok->status();  // the first token info, which a later failed read falls back on
   return tok;
 }
@@ -248,8 +255,10 @@ R<void> ForwardToken::login(CK_USER_TYPE who, ByteView pin) {
 }
 
 R<void> ForwardToken::check_pin(ByteView) {
-  return core::err(Errc::not_supported,
-                   "context-specific login (CKA_ALWAYS_AUTHENTICATE) is not forwarded to the HSM");
+  // Every operation's context login goes to its own HSM session (ForwardOp::context_login).
+  return core::err(Errc::operation_not_initialized,
+                   "a context-specific login (CKA_ALWAYS_AUTHENTICATE) goes to the HSM session of the operation "
+                   "waiting for it; none does");
 }
 
 void ForwardToken::logout() {

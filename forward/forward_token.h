@@ -95,11 +95,14 @@ class ForwardToken final : public core::Backend {
   core::Capabilities capabilities() override;
   core::R<core::AttrMap> public_key(const core::StoredObject& key) override;
   core::R<core::SecretAttrs> export_plain(const core::StoredObject& key) override;
+  // "<module manufacturer> <description>; token serial <serial>, label <label>" (C_GetInfo and
+  // C_GetTokenInfo): the same on every host, whatever path or selector its config uses.
+  std::string shared_identity() const override { return identity_; }
 
  private:
   friend class Lease;
   ForwardToken(const core::GroupConfig& g, std::shared_ptr<hsm::Module> m, CK_SLOT_ID slot, hsm::Session main,
-               std::unique_ptr<MetadataStore> meta);
+               std::unique_ptr<MetadataStore> meta, std::string identity);
 
   // A session for one operation (from the pool, or newly opened).
   core::R<Lease> lease();
@@ -137,6 +140,7 @@ class ForwardToken final : public core::Backend {
 
   const std::string group_;
   const bool extractable_for_mirror_;  // the group mirrors on generate
+  const std::string identity_;
   std::shared_ptr<hsm::Module> module_;
   const CK_SLOT_ID slot_;
 

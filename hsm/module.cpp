@@ -64,8 +64,13 @@ R<std::shared_ptr<Module>> Module::load(const std::string& path,
       return local_failure(CKR_LIBRARY_LOAD_FAILED,
                            "HSM module " + path + ": cannot be loaded: " + (why ? why : "?"));
     }
+    // A forked child's copy of the module state this process's parent initialised (its sessions,
+    // handles and login): finalised and initialised anew, as the parent's are not the child's.
+    bool parents_state = false;
     if (auto it = reg.loaded.find(dl); it != reg.loaded.end()) {
-      if (auto existing = it->second.lock(); existing && existing->usable()) {
+      auto existing = it->second.lock();
+      parents_state = existing && !existing->usable() && existing->we_initialized_;
+      if (existing && existing->usable()) {
         dlclose(dl);  // drop the reference this dlopen added; the Module holds its own
         if (existing->args_ != module_args)
           return local_failure(CKR_ARGUMENTS_BAD, "HSM module " + path +
@@ -112,6 +117,13 @@ R<std::shared_ptr<Module>> Module::load(const std::string& path,
     // PKCS#11 types pReserved as non-const; modules that take a string only read it.
     args.pReserved = m->args_ ? const_cast<char*>(m->args_->c_str()) : nullptr;
     CK_RV rv = invoke(m->fl_->C_Initialize, static_cast<CK_VOID_PTR>(&args));
+    if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED && parents_state) {
+      log::info("hsm", "HSM module " + path + " kept the parent process's state across fork; finalising it "
+                                              "and initialising it again in this process");
+      if (CK_RV fin = invoke(m->fl_->C_Finalize, static_cast<CK_VOID_PTR>(nullptr)); fin != CKR_OK)
+        log::warn("hsm", "HSM module " + path + ": C_Finalize in the forked child: " + rv_name(fin));
+      rv = invoke(m->fl_->C_Initialize, static_cast<CK_VOID_PTR>(&args));
+    }
     if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
       log::info("hsm", "HSM module " + path +
                            " was already initialised by another part of this process; using it "

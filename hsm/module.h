@@ -11,7 +11,9 @@
 // Fork: a module initialised in a parent is not usable in a child (PKCS#11 2.40 §6.7.7: the child
 // must call C_Initialize itself). In a child, every call on an inherited Module or Session fails
 // with CKR_CRYPTOKI_NOT_INITIALIZED and nothing is finalised or closed on the parent's behalf;
-// the child loads the module again (Module::load in the child gives a fresh Module).
+// the child loads the module again (Module::load in the child gives a fresh Module). A module
+// whose C_Initialize in the child keeps the parent's state (CKR_CRYPTOKI_ALREADY_INITIALIZED,
+// SoftHSM2) is finalised and initialised again there when the parent's Module initialised it.
 #pragma once
 
 #include <sys/types.h>

@@ -4,13 +4,15 @@
 #
 #   bash scripts/bench.sh [--quick] [--seconds S] [--reps N] [--ops a,b] [--keys session|token]
 #                         [--no-crypto] [--counts 1000,10000,100000] [--rounds N] [--no-objects]
-#                         [--build-dir DIR] [--mirror [--mirror-keys N] [--sync-keys S]]
+#                         [--no-forward] [--build-dir DIR] [--mirror [--mirror-keys N] [--sync-keys S]]
 #
 # About 10 minutes (plus the first release build). --ops reruns some rows (ids as in the raw
 # figures: aes_gcm_16, rsa2048_sign, ...). The modules' keys are session objects, as in the
 # issue's figures, unless --keys token (SoftHSM2 is much slower with token keys). The table
 # (Markdown) and the raw figures are kept in <build-dir>/bench-results/. Benchmarks, not tests:
 # nothing fails on a missed target.
+# The forwarding rows (issue #9): SoftHSM2 through a cdcp11 HSM group vs SoftHSM2 direct, in the
+# same run (RSA-2048 sign and verify, AES-GCM 16 B, find by label among FWD_COUNT objects).
 # --smoke (the meson test 'bench-smoke') runs one call of everything against an existing build.
 # --mirror adds bench/mirror_rate.py (a few minutes more): mirroring N keys (cdcctl key mirror
 # --all, and an async burst) against the Key Vault emulator with Azure's rate limits on, beside
@@ -21,7 +23,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=""
 SECS=2 REPS=3 WARMUP=0.5 ITER=0 ROUNDS=5 BUDGET=240
 COUNTS=1000,10000,100000
-CRYPTO=1 OBJECTS=1 SMOKE=0 OPS=all KEYS=session MIRROR=0 MIRROR_KEYS=40 SYNC_KEYS=5000
+CRYPTO=1 OBJECTS=1 FORWARD=1 SMOKE=0 OPS=all KEYS=session FWD_COUNT=1000 MIRROR=0 MIRROR_KEYS=40 SYNC_KEYS=5000
 SOFTHSM=${SOFTHSM2_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
@@ -39,8 +41,9 @@ while [ $# -gt 0 ]; do
     --mirror) MIRROR=1 ;;
     --mirror-keys) MIRROR_KEYS=$2; shift ;;
     --sync-keys) SYNC_KEYS=$2; shift ;;
+    --no-forward) FORWARD=0 ;;
     --quick) SECS=1 REPS=1 WARMUP=0.2 ROUNDS=3 COUNTS=1000,10000 ;;
-    --smoke) SMOKE=1 ITER=1 ROUNDS=1 COUNTS=3,5 ;;
+    --smoke) SMOKE=1 ITER=1 ROUNDS=1 COUNTS=3,5 FWD_COUNT=5 ;;
     -h|--help) usage ;;
     *) echo "bench.sh: unknown argument '$1'" >&2; usage ;;
   esac
@@ -129,6 +132,28 @@ if [ "$OBJECTS" = 1 ]; then
     echo "bench.sh: token objects, $name: done at $((SECONDS - started)) s" >&2
   done
 fi
+if [ "$FORWARD" = 1 ] && [ "$HAVE_SH" = 1 ]; then
+  # Two tokens of one SoftHSM2: "direct" reached through its own module, "fwd" through a cdcp11
+  # group forwarding to it. Separate tokens, so each measures its own objects.
+  echo "bench.sh: forwarding, SoftHSM2 through cdcp11 vs direct ($FWD_COUNT objects for find)" >&2
+  export SOFTHSM2_CONF; SOFTHSM2_CONF=$(softhsm_conf "$OBJ/forward")
+  export CDCP11_CONF; CDCP11_CONF=$OBJ/forward/cdcp11.json
+  printf '{"version": 1, "groups": [{"name": "fwd", "token": {"backend": "pkcs11", "module": "%s", "token_label": "fwd"}}]}\n' \
+    "$SOFTHSM" > "$CDCP11_CONF"
+  SH_DIRECT="name=softhsm2-direct,path=$SOFTHSM,token=direct"
+  SH_FWD_INIT="name=softhsm2-fwd,path=$SOFTHSM,token=fwd"
+  FWD="name=cdcp11-fwd,path=$MODULE,token=fwd"
+  "$BENCH" init --module "$SH_DIRECT"
+  "$BENCH" init --module "$SH_FWD_INIT"  # the HSM's own tools initialise it; C_InitToken is not forwarded
+  "$BENCH" crypto --module "$FWD" --module "$SH_DIRECT" --ops rsa2048_sign,rsa2048_verify,aes_gcm_16 \
+    --threads-ops "" --keys "$KEYS" "${TIMING[@]}" >> "$RESULTS"
+  for spec in "$FWD" "$SH_DIRECT"; do
+    "$BENCH" objects --module "$spec" --counts "$FWD_COUNT" --rounds 1 --populate-budget "$BUDGET" \
+      "${TIMING[@]}" >> "$RESULTS"
+  done
+  rm -rf "${OBJ:?}/forward"
+  echo "bench.sh: forwarding: done at $((SECONDS - started)) s" >&2
+fi
 MIRROR_TABLE=$WORK/mirror.md
 if [ "$MIRROR" = 1 ] && [ "$SMOKE" = 0 ]; then
   echo "bench.sh: mirroring and vault sync against the emulator ($MIRROR_KEYS keys, sync of $SYNC_KEYS)" >&2
@@ -142,6 +167,10 @@ report() {
   /usr/bin/python3 "$ROOT/bench/report.py" "$@" "$RESULTS"
   echo
   /usr/bin/python3 "$ROOT/bench/report.py" --cpu "$RESULTS"
+  if [ "$FORWARD" = 1 ] && [ "$HAVE_SH" = 1 ]; then
+    echo
+    /usr/bin/python3 "$ROOT/bench/report.py" --forward "$@" "$RESULTS"
+  fi
   if [ -s "$MIRROR_TABLE" ]; then echo; cat "$MIRROR_TABLE"; fi
 }
 if [ "$SMOKE" = 1 ]; then

@@ -116,14 +116,28 @@ R<StoredObject> ephemeral_aes(Backend& b) {
 
 }  // namespace
 
-R<void> check_exportable(Backend& b, const std::string& group, const StoredObject& key, bool plain) {
+R<void> check_exportable(Backend& b, const std::string& group, const StoredObject& key, bool plain,
+                         bool hardware_plain_opt_in) {
   const Capabilities caps = b.capabilities();
   if (plain) {
     if (caps.plain_export) return {};
-    return refuse(Errc::key_unextractable,
-                  who(group, key) + "a Standard vault takes the key as a plain JWK, which would put the clear key "
-                                    "outside " + caps.holder + "; mirror such keys into a Premium vault or a Managed "
-                                    "HSM (BYOK: the key is wrapped inside " + caps.holder + ")");
+    if (!hardware_plain_opt_in)
+      return refuse(Errc::key_unextractable,
+                    who(group, key) + "a Standard vault takes the key as a plain JWK, which would put the clear key "
+                                      "outside " + caps.holder + "; mirror such keys into a Premium vault or a "
+                                      "Managed HSM (BYOK: the key is wrapped inside " + caps.holder + "), or set the "
+                                      "group's mirror.allow_plain_export_from_hsm for keys " + caps.holder +
+                                      " lets out in clear");
+    if (key.attrs.bool_or(CKA_SENSITIVE, true))
+      return refuse(Errc::key_unextractable,
+                    who(group, key) + "CKA_SENSITIVE is true: a sensitive key never leaves " + caps.holder +
+                        " in clear, so it cannot go to a Standard vault as a plain JWK; mirror it into a Premium "
+                        "vault or a Managed HSM");
+    if (!key.attrs.bool_or(CKA_EXTRACTABLE, false))
+      return refuse(Errc::key_unextractable,
+                    who(group, key) + "CKA_EXTRACTABLE is false: " + caps.holder + " will not let it out, so it "
+                                      "cannot go to a Standard vault as a plain JWK");
+    return {};
   }
   if (caps.enforces_wrap_policy && !key.attrs.bool_or(CKA_EXTRACTABLE, false))
     return refuse(Errc::key_unextractable,

@@ -16,11 +16,14 @@ namespace cdcp11::core::mirror {
 
 // Whether the key can leave the backend for a vault, checked before any call to Azure so a
 // refusal costs nothing remote. plain: the vault takes only a plain export (a Standard vault),
-// refused where the backend keeps keys in hardware. Otherwise (BYOK): the backend must have the
+// refused where the backend keeps keys in hardware (Capabilities::plain_export false) unless
+// the group opts in (hardware_plain_opt_in: mirror.allow_plain_export_from_hsm), and then only
+// for keys it lets out (CKA_EXTRACTABLE true, CKA_SENSITIVE false). Otherwise (BYOK): the backend must have the
 // mechanisms above, and where it enforces wrap policy itself the key must be CKA_EXTRACTABLE
 // and not CKA_WRAP_WITH_TRUSTED. The error says which attribute or mechanism is missing, and is
 // logged.
-R<void> check_exportable(Backend& backend, const std::string& group, const StoredObject& key, bool plain);
+R<void> check_exportable(Backend& backend, const std::string& group, const StoredObject& key, bool plain,
+                         bool hardware_plain_opt_in = false);
 
 // The ciphertext for key under the KEK (kek_n, kek_e).
 R<Bytes> wrap_for_byok(Backend& backend, const std::string& group, const StoredObject& key, ByteView kek_n,

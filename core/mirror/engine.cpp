@@ -23,17 +23,6 @@ constexpr unsigned kMaxNameCandidates = 50;
 // backoff (30 s a request at worst) and the wait for a KEK's purge fit well within.
 constexpr std::chrono::milliseconds kLockWait{300'000};
 
-std::string public_hash(Backend& backend, const azure::PublicKeyMaterial& m) {
-  Mechanism sha{find_mechanism(CKM_SHA256), {}};
-  auto op = backend.begin_digest(sha);
-  if (!op) return {};
-  const std::string kty = m.n.empty() ? "EC" : "RSA";
-  std::string canon = kty + "|" + m.crv + "|" + to_hex(m.n) + "|" + to_hex(m.e) + "|" + to_hex(m.x) + "|" + to_hex(m.y);
-  (void)(*op)->update(view(canon));
-  auto d = (*op)->finish();
-  return d ? to_hex(Bytes(d->begin(), d->end())) : std::string();
-}
-
 Unexpected<Error> remote(const azure::Error& e) {
   return err(Errc::function_failed, e.describe());
 }
@@ -48,6 +37,20 @@ std::string kek_name_of(const Job& job) {
 }
 
 }  // namespace
+
+std::string public_hash_input(const azure::PublicKeyMaterial& m) {
+  const std::string kty = m.n.empty() ? "EC" : "RSA";
+  return kty + "|" + m.crv + "|" + to_hex(m.n) + "|" + to_hex(m.e) + "|" + to_hex(m.x) + "|" + to_hex(m.y);
+}
+
+std::string public_hash(Backend& backend, const azure::PublicKeyMaterial& m) {
+  Mechanism sha{find_mechanism(CKM_SHA256), {}};
+  auto op = backend.begin_digest(sha);
+  if (!op) return {};
+  (void)(*op)->update(view(public_hash_input(m)));
+  auto d = (*op)->finish();
+  return d ? to_hex(Bytes(d->begin(), d->end())) : std::string();
+}
 
 std::vector<std::string> azure_key_ops(const AttrMap& a) {
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
@@ -310,7 +313,8 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
     rsa_bits = (n->size() - i) * 8;
   }
   CDC_TRY(check_target(azure_, cls, kt, rsa_bits));
-  CDC_TRY(check_exportable(backend, group_, key, azure_.vault_type == VaultType::standard));
+  CDC_TRY(check_exportable(backend, group_, key, azure_.vault_type == VaultType::standard,
+                           policy_.allow_plain_export_from_hsm));
   // Before anything goes to Azure; the caller records a plain export on the key first.
   CDC_ASSIGN(const bool plain, plain_export_of_non_extractable(a));
   if (plain && a.bool_or(CKA_NEVER_EXTRACTABLE, true))
@@ -347,6 +351,7 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
   if (auto* id = a.find(CKA_ID); id && !id->empty()) tags["cdcp11-id"] = to_hex(*id);
   if (auto label = a.string_or(CKA_LABEL, ""); !label.empty()) tags["cdcp11-label"] = label.substr(0, 256);
   if (!pub_hash.empty()) tags["cdcp11-pub-sha256"] = pub_hash;
+  if (auto hsm = backend.shared_identity(); !hsm.empty()) tags["cdcp11-hsm"] = hsm.substr(0, 256);
 
   // 1. Not imported yet: settle the name. A key already holding it that is ours (a previous
   //    attempt that imported before the process died) ends the search without a second import.
@@ -404,6 +409,10 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
     o.expected_public = expected;
     if (standard) {
       // Standard vaults take no BYOK: a plain (software) JWK import over TLS.
+      if (const Capabilities caps = backend.capabilities(); !caps.plain_export)
+        log::warn(kLog, "group '" + group_ + "': key " + key.uid + " (label '" + a.string_or(CKA_LABEL, "") +
+                            "') leaves " + caps.holder + " in clear for a plain JWK import into Standard vault '" +
+                            azure_.vault_name + "', as the group's mirror.allow_plain_export_from_hsm allows");
       CDC_ASSIGN(auto material, backend.export_plain(key));
       CDC_ASSIGN(auto j, cloud::jwk_private(a, material));
       o.jwk = std::move(j);

@@ -64,7 +64,9 @@ R<void> Service::before_key_made(const AttrMap& a, std::size_t rsa_bits) {
   // The creating functions know no CKR_KEY_UNEXTRACTABLE: for them the template and the group's
   // policy are what conflict.
   const bool standard = engine_->azure_config().vault_type == VaultType::standard;
-  if (auto can = check_exportable(token_.backend(), token_.name(), StoredObject{{}, a}, standard); !can)
+  if (auto can = check_exportable(token_.backend(), token_.name(), StoredObject{{}, a}, standard,
+                                  token_.config().mirror.allow_plain_export_from_hsm);
+      !can)
     return err(Errc::template_inconsistent, can.error().message);
   if (auto plain = engine_->plain_export_of_non_extractable(a); !plain)
     return err(Errc::template_inconsistent, plain.error().message);

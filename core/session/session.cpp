@@ -67,7 +67,11 @@ R<void> Session::context_login(ByteView pin) {
                 : decrypt_ && decrypt_->context_login_needed ? &*decrypt_
                                                              : nullptr;
   if (!op) return err(Errc::operation_not_initialized, "no operation waits for a context-specific login");
-  CDC_TRY(token_.check_pin(pin));
+  if (auto forwarded = op->op ? op->op->context_login(pin) : std::nullopt) {
+    CDC_TRY(std::move(*forwarded));
+  } else {
+    CDC_TRY(token_.check_pin(pin));
+  }
   op->context_login_needed = false;
   return {};
 }

@@ -30,7 +30,7 @@ namespace {
 struct GroupOptions {
   std::string description, token_dir, cloud, tenant, client, subscription, secret_file, secret_env, cert_file,
       key_file, ca_file, client_cert, client_key, proxy, proxy_user, proxy_password_file, proxy_password_env, vault,
-      vault_type, trigger, mode, on_destroy, plain_export, retire_former;
+      vault_type, trigger, mode, on_destroy, plain_export, plain_export_from_hsm, retire_former;
   unsigned long slot_id = 0, max_pin_retries = 0, rotate_every_days = 0, retire_former_after_days = 0;
   std::vector<std::string> connect_to;
   bool secret_stdin = false, proxy_password_stdin = false, no_validate_host = false, validate_host = false,
@@ -89,6 +89,11 @@ void add_group_options(CLI::App* cmd, GroupOptions& o, bool for_edit) {
       cmd->add_option("--allow-plain-export-of-non-extractable", o.plain_export,
                       "true: a Standard vault may get non-extractable keys as a plain JWK (they then lose "
                       "CKA_NEVER_EXTRACTABLE); false (default): such a mirror is refused")
+          ->check(CLI::IsMember({"true", "false"}));
+  o.given["allow-plain-export-from-hsm"] =
+      cmd->add_option("--allow-plain-export-from-hsm", o.plain_export_from_hsm,
+                      "HSM groups. true: a Standard vault may get a key the HSM lets out in clear (extractable, "
+                      "not sensitive) as a plain JWK, logged each time; false (default): refused")
           ->check(CLI::IsMember({"true", "false"}));
   o.given["on-destroy"] = cmd->add_option("--on-destroy", o.on_destroy,
                                           "What C_DestroyObject does to the Azure copy: keep, disable or delete")
@@ -220,6 +225,8 @@ Status apply(ConfigDoc& doc, rapidjson::Value& g, const std::string& name, Group
   setif("on-destroy", "mirror.on_destroy", o.on_destroy);
   if (o.has("allow-plain-export-of-non-extractable"))
     doc.set_bool(g, "mirror.allow_plain_export_of_non_extractable", o.plain_export == "true");
+  if (o.has("allow-plain-export-from-hsm"))
+    doc.set_bool(g, "mirror.allow_plain_export_from_hsm", o.plain_export_from_hsm == "true");
   if (o.has("rotate-every-days")) doc.set_uint(g, "mirror.rotation.every_days", o.rotate_every_days);
   setif("retire-former", "mirror.rotation.retire_former", o.retire_former);
   if (o.has("retire-former-after-days"))
@@ -295,6 +302,7 @@ void write_group_json(Writer& w, const core::GroupConfig& g) {
   w.Key("mode"); w.String(mode_name(g.mirror.mode));
   w.Key("on_destroy"); w.String(destroy_name(g.mirror.on_destroy));
   w.Key("allow_plain_export_of_non_extractable"); w.Bool(g.mirror.allow_plain_export_of_non_extractable);
+  w.Key("allow_plain_export_from_hsm"); w.Bool(g.mirror.allow_plain_export_from_hsm);
   w.Key("rotation");
   w.StartObject();
   w.Key("every_days"); w.Uint(g.mirror.rotation.every_days);
@@ -396,6 +404,9 @@ void add_group_commands(CLI::App& app, GlobalOptions& global, int& exit_code) {
                            ", on destroy: " + destroy_name(g.mirror.on_destroy)});
       if (g.mirror.allow_plain_export_of_non_extractable)
         t.add({"plain export", "non-extractable keys may go to a Standard vault as a plain JWK"});
+      if (g.mirror.allow_plain_export_from_hsm)
+        t.add({"plain export from the HSM", "extractable, non-sensitive HSM keys may go to a Standard vault as a "
+                                            "plain JWK (logged each time)"});
       t.add({"rotation", rotation_description(g.mirror.rotation)});
       t.print(std::cout);
       return;

@@ -4,6 +4,7 @@
 
 #include "core/cloud/jwk.h"
 #include "core/ec_curves.h"
+#include "core/mirror/engine.h"
 
 using namespace cdcp11;
 using namespace cdcp11::core;
@@ -104,4 +105,29 @@ TEST_CASE("jwk_private: RSA, EC (d padded to the field) and oct from exported ma
   REQUIRE(k);
   CHECK(k->kty == "oct");
   CHECK(k->k == SecureBytes(32, 9));
+}
+
+TEST_CASE("public_hash_input: the canonical public key other hosts compare (cdcp11-pub-sha256)") {
+  // Pinned: a vault key's tag written by one host is compared by every other; changing the form
+  // unlinks every key mirrored before.
+  AttrMap rsa;
+  rsa.set_ulong(CKA_KEY_TYPE, CKK_RSA);
+  rsa.set(CKA_MODULUS, Bytes{0x00, 0xc5, 0x01});  // a module's leading zero is not part of it
+  rsa.set(CKA_PUBLIC_EXPONENT, Bytes{0x01, 0x00, 0x01});
+  auto r = cloud::jwk_public(rsa);
+  REQUIRE(r);
+  CHECK(mirror::public_hash_input(*r) == "RSA||c501|010001||");
+  const Bytes x(32, 0x0a), y(32, 0xb0);
+  AttrMap ec;
+  ec.set_ulong(CKA_KEY_TYPE, CKK_EC);
+  ec.set(CKA_EC_PARAMS, ec_params(EcCurve::p256));
+  Bytes raw{0x04};  // the raw point some modules give: the same input as the DER one
+  raw.insert(raw.end(), x.begin(), x.end());
+  raw.insert(raw.end(), y.begin(), y.end());
+  for (const Bytes& point : {ec_point_der(x, y), raw}) {
+    ec.set(CKA_EC_POINT, point);
+    auto e = cloud::jwk_public(ec);
+    REQUIRE(e);
+    CHECK(mirror::public_hash_input(*e) == "EC|P-256|||" + to_hex(x) + "|" + to_hex(y));
+  }
 }

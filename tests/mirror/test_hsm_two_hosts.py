@@ -1,0 +1,166 @@
+"""Two hosts (two processes, each with a config directory of its own) share one SoftHSM2 token and
+one emulator vault. A key host A makes in the HSM group is mirrored there; after `cdcctl group
+sync` host B sees that same HSM key *linked* (mirrored, with the Azure key id), not a second,
+Azure-resident copy: the mirror tags the vault key with the public-key hash and the HSM's identity,
+and sync matches by them. A soft token is per host: a key host A's soft token mirrored comes to
+host B's soft token as an Azure-resident key, never linked to one of B's own.
+
+Run as `test_hsm_two_hosts.py host make|show GROUP LABEL [rsa|ec]` it is one host's process."""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+SRC = os.environ["CDCP11_SRC"]
+sys.path.insert(0, os.path.join(SRC, "tests", "emulator"))
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import p11helpers as h  # noqa: E402
+from mirrorhelpers import (CKA_CDC_AZURE_KEY_ID, CKA_CDC_MIRROR_STATE, CKA_CDC_ORIGIN, MIRRORED,  # noqa: E402
+                           Rig)
+
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+CDCCTL = os.environ.get("CDCCTL", os.path.join(os.environ.get("CDCP11_BUILD", ""), "tools", "cdcctl", "cdcctl"))
+VAULT = "demo-premium"
+SLOTS = {"hsm": 61, "soft": 62}
+ORIGIN_AZURE = 1
+
+
+# ---------------------------------------------------------------- one host's process
+
+def host(action, group, label, kind="rsa"):
+    P = h.pykcs11()
+    lib = P.PyKCS11Lib()
+    lib.load(h.MODULE)
+    s = lib.openSession(SLOTS[group], P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+    s.login(h.USER_PIN)
+    if action == "make":
+        pub_t = [(P.CKA_CLASS, P.CKO_PUBLIC_KEY), (P.CKA_TOKEN, True), (P.CKA_VERIFY, True), (P.CKA_LABEL, label),
+                 (P.CKA_ID, label.encode())]
+        priv_t = [(P.CKA_CLASS, P.CKO_PRIVATE_KEY), (P.CKA_TOKEN, True), (P.CKA_PRIVATE, True), (P.CKA_SIGN, True),
+                  (P.CKA_SENSITIVE, True), (P.CKA_LABEL, label), (P.CKA_ID, label.encode())]
+        if kind == "rsa":
+            pub_t += [(P.CKA_KEY_TYPE, P.CKK_RSA), (P.CKA_MODULUS_BITS, 2048), (P.CKA_PUBLIC_EXPONENT, (1, 0, 1))]
+            mech = P.CKM_RSA_PKCS_KEY_PAIR_GEN
+        else:
+            pub_t += [(P.CKA_KEY_TYPE, P.CKK_EC), (P.CKA_EC_PARAMS, bytes.fromhex("06082a8648ce3d030107"))]
+            mech = P.CKM_EC_KEY_PAIR_GEN
+        s.generateKeyPair(pub_t, priv_t, P.Mechanism(mech))
+    out = []
+    for o in s.findObjects([(P.CKA_LABEL, label)]):
+        cls = s.getAttributeValue(o, [P.CKA_CLASS])[0]
+        if cls != P.CKO_PRIVATE_KEY:
+            out.append({"class": cls})
+            continue
+        # An HSM object this host never made or linked has no vendor attributes yet: None.
+        raw = lambda t: s.getAttributeValue(o, [t], allAsBinary=True)[0]  # noqa: E731
+        ulong = lambda t: None if raw(t) is None else struct.unpack("<Q", bytes(raw(t)))[0]  # noqa: E731
+        kid = raw(CKA_CDC_AZURE_KEY_ID)
+        out.append({"class": cls, "origin": ulong(CKA_CDC_ORIGIN), "state": ulong(CKA_CDC_MIRROR_STATE),
+                    "kid": None if kid is None else bytes(kid).decode()})
+    print(json.dumps(out), flush=True)
+    s.logout()
+    s.closeSession()
+
+
+# ---------------------------------------------------------------- the test
+
+class TwoHosts(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        h.require_module(cls)
+        if not os.path.exists(SOFTHSM) or not shutil.which("softhsm2-util"):
+            raise unittest.SkipTest("SoftHSM2 is not installed")
+        cls.dir = tempfile.mkdtemp(prefix="cdcp11-two-hosts-")
+        os.makedirs(os.path.join(cls.dir, "tokens"))
+        cls.softhsm_conf = os.path.join(cls.dir, "softhsm2.conf")
+        with open(cls.softhsm_conf, "w") as f:
+            f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n" % cls.dir)
+        os.environ["SOFTHSM2_CONF"] = cls.softhsm_conf
+        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "shared", "--so-pin", h.SO_PIN,
+                        "--pin", h.USER_PIN], check=True, capture_output=True)
+        # Rig.start's emulator, token directories and azure sections, once per host.
+        cls.rig = Rig.start([("hsm", VAULT, "premium", {"trigger": "on_generate"}),
+                             ("soft", VAULT, "premium", {"trigger": "on_generate"})])
+        cls.hosts = [cls.rig.tok, cls.make_host(cls.rig.tok)]
+        for tok in cls.hosts:
+            g = tok.groups[0]
+            g["slot_id"], tok.groups[1]["slot_id"] = SLOTS["hsm"], SLOTS["soft"]
+            g["token"] = {"backend": "pkcs11", "module": SOFTHSM, "token_label": "shared"}
+            tok.write_conf()
+        cls.hosts[1].init("soft")
+
+    @classmethod
+    def make_host(cls, a):
+        b = h.TempToken(groups=[(g["name"], {}) for g in a.groups], log_level="info")
+        for gb, ga in zip(b.groups, a.groups):
+            gb["azure"], gb["mirror"] = ga["azure"], ga["mirror"]
+        b.write_conf()
+        return b
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.rig.stop()
+        cls.hosts[1].cleanup()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def on(self, i, *args):
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "host", *args], env=self.hosts[i].env(),
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    def sync(self, i, group):
+        p = subprocess.run([CDCCTL, "--config", self.hosts[i].conf, "--json", "group", "sync", group, "--pin-env",
+                            "SYNC_PIN"], env=self.hosts[i].env(SYNC_PIN=h.USER_PIN), capture_output=True,
+                           text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        return json.loads(p.stdout)
+
+    @staticmethod
+    def private(objs):
+        [priv] = [o for o in objs if o["class"] == 3]
+        return priv
+
+    def test_a_key_made_in_the_shared_hsm_on_host_a_is_linked_on_host_b_after_sync(self):
+        for label, kind in (("two-hosts-rsa", "rsa"), ("two-hosts-ec", "ec")):
+            a = self.private(self.on(0, "make", "hsm", label, kind))
+            self.assertEqual(a["state"], MIRRORED, label)
+            name = a["kid"].split("/keys/")[1].split("/")[0]
+            tags = self.rig.get_key(VAULT, name).json()["tags"]
+            self.assertEqual(len(tags.get("cdcp11-pub-sha256", "")), 64, tags)
+            self.assertIn("SoftHSM", tags.get("cdcp11-hsm", ""), tags)
+            # Host B sees the HSM's key (its own metadata, so a uid of its own), not yet linked.
+            before = self.on(1, "show", "hsm", label)
+            self.assertEqual(len(before), 2, before)
+            self.assertNotEqual(self.private(before)["state"], MIRRORED)
+            synced = self.sync(1, "hsm")
+            self.assertEqual(synced["linked"], 1, synced)
+            after = self.on(1, "show", "hsm", label)
+            self.assertEqual(len(after), 2, after)  # no Azure-resident second copy
+            b = self.private(after)
+            self.assertEqual((b["state"], b["kid"]), (MIRRORED, a["kid"]), label)
+            self.assertNotEqual(b["origin"], ORIGIN_AZURE)
+
+    def test_a_key_of_host_a_soft_token_comes_to_host_b_as_azure_resident_not_linked(self):
+        a = self.private(self.on(0, "make", "soft", "two-hosts-soft"))
+        self.assertEqual(a["state"], MIRRORED)
+        name = a["kid"].split("/keys/")[1].split("/")[0]
+        self.assertNotIn("cdcp11-hsm", self.rig.get_key(VAULT, name).json()["tags"])
+        self.assertEqual(self.on(1, "show", "soft", "two-hosts-soft"), [])
+        self.sync(1, "soft")
+        b = self.on(1, "show", "soft", "two-hosts-soft")
+        self.assertEqual(sorted(o["class"] for o in b), [2, 3], b)
+        self.assertEqual((self.private(b)["origin"], self.private(b)["kid"]), (ORIGIN_AZURE, a["kid"]))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["host"]:
+        host(*sys.argv[2:])
+    else:
+        unittest.main(verbosity=2)
