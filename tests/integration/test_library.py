@@ -208,8 +208,6 @@ class LibraryTest(unittest.TestCase):
             self.assertEqual(r["nslots"], 2)
             self.assertEqual(r["fin"], 0)
 
-    @h.hsm_expected_failure("a child forked after C_Initialize cannot log in to the HSM (C_Login: "
-                            "CKR_GENERAL_ERROR): fork handling of the forwarding backend, issue 9 next step 4")
     def test_fork_child_initializes_and_works(self):
         o = self.child("child_fork")
         c = o["child"]

@@ -701,8 +701,6 @@ class LoginStateTest(P11Case):
         rws.logout()
         rws.closeSession()
 
-    @h.hsm_expected_failure("CKU_CONTEXT_SPECIFIC is not forwarded to the HSM yet (CKR_FUNCTION_NOT_SUPPORTED); "
-                            "issue 9, next step 4")
     def test_context_specific_login(self):
         s = rw()
         raw = h.Raw()
