@@ -31,6 +31,7 @@ constexpr const char* kLog = "hsm";
 // every kSweepInterval.
 constexpr auto kSweepInterval = std::chrono::seconds(2);
 constexpr std::size_t kSweepBatch = 16;
+constexpr int kSweepPause = 9;
 // A metadata entry younger than this is not pruned even when its object is not listed.
 constexpr std::int64_t kPruneGraceSeconds = 120;
 constexpr std::int64_t kJustRecordedSeconds = 10;
@@ -421,7 +422,8 @@ R<core::ObjectChanges> ForwardToken::refresh() {
       if (auto e = meta_->data().objects.find(uid); e != meta_->data().objects.end() && e->second.locator != k.locator)
         reread.insert(k.handle);
   bool swept = false;  // a sweep ended with this refresh
-  if (now >= next_sweep_) {
+  const bool sweeping = now >= next_sweep_ && now >= next_batch_;
+  if (sweeping) {
     std::size_t n = 0;
     auto it = known_.upper_bound(sweep_after_);
     for (; it != known_.end() && n < kSweepBatch; ++it) {
@@ -452,6 +454,9 @@ R<core::ObjectChanges> ForwardToken::refresh() {
     }
     fetched.emplace_back(h, std::move(*a));
   }
+  // A batch costs the HSM its reads: the next waits kSweepPause times as long, so that refreshes
+  // in a tight loop (a find or a create each) spend at most about a tenth of their time on it.
+  if (sweeping) next_batch_ = std::chrono::steady_clock::now() + (std::chrono::steady_clock::now() - now) * kSweepPause;
   std::vector<Found> found;
   for (auto& [h, a] : fetched) found.emplace_back(h, &a);
   CDC_ASSIGN(auto uids, identify(found, false));

@@ -168,6 +168,7 @@ class ForwardToken final : public core::Backend {
   std::optional<CK_MECHANISM_TYPE> rfc5649_;     // rfc5649_wrap(), once asked
   std::chrono::steady_clock::time_point next_sweep_{};  // refresh's re-read of known objects
   std::string sweep_after_;                             // the uid the sweep reached
+  std::chrono::steady_clock::time_point next_batch_{};  // the sweep's next batch, not before
 
   std::mutex pool_mu_;
   std::vector<hsm::Session> pool_;
