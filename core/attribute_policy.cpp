@@ -304,6 +304,23 @@ R<void> check_consistent(const AttrMap& a) {
   return {};
 }
 
+AttrMap vendor_defaults(CK_OBJECT_CLASS cls) {
+  AttrMap a;
+  if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
+    a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_NONE);
+    a.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_LOCAL);
+    if (cls == CKO_PRIVATE_KEY) a.set_bool(CKA_CDC_CLOUD_NATIVE, false);
+    a.set(CKA_CDC_AZURE_KEY_ID, Bytes{});
+    a.set(CKA_CDC_MIRROR_ERROR, Bytes{});
+  }
+  return a;
+}
+
+void apply_vendor_defaults(CK_OBJECT_CLASS cls, AttrMap& a) {
+  for (auto& [t, v] : vendor_defaults(cls))
+    if (!a.has(t)) a.set(t, v);
+}
+
 void apply_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a) {
   auto def_bool = [&](CK_ATTRIBUTE_TYPE t, bool v) {
     if (!a.has(t)) a.set_bool(t, v);
@@ -363,13 +380,7 @@ void apply_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a) {
     def_bool(CKA_ALWAYS_AUTHENTICATE, false);
     (void)rsa_or_ec;
   }
-  if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
-    if (!a.has(CKA_CDC_MIRROR_STATE)) a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_NONE);
-    if (!a.has(CKA_CDC_ORIGIN)) a.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_LOCAL);
-    if (cls == CKO_PRIVATE_KEY) def_bool(CKA_CDC_CLOUD_NATIVE, false);
-    def_bytes(CKA_CDC_AZURE_KEY_ID);
-    def_bytes(CKA_CDC_MIRROR_ERROR);
-  }
+  apply_vendor_defaults(cls, a);
   if (cls == CKO_SECRET_KEY) {
     const bool aes = kt == CKK_AES;
     def_bool(CKA_SENSITIVE, true);

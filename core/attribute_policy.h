@@ -29,6 +29,13 @@ R<void> check_consistent(const AttrMap& a);
 // private and secret keys, usage flags, CKA_SENSITIVE true, CKA_EXTRACTABLE false, ...).
 void apply_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a);
 
+// The vendor attributes every private and secret key has, as a key nobody mirrored answers them
+// (CKA_CDC_MIRROR_STATE none, CKA_CDC_ORIGIN local, ...); empty for other classes. Core fills
+// them in for objects a backend reports without them (an HSM's own keys), so every backend's
+// keys answer alike, and a backend need not store them.
+AttrMap vendor_defaults(CK_OBJECT_CLASS cls);
+void apply_vendor_defaults(CK_OBJECT_CLASS cls, AttrMap& a);
+
 // Attributes whose value the token backend keeps (sealed at rest) rather than core: private
 // key components and secret key values.
 bool is_secret_attribute(CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t);

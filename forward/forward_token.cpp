@@ -26,8 +26,12 @@ using core::StoredObject;
 namespace {
 
 constexpr const char* kLog = "hsm";
-// Attributes changed by other processes show up after this long (new and removed objects at once).
-constexpr auto kFullReadInterval = std::chrono::seconds(2);
+// New and removed objects show up at the next refresh. Attributes changed by other applications
+// show up within a sweep: kSweepBatch objects read again per refresh, a sweep begun at most
+// every kSweepInterval.
+constexpr auto kSweepInterval = std::chrono::seconds(2);
+constexpr std::size_t kSweepBatch = 16;
+constexpr int kSweepPause = 9;
 // A metadata entry younger than this is not pruned even when its object is not listed.
 constexpr std::int64_t kPruneGraceSeconds = 120;
 constexpr std::int64_t kJustRecordedSeconds = 10;
@@ -54,6 +58,8 @@ constexpr CK_ATTRIBUTE_TYPE kRead[] = {
     CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED,
     CKA_ALWAYS_AUTHENTICATE, CKA_MODULUS, CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS, CKA_EC_POINT,
     CKA_VALUE_LEN, CKA_PUBLIC_KEY_INFO};
+
+bool same(const AttrMap& a, const AttrMap& b) { return a.matches(b) && b.matches(a); }
 
 std::string random_hex(std::size_t n) {
   Bytes b(n);
@@ -250,7 +256,7 @@ R<void> ForwardToken::login(CK_USER_TYPE who, ByteView pin) {
   std::lock_guard lk(mu_);
   CDC_TRY(main_.login(who == CKU_SO ? hsm::UserType::so : hsm::UserType::user, pin));
   logged_in_ = who == CKU_USER;
-  last_full_read_ = {};
+  next_sweep_ = {};  // a sweep begins at the next refresh
   return {};
 }
 
@@ -272,7 +278,7 @@ void ForwardToken::logout() {
 
 R<std::vector<std::string>> ForwardToken::identify(const std::vector<Found>& objs, bool fresh) {
   std::vector<std::string> uids(objs.size());
-  std::vector<std::size_t> open;  // those the store identifies
+  std::vector<std::size_t> open;  // those identified by their locator
   for (std::size_t i = 0; i < objs.size(); ++i) {
     const auto& [h, a] = objs[i];
     if (auto it = uid_of_.find(h); it != uid_of_.end()) uids[i] = it->second;
@@ -281,33 +287,67 @@ R<std::vector<std::string>> ForwardToken::identify(const std::vector<Found>& obj
     else open.push_back(i);
   }
   if (open.empty()) return uids;
+  std::vector<std::string> locators;
+  for (std::size_t i : open) locators.push_back(locator_of(*objs[i].second));
   const auto now = static_cast<std::int64_t>(std::time(nullptr));
-  CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
+  // Decides the uids of the open objects against the store's records; returns the new records
+  // needed. An object's uid is the one a record with its locator gives (the derived one first),
+  // else the id derived from its locator, which every process and host computes alike and no
+  // record needs; a random id, recorded, only where the derived one is taken: by an object alike
+  // in every locator attribute, or by a record of another locator (an object renamed through
+  // our slot keeps its id).
+  auto decide = [&](const std::map<std::string, MetaEntry>& recorded) {
+    std::map<std::string, std::string> add;  // uid -> locator
+    std::set<std::string> taken;
+    auto claimable = [&](const std::string& id, const MetaEntry& e) {
+      return !known_.count(id) && !taken.count(id) && (!fresh || now - e.created <= kJustRecordedSeconds);
+    };
     std::multimap<std::string, const std::string*> by_locator;
-    for (auto& [id, e] : d.objects)
-      if (!known_.count(id) && (!fresh || now - e.created <= kJustRecordedSeconds)) by_locator.emplace(e.locator, &id);
-    bool wrote = false;
-    for (std::size_t i : open) {
-      const std::string loc = locator_of(*objs[i].second);
-      if (auto it = by_locator.find(loc); it != by_locator.end()) {
-        uids[i] = *it->second;
-        by_locator.erase(it);  // claimed
-        continue;
+    for (auto& [id, e] : recorded)
+      if (!known_.count(id)) by_locator.emplace(e.locator, &id);
+    for (std::size_t j = 0; j < open.size(); ++j) {
+      const std::string& loc = locators[j];
+      std::string& uid = uids[open[j]];
+      const std::string derived = loc.substr(0, 32);
+      auto rd = recorded.find(derived);
+      uid.clear();
+      if (rd != recorded.end() && rd->second.locator == loc && claimable(derived, rd->second)) {
+        uid = derived;
+      } else {
+        auto [b, e] = by_locator.equal_range(loc);
+        for (auto it = b; it != e && uid.empty(); ++it)
+          if (claimable(*it->second, recorded.at(*it->second))) uid = *it->second;
       }
-      uids[i] = random_hex(16);
-      d.objects[uids[i]] = MetaEntry{loc, {}, now};
-      wrote = true;
+      if (uid.empty() && rd == recorded.end() && !known_.count(derived) && !taken.count(derived)) uid = derived;
+      if (uid.empty()) {
+        uid = random_hex(16);
+        add[uid] = loc;
+      }
+      taken.insert(uid);
     }
-    return wrote;
+    return add;
+  };
+  if (decide(meta_->data().objects).empty()) return uids;
+  // Records to write: decided again under the store's lock, on what it holds now.
+  CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
+    auto add = decide(d.objects);
+    for (auto& [uid, loc] : add) d.objects[uid] = MetaEntry{loc, {}, now};
+    return !add.empty();
   }));
   return uids;
 }
 
-StoredObject ForwardToken::view(const std::string& uid, const Known& k) {
+AttrMap ForwardToken::vendor_of(const std::string& uid) const {
+  if (auto it = meta_->data().objects.find(uid); it != meta_->data().objects.end()) return it->second.vendor;
+  if (auto s = session_vendor_.find(uid); s != session_vendor_.end()) return s->second;
+  return {};
+}
+
+StoredObject ForwardToken::view(const std::string& uid, Known& k) {
   StoredObject o{uid, k.attrs};
   o.attrs.set_string(CKA_UNIQUE_ID, uid);
-  if (auto it = meta_->data().objects.find(uid); it != meta_->data().objects.end()) o.attrs.merge(it->second.vendor);
-  else if (auto s = session_vendor_.find(uid); s != session_vendor_.end()) o.attrs.merge(s->second);
+  k.vendor = vendor_of(uid);
+  o.attrs.merge(k.vendor);
   return o;
 }
 
@@ -322,7 +362,7 @@ R<AttrMap> ForwardToken::read(hsm::Session& s, CK_OBJECT_HANDLE h) {
   if (cls == CKO_PUBLIC_KEY || cls == CKO_CERTIFICATE || cls == CKO_DATA) want.push_back(CKA_VALUE);
   std::sort(want.begin(), want.end());
   want.erase(std::unique(want.begin(), want.end()), want.end());
-  CDC_ASSIGN(auto got, s.get_attributes(h, want));
+  CDC_ASSIGN(auto got, s.get_attributes(h, want, /*each_reason=*/false));
   return std::move(got.values);
 }
 
@@ -335,14 +375,23 @@ R<StoredObject> ForwardToken::adopt(hsm::Session& s, CK_OBJECT_HANDLE h, const A
   Known& k = known_[uid];
   k.handle = h;
   k.attrs = std::move(a);
-  if (!vendor.empty()) {
+  k.locator = locator_of(k.attrs);
+  // Core answers the vendor defaults itself: only other values need a record.
+  const AttrMap defaults = core::vendor_defaults(k.attrs.ulong(CKA_CLASS).value_or(CKO_DATA));
+  AttrMap own;
+  for (auto& [t, v] : vendor)
+    if (const Bytes* d = defaults.find(t); !d || *d != v) own.set(t, v);
+  if (!own.empty()) {
     if (token) {
       CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
-        d.objects[uid].vendor.merge(vendor);
+        MetaEntry& e = d.objects[uid];
+        if (!e.created) e.created = static_cast<std::int64_t>(std::time(nullptr));
+        if (e.locator.empty()) e.locator = k.locator;
+        e.vendor.merge(own);
         return true;
       }));
     } else {
-      session_vendor_[uid].merge(vendor);
+      session_vendor_[uid].merge(own);
     }
   }
   if (token) reported_.insert(uid);
@@ -362,7 +411,6 @@ R<core::ObjectChanges> ForwardToken::refresh() {
   core::ObjectChanges ch;
   CDC_ASSIGN(bool meta_changed, meta_->reload());
   const auto now = std::chrono::steady_clock::now();
-  const bool full = now - last_full_read_ >= kFullReadInterval;
   AttrMap tmpl;
   tmpl.set_bool(CKA_TOKEN, true);
   CDC_ASSIGN(auto handles, main_.find(tmpl));
@@ -374,12 +422,39 @@ R<core::ObjectChanges> ForwardToken::refresh() {
     complete = info && (info->state == CKS_RW_USER_FUNCTIONS || info->state == CKS_RO_USER_FUNCTIONS);
     if (!complete) log::warn(kLog, "group '" + group_ + "': the HSM no longer has the user logged in");
   }
+  const std::set<CK_OBJECT_HANDLE> listed(handles.begin(), handles.end());
+  // Known objects read again (new ones always are): those whose record another process of ours
+  // changed with their attributes (its update_object records the new locator), and a sweep of a
+  // few each time for changes made by other applications. Reading every object at once would
+  // make each refresh as slow as the HSM is with all of them (seconds for a thousand).
+  std::set<CK_OBJECT_HANDLE> reread;
+  if (meta_changed)
+    for (auto& [uid, k] : known_)
+      if (auto e = meta_->data().objects.find(uid); e != meta_->data().objects.end() && e->second.locator != k.locator)
+        reread.insert(k.handle);
+  bool swept = false;  // a sweep ended with this refresh
+  const bool sweeping = now >= next_sweep_ && now >= next_batch_;
+  if (sweeping) {
+    std::size_t n = 0;
+    auto it = known_.upper_bound(sweep_after_);
+    for (; it != known_.end() && n < kSweepBatch; ++it) {
+      if (!listed.count(it->second.handle)) continue;
+      reread.insert(it->second.handle);
+      sweep_after_ = it->first;
+      ++n;
+    }
+    if (it == known_.end()) {
+      sweep_after_.clear();
+      next_sweep_ = now + kSweepInterval;
+      swept = true;
+    }
+  }
   std::set<std::string> present;
-  // New objects, or every object when due, are read and then identified in one store update.
+  // New objects and those read again, read and then identified in one store update.
   std::vector<std::pair<CK_OBJECT_HANDLE, AttrMap>> fetched;
   for (CK_OBJECT_HANDLE h : handles) {
     auto known_uid = uid_of_.find(h);
-    if (known_uid != uid_of_.end() && !full && !meta_changed) {
+    if (known_uid != uid_of_.end() && !reread.count(h)) {
       present.insert(known_uid->second);
       continue;
     }
@@ -390,22 +465,35 @@ R<core::ObjectChanges> ForwardToken::refresh() {
     }
     fetched.emplace_back(h, std::move(*a));
   }
+  // A batch costs the HSM its reads: the next waits kSweepPause times as long, so that refreshes
+  // in a tight loop (a find or a create each) spend at most about a tenth of their time on it.
+  if (sweeping) next_batch_ = std::chrono::steady_clock::now() + (std::chrono::steady_clock::now() - now) * kSweepPause;
   std::vector<Found> found;
   for (auto& [h, a] : fetched) found.emplace_back(h, &a);
   CDC_ASSIGN(auto uids, identify(found, false));
+  std::set<std::string> reported_now;
   for (std::size_t i = 0; i < fetched.size(); ++i) {
     auto& [h, a] = fetched[i];
     const std::string& uid = uids[i];
     const bool is_new = !uid_of_.count(h);
     uid_of_[h] = uid;
     Known& k = known_[uid];
-    const bool changed = is_new || meta_changed || !(k.attrs.matches(a) && a.matches(k.attrs));
+    const bool changed = is_new || !same(k.attrs, a);
     k.handle = h;
     k.attrs = std::move(a);
+    k.locator = locator_of(k.attrs);
     present.insert(uid);
-    if (changed || !reported_.count(uid)) ch.upserted.push_back(view(uid, k));
+    if (changed || !reported_.count(uid) || (meta_changed && !same(vendor_of(uid), k.vendor))) {
+      ch.upserted.push_back(view(uid, k));
+      reported_now.insert(uid);
+    }
   }
-  if (full) last_full_read_ = now;
+  // Vendor attributes another process changed: the object's view again, without the HSM.
+  if (meta_changed)
+    for (auto& uid : present)
+      if (auto k = known_.find(uid); k != known_.end() && !reported_now.count(uid) && reported_.count(uid) &&
+                                     !same(vendor_of(uid), k->second.vendor))
+        ch.upserted.push_back(view(uid, k->second));
   // Gone: destroyed (here, by another process or by the HSM's own tools), or private and the
   // user logged out.
   std::set<std::string> gone;
@@ -441,10 +529,10 @@ R<core::ObjectChanges> ForwardToken::refresh() {
   // Metadata of objects deleted behind our back. Only with the user logged in: before that the
   // private objects are not listed. An object this process saw go is pruned at once; an entry
   // never seen here only once it is old enough (its object may be younger than our listing).
-  if (complete && (full || !gone.empty())) {
+  if (complete && (swept || !gone.empty())) {
     const auto t = static_cast<std::int64_t>(std::time(nullptr));
     auto stale = [&](const std::string& uid, const MetaEntry& e) {
-      return !present.count(uid) && (gone.count(uid) || (full && t - e.created > kPruneGraceSeconds));
+      return !present.count(uid) && (gone.count(uid) || (swept && t - e.created > kPruneGraceSeconds));
     };
     bool any_stale = false;
     for (auto& [uid, e] : meta_->data().objects) any_stale |= stale(uid, e);
@@ -531,6 +619,7 @@ R<void> ForwardToken::update_object(const std::string& uid, const AttrMap& attrs
     return {};
   }
   const std::string loc = locator_of(k.attrs);
+  k.locator = loc;
   return meta_->update([&](MetaData& d) -> R<bool> {
     MetaEntry& e = d.objects[uid];
     if (!e.created) e.created = static_cast<std::int64_t>(std::time(nullptr));

@@ -9,9 +9,15 @@
 // lease further sessions from a pool (SoftHSM2 allows one active operation per session).
 //
 // Identity (uids are 32 hex characters, like the soft token's): CKA_UNIQUE_ID where the HSM
-// returns one (hashed when it is not of that form); otherwise a random id the backend assigns, kept
-// in the metadata store with the object's locator (class, key type, CKA_ID, CKA_LABEL and a
-// hash of its public material), by which it finds the object again in any process.
+// returns one (hashed when it is not of that form); otherwise derived from the object's locator
+// (a hash of class, key type, CKA_ID, CKA_LABEL and its public material), the same in every
+// process and on every host, with nothing to write. Only where that id is taken (an object alike
+// in all of these to another, or one renamed through our slot, which keeps its id) is an id
+// recorded in the metadata store with the locator, by which any process finds it again.
+//
+// Refresh lists the HSM's token objects each time (new and destroyed ones show at once) but reads
+// attributes only of new objects, of those another process of ours changed (their record's
+// locator moved), and of a few more each time in a sweep for changes other applications make.
 #pragma once
 
 #include <chrono>
@@ -112,6 +118,8 @@ class ForwardToken final : public core::Backend {
   struct Known {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     core::AttrMap attrs;  // as last read from the HSM, vendor attributes not included
+    std::string locator;  // locator_of(attrs)
+    core::AttrMap vendor;  // the vendor attributes last reported (view)
   };
   // The HSM handle of an object we know, or object_handle_invalid.
   core::R<CK_OBJECT_HANDLE> handle_of(const std::string& uid);
@@ -136,7 +144,9 @@ class ForwardToken final : public core::Backend {
   bool pad_is_rfc5649() const;
   // The HSM's mechanism for RFC 5649 AES key wrap with padding, or 0 (core::Capabilities).
   CK_MECHANISM_TYPE rfc5649_wrap();
-  core::StoredObject view(const std::string& uid, const Known& k);
+  core::StoredObject view(const std::string& uid, Known& k);
+  // The vendor attributes of an object: its record's, or a session object's.
+  core::AttrMap vendor_of(const std::string& uid) const;
 
   const std::string group_;
   const bool extractable_for_mirror_;  // the group mirrors on generate
@@ -156,7 +166,9 @@ class ForwardToken final : public core::Backend {
   bool logged_in_ = false;
   std::vector<core::SlotMechanism> mechanisms_;  // the slot's list, once asked
   std::optional<CK_MECHANISM_TYPE> rfc5649_;     // rfc5649_wrap(), once asked
-  std::chrono::steady_clock::time_point last_full_read_{};
+  std::chrono::steady_clock::time_point next_sweep_{};  // refresh's re-read of known objects
+  std::string sweep_after_;                             // the uid the sweep reached
+  std::chrono::steady_clock::time_point next_batch_{};  // the sweep's next batch, not before
 
   std::mutex pool_mu_;
   std::vector<hsm::Session> pool_;

@@ -1,8 +1,10 @@
 // The metadata store of an HSM group: what the HSM cannot hold, in <dir>/metadata.json beside
 // the configuration (dir: the group's token.dir).
-// - objects: for each HSM token object the backend has identified, its uid, its locator (how the
+// - objects: for each HSM token object that needs a record, its uid, its locator (how the
 //   backend finds the object again: see ForwardToken::identify) and its vendor attributes
-//   (CKA_CDC_*: mirror state, Azure key id and name, origin, last error);
+//   (CKA_CDC_*: mirror state, Azure key id and name, origin, last error) where they are not
+//   core's defaults. An object whose id is derived from its locator and whose vendor attributes
+//   are the defaults has none, so making it writes nothing here;
 // - refs: the attribute-only key references (Azure-resident keys), by uid.
 // The file is replaced atomically (write_file_atomically) and every change is made under an
 // flock of <dir>/metadata.lock, re-reading the file first, so several processes share it.

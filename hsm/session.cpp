@@ -126,8 +126,8 @@ R<std::vector<CK_OBJECT_HANDLE>> Session::find(const core::AttrMap& tmpl, std::s
   });
 }
 
-R<Attributes> Session::get_attributes(CK_OBJECT_HANDLE obj,
-                                      std::span<const CK_ATTRIBUTE_TYPE> types) {
+R<Attributes> Session::get_attributes(CK_OBJECT_HANDLE obj, std::span<const CK_ATTRIBUTE_TYPE> types,
+                                      bool each_reason) {
   return guarded([&]() -> R<Attributes> {
     CDC_TRY(check("C_GetAttributeValue"));
     for (CK_ATTRIBUTE_TYPE t : types)
@@ -151,8 +151,8 @@ R<Attributes> Session::get_attributes(CK_OBJECT_HANDLE obj,
         if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION) unavailable.push_back(&a);
       // One CK_RV covers the whole call: with several unavailable attributes, ask each alone
       // to learn its own reason.
-      if (unavailable.size() == 1 && rv != CKR_OK) {
-        out.unavailable[unavailable.front()->type] = rv;
+      if ((unavailable.size() == 1 || !each_reason) && rv != CKR_OK) {
+        for (CK_ATTRIBUTE* a : unavailable) out.unavailable[a->type] = rv;
       } else {
         for (CK_ATTRIBUTE* a : unavailable) {
           CK_ATTRIBUTE one{a->type, nullptr, 0};

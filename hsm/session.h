@@ -65,7 +65,11 @@ class Session {
   R<std::vector<CK_OBJECT_HANDLE>> find(const core::AttrMap& tmpl, std::size_t max_results = 0);
   // Attributes the object does not have or will not reveal are listed in
   // Attributes::unavailable with the HSM's reason; only other failures are errors.
-  R<Attributes> get_attributes(CK_OBJECT_HANDLE obj, std::span<const CK_ATTRIBUTE_TYPE> types);
+  // each_reason: an attribute the module does not give is asked alone to learn why (sensitive or
+  // not of the object), one call each; false: all take the batch's CK_RV, for a reader that only
+  // wants the values there are (a listing reads ~50 types, most not of the object).
+  R<Attributes> get_attributes(CK_OBJECT_HANDLE obj, std::span<const CK_ATTRIBUTE_TYPE> types,
+                               bool each_reason = true);
   R<void> set_attributes(CK_OBJECT_HANDLE obj, const core::AttrMap& values);
   R<CK_OBJECT_HANDLE> create(const core::AttrMap& tmpl);
   R<CK_OBJECT_HANDLE> copy(CK_OBJECT_HANDLE obj, const core::AttrMap& changes);

@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "common/log.h"
+#include "core/attribute_policy.h"
 #include "core/azure_link.h"
 #include "core/cloud/key_attrs.h"
 #include "core/cloud/vault_home.h"
@@ -220,6 +221,7 @@ KeyHome* Token::home_of(const AttrMap& a) {
 }
 
 CK_OBJECT_HANDLE Token::add_object(StoredObject obj, bool token, CK_SESSION_HANDLE owner) {
+  apply_vendor_defaults(obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA), obj.attrs);
   KeyHome* home = home_of(obj.attrs);
   return cache_.add(std::move(obj), token, owner, home);
 }
@@ -236,6 +238,7 @@ R<void> Token::refresh() {
     if (auto h = cache_.handle_of(uid)) cache_.remove(*h);
   for (auto& o : ch.upserted) {
     if (auto h = cache_.handle_of(o.uid)) {
+      apply_vendor_defaults(o.attrs.ulong(CKA_CLASS).value_or(CKO_DATA), o.attrs);
       cache_.set_attrs(*h, std::move(o.attrs));  // changed elsewhere: same handle
     } else {
       // Private objects are cached too; visible() and find() hide them until login.

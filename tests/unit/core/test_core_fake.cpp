@@ -9,6 +9,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "cdcp11/cdcp11.h"
 #include "core/mirror/byok.h"
 #include "core/provider/provider.h"
 #include "tests/unit/core/fake_backend.h"
@@ -307,4 +308,35 @@ TEST_CASE("fake core: what the backend cannot wrap for BYOK is refused before an
   REQUIRE_FALSE(trusted);
   CHECK(trusted.error().code == Errc::key_not_wrappable);
   CHECK(trusted.error().message.find("CKA_WRAP_WITH_TRUSTED") != std::string::npos);
+}
+
+TEST_CASE("fake core: a key no host made (no vendor attributes in the backend) answers the vendor defaults") {
+  Fixture f;
+  auto s = f.open();
+  AttrMap k = aes_key(32);
+  k.set_bool(CKA_PRIVATE, false);
+  k.set_string(CKA_LABEL, "made by the HSM's own tools");
+  k.erase(CKA_VALUE);
+  auto ext = f.fake->make_external(k);
+  f.fake->push_upsert(ext);
+  AttrMap label;
+  label.set_string(CKA_LABEL, "made by the HSM's own tools");
+  auto found = f.find(*s, label);
+  REQUIRE(found.size() == 1);
+  CK_ULONG state = 99, origin = 99;
+  CK_ATTRIBUTE t[] = {{CKA_CDC_MIRROR_STATE, &state, sizeof state}, {CKA_CDC_ORIGIN, &origin, sizeof origin}};
+  auto r = f.token->get_attributes(*s, found[0], t, 2);
+  CHECK_MESSAGE(r.ok(), (r ? std::string() : r.error().message));
+  CHECK(state == CDC_MIRROR_STATE_NONE);
+  CHECK(origin == CDC_ORIGIN_LOCAL);
+  // The same as a key made through the slot answers.
+  AttrMap mine = aes_key(16);
+  mine.set_bool(CKA_PRIVATE, false);
+  auto made = f.token->create_object(*s, mine);
+  REQUIRE_MESSAGE(made, (made ? std::string() : made.error().message));
+  CK_ULONG state2 = 99, origin2 = 99;
+  CK_ATTRIBUTE t2[] = {{CKA_CDC_MIRROR_STATE, &state2, sizeof state2}, {CKA_CDC_ORIGIN, &origin2, sizeof origin2}};
+  REQUIRE(f.token->get_attributes(*s, *made, t2, 2));
+  CHECK(state2 == state);
+  CHECK(origin2 == origin);
 }

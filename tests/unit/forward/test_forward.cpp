@@ -1,8 +1,10 @@
 // The forwarding backend (forward/) against a SoftHSM2 token: what the core's seam asks of it.
 #include <doctest/doctest.h>
 
-#include <filesystem>
 #include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -346,7 +348,9 @@ TEST_CASE("forward: objects alike in every attribute still get distinct identiti
   std::set<std::string> again;
   for (auto& o : got(b->refresh()).upserted) again.insert(o.uid);
   CHECK(again == first);
-  CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.size() == 3);
+  // The first takes the id derived from its locator, which needs no record; the two others
+  // theirs, recorded.
+  CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.size() == 2);
 }
 
 TEST_CASE("forward: operations from several threads each get an HSM session of their own") {
@@ -408,4 +412,134 @@ TEST_CASE("forward: C_SetPIN and C_InitPIN are forwarded to the HSM") {
   got(b->init_pin(view("reset-user-pin")));
   b->logout();
   got(b->login(CKU_USER, view("reset-user-pin")));
+}
+
+// ---------------------------------------------------------------- what refresh and create cost the HSM
+
+namespace {
+
+// OpenSC's pkcs11-spy in front of SoftHSM2, logging every call the backend makes to the HSM.
+struct Spied : Fixture {
+  std::string trace;
+  Spied() : trace(hsm.dir.path + "/spy.log") {
+    setenv("PKCS11SPY", hsm::test::kSoftHsm, 1);
+    setenv("PKCS11SPY_OUTPUT", trace.c_str(), 1);
+    g.token.module = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so";
+  }
+  ~Spied() {
+    unsetenv("PKCS11SPY");
+    unsetenv("PKCS11SPY_OUTPUT");
+  }
+  // How many times fn was called so far.
+  std::size_t calls(const std::string& fn) const {
+    std::ifstream in(trace);
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) {
+      const auto colon = line.find(": ");
+      if (colon != std::string::npos && colon > 0 &&
+          line.find_first_not_of("0123456789") == colon && line.compare(colon + 2, std::string::npos, fn) == 0)
+        ++n;
+    }
+    return n;
+  }
+};
+
+void make_data_objects(hsm::Session& s, int n, const char* prefix) {
+  for (int i = 0; i < n; ++i) {
+    AttrMap d;
+    d.set_ulong(CKA_CLASS, CKO_DATA);
+    d.set_bool(CKA_TOKEN, true);
+    d.set_bool(CKA_PRIVATE, true);
+    d.set_string(CKA_LABEL, prefix + std::to_string(i));
+    d.set_string(CKA_VALUE, "v");
+    (void)hsm::test::ok(s.create(d));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("forward: a refresh due to re-read attributes reads a few known objects, not every one") {
+  Spied f;
+  {
+    auto s = f.hsm.user_session();
+    make_data_objects(s, 100, "obj-");
+  }
+  auto b = f.open_user();
+  REQUIRE(got(b->refresh()).upserted.size() == 100);  // new: each read once
+  // Past the re-read interval: the cause of a slow C_FindObjects was that every refresh then read
+  // all objects' attributes again (two C_GetAttributeValue each), and that this took longer
+  // than the interval with a thousand objects, so every refresh did it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  const auto before = f.calls("C_GetAttributeValue");
+  REQUIRE(before >= 100);  // the trace counts what it should
+  // Reading one object is four calls (its class, then the rest: lengths, values), not one more
+  // for each of the ~40 attribute types it does not have.
+  CHECK(before <= 4 * 100 + 10);
+  const auto per_object = (before + 99) / 100;
+  CHECK(got(b->refresh()).upserted.empty());
+  const auto reads = f.calls("C_GetAttributeValue") - before;
+  CHECK(reads <= 16 * per_object);  // a sweep's batch, not all 100
+  // Still seen: a label another application changes, within a sweep, and objects it creates
+  // or destroys, at the next refresh.
+  {
+    auto s = f.hsm.session();  // the backend's login is the application's: this session has it too
+    AttrMap t;
+    t.set_string(CKA_LABEL, "obj-99");
+    auto hs = hsm::test::ok(s.find(t));
+    REQUIRE(hs.size() == 1);
+    AttrMap l;
+    l.set_string(CKA_LABEL, "renamed elsewhere");
+    hsm::test::ok(s.set_attributes(hs[0], l));
+    make_data_objects(s, 1, "new-");
+  }
+  auto ch = got(b->refresh());
+  bool new_seen = false;
+  for (auto& o : ch.upserted) new_seen |= o.attrs.string_or(CKA_LABEL, "") == "new-0";
+  CHECK(new_seen);
+  bool renamed = false;
+  for (int i = 0; i < 10 && !renamed; ++i) {
+    for (auto& o : ch.upserted) renamed |= o.attrs.string_or(CKA_LABEL, "") == "renamed elsewhere";
+    if (!renamed) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      ch = got(b->refresh());
+    }
+  }
+  CHECK(renamed);
+}
+
+TEST_CASE("forward: objects and keys made through the slot write no metadata record unless they need one") {
+  Fixture f;
+  std::set<std::string> made;
+  {
+    auto b = f.open_user();
+    for (int i = 0; i < 5; ++i) {
+      AttrMap d;
+      d.set_ulong(CKA_CLASS, CKO_DATA);
+      d.set_bool(CKA_TOKEN, true);
+      d.set_string(CKA_LABEL, "data-" + std::to_string(i));
+      d.set_string(CKA_VALUE, "v" + std::to_string(i));
+      core::apply_defaults(CKO_DATA, CK_UNAVAILABLE_INFORMATION, d);
+      made.insert(got(b->create_object(d)).uid);
+      AttrMap k = aes_template(true);
+      k.set_string(CKA_LABEL, "aes-" + std::to_string(i));
+      made.insert(got(b->generate_key(mech(CKM_AES_KEY_GEN), k)).uid);  // vendor defaults only
+    }
+    REQUIRE(made.size() == 10);
+    // Identity derived from what the HSM holds: nothing to write (each write rewrote the whole
+    // store under its lock, which is what made creating slow).
+    CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.empty());
+    CHECK_FALSE(std::filesystem::exists(f.g.token.dir + "/metadata.json"));
+  }
+  auto b2 = f.open_user();  // another process: the same identities
+  std::set<std::string> again;
+  for (auto& o : got(b2->refresh()).upserted) again.insert(o.uid);
+  CHECK(again == made);
+  // A value other than the default is recorded at once (never only in memory).
+  AttrMap k = aes_template(true);
+  k.set_string(CKA_LABEL, "mirrored");
+  k.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_PENDING);
+  auto key = got(b2->generate_key(mech(CKM_AES_KEY_GEN), k));
+  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  REQUIRE(meta->data().objects.count(key.uid) == 1);
+  CHECK(meta->data().objects.at(key.uid).vendor.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_PENDING);
 }
