@@ -146,6 +146,26 @@ TEST_CASE("fake core: private objects are visible only when logged in; session o
   CHECK(f.fake->size() == 2);  // the backend let go of the session object too
 }
 
+TEST_CASE("fake core: login/logout cycles leave the search index as they found it") {
+  Fixture f;
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  REQUIRE(f.token->create_object(*s, data_object(true, true, "private token")));
+  REQUIRE(f.token->create_object(*s, data_object(true, false, "public token")));
+  REQUIRE(f.lib.logout(*s));
+  const auto before = f.token->lock().cache().index_size();
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+    REQUIRE(f.token->create_object(*s, data_object(false, true, "private session")));
+    REQUIRE(f.lib.logout(*s));
+    CHECK(f.token->lock().cache().index_size() == before);
+  }
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  AttrMap priv;
+  priv.set_string(CKA_LABEL, "private token");
+  CHECK(f.find(*s, priv).size() == 1);
+}
+
 TEST_CASE("fake core: open_key refuses the wrong class, a false usage attribute, a mechanism the slot lacks, a size "
           "out of the slot's range") {
   Fixture f([](FakeBackend& b) {
