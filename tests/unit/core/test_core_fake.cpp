@@ -293,6 +293,29 @@ TEST_CASE("fake core: the BYOK blob is one CKM_RSA_AES_KEY_WRAP where the slot h
   CHECK(b.size() == 1);
 }
 
+TEST_CASE("fake core: BYOK calls a KEK the backend refuses as a key wrapping_key_type_inconsistent; other "
+          "failures keep their own code") {
+  const Bytes n(256, 0xc5), e{1, 0, 1};
+  struct Case {
+    Errc backend, expected;
+  };
+  for (auto c : {Case{Errc::attribute_value_invalid, Errc::wrapping_key_type_inconsistent},
+                 Case{Errc::template_inconsistent, Errc::wrapping_key_type_inconsistent},
+                 Case{Errc::key_size_range, Errc::wrapping_key_type_inconsistent},
+                 Case{Errc::device_error, Errc::device_error},
+                 Case{Errc::session_handle_invalid, Errc::session_handle_invalid},
+                 Case{Errc::device_memory, Errc::device_memory}}) {
+    CAPTURE(std::string(errc_name(c.backend)));
+    FakeBackend b;
+    auto target = b.make_external(aes_key(32));
+    b.fail_create = Error{c.backend, "the backend says no"};
+    auto blob = mirror::wrap_for_byok(b, "g", target, n, e);
+    REQUIRE_FALSE(blob);
+    CHECK(blob.error().code == c.expected);
+    CHECK(blob.error().message.find("the backend says no") != std::string::npos);
+  }
+}
+
 TEST_CASE("fake core: what the backend cannot wrap for BYOK is refused before any wrap, with its CKR and sentence") {
   FakeBackend b;
   b.slot_list = std::vector<SlotMechanism>{{CKM_AES_KEY_GEN, 16, 32, CKF_GENERATE},
