@@ -387,6 +387,15 @@ class RotationE2E(unittest.TestCase):
         self.assertEqual(p.wait(), -signal.SIGKILL, "cdcctl ended before it was killed")
         time.sleep(6.0)
         self.assertEqual(rig.versions("demo-premium", label), 2, "the held import was not applied")
+        # An abandon cut short (the vault refuses the disable): journaled, the rotation is not
+        # resumed, and the next abandon finishes it.
+        rig.fault({"method": "PATCH", "path": "/keys/%s/*" % label}, action="status", status=400, count=1)
+        rc, out = self.rotate_json("premium", "--label", label, "--abandon", check=False)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("half abandoned", out["failed"][0]["error"])
+        rc, out = self.rotate_json("premium", "--label", label, check=False)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("being abandoned", out["failed"][0]["error"])
         rc, out = self.rotate_json("premium", "--label", label, "--abandon")
         self.assertEqual(rc, 0, out)
         [gone] = out["abandoned"]
