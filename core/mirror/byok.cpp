@@ -93,9 +93,21 @@ R<StoredObject> import_kek(Backend& b, ByteView n, ByteView e) {
   t.set(CKA_MODULUS, Bytes(n.begin(), n.end()));
   t.set(CKA_PUBLIC_EXPONENT, Bytes(e.begin(), e.end()));
   auto made = b.create_object(t);
-  if (!made) return err(Errc::wrapping_key_type_inconsistent,
-                        "the key-exchange key is not a valid RSA public key: " + made.error().message);
-  return made;
+  if (made) return made;
+  // The backend refusing the key itself (its modulus, exponent or size) says the KEK is unfit;
+  // anything else (the device, the session) is the backend's failure and keeps its code.
+  switch (made.error().code) {
+    case Errc::attribute_value_invalid:
+    case Errc::attribute_type_invalid:
+    case Errc::template_incomplete:
+    case Errc::template_inconsistent:
+    case Errc::key_size_range:
+    case Errc::domain_params_invalid:
+      return err(Errc::wrapping_key_type_inconsistent,
+                 "the key-exchange key is not a valid RSA public key: " + made.error().message);
+    default:
+      return err(made.error().code, "the key-exchange key could not be loaded into the backend: " + made.error().message);
+  }
 }
 
 R<StoredObject> ephemeral_aes(Backend& b) {

@@ -75,6 +75,9 @@ std::string encode_job(const Job& j) {
     w.Key("version"); w.Uint64(r.version);
     w.Key("new_uid"); w.String(r.new_uid.c_str());
     w.Key("error"); w.String(r.error.c_str());
+    if (r.abandoning) {
+      w.Key("abandoning"); w.Bool(true);
+    }
     w.EndObject();
   }
   w.Key("attempts"); w.Uint(j.attempts);
@@ -131,6 +134,7 @@ R<Job> decode_job(const std::string& json) {
     j.rotation.id_hex = rstr("id");
     j.rotation.new_uid = rstr("new_uid");
     j.rotation.error = rstr("error");
+    if (auto a = r.FindMember("abandoning"); a != r.MemberEnd() && a->value.IsBool()) j.rotation.abandoning = a->value.GetBool();
   }
   if (auto it = d.FindMember("attempts"); it != d.MemberEnd() && it->value.IsUint()) j.attempts = it->value.GetUint();
   if (auto it = d.FindMember("updated"); it != d.MemberEnd() && it->value.IsInt64()) j.updated = it->value.GetInt64();

@@ -47,6 +47,8 @@ struct Rotation {
   unsigned long version = 1;  // its version number
   std::string new_uid;  // the new key's CKA_UNIQUE_ID, once made
   std::string error;    // why the last attempt failed
+  // Being abandoned (cdcctl key rotate --abandon): it is never resumed, only abandoned to the end.
+  bool abandoning = false;
 };
 
 struct Job {

@@ -323,6 +323,9 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
     job.step = Step::done;
   }
   Rotation& rot = job.rotation;
+  if (rot.abandoning)
+    return err(Errc::key_function_not_permitted, "its rotation is being abandoned; finish that with cdcctl key "
+                                                 "rotate --abandon");
   if (rot.step == RotationStep::none) {
     rot = Rotation{};
     rot.step = RotationStep::planned;
@@ -439,6 +442,87 @@ R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE h) {
   log::info(kLog, "group '" + token.name() + "': key '" + out.label + "' rotated: version " +
                       std::to_string(out.version) + " is " + out.azure_kid + "; version " + std::to_string(n) +
                       " is former");
+  return out;
+}
+
+R<Abandoned> abandon_rotation(Token& token, Session& s, CK_OBJECT_HANDLE h) {
+  if (!s.read_write()) return err(Errc::session_read_only, "abandoning a rotation destroys token objects: it needs a R/W session");
+  if (token.login_state() != LoginState::user) return err(Errc::user_not_logged_in, "abandoning a rotation needs the user logged in");
+  Service* svc = token.mirror();
+  if (!svc || !svc->engine()) return err(Errc::function_failed, "group '" + token.name() + "' has no mirror");
+  Engine& eng = *svc->engine();
+  auto key = object_at(token, h);
+  if (!key || !is_key_class(key->obj.attrs.ulong(CKA_CLASS).value_or(0)))
+    return err(Errc::key_handle_invalid, "only private and secret token keys are rotated");
+  CDC_ASSIGN(auto held, eng.journal().lock(key->obj.uid, kLockWait));
+  CDC_ASSIGN(auto found, eng.journal().get(key->obj.uid));
+  if (!found || found->rotation.step == RotationStep::none)
+    return err(Errc::key_function_not_permitted, "the key has no rotation under way to abandon");
+  Job job = std::move(*found);
+  Rotation& rot = job.rotation;
+  if (rot.step == RotationStep::mirrored && !rot.abandoning)
+    return err(Errc::key_function_not_permitted, "the new version is already the Azure key's current version and "
+                                                 "the switch may have begun: resume the rotation instead");
+  if (!rot.abandoning) {
+    rot.abandoning = true;
+    CDC_TRY(eng.journal().put(job));
+    log::info(kLog, "group '" + token.name() + "': abandoning the rotation of key " + job.object_uid + " ('" +
+                        rot.label + "')");
+  }
+  Abandoned out;
+  out.label = rot.label;
+  // The new key: recorded, or made before the record (found as the rotation finds it).
+  std::optional<Found> fresh;
+  if (!rot.new_uid.empty()) {
+    if (auto nh = handle_of(token, rot.new_uid)) fresh = object_at(token, *nh);
+  } else {
+    AttrMap t;
+    t.set_ulong(CKA_CLASS, key->obj.attrs.ulong(CKA_CLASS).value_or(0));
+    t.set_string(CKA_LABEL, temp_label(rot.label));
+    t.set_string(CKA_CDC_AZURE_KEY_NAME, job.azure_name);
+    if (auto left = find_objects(token, s, t); !left.empty()) fresh = std::move(left.front());
+  }
+  const std::string new_uid = fresh ? fresh->obj.uid : rot.new_uid;
+  out.new_uid = new_uid;
+  // Its Azure version, if imported (recorded, or the vault's latest version tagged with its uid):
+  // disabled, since Azure deletes only whole keys.
+  if (!new_uid.empty()) {
+    std::string kid;
+    if (auto nj = eng.journal().get(new_uid); nj && *nj) kid = (*nj)->key_kid;
+    auto kv = eng.connection()->vault();
+    if (kid.empty()) {
+      auto got = kv.get_key(job.azure_name);
+      if (!got && got.error().kind != azure::ErrorKind::not_found)
+        return err(Errc::function_failed, "the rotation is left half abandoned: reading vault key '" + job.azure_name +
+                                              "' failed: " + got.error().describe());
+      if (got)
+        if (auto tag = got->tags.find("cdcp11-uid"); tag != got->tags.end() && tag->second == new_uid) kid = got->key.kid;
+    }
+    if (auto id = azure::parse_key_id(kid); id && !id->version.empty()) {
+      azure::UpdateKeyOptions o;
+      o.attributes.enabled = false;
+      if (auto r = kv.update_key(id->name, id->version, o); !r)
+        return err(Errc::function_failed, "the rotation is left half abandoned: disabling Azure version " +
+                                              id->version + " of '" + id->name + "' failed: " + r.error().describe());
+      out.azure_version = kid;
+      log::info(kLog, "group '" + token.name() + "': Azure version " + id->version + " of '" + id->name +
+                          "' (the abandoned new version) disabled");
+    }
+  }
+  if (fresh) {
+    // Without its kid, destroying it applies no on_destroy policy to the vault key it shares.
+    auto pub = public_of(token, s, fresh->obj.attrs, temp_label(rot.label), {});
+    CDC_TRY(svc->update_key(fresh->obj.uid, [](AttrMap& a) { a.set_string(CKA_CDC_AZURE_KEY_ID, ""); }));
+    CDC_TRY(token.destroy_object(s, fresh->h));
+    if (pub) CDC_TRY(token.destroy_object(s, pub->h));
+  }
+  if (!new_uid.empty()) CDC_TRY(eng.journal().remove(new_uid));
+  job.rotation = Rotation{};
+  CDC_TRY(eng.journal().put(job));
+  if (auto r = svc->update_key(job.object_uid, [](AttrMap& a) { a.set_string(CKA_CDC_ROTATION_ERROR, ""); }); !r)
+    log::warn(kLog, "clearing the rotation error of " + job.object_uid + " failed: " + r.error().message);
+  log::info(kLog, "group '" + token.name() + "': the rotation of key '" + rot.label + "' is abandoned; version " +
+                      std::to_string(version_of(key->obj.attrs).version) + " stays current");
   return out;
 }
 

@@ -74,6 +74,20 @@ struct Rotated {
 // Rotated::version is 0.
 R<Rotated> rotate_key(Token& token, Session& s, CK_OBJECT_HANDLE key);
 
+struct Abandoned {
+  std::string label;
+  std::string new_uid;       // the new key that was removed ("" when none had been made)
+  std::string azure_version; // the new key's Azure version, disabled ("" when never imported)
+};
+
+// Abandons the key's unfinished rotation (planned or made: before the switch): the new key is
+// destroyed in the token, private and public, and its Azure version, if the import happened,
+// disabled (Azure deletes keys, not versions); the key stays current as it was, its rotation
+// record and CKA_CDC_ROTATION_ERROR cleared. Journaled first, so an abandon cut short is finished
+// by the next one, and a rotation being abandoned is never resumed. Refused once the new version
+// is mirrored (the switch may have begun: resuming finishes it).
+R<Abandoned> abandon_rotation(Token& token, Session& s, CK_OBJECT_HANDLE key);
+
 // Whether the key has a rotation under way (journaled and not finished).
 bool rotation_unfinished(Token& token, const std::string& uid);
 

@@ -29,6 +29,12 @@ void ObjectIndex::remove(CK_OBJECT_HANDLE h, const AttrMap& a) {
     }
 }
 
+std::size_t ObjectIndex::size() const {
+  std::size_t n = 0;
+  for (auto& [k, hs] : idx_) n += hs.size();
+  return n;
+}
+
 std::optional<std::vector<CK_OBJECT_HANDLE>> ObjectIndex::candidates(const AttrMap& tmpl) const {
   const std::set<CK_OBJECT_HANDLE>* best = nullptr;
   static const std::set<CK_OBJECT_HANDLE> kEmpty;
@@ -53,12 +59,16 @@ CK_OBJECT_HANDLE ObjectCache::add(StoredObject obj, bool token, CK_SESSION_HANDL
   return h;
 }
 
-void ObjectCache::remove(CK_OBJECT_HANDLE h) {
+void ObjectCache::remove(CK_OBJECT_HANDLE h) { (void)take(h); }
+
+std::optional<Object> ObjectCache::take(CK_OBJECT_HANDLE h) {
   auto it = objects_.find(h);
-  if (it == objects_.end()) return;
+  if (it == objects_.end()) return std::nullopt;
   index_.remove(h, it->second.obj.attrs);
   by_uid_.erase(it->second.obj.uid);
+  Object o = std::move(it->second);
   objects_.erase(it);
+  return o;
 }
 
 void ObjectCache::set_attrs(CK_OBJECT_HANDLE h, AttrMap attrs) {

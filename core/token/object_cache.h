@@ -37,6 +37,8 @@ class ObjectIndex {
   void add(CK_OBJECT_HANDLE h, const AttrMap& a);
   void remove(CK_OBJECT_HANDLE h, const AttrMap& a);
   void clear() { idx_.clear(); }
+  // How many (attribute value, handle) entries it holds; for tests.
+  std::size_t size() const;
   // Candidate handles for a template, or nullopt when no indexed attribute is in it.
   std::optional<std::vector<CK_OBJECT_HANDLE>> candidates(const AttrMap& tmpl) const;
 
@@ -56,6 +58,8 @@ class ObjectCache {
 
   CK_OBJECT_HANDLE add(StoredObject obj, bool token, CK_SESSION_HANDLE owner, KeyHome* home);
   void remove(CK_OBJECT_HANDLE h);
+  // Removes the object and hands it over (index and uid entries go with it).
+  std::optional<Object> take(CK_OBJECT_HANDLE h);
   // Replaces an object's attributes; its handle stays.
   void set_attrs(CK_OBJECT_HANDLE h, AttrMap attrs);
   void clear();
@@ -67,6 +71,7 @@ class ObjectCache {
   // Handles that may match a search template: from the index, or every handle (in handle order).
   std::vector<CK_OBJECT_HANDLE> candidates(const AttrMap& tmpl) const;
   const std::unordered_map<CK_OBJECT_HANDLE, Object>& all() const { return objects_; }
+  std::size_t index_size() const { return index_.size(); }
 
  private:
   std::atomic<CK_OBJECT_HANDLE>& next_;

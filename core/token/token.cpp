@@ -207,8 +207,7 @@ void Token::invalidate_private_handles() {
   for (auto& [oh, o] : cache_.all())
     if (o.is_private()) priv.push_back(oh);
   for (auto oh : priv) {
-    Object o = std::move(*cache_.get(oh));
-    cache_.remove(oh);
+    Object o = std::move(*cache_.take(oh));
     if (o.token) add_object(std::move(o.obj), true, 0);
     else (void)backend_->destroy_object(o.obj.uid);
   }

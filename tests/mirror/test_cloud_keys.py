@@ -14,6 +14,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 import unittest
 
 SRC = os.environ["CDCP11_SRC"]
@@ -58,6 +59,8 @@ class CloudKeys(unittest.TestCase):
                           "tls": {"ca_file": cls.emu.ca, "connect_to": ["::127.0.0.1:%d" % cls.emu.port]},
                           "vault": {"name": vault, "type": vtype}}
             g["mirror"] = {"trigger": trigger, "mode": "sync"}
+        # A rotation period: cdcctl key list must still promise none for the Azure-resident keys.
+        cls.tok.groups[0]["mirror"]["rotation"] = {"every_days": 30}
         cls.tok.write_conf()
         for name, *_ in GROUPS:
             cls.tok.init(name)
@@ -347,6 +350,17 @@ class CloudKeys(unittest.TestCase):
         one = [k for k in listing["keys"] if k["label"] == "cli-one"]
         self.assertEqual([(k["origin"], k["mirror"]) for k in one], [("azure", "mirrored")])
         self.assertTrue(one[0]["azure_key_id"].startswith(self.vault_url("demo-premium") + "/keys/cli-one/"))
+        # A day on, a sync records when their versions were made (CKA_CDC_VERSION_SINCE), and the
+        # group rotates every 30 days; Key Vault rotates them (the scheduler skips them), so the
+        # listing promises no rotation of the token's.
+        later = dict(env, CDCP11_TEST_NOW=str(int(time.time()) + 86400))
+        for args in (["group", "sync", "sync"], ["--json", "key", "list", "sync"]):
+            p = subprocess.run([CDCCTL, "--config", self.tok.conf, *args, "--pin-env", "SYNC_PIN"],
+                               capture_output=True, text=True, env=later, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        one = [k for k in json.loads(p.stdout)["keys"] if k["label"] == "cli-one"]
+        self.assertEqual(one[0]["age_days"], 1, one[0])
+        self.assertIsNone(one[0]["next_rotation"], one[0])
         self.assertEqual([r for r in listing["remote_only"] if "/keys/cli-" in r], [])
         # On a terminal: the bar, then the sentence.
         self.create_in_vault("demo-premium", "cli-three", kty="EC-HSM", crv="P-256", key_ops=["sign", "verify"])

@@ -338,6 +338,79 @@ class RotationE2E(unittest.TestCase):
         self.assertEqual(len(self.formers(s, P.CKO_PRIVATE_KEY, label)), 1)
         rig.sign_in_vault_and_verify(rig.state(s, cur)[1], rig.token_public_key(s, label))
 
+    def test_abandon_removes_the_half_made_version_and_leaves_the_former_current(self):
+        rig, P = self.rig, self.rig.P
+        s = rig.session(self, "premium")
+        label = "rot-abandon"
+        _, priv1 = self.key_pair(s, label, "ec", b"\x99\x07")
+        _, kid1, _ = rig.state(s, priv1)
+        # A rotation whose import is refused leaves the new key under L@rotating, nothing in Azure.
+        rig.fault({"method": "PUT", "path": "/keys/%s" % label}, action="status", status=400, count=1)
+        rc, _ = self.rotate_json("premium", "--label", label, check=False)
+        self.assertEqual(rc, 1)
+        self.assertEqual(len(rig.find_all(s, label + "@rotating")), 2)
+        rc, out = self.rotate_json("premium", "--label", label, "--abandon")
+        self.assertEqual(rc, 0, out)
+        [gone] = out["abandoned"]
+        self.assertEqual((gone["label"], gone["azure_version"]), (label, None))
+        self.assertEqual(rig.find_all(s, label + "@rotating"), [])
+        cur = rig.find(s, P.CKO_PRIVATE_KEY, label)
+        self.assertEqual((h.oh(cur), self.version(s, cur)), (h.oh(priv1), (1, CURRENT)))
+        self.assertEqual(rig.state(s, cur)[1], kid1)
+        self.assertEqual(self.attr(s, cur, CKA_CDC_ROTATION_ERROR), b"")
+        self.assertEqual(rig.versions("demo-premium", label), 1)
+        # Nothing to abandon now: said precisely; a new rotation starts afresh and finishes.
+        rc, out = self.rotate_json("premium", "--label", label, "--abandon", check=False)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("no rotation under way", out["failed"][0]["error"])
+        rc, out = self.rotate_json("premium", "--label", label)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(rig.versions("demo-premium", label), 2)
+
+    def test_abandon_after_the_import_disables_the_new_azure_version(self):
+        rig, P = self.rig, self.rig.P
+        s = rig.session(self, "premium")
+        label = "rot-abandon-imported"
+        _, priv1 = self.key_pair(s, label, "ec", b"\x99\x08")
+        _, kid1, _ = rig.state(s, priv1)
+        keks = lambda: rig.requests("POST", "demo-premium", r"/keys/cdcp11-kek-[0-9a-f]+-\d+/create")
+        before = len(keks())
+        # Killed while the vault holds the import, which it applies after: version 2 exists in
+        # Azure, the journal does not know it.
+        rig.fault({"method": "PUT", "path": "/keys/%s" % label}, action="latency", delayMs=6000, count=1)
+        p = self.cdcctl("key", "rotate", "premium", "--label", label, popen=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and len(keks()) == before and p.poll() is None:
+            time.sleep(0.05)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGKILL)
+        self.assertEqual(p.wait(), -signal.SIGKILL, "cdcctl ended before it was killed")
+        time.sleep(6.0)
+        self.assertEqual(rig.versions("demo-premium", label), 2, "the held import was not applied")
+        # An abandon cut short (the vault refuses the disable): journaled, the rotation is not
+        # resumed, and the next abandon finishes it.
+        rig.fault({"method": "PATCH", "path": "/keys/%s/*" % label}, action="status", status=400, count=1)
+        rc, out = self.rotate_json("premium", "--label", label, "--abandon", check=False)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("half abandoned", out["failed"][0]["error"])
+        rc, out = self.rotate_json("premium", "--label", label, check=False)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("being abandoned", out["failed"][0]["error"])
+        rc, out = self.rotate_json("premium", "--label", label, "--abandon")
+        self.assertEqual(rc, 0, out)
+        [gone] = out["abandoned"]
+        new_kid = gone["azure_version"]
+        self.assertTrue(new_kid and new_kid != kid1, gone)
+        # Azure cannot delete one version of a key: the new one is disabled, the former untouched.
+        url = rig.vault_url("demo-premium") + "/keys/%s/" % label
+        self.assertFalse(rig.rest("GET", url + new_kid.rsplit("/", 1)[1]).json()["attributes"]["enabled"])
+        self.assertTrue(rig.rest("GET", url + kid1.rsplit("/", 1)[1]).json()["attributes"]["enabled"])
+        self.assertEqual(rig.find_all(s, label + "@rotating"), [])
+        cur = rig.find(s, P.CKO_PRIVATE_KEY, label)
+        self.assertEqual((h.oh(cur), self.version(s, cur)), (h.oh(priv1), (1, CURRENT)))
+        self.assertEqual(rig.state(s, cur)[1], kid1)
+        rig.sign_in_vault_and_verify(kid1, rig.token_public_key(s, label))
+
     def test_429_storm_on_the_new_version_import(self):
         rig, P = self.rig, self.rig.P
         s = rig.session(self, "premium")

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "backends/factory.h"
+#include "core/cloud/key_attrs.h"
 #include "core/mirror/rotation.h"
 
 namespace cdcp11::cdcctl {
@@ -154,7 +155,9 @@ LocalKey GroupSession::read(CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls) {
     k.version_state = v.state;
     k.since = v.since;
     k.former_since = v.former_since;
-    k.next_rotation = core::mirror::next_rotation(core::mirror::policy_for(token_->config().mirror.rotation, o->attrs), v);
+    // Key Vault rotates an Azure-resident key (its own policy); the token's schedule skips it.
+    if (!core::cloud::azure_resident(o->attrs))
+      k.next_rotation = core::mirror::next_rotation(core::mirror::policy_for(token_->config().mirror.rotation, o->attrs), v);
     k.expires = core::mirror::date_value(o->attrs, CKA_END_DATE);
   }
   return k;

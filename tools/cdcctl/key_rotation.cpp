@@ -29,7 +29,7 @@ namespace rot = core::mirror;
 
 struct Options {
   std::string group, pin_env, label, id_hex;
-  bool all_due = false, dry_run = false;
+  bool all_due = false, dry_run = false, abandon = false;
 };
 
 const char* retire_name(core::RetireFormer how) {
@@ -53,7 +53,66 @@ struct Outcome {
   bool retire = false;
 };
 
+// --abandon: the key's unfinished rotation is undone, its current version left as it was.
+void abandon_command(const GlobalOptions& global, const Options& o, int& exit_code) {
+  if (o.label.empty() == o.id_hex.empty() || o.all_due || o.dry_run) {
+    exit_code = error_out(global, "--abandon takes one key: --label or --id (not --all-due or --dry-run)");
+    return;
+  }
+  auto g = GroupSession::open(global.config, o.group, o.pin_env);
+  if (!g) {
+    exit_code = error_out(global, g.error());
+    return;
+  }
+  GroupSession& gs = **g;
+  if (!gs.engine()) {
+    exit_code = error_out(global, "Group '" + o.group + "' has no rotation to abandon: " + gs.unavailable());
+    return;
+  }
+  auto k = gs.find_key(o.label, o.id_hex);
+  if (!k) {
+    exit_code = error_out(global, k.error());
+    return;
+  }
+  auto done = rot::abandon_rotation(gs.token(), gs.session(), k->handle);
+  if (global.json) {
+    rapidjson::StringBuffer sb;
+    Writer w(sb);
+    w.StartObject();
+    w.Key("group"); w.String(o.group.c_str());
+    w.Key("abandoned");
+    w.StartArray();
+    if (done) {
+      w.StartObject();
+      w.Key("label"); w.String(done->label.c_str());
+      w.Key("new_key"); done->new_uid.empty() ? w.Null() : w.String(done->new_uid.c_str());
+      w.Key("azure_version"); done->azure_version.empty() ? w.Null() : w.String(done->azure_version.c_str());
+      w.EndObject();
+    }
+    w.EndArray();
+    w.Key("failed");
+    w.StartArray();
+    if (!done) {
+      w.StartObject();
+      w.Key("label"); w.String(k->label.c_str());
+      w.Key("error"); w.String(done.error().message.c_str());
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    std::cout << sb.GetString() << '\n';
+  } else if (done) {
+    std::cout << done->label << ": rotation abandoned; the current version stays as it was";
+    if (!done->azure_version.empty()) std::cout << "; the new Azure version " << done->azure_version << " is disabled";
+    std::cout << '\n';
+  } else {
+    std::cout << k->label << ": abandoning the rotation FAILED: " << done.error().message << '\n';
+  }
+  if (!done) exit_code = 1;
+}
+
 void rotate_command(const GlobalOptions& global, const Options& o, int& exit_code) {
+  if (o.abandon) return abandon_command(global, o, exit_code);
   if ((!o.label.empty()) + (!o.id_hex.empty()) + o.all_due != 1) {
     exit_code = error_out(global, "say which keys: exactly one of --label, --id or --all-due");
     return;
@@ -389,6 +448,9 @@ void add_key_rotation_commands(CLI::App& key, GlobalOptions& global, int& exit_c
   rotate->add_flag("--all-due", o->all_due,
                    "Every key whose rotation is due (or under way), and every former version due to be retired");
   rotate->add_flag("--dry-run", o->dry_run, "Only list what would be done");
+  rotate->add_flag("--abandon", o->abandon,
+                   "Undo the key's unfinished rotation: remove the new key (disabling its Azure version if it was "
+                   "imported) and keep the current version");
   rotate->callback([&global, &exit_code, o] { rotate_command(global, *o, exit_code); });
 
   auto po = std::make_shared<PolicyOptions>();

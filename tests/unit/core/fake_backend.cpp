@@ -108,6 +108,7 @@ StoredObject FakeBackend::store(AttrMap attrs, SecretAttrs secrets) {
 
 R<StoredObject> FakeBackend::create_object(const AttrMap& in) {
   calls.push_back("create");
+  if (fail_create) return Unexpected<Error>{*fail_create};
   const auto cls = in.ulong(CKA_CLASS).value_or(CKO_DATA);
   AttrMap attrs;
   SecretAttrs secrets;

@@ -21,6 +21,8 @@ class FakeBackend final : public Backend {
   std::string user_pin = "1234", so_pin = "5678";
   // Backend calls in order, "create", "generate", "wrap CKM_...", "destroy", ...
   std::vector<std::string> calls;
+  // When set, create_object fails with this error (a device or session failure, a bad template).
+  std::optional<Error> fail_create;
 
   // The next refresh() reports these (as if another process changed the token).
   void push_upsert(StoredObject o);

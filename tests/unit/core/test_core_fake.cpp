@@ -147,6 +147,26 @@ TEST_CASE("fake core: private objects are visible only when logged in; session o
   CHECK(f.fake->size() == 2);  // the backend let go of the session object too
 }
 
+TEST_CASE("fake core: login/logout cycles leave the search index as they found it") {
+  Fixture f;
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  REQUIRE(f.token->create_object(*s, data_object(true, true, "private token")));
+  REQUIRE(f.token->create_object(*s, data_object(true, false, "public token")));
+  REQUIRE(f.lib.logout(*s));
+  const auto before = f.token->lock().cache().index_size();
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+    REQUIRE(f.token->create_object(*s, data_object(false, true, "private session")));
+    REQUIRE(f.lib.logout(*s));
+    CHECK(f.token->lock().cache().index_size() == before);
+  }
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  AttrMap priv;
+  priv.set_string(CKA_LABEL, "private token");
+  CHECK(f.find(*s, priv).size() == 1);
+}
+
 TEST_CASE("fake core: open_key refuses the wrong class, a false usage attribute, a mechanism the slot lacks, a size "
           "out of the slot's range") {
   Fixture f([](FakeBackend& b) {
@@ -272,6 +292,29 @@ TEST_CASE("fake core: the BYOK blob is one CKM_RSA_AES_KEY_WRAP where the slot h
   CHECK(b.calls == std::vector<std::string>{"create", "generate CKM_AES_KEY_GEN", "wrap CKM_AES_KEY_WRAP_KWP",
                                             "wrap CKM_RSA_PKCS_OAEP", "destroy", "destroy"});
   CHECK(b.size() == 1);
+}
+
+TEST_CASE("fake core: BYOK calls a KEK the backend refuses as a key wrapping_key_type_inconsistent; other "
+          "failures keep their own code") {
+  const Bytes n(256, 0xc5), e{1, 0, 1};
+  struct Case {
+    Errc backend, expected;
+  };
+  for (auto c : {Case{Errc::attribute_value_invalid, Errc::wrapping_key_type_inconsistent},
+                 Case{Errc::template_inconsistent, Errc::wrapping_key_type_inconsistent},
+                 Case{Errc::key_size_range, Errc::wrapping_key_type_inconsistent},
+                 Case{Errc::device_error, Errc::device_error},
+                 Case{Errc::session_handle_invalid, Errc::session_handle_invalid},
+                 Case{Errc::device_memory, Errc::device_memory}}) {
+    CAPTURE(std::string(errc_name(c.backend)));
+    FakeBackend b;
+    auto target = b.make_external(aes_key(32));
+    b.fail_create = Error{c.backend, "the backend says no"};
+    auto blob = mirror::wrap_for_byok(b, "g", target, n, e);
+    REQUIRE_FALSE(blob);
+    CHECK(blob.error().code == c.expected);
+    CHECK(blob.error().message.find("the backend says no") != std::string::npos);
+  }
 }
 
 TEST_CASE("fake core: what the backend cannot wrap for BYOK is refused before any wrap, with its CKR and sentence") {
