@@ -82,6 +82,18 @@ class Operation {
   virtual R<SecureBytes> update(ByteView in) = 0;   // sign/verify/digest return empty
   virtual R<SecureBytes> finish() = 0;              // sign/digest: the result; encrypt/decrypt: tail
   virtual R<void> verify(ByteView signature) = 0;   // verify operations only
+  // The single-part calls (C_Sign, C_Encrypt, C_Digest, C_Verify). A backend whose mechanisms
+  // may have no multi-part form (an HSM) runs them single-part; by default they are one update.
+  virtual R<SecureBytes> one_shot(ByteView in) {
+    CDC_ASSIGN(auto a, update(in));
+    CDC_ASSIGN(auto b, finish());
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  }
+  virtual R<void> verify_one_shot(ByteView data, ByteView signature) {
+    CDC_TRY(update(data));
+    return verify(signature);
+  }
 };
 
 enum class OpKind { sign, verify, encrypt, decrypt };

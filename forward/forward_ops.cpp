@@ -31,41 +31,24 @@ SecureBytes secure(B&& b) {
   return s;
 }
 
-// One operation in an HSM session of its own. The first part is held back: with nothing after
-// it the operation is single-part in the HSM too (C_Sign, C_Encrypt, ...), which mechanisms
-// without a multi-part form need; a second part starts the HSM's multi-part operation.
+// One operation in an HSM session of its own. The single-part calls stay single-part in the HSM
+// (C_Sign, C_Encrypt, ...), which mechanisms without a multi-part form need; updates stream.
 class ForwardOp final : public core::Operation {
  public:
   using Op = std::variant<hsm::SignOp, hsm::VerifyOp, hsm::EncryptOp, hsm::DecryptOp, hsm::DigestOp>;
   ForwardOp(Lease lease, Op op) : lease_(std::move(lease)), op_(std::move(op)) {}
 
-  R<SecureBytes> update(ByteView in) override {
-    if (!streaming_ && !held_) {
-      first_.assign(in.begin(), in.end());
-      held_ = true;
-      return SecureBytes{};
-    }
-    SecureBytes out;
-    if (!streaming_) {
-      streaming_ = true;
-      CDC_ASSIGN(out, feed(first_));
-      secure_zero(first_.data(), first_.size());
-      first_.clear();
-    }
-    CDC_ASSIGN(auto more, feed(in));
-    out.insert(out.end(), more.begin(), more.end());
-    return out;
-  }
+  R<SecureBytes> update(ByteView in) override { return feed(in); }
 
   R<SecureBytes> finish() override {
-    if (streaming_) {
-      if (auto* s = std::get_if<hsm::SignOp>(&op_)) return to_r(s->final());
-      if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) return to_r(e->final());
-      if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) return to_r(d->final());
-      if (auto* g = std::get_if<hsm::DigestOp>(&op_)) return to_r(g->final());
-      return core::err(Errc::operation_not_initialized, "a verify operation ends with the signature");
-    }
-    const ByteView data(first_);
+    if (auto* s = std::get_if<hsm::SignOp>(&op_)) return to_r(s->final());
+    if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) return to_r(e->final());
+    if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) return to_r(d->final());
+    if (auto* g = std::get_if<hsm::DigestOp>(&op_)) return to_r(g->final());
+    return core::err(Errc::operation_not_initialized, "a verify operation ends with the signature");
+  }
+
+  R<SecureBytes> one_shot(ByteView data) override {
     if (auto* s = std::get_if<hsm::SignOp>(&op_)) return to_r(s->sign(data));
     if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) return to_r(e->encrypt(data));
     if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) return to_r(d->decrypt(data));
@@ -76,15 +59,16 @@ class ForwardOp final : public core::Operation {
   R<void> verify(ByteView signature) override {
     auto* v = std::get_if<hsm::VerifyOp>(&op_);
     if (!v) return core::err(Errc::operation_not_initialized, "not a verify operation");
-    if (streaming_) {
-      CDC_TRY(v->final(signature));
-    } else {
-      CDC_TRY(v->verify(first_, signature));
-    }
+    CDC_TRY(v->final(signature));
     return {};
   }
 
-  ~ForwardOp() override { secure_zero(first_.data(), first_.size()); }
+  R<void> verify_one_shot(ByteView data, ByteView signature) override {
+    auto* v = std::get_if<hsm::VerifyOp>(&op_);
+    if (!v) return core::err(Errc::operation_not_initialized, "not a verify operation");
+    CDC_TRY(v->verify(data, signature));
+    return {};
+  }
 
  private:
   template <class T>
@@ -112,8 +96,6 @@ class ForwardOp final : public core::Operation {
 
   Lease lease_;  // first: the operation ends before its session goes back to the pool
   Op op_;
-  SecureBytes first_;
-  bool held_ = false, streaming_ = false;
 };
 
 // The usage flag a key must have for the HSM to use it, named in refusals.
