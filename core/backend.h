@@ -167,7 +167,14 @@ class Backend {
   virtual R<std::unique_ptr<Operation>> begin(OpKind kind, const Mechanism& m,
                                               const StoredObject& key) = 0;
   virtual R<std::unique_ptr<Operation>> begin_digest(const Mechanism& m) = 0;
-  virtual R<SecureBytes> key_value_for_digest(const StoredObject& key) = 0;  // C_DigestKey
+  virtual R<SecureBytes> key_value_for_digest(const StoredObject& key) = 0;
+  // C_DigestKey into a digest begun by begin_digest: by default the key's value is fed to it; a
+  // backend that will not give out sensitive values (an HSM) digests the key inside itself.
+  virtual R<void> digest_key(Operation& digest, const StoredObject& key) {
+    CDC_ASSIGN(auto value, key_value_for_digest(key));
+    CDC_TRY(digest.update(value));
+    return {};
+  }
 
   virtual R<Bytes> wrap_key(const Mechanism& m, const StoredObject& wrapping_key,
                             const StoredObject& key) = 0;

@@ -63,6 +63,13 @@ class ForwardOp final : public core::Operation {
     return {};
   }
 
+  R<void> update_key(CK_OBJECT_HANDLE key) {
+    auto* g = std::get_if<hsm::DigestOp>(&op_);
+    if (!g) return core::err(Errc::operation_not_initialized, "not a digest operation");
+    CDC_TRY(g->update_key(key));
+    return {};
+  }
+
   R<void> verify_one_shot(ByteView data, ByteView signature) override {
     auto* v = std::get_if<hsm::VerifyOp>(&op_);
     if (!v) return core::err(Errc::operation_not_initialized, "not a verify operation");
@@ -203,9 +210,15 @@ R<std::unique_ptr<core::Operation>> ForwardToken::begin_digest(const core::Mecha
 }
 
 R<SecureBytes> ForwardToken::key_value_for_digest(const StoredObject& key) {
-  // The HSM gives the value of a key that is neither sensitive nor unextractable; C_DigestKey of
-  // any other key would need it digested inside the HSM, which the core's digest does not do.
   return secret_attribute(key.uid, CKA_VALUE);
+}
+
+// In the digest's HSM session: the HSM digests the key, sensitive or not, without giving it out.
+R<void> ForwardToken::digest_key(core::Operation& digest, const StoredObject& key) {
+  auto* op = dynamic_cast<ForwardOp*>(&digest);
+  if (!op) return core::err(Errc::operation_not_initialized, "not a digest running in the HSM");
+  CDC_ASSIGN(auto hs, as_key_error(handles(key.uid, {}), Errc::key_handle_invalid, "key"));
+  return op->update_key(hs.first);
 }
 
 // ---------------------------------------------------------------- wrap, unwrap, derive

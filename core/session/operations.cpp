@@ -238,9 +238,8 @@ R<void> Session::digest_key(CK_OBJECT_HANDLE kh) {
   auto& st = digest_;
   return step(st, "digest", [&]() -> R<void> {
     CDC_TRY(not_after_single(*st));
-    CDC_ASSIGN(auto value, token_.digestible_key_value(*this, kh));
+    CDC_TRY(token_.digest_key(*this, kh, *st->op));
     st->multipart = true;
-    CDC_TRY(st->op->update(value));
     return {};
   });
 }
