@@ -86,6 +86,18 @@ class Operation {
   // re-authentication per session (an HSM): the PIN goes to the session running this operation.
   // nullopt: the token checks the PIN (Backend::check_pin).
   virtual std::optional<R<void>> context_login(ByteView /*pin*/) { return std::nullopt; }
+  // The single-part calls (C_Sign, C_Encrypt, C_Digest, C_Verify). A backend whose mechanisms
+  // may have no multi-part form (an HSM) runs them single-part; by default they are one update.
+  virtual R<SecureBytes> one_shot(ByteView in) {
+    CDC_ASSIGN(auto a, update(in));
+    CDC_ASSIGN(auto b, finish());
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  }
+  virtual R<void> verify_one_shot(ByteView data, ByteView signature) {
+    CDC_TRY(update(data));
+    return verify(signature);
+  }
 };
 
 enum class OpKind { sign, verify, encrypt, decrypt };
@@ -162,7 +174,14 @@ class Backend {
   virtual R<std::unique_ptr<Operation>> begin(OpKind kind, const Mechanism& m,
                                               const StoredObject& key) = 0;
   virtual R<std::unique_ptr<Operation>> begin_digest(const Mechanism& m) = 0;
-  virtual R<SecureBytes> key_value_for_digest(const StoredObject& key) = 0;  // C_DigestKey
+  virtual R<SecureBytes> key_value_for_digest(const StoredObject& key) = 0;
+  // C_DigestKey into a digest begun by begin_digest: by default the key's value is fed to it; a
+  // backend that will not give out sensitive values (an HSM) digests the key inside itself.
+  virtual R<void> digest_key(Operation& digest, const StoredObject& key) {
+    CDC_ASSIGN(auto value, key_value_for_digest(key));
+    CDC_TRY(digest.update(value));
+    return {};
+  }
 
   virtual R<Bytes> wrap_key(const Mechanism& m, const StoredObject& wrapping_key,
                             const StoredObject& key) = 0;

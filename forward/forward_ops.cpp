@@ -31,41 +31,24 @@ SecureBytes secure(B&& b) {
   return s;
 }
 
-// One operation in an HSM session of its own. The first part is held back: with nothing after
-// it the operation is single-part in the HSM too (C_Sign, C_Encrypt, ...), which mechanisms
-// without a multi-part form need; a second part starts the HSM's multi-part operation.
+// One operation in an HSM session of its own. The single-part calls stay single-part in the HSM
+// (C_Sign, C_Encrypt, ...), which mechanisms without a multi-part form need; updates stream.
 class ForwardOp final : public core::Operation {
  public:
   using Op = std::variant<hsm::SignOp, hsm::VerifyOp, hsm::EncryptOp, hsm::DecryptOp, hsm::DigestOp>;
   ForwardOp(Lease lease, Op op) : lease_(std::move(lease)), op_(std::move(op)) {}
 
-  R<SecureBytes> update(ByteView in) override {
-    if (!streaming_ && !held_) {
-      first_.assign(in.begin(), in.end());
-      held_ = true;
-      return SecureBytes{};
-    }
-    SecureBytes out;
-    if (!streaming_) {
-      streaming_ = true;
-      CDC_ASSIGN(out, feed(first_));
-      secure_zero(first_.data(), first_.size());
-      first_.clear();
-    }
-    CDC_ASSIGN(auto more, feed(in));
-    out.insert(out.end(), more.begin(), more.end());
-    return out;
-  }
+  R<SecureBytes> update(ByteView in) override { return feed(in); }
 
   R<SecureBytes> finish() override {
-    if (streaming_) {
-      if (auto* s = std::get_if<hsm::SignOp>(&op_)) return to_r(s->final());
-      if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) return to_r(e->final());
-      if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) return to_r(d->final());
-      if (auto* g = std::get_if<hsm::DigestOp>(&op_)) return to_r(g->final());
-      return core::err(Errc::operation_not_initialized, "a verify operation ends with the signature");
-    }
-    const ByteView data(first_);
+    if (auto* s = std::get_if<hsm::SignOp>(&op_)) return to_r(s->final());
+    if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) return to_r(e->final());
+    if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) return to_r(d->final());
+    if (auto* g = std::get_if<hsm::DigestOp>(&op_)) return to_r(g->final());
+    return core::err(Errc::operation_not_initialized, "a verify operation ends with the signature");
+  }
+
+  R<SecureBytes> one_shot(ByteView data) override {
     if (auto* s = std::get_if<hsm::SignOp>(&op_)) return to_r(s->sign(data));
     if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) return to_r(e->encrypt(data));
     if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) return to_r(d->decrypt(data));
@@ -76,11 +59,7 @@ class ForwardOp final : public core::Operation {
   R<void> verify(ByteView signature) override {
     auto* v = std::get_if<hsm::VerifyOp>(&op_);
     if (!v) return core::err(Errc::operation_not_initialized, "not a verify operation");
-    if (streaming_) {
-      CDC_TRY(v->final(signature));
-    } else {
-      CDC_TRY(v->verify(first_, signature));
-    }
+    CDC_TRY(v->final(signature));
     return {};
   }
 
@@ -90,7 +69,19 @@ class ForwardOp final : public core::Operation {
     return R<void>{};
   }
 
-  ~ForwardOp() override { secure_zero(first_.data(), first_.size()); }
+  R<void> update_key(CK_OBJECT_HANDLE key) {
+    auto* g = std::get_if<hsm::DigestOp>(&op_);
+    if (!g) return core::err(Errc::operation_not_initialized, "not a digest operation");
+    CDC_TRY(g->update_key(key));
+    return {};
+  }
+
+  R<void> verify_one_shot(ByteView data, ByteView signature) override {
+    auto* v = std::get_if<hsm::VerifyOp>(&op_);
+    if (!v) return core::err(Errc::operation_not_initialized, "not a verify operation");
+    CDC_TRY(v->verify(data, signature));
+    return {};
+  }
 
  private:
   template <class T>
@@ -118,8 +109,6 @@ class ForwardOp final : public core::Operation {
 
   Lease lease_;  // first: the operation ends before its session goes back to the pool
   Op op_;
-  SecureBytes first_;
-  bool held_ = false, streaming_ = false;
 };
 
 // The usage flag a key must have for the HSM to use it, named in refusals.
@@ -227,9 +216,15 @@ R<std::unique_ptr<core::Operation>> ForwardToken::begin_digest(const core::Mecha
 }
 
 R<SecureBytes> ForwardToken::key_value_for_digest(const StoredObject& key) {
-  // The HSM gives the value of a key that is neither sensitive nor unextractable; C_DigestKey of
-  // any other key would need it digested inside the HSM, which the core's digest does not do.
   return secret_attribute(key.uid, CKA_VALUE);
+}
+
+// In the digest's HSM session: the HSM digests the key, sensitive or not, without giving it out.
+R<void> ForwardToken::digest_key(core::Operation& digest, const StoredObject& key) {
+  auto* op = dynamic_cast<ForwardOp*>(&digest);
+  if (!op) return core::err(Errc::operation_not_initialized, "not a digest running in the HSM");
+  CDC_ASSIGN(auto hs, as_key_error(handles(key.uid, {}), Errc::key_handle_invalid, "key"));
+  return op->update_key(hs.first);
 }
 
 // ---------------------------------------------------------------- wrap, unwrap, derive

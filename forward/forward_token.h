@@ -89,6 +89,7 @@ class ForwardToken final : public core::Backend {
                                                   const core::StoredObject& key) override;
   core::R<std::unique_ptr<core::Operation>> begin_digest(const core::Mechanism& m) override;
   core::R<SecureBytes> key_value_for_digest(const core::StoredObject& key) override;
+  core::R<void> digest_key(core::Operation& digest, const core::StoredObject& key) override;
 
   core::R<Bytes> wrap_key(const core::Mechanism& m, const core::StoredObject& wrapping_key,
                           const core::StoredObject& key) override;

@@ -38,7 +38,7 @@ class VaultHome final : public KeyHome {
     return err(Errc::key_function_not_permitted, "a key in Key Vault does not derive keys here");
   }
 
-  R<SecureBytes> value_for_digest(const StoredObject&) override {
+  R<void> digest_into(Operation&, const StoredObject&) override {
     return err(Errc::key_indigestible, "the key's material is in Key Vault, not in the token");
   }
 

@@ -127,12 +127,7 @@ R<void> Session::single(OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out
     CDC_TRY(in);
     CDC_TRY(need_out_len(out_len));
     if (st->context_login_needed) return context_login_missing();
-    CDC_TRY(compute_once(*st, [&]() -> R<SecureBytes> {
-      CDC_ASSIGN(auto a, st->op->update(*in));
-      CDC_ASSIGN(auto b, st->op->finish());
-      a.insert(a.end(), b.begin(), b.end());
-      return a;
-    }));
+    CDC_TRY(compute_once(*st, [&] { return st->op->one_shot(*in); }));
     return deliver_final(st, out, out_len);
   });
 }
@@ -183,8 +178,7 @@ R<void> Session::verify_single(Input data, Input sig) {
   if (multipart) return single_after_update();
   CDC_TRY(data);
   CDC_TRY(sig);
-  CDC_TRY(op->update(*data));
-  return op->verify(*sig);
+  return op->verify_one_shot(*data, *sig);
 }
 
 R<void> Session::verify_final(Input sig) {
@@ -222,10 +216,7 @@ R<void> Session::digest_single(Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) 
     st->single = true;
     CDC_TRY(in);
     CDC_TRY(need_out_len(out_len));
-    CDC_TRY(compute_once(*st, [&]() -> R<SecureBytes> {
-      CDC_TRY(st->op->update(*in));
-      return st->op->finish();
-    }));
+    CDC_TRY(compute_once(*st, [&] { return st->op->one_shot(*in); }));
     return deliver_final(st, out, out_len);
   });
 }
@@ -247,9 +238,8 @@ R<void> Session::digest_key(CK_OBJECT_HANDLE kh) {
   auto& st = digest_;
   return step(st, "digest", [&]() -> R<void> {
     CDC_TRY(not_after_single(*st));
-    CDC_ASSIGN(auto value, token_.digestible_key_value(*this, kh));
+    CDC_TRY(token_.digest_key(*this, kh, *st->op));
     st->multipart = true;
-    CDC_TRY(st->op->update(value));
     return {};
   });
 }

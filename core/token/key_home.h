@@ -19,8 +19,8 @@ class KeyHome {
                                  const AttrMap& attrs) = 0;
   // C_DeriveKey from `base`.
   virtual R<StoredObject> derive(const Mechanism& m, const StoredObject& base, const AttrMap& attrs) = 0;
-  // C_DigestKey: the value of a secret key.
-  virtual R<SecureBytes> value_for_digest(const StoredObject& key) = 0;
+  // C_DigestKey: a secret key into a running digest.
+  virtual R<void> digest_into(Operation& digest, const StoredObject& key) = 0;
 };
 
 // The token's own backend holds the key.
@@ -36,7 +36,7 @@ class LocalHome final : public KeyHome {
   R<StoredObject> derive(const Mechanism& m, const StoredObject& base, const AttrMap& attrs) override {
     return backend_.derive_key(m, base, attrs);
   }
-  R<SecureBytes> value_for_digest(const StoredObject& key) override { return backend_.key_value_for_digest(key); }
+  R<void> digest_into(Operation& digest, const StoredObject& key) override { return backend_.digest_key(digest, key); }
 
  private:
   Backend& backend_;

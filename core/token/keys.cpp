@@ -139,7 +139,7 @@ R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const
                  cls == CKO_PRIVATE_KEY && key->attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false)};
 }
 
-R<SecureBytes> Token::digestible_key_value(const Session&, CK_OBJECT_HANDLE h) {
+R<void> Token::digest_key(const Session&, CK_OBJECT_HANDLE h, Operation& digest) {
   StoredObject key;
   KeyHome* home;
   {
@@ -150,7 +150,7 @@ R<SecureBytes> Token::digestible_key_value(const Session&, CK_OBJECT_HANDLE h) {
     key = o->obj;
     home = o->home;
   }
-  return home->value_for_digest(key);
+  return home->digest_into(digest, key);
 }
 
 R<CK_OBJECT_HANDLE> Token::generate_key(Session& s, const CK_MECHANISM* pm, const AttrMap& tmpl) {

@@ -51,6 +51,10 @@ R<CK_OBJECT_HANDLE> Token::create_object(Session& s, const AttrMap& tmpl) {
   CK_KEY_TYPE kt = key_type_or(tmpl, CK_UNAVAILABLE_INFORMATION);
   if (is_key && !tmpl.has(CKA_KEY_TYPE)) return err(Errc::template_incomplete, "CKA_KEY_TYPE is required");
   CDC_TRY(check_template(CreateOp::create, cls, kt, tmpl));
+  if (const auto* v = tmpl.find(CKA_VALUE); v && cls == CKO_SECRET_KEY && kt == CKK_AES && v->size() != 16 &&
+                                            v->size() != 24 && v->size() != 32)
+    return err(Errc::attribute_value_invalid,
+               "an AES key must be 16, 24 or 32 bytes; CKA_VALUE has " + std::to_string(v->size()));
   AttrMap a = tmpl;
   apply_defaults(cls, kt, a);
   if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {

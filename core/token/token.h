@@ -113,7 +113,7 @@ class Token {
   // allowing the use and the mechanism (type, usage attribute, CKA_ALLOWED_MECHANISMS, size).
   R<OpenKey> open_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m);
   // C_DigestKey: the value of a visible secret key (any: a key's digest reveals no more than its use).
-  R<SecureBytes> digestible_key_value(const Session& s, CK_OBJECT_HANDLE h);
+  R<void> digest_key(const Session& s, CK_OBJECT_HANDLE h, Operation& digest);
 
   // ---- for the services of the token (mirror, vault sync, cloud-native keys, cdcctl)
   // The token's state under its lock.

@@ -159,8 +159,6 @@ class PolicyTest(P11Case):
         rv, _ = self.raw.create(self.hs, secret_template() + [(P.CKA_SENSITIVE, b"\x01\x00")])
         self.assertRV("CKR_ATTRIBUTE_VALUE_INVALID", rv)
 
-    @h.hsm_expected_failure("the length of an AES key's CKA_VALUE is checked by the soft token, not before "
-                            "C_CreateObject is forwarded; SoftHSM2 2.6.1 takes 17 bytes")
     def test_an_aes_key_of_17_bytes_is_invalid(self):
         rv, _ = self.raw.create(self.hs, secret_template(value=bytes(17)))
         self.assertRV("CKR_ATTRIBUTE_VALUE_INVALID", rv)

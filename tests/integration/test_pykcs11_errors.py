@@ -537,8 +537,6 @@ class OperationEndsTest(P11Case):
         self.assertRV("CKR_OPERATION_NOT_INITIALIZED", self.raw.C_Digest(self.S(self.hs), buf, self.S(3), buf, None))
         self.assertRV("CKR_OPERATION_NOT_INITIALIZED", self.raw.C_DigestUpdate(self.S(self.hs), None, self.S(5)))
 
-    @h.hsm_expected_failure("C_DigestKey of a sensitive key would have to be digested in the HSM; the "
-                            "forwarding backend reads CKA_VALUE, which the HSM refuses (CKR_ATTRIBUTE_SENSITIVE)")
     def test_digest_key(self):
         import hashlib
         value = bytes(range(32))
