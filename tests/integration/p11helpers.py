@@ -69,6 +69,21 @@ def require_module(test):
         raise unittest.SkipTest("CDCP11_MODULE not set or missing")
 
 
+def softhsm_tokens(directory, labels):
+    """A SoftHSM2 configuration in DIRECTORY (tokens in DIRECTORY/tokens) with the tokens LABELS
+    initialised with the test SO and user PINs; this process's SOFTHSM2_CONF points at it.
+    Returns the configuration's path."""
+    os.makedirs(os.path.join(directory, "tokens"), exist_ok=True)
+    conf = os.path.join(directory, "softhsm2.conf")
+    with open(conf, "w") as f:
+        f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n" % directory)
+    os.environ["SOFTHSM2_CONF"] = conf
+    for label in labels:
+        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SO_PIN,
+                        "--pin", USER_PIN], check=True, capture_output=True)
+    return conf
+
+
 def require_softhsm():
     # The HSM suites are registered only where SoftHSM2 is a dependency: its absence is a failure.
     if not os.path.exists(SOFTHSM) or not shutil.which("softhsm2-util"):

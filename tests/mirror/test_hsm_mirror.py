@@ -59,14 +59,7 @@ class HsmMirror(unittest.TestCase):
         if not os.path.exists(SOFTHSM):
             raise unittest.SkipTest("SoftHSM2 is not installed")
         cls.dir = tempfile.mkdtemp(prefix="cdcp11-hsm-mirror-")
-        os.makedirs(os.path.join(cls.dir, "tokens"))
-        cls.softhsm_conf = os.path.join(cls.dir, "softhsm2.conf")
-        with open(cls.softhsm_conf, "w") as f:
-            f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n" % cls.dir)
-        os.environ["SOFTHSM2_CONF"] = cls.softhsm_conf
-        for label in [g[5] for g in GROUPS if g[4] != "inner"]:
-            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", "12345678",
-                            "--pin", PIN], check=True, capture_output=True)
+        cls.softhsm_conf = h.softhsm_tokens(cls.dir, [g[5] for g in GROUPS if g[4] != "inner"])
         cls.emu = Emulator.start()
         cls.emu.map_hosts()
         secret = os.path.join(cls.dir, "secret")

@@ -77,13 +77,7 @@ class TwoHosts(unittest.TestCase):
         if not os.path.exists(SOFTHSM) or not shutil.which("softhsm2-util"):
             raise unittest.SkipTest("SoftHSM2 is not installed")
         cls.dir = tempfile.mkdtemp(prefix="cdcp11-two-hosts-")
-        os.makedirs(os.path.join(cls.dir, "tokens"))
-        cls.softhsm_conf = os.path.join(cls.dir, "softhsm2.conf")
-        with open(cls.softhsm_conf, "w") as f:
-            f.write("directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n" % cls.dir)
-        os.environ["SOFTHSM2_CONF"] = cls.softhsm_conf
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "shared", "--so-pin", h.SO_PIN,
-                        "--pin", h.USER_PIN], check=True, capture_output=True)
+        cls.softhsm_conf = h.softhsm_tokens(cls.dir, ["shared"])
         # Rig.start's emulator, token directories and azure sections, once per host.
         cls.rig = Rig.start([("hsm", VAULT, "premium", {"trigger": "on_generate"}),
                              ("soft", VAULT, "premium", {"trigger": "on_generate"})])
