@@ -53,22 +53,30 @@ struct Outcome {
   bool retire = false;
 };
 
+// The group's session with its mirror engine, or nullptr with the error said ("Group 'G' " + why).
+std::unique_ptr<GroupSession> open_with_engine(const GlobalOptions& global, const Options& o, const std::string& why,
+                                               int& exit_code) {
+  auto g = GroupSession::open(global.config, o.group, o.pin_env);
+  if (!g) {
+    exit_code = error_out(global, g.error());
+    return nullptr;
+  }
+  if (!(*g)->engine()) {
+    exit_code = error_out(global, "Group '" + o.group + "' " + why + ": " + (*g)->unavailable());
+    return nullptr;
+  }
+  return std::move(*g);
+}
+
 // --abandon: the key's unfinished rotation is undone, its current version left as it was.
 void abandon_command(const GlobalOptions& global, const Options& o, int& exit_code) {
   if (o.label.empty() == o.id_hex.empty() || o.all_due || o.dry_run) {
     exit_code = error_out(global, "--abandon takes one key: --label or --id (not --all-due or --dry-run)");
     return;
   }
-  auto g = GroupSession::open(global.config, o.group, o.pin_env);
-  if (!g) {
-    exit_code = error_out(global, g.error());
-    return;
-  }
-  GroupSession& gs = **g;
-  if (!gs.engine()) {
-    exit_code = error_out(global, "Group '" + o.group + "' has no rotation to abandon: " + gs.unavailable());
-    return;
-  }
+  auto g = open_with_engine(global, o, "has no rotation to abandon", exit_code);
+  if (!g) return;
+  GroupSession& gs = *g;
   auto k = gs.find_key(o.label, o.id_hex);
   if (!k) {
     exit_code = error_out(global, k.error());
@@ -117,16 +125,9 @@ void rotate_command(const GlobalOptions& global, const Options& o, int& exit_cod
     exit_code = error_out(global, "say which keys: exactly one of --label, --id or --all-due");
     return;
   }
-  auto g = GroupSession::open(global.config, o.group, o.pin_env);
-  if (!g) {
-    exit_code = error_out(global, g.error());
-    return;
-  }
-  GroupSession& gs = **g;
-  if (!gs.engine()) {
-    exit_code = error_out(global, "Group '" + o.group + "' cannot rotate keys: " + gs.unavailable());
-    return;
-  }
+  auto g = open_with_engine(global, o, "cannot rotate keys", exit_code);
+  if (!g) return;
+  GroupSession& gs = *g;
   std::vector<rot::DueItem> items;
   if (o.all_due) {
     auto due = rot::due_items(gs.token(), gs.session(), rot::now_seconds());
