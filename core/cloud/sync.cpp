@@ -90,11 +90,9 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     log::warn(kLog, "group '" + token.name() + "': " + why);
   };
   std::set<std::string> in_vault;
-  // A token other hosts reach too (an HSM): its keys mirrored from another host carry its identity.
-  const std::string shared = token.backend().shared_identity().substr(0, 256);
-  // The local private keys' public parts (and, on a shared token, their hashes), made when first needed.
+  // The local private keys' public parts, made when first needed.
   struct LocalPublic {
-    std::string uid, hash;
+    std::string uid;
     azure::PublicKeyMaterial material;
   };
   std::optional<std::vector<LocalPublic>> local_public;
@@ -103,9 +101,7 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       local_public.emplace();
       for (auto& [uid, obj] : local)
         if (obj.attrs.ulong(CKA_CLASS).value_or(0) == CKO_PRIVATE_KEY)
-          if (auto pc = public_jwk_of(token.backend(), obj))
-            local_public->push_back({uid, shared.empty() ? std::string() : mirror::public_hash(token.backend(), *pc),
-                                     std::move(*pc)});
+          if (auto pc = public_jwk_of(token.backend(), obj)) local_public->push_back({uid, std::move(*pc)});
     }
     return *local_public;
   };
@@ -143,28 +139,6 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     if (mirrored_as.count(azure::to_lower(name))) {
       ++rep.unchanged;
       continue;
-    }
-
-    // 1b. A key of the shared HSM that another host mirrored (its uid there is not this host's):
-    //     the vault key names this HSM token and the public-key hash of a local key.
-    if (const std::string hash = tag(it.tags, "cdcp11-pub-sha256");
-        !shared.empty() && !hash.empty() && tag(it.tags, "cdcp11-hsm") == shared) {
-      const auto& keys = local_keys();
-      auto same = std::find_if(keys.begin(), keys.end(), [&](const LocalPublic& lp) { return lp.hash == hash; });
-      if (same != keys.end()) {
-        auto b = kv.get_key(name);
-        if (!b) return fail(from_azure(b.error()));
-        if (!azure::public_material_matches(b->key, same->material)) {
-          skip("vault key '" + name + "' is tagged as a copy of key " + same->uid +
-               " of the shared HSM but its public key differs; not linked");
-          continue;
-        }
-        svc->record(same->uid, CDC_MIRROR_STATE_MIRRORED, b->key.kid, "");
-        log::info(kLog, "group '" + token.name() + "': linked local key " + same->uid + " to " + b->key.kid +
-                            " (same key in the shared HSM: " + shared + ")");
-        ++rep.linked;
-        continue;
-      }
     }
 
     // 2. Already here as an Azure-resident key: follow its current version.

@@ -26,14 +26,14 @@ std::vector<std::string> azure_key_ops(const AttrMap& key);
 // one at a time a vault's HSM CREATE limit (10 per 10 s, one KEK per key) is far from used; more
 // than the window holds would only queue in the rate limiter.
 inline constexpr unsigned kParallelMirrors = 8;
-// The public-key hash tagged on a mirrored key's vault key (cdcp11-pub-sha256). Another host that
-// reaches the same HSM token links its own object to that vault key by comparing it, so the input
-// must not depend on the host, its module's encoding or this build: it is the key's public JWK
+// The public-key hash tagged on a mirrored key's vault key (cdcp11-pub-sha256): it names the key to
+// people and tools on every host, so the input must not depend on the host, its module's encoding
+// or this build: it is the key's public JWK
 // (cloud::jwk_public of Backend::public_key's attributes), written as
 //   "RSA||<n>|<e>||"  or  "EC|<crv>|||<x>|<y>"
 // with crv the JWK curve name (P-256, P-384, P-521, P-256K), n and e big-endian without leading
 // zero bytes, x and y big-endian at the curve's field size, each in lower-case hex. Changing this
-// unlinks every vault key tagged before.
+// changes the tag of every key mirrored after.
 std::string public_hash_input(const azure::PublicKeyMaterial& m);
 // The hex SHA-256 of public_hash_input, digested by the backend; empty when it cannot digest.
 std::string public_hash(Backend& backend, const azure::PublicKeyMaterial& m);
