@@ -126,6 +126,25 @@ R<StoredObject> ephemeral_aes(Backend& b) {
   return b.generate_key(Mechanism{find_mechanism(CKM_AES_KEY_GEN), {}}, t);
 }
 
+// The target wrapped for Azure: refused where the backend's policy forbids it; else whether the
+// backend wraps natively (CKM_RSA_AES_KEY_WRAP) or the blob is composed.
+R<bool> wrap_plan(Backend& b, const std::string& group, const StoredObject& key, const Capabilities& caps) {
+  if (caps.enforces_wrap_policy && !key.attrs.bool_or(CKA_EXTRACTABLE, false))
+    return refuse(Errc::key_unextractable,
+                  who(group, key) + caps.holder + " will not wrap it for Azure: CKA_EXTRACTABLE is false (it cannot "
+                                                  "be changed after creation; make keys to be mirrored with "
+                                                  "CKA_EXTRACTABLE true)");
+  if (caps.enforces_wrap_policy && key.attrs.bool_or(CKA_WRAP_WITH_TRUSTED, false))
+    return refuse(Errc::key_not_wrappable,
+                  who(group, key) + "CKA_WRAP_WITH_TRUSTED is true: only a CKA_TRUSTED wrapping key (set by the "
+                                    "SO) may wrap it, which an ephemeral key made for the transfer never is");
+  auto native = plan(b, caps);
+  if (!native)
+    return refuse(Errc::mechanism_invalid,
+                  who(group, key) + caps.holder + " has no mechanism to make the BYOK blob: " + native.error().message);
+  return native;
+}
+
 }  // namespace
 
 R<void> check_exportable(Backend& b, const std::string& group, const StoredObject& key, bool plain,
@@ -151,26 +170,14 @@ R<void> check_exportable(Backend& b, const std::string& group, const StoredObjec
                                       "cannot go to a Standard vault as a plain JWK");
     return {};
   }
-  if (caps.enforces_wrap_policy && !key.attrs.bool_or(CKA_EXTRACTABLE, false))
-    return refuse(Errc::key_unextractable,
-                  who(group, key) + caps.holder + " will not wrap it for Azure: CKA_EXTRACTABLE is false (it cannot "
-                                                  "be changed after creation; make keys to be mirrored with "
-                                                  "CKA_EXTRACTABLE true)");
-  if (caps.enforces_wrap_policy && key.attrs.bool_or(CKA_WRAP_WITH_TRUSTED, false))
-    return refuse(Errc::key_not_wrappable,
-                  who(group, key) + "CKA_WRAP_WITH_TRUSTED is true: only a CKA_TRUSTED wrapping key (set by the "
-                                    "SO) may wrap it, which an ephemeral key made for the transfer never is");
-  if (auto p = plan(b, caps); !p)
-    return refuse(Errc::mechanism_invalid,
-                  who(group, key) + caps.holder + " has no mechanism to make the BYOK blob: " + p.error().message);
+  if (auto p = wrap_plan(b, group, key, caps); !p) return fail(std::move(p).error());
   return {};
 }
 
 R<Bytes> wrap_for_byok(Backend& b, const std::string& group, const StoredObject& key, ByteView kek_n,
                        ByteView kek_e) {
-  CDC_TRY(check_exportable(b, group, key, false));
   const Capabilities caps = b.capabilities();
-  CDC_ASSIGN(const bool native, plan(b, caps));
+  CDC_ASSIGN(const bool native, wrap_plan(b, group, key, caps));
   CDC_ASSIGN(auto kek_obj, import_kek(b, kek_n, kek_e));
   SessionObject kek(b, std::move(kek_obj));
   // Azure BYOK: OAEP with SHA-1 and MGF1-SHA-1, no label.
