@@ -14,7 +14,6 @@ Shell tests make their tokens with the same code:
     eval "$(python3 p11helpers.py tokens DIR demo second,init=no,max_pin_retries=0)"
 writes DIR/conf.json (and DIR/softhsm2.conf), initializes the groups (SO and user PIN) and prints
 the exports (CDCP11_CONF, CDCP11_LOG_FILE, SOFTHSM2_CONF, CDCP11_TEST_BACKEND)."""
-import contextlib
 import ctypes
 import json
 import os

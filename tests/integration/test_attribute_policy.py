@@ -1,7 +1,6 @@
 """Attribute policy through PyKCS11/ctypes: one-way CKA_SENSITIVE/CKA_EXTRACTABLE, CKA_MODIFIABLE,
 CKA_DESTROYABLE, CKA_COPYABLE, ALWAYS_SENSITIVE/NEVER_EXTRACTABLE, read-only and missing attributes."""
 import ctypes
-import unittest
 
 import p11helpers as h
 from p11helpers import P11Case

@@ -12,7 +12,6 @@ import glob
 import os
 import struct
 import subprocess
-import unittest
 
 import p11helpers as h
 

@@ -3,7 +3,6 @@ wrapping key of their own would wrap any CKA_WRAP_WITH_TRUSTED key under it and 
 Every path that makes an object refuses it with CKR_ATTRIBUTE_READ_ONLY (as SoftHSM2 does); the SO
 may make a trusted public key, and then, and only then, a CKA_WRAP_WITH_TRUSTED key wraps."""
 import os
-import unittest
 
 import p11helpers as h
 from p11helpers import P11Case

@@ -93,6 +93,28 @@ def ckr_name(rv):
     return h.ckr_name(rv)
 
 
+def write_secret(path):
+    """The test app's client secret in a 0600 file, as a group's credential names it."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(SECRET)
+    return path
+
+
+def azure_section(emu, secret, vault, vtype):
+    """A group's "azure" section: the test app with its secret file, the emulator's TLS, one vault."""
+    return {"tenant_id": TENANT, "client_id": SECRET_APP, "subscription_id": SUBSCRIPTION,
+            "credential": {"type": "secret", "secret_file": secret},
+            "tls": {"ca_file": emu.ca, "connect_to": ["::127.0.0.1:%d" % emu.port]},
+            "vault": {"name": vault, "type": vtype}}
+
+
+class LogOnly:
+    """What Rig's token-side helpers need of a token whose configuration a test writes itself: its log."""
+
+    def __init__(self, log):
+        self.log = log
+
+
 class Rig:
     """groups: (group name, vault, vault type, mirror settings). Slot ids are 31, 32, ..."""
 
@@ -107,14 +129,9 @@ class Rig:
         emu = Emulator.start(modify=lambda c: c["emulator"].update(softDeleteDelaySeconds=delete_delay))
         emu.map_hosts()
         tok = h.TempToken(groups=[(g[0], {"slot_id": 31 + i}) for i, g in enumerate(groups)], log_level="info")
-        secret = tok.path("secret")
-        with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(SECRET)
+        secret = write_secret(tok.path("secret"))
         for g, (_, vault, vtype, mirror) in zip(tok.groups, groups):
-            g["azure"] = {"tenant_id": TENANT, "client_id": SECRET_APP, "subscription_id": SUBSCRIPTION,
-                          "credential": {"type": "secret", "secret_file": secret},
-                          "tls": {"ca_file": emu.ca, "connect_to": ["::127.0.0.1:%d" % emu.port]},
-                          "vault": {"name": vault, "type": vtype}}
+            g["azure"] = azure_section(emu, secret, vault, vtype)
             g["mirror"] = dict(mirror)
         tok.write_conf()
         for g in groups:
@@ -254,6 +271,41 @@ class Rig:
         return alg
 
     # ------------------------------------------------------------ emulator
+    def assert_vault_copy(self, test, s, priv, label, vault, kty, bits=None, crv=None):
+        """The private key PRIV (labelled LABEL) is mirrored into VAULT as a key of type KTY (RSA of BITS
+        or EC on CRV) whose public key is the token's, and the vault signs with it. Returns its kid."""
+        state, kid, error = self.state(s, priv)
+        test.assertEqual((state, error), (MIRRORED, ""))
+        test.assertTrue(kid.startswith("%s/keys/%s/" % (self.vault_url(vault), label)), kid)
+        got = self.rest("GET", kid)
+        test.assertEqual(got.status_code, 200, got.text)
+        jwk = got.json()["key"]
+        test.assertEqual(jwk["kty"], kty)
+        if bits:
+            test.assertEqual(int.from_bytes(b64u_dec(jwk["n"]), "big").bit_length(), bits)
+        else:
+            test.assertEqual(jwk["crv"], crv)
+        token_key = self.token_public_key(s, label)
+        test.assertEqual(self.vault_public_key(got.json()).public_numbers(), token_key.public_numbers())
+        self.sign_in_vault_and_verify(kid, token_key)
+        return kid
+
+    def assert_aes_round_trip(self, test, s, aes, kid):
+        """The vault's AES key KID wraps a fresh secret (A256KW) that the token's key AES unwraps, and
+        the token's wrap of it the vault unwraps."""
+        P = self.P
+        secret = os.urandom(32)
+        w = self.rest("POST", kid + "/wrapkey", {"alg": "A256KW", "value": b64u(secret)})
+        test.assertEqual(w.status_code, 200, w.text)
+        tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET), (P.CKA_TOKEN, False),
+                (P.CKA_SENSITIVE, False), (P.CKA_EXTRACTABLE, True)]
+        k = s.unwrapKey(aes, b64u_dec(w.json()["value"]), tmpl, P.Mechanism(P.CKM_AES_KEY_WRAP))
+        test.assertEqual(bytes(s.getAttributeValue(k, [P.CKA_VALUE])[0]), secret)
+        wrapped = bytes(s.wrapKey(aes, k, P.Mechanism(P.CKM_AES_KEY_WRAP)))
+        u = self.rest("POST", kid + "/unwrapkey", {"alg": "A256KW", "value": b64u(wrapped)})
+        test.assertEqual(u.status_code, 200, u.text)
+        test.assertEqual(b64u_dec(u.json()["value"]), secret)
+
     def fault(self, match, **rule):
         """Adds a fault rule on the data plane; match holds method/path globs."""
         body = dict(rule)

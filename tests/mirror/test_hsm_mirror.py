@@ -11,6 +11,7 @@ AES) and the HSM's public key verifies. The native path for one RSA, one EC and 
 A pkcs11-spy trace of the HSM side shows no key material. Refused before any Azure call: a key that
 is not extractable, and any key on a group whose vault is a Standard one (a plain JWK would put the
 clear key outside the HSM)."""
+import json
 import os
 import shutil
 import subprocess
@@ -23,8 +24,8 @@ sys.path.insert(0, os.path.join(SRC, "tests", "emulator"))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
 import p11helpers as h  # noqa: E402
-from azhelpers import SECRET, SECRET_APP, SUBSCRIPTION, TENANT, Emulator  # noqa: E402
-from mirrorhelpers import MIRRORED, Rig, b64u, b64u_dec  # noqa: E402
+from azhelpers import Emulator  # noqa: E402
+from mirrorhelpers import MIRRORED, LogOnly, Rig, azure_section, write_secret  # noqa: E402
 
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
@@ -45,13 +46,6 @@ ASYMMETRIC = [("rsa:2048", "RSA", 2048, None), ("rsa:3072", "RSA", 3072, None), 
               ("EC:secp521r1", "EC", None, "P-521")]
 
 
-class _Tok:
-    """Just what Rig's token-side helpers need of a token (its log)."""
-
-    def __init__(self, log):
-        self.log = log
-
-
 class HsmMirror(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -62,9 +56,7 @@ class HsmMirror(unittest.TestCase):
         cls.softhsm_conf = h.softhsm_tokens(cls.dir, [g[5] for g in GROUPS if g[4] != "inner"])
         cls.emu = Emulator.start()
         cls.emu.map_hosts()
-        secret = os.path.join(cls.dir, "secret")
-        with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(SECRET)
+        secret = write_secret(os.path.join(cls.dir, "secret"))
         # The native path: a copy of our own module (its soft token has CKM_RSA_AES_KEY_WRAP) as the
         # "HSM", its configuration passed as C_Initialize's pReserved (module_args).
         inner = [g[5] for g in GROUPS if g[4] == "inner"]
@@ -73,7 +65,7 @@ class HsmMirror(unittest.TestCase):
             cls.inner.init(label)
         cls.inner_module = os.path.join(cls.dir, "inner-hsm.so")
         shutil.copy(h.MODULE, cls.inner_module)
-        modules = {"softhsm": (SOFTHSM, ""), "inner": (cls.inner_module, ',"module_args":"%s"' % cls.inner.conf),
+        modules = {"softhsm": (SOFTHSM, ""), "inner": (cls.inner_module, cls.inner.conf),
                    "spy": (SPY, "")}
         # OpenSC's pkcs11-spy in front of SoftHSM2 records every call of one group to its HSM.
         cls.trace = os.path.join(cls.dir, "spy.log")
@@ -81,23 +73,22 @@ class HsmMirror(unittest.TestCase):
         groups = []
         for name, vault, vtype, slot, hsm, label in GROUPS:
             module, args = modules[hsm]
-            groups.append('{"name":"%s","slot_id":%d,"token":{"backend":"pkcs11","module":"%s","token_label":"%s"%s},'
-                          '"azure":{"tenant_id":"%s","client_id":"%s","subscription_id":"%s",'
-                          '"credential":{"type":"secret","secret_file":"%s"},'
-                          '"tls":{"ca_file":"%s","connect_to":["::127.0.0.1:%d"]},"vault":{"name":"%s","type":"%s"}},'
-                          '"mirror":{"trigger":"on_generate","mode":"sync"}}'
-                          % (name, slot, module, label, args, TENANT, SECRET_APP, SUBSCRIPTION, secret, cls.emu.ca,
-                             cls.emu.port, vault, vtype))
+            token = {"backend": "pkcs11", "module": module, "token_label": label}
+            if args:
+                token["module_args"] = args
+            groups.append({"name": name, "slot_id": slot, "token": token,
+                           "azure": azure_section(cls.emu, secret, vault, vtype),
+                           "mirror": {"trigger": "on_generate", "mode": "sync"}})
         cls.conf = os.path.join(cls.dir, "conf.json")
         with open(cls.conf, "w") as f:
-            f.write('{"version":1,"groups":[%s]}' % ",".join(groups))
+            json.dump({"version": 1, "groups": groups}, f)
         cls.log = os.path.join(cls.dir, "module.log")
         os.environ.update(CDCP11_CONF=cls.conf, CDCP11_LOG_FILE=cls.log, CDCP11_LOG_LEVEL="info")
         cls.P = h.pykcs11()
         cls.lib = cls.P.PyKCS11Lib()
         cls.lib.load(h.MODULE)
         # Rig's vault-side helpers (REST views, signing in the vault).
-        cls.rig = Rig(cls.emu, _Tok(cls.log), cls.lib, [(g[0], g[1], g[2], {}) for g in GROUPS])
+        cls.rig = Rig(cls.emu, LogOnly(cls.log), cls.lib, [(g[0], g[1], g[2], {}) for g in GROUPS])
 
     @classmethod
     def tearDownClass(cls):
@@ -206,23 +197,10 @@ class HsmMirror(unittest.TestCase):
 
     def assert_mirrored_and_signs(self, group, label, kty, bits, crv):
         rig, P = self.rig, self.P
-        vault, vtype = GROUPS[[g[0] for g in GROUPS].index(group)][1:3]
+        vault = GROUPS[[g[0] for g in GROUPS].index(group)][1]
         s = self.session(SLOT[group])
         priv = rig.find(s, P.CKO_PRIVATE_KEY, label)
-        state, kid, error = rig.state(s, priv)
-        self.assertEqual((state, error), (MIRRORED, ""))
-        self.assertTrue(kid.startswith("%s/keys/%s/" % (rig.vault_url(vault), label)), kid)
-        got = rig.rest("GET", kid)
-        self.assertEqual(got.status_code, 200, got.text)
-        jwk = got.json()["key"]
-        self.assertEqual(jwk["kty"], kty + "-HSM")
-        if bits:
-            self.assertEqual(int.from_bytes(b64u_dec(jwk["n"]), "big").bit_length(), bits)
-        else:
-            self.assertEqual(jwk["crv"], crv)
-        hsm_key = rig.token_public_key(s, label)
-        self.assertEqual(rig.vault_public_key(got.json()).public_numbers(), hsm_key.public_numbers())
-        rig.sign_in_vault_and_verify(kid, hsm_key)
+        rig.assert_vault_copy(self, s, priv, label, vault, kty + "-HSM", bits, crv)
         self.assertEqual(rig.keks(vault, rig.uid(s, priv)), [])
         # Still the HSM's: sensitive, and the wrap did not read it out.
         self.assertTrue(s.getAttributeValue(priv, [P.CKA_SENSITIVE])[0])
@@ -236,17 +214,7 @@ class HsmMirror(unittest.TestCase):
         self.assertEqual((state, error), (MIRRORED, ""))
         self.assertTrue(kid.startswith("%s/keys/%s/" % (rig.vault_url("demo-mhsm"), label)), kid)
         self.assertEqual(rig.rest("GET", kid).json()["key"]["kty"], "oct-HSM")
-        secret = os.urandom(32)
-        w = rig.rest("POST", kid + "/wrapkey", {"alg": "A256KW", "value": b64u(secret)})
-        self.assertEqual(w.status_code, 200, w.text)
-        tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET), (P.CKA_TOKEN, False),
-                (P.CKA_SENSITIVE, False), (P.CKA_EXTRACTABLE, True)]
-        k = s.unwrapKey(aes, b64u_dec(w.json()["value"]), tmpl, P.Mechanism(P.CKM_AES_KEY_WRAP))
-        self.assertEqual(bytes(s.getAttributeValue(k, [P.CKA_VALUE])[0]), secret)
-        wrapped = bytes(s.wrapKey(aes, k, P.Mechanism(P.CKM_AES_KEY_WRAP)))
-        u = rig.rest("POST", kid + "/unwrapkey", {"alg": "A256KW", "value": b64u(wrapped)})
-        self.assertEqual(u.status_code, 200, u.text)
-        self.assertEqual(b64u_dec(u.json()["value"]), secret)
+        rig.assert_aes_round_trip(self, s, aes, kid)
 
     def test_every_asymmetric_type_from_softhsm_into_premium_and_managed_hsm_composed(self):
         targets = ("hsmprem", "hsmmhsm")

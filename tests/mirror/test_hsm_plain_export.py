@@ -17,18 +17,13 @@ sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import p11helpers as h  # noqa: E402
-from azhelpers import SECRET, SECRET_APP, SUBSCRIPTION, TENANT, Emulator  # noqa: E402
-from mirrorhelpers import FAILED, MIRRORED, Rig  # noqa: E402
+from azhelpers import Emulator  # noqa: E402
+from mirrorhelpers import MIRRORED, LogOnly, Rig, azure_section, write_secret  # noqa: E402
 
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 CDCCTL = os.environ.get("CDCCTL", os.path.join(os.environ.get("CDCP11_BUILD", ""), "tools", "cdcctl", "cdcctl"))
 PIN = "1234"
 SLOT = 45
-
-
-class _Tok:
-    def __init__(self, log):
-        self.log = log
 
 
 class HsmPlainExport(unittest.TestCase):
@@ -41,15 +36,10 @@ class HsmPlainExport(unittest.TestCase):
         cls.softhsm_conf = h.softhsm_tokens(cls.dir, ["hsm-plain"])
         cls.emu = Emulator.start()
         cls.emu.map_hosts()
-        secret = os.path.join(cls.dir, "secret")
-        with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(SECRET)
+        secret = write_secret(os.path.join(cls.dir, "secret"))
         group = {"name": "hsmplain", "slot_id": SLOT,
                  "token": {"backend": "pkcs11", "module": SOFTHSM, "token_label": "hsm-plain"},
-                 "azure": {"tenant_id": TENANT, "client_id": SECRET_APP, "subscription_id": SUBSCRIPTION,
-                           "credential": {"type": "secret", "secret_file": secret},
-                           "tls": {"ca_file": cls.emu.ca, "connect_to": ["::127.0.0.1:%d" % cls.emu.port]},
-                           "vault": {"name": "demo-standard", "type": "standard"}},
+                 "azure": azure_section(cls.emu, secret, "demo-standard", "standard"),
                  "mirror": {"trigger": "on_generate", "mode": "sync", "allow_plain_export_from_hsm": True}}
         cls.conf = os.path.join(cls.dir, "conf.json")
         with open(cls.conf, "w") as f:
@@ -59,7 +49,7 @@ class HsmPlainExport(unittest.TestCase):
         cls.P = h.pykcs11()
         cls.lib = cls.P.PyKCS11Lib()
         cls.lib.load(h.MODULE)
-        cls.rig = Rig(cls.emu, _Tok(cls.log), cls.lib, [("hsmplain", "demo-standard", "standard", {})])
+        cls.rig = Rig(cls.emu, LogOnly(cls.log), cls.lib, [("hsmplain", "demo-standard", "standard", {})])
 
     @classmethod
     def tearDownClass(cls):

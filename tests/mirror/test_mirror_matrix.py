@@ -7,11 +7,10 @@ the other); into a vault it is refused before it is made, with CKR_KEY_TYPE_INCO
 
 The keys of one kind are made for the three targets at once (three pkcs11-tool processes):
 RSA-4096 generation dominates the run time."""
-import os
 import subprocess
 import unittest
 
-from mirrorhelpers import MIRRORED, Rig, b64u, b64u_dec, h
+from mirrorhelpers import MIRRORED, Rig, h
 
 # (group, vault, vault type)
 TARGETS = [("standard", "demo-standard", "standard"), ("premium", "demo-premium", "premium"),
@@ -64,21 +63,9 @@ class MirrorMatrix(unittest.TestCase):
                     label = label_of(g, key_type)
                     s = rig.session(self, g)
                     priv = rig.find(s, P.CKO_PRIVATE_KEY, label)
-                    state, kid, error = rig.state(s, priv)
-                    self.assertEqual((state, error), (MIRRORED, ""))
-                    self.assertTrue(kid.startswith("%s/keys/%s/" % (rig.vault_url(vault), label)), kid)
-                    got = rig.rest("GET", kid)
-                    self.assertEqual(got.status_code, 200, got.text)
-                    jwk = got.json()["key"]
                     # Standard vaults hold software keys (plain JWK import); the others HSM keys (BYOK).
-                    self.assertEqual(jwk["kty"], kty if vtype == "standard" else kty + "-HSM")
-                    if bits:
-                        self.assertEqual(int.from_bytes(b64u_dec(jwk["n"]), "big").bit_length(), bits)
-                    else:
-                        self.assertEqual(jwk["crv"], crv)
-                    token_key = rig.token_public_key(s, label)
-                    self.assertEqual(rig.vault_public_key(got.json()).public_numbers(), token_key.public_numbers())
-                    rig.sign_in_vault_and_verify(kid, token_key)
+                    rig.assert_vault_copy(self, s, priv, label, vault, kty if vtype == "standard" else kty + "-HSM",
+                                          bits, crv)
                     self.assertEqual(rig.versions(vault, label), 1)
                     self.assertEqual(rig.keks(vault, rig.uid(s, priv)), [])
 
@@ -102,20 +89,7 @@ class MirrorMatrix(unittest.TestCase):
                 state, kid, error = rig.state(s, aes)
                 self.assertEqual((state, error), (MIRRORED, ""))
                 self.assertEqual(rig.rest("GET", kid).json()["key"]["kty"], "oct-HSM")
-                # The vault wraps a key with its copy (A256KW); the token unwraps it with the original.
-                secret = os.urandom(32)
-                w = rig.rest("POST", kid + "/wrapkey", {"alg": "A256KW", "value": b64u(secret)})
-                self.assertEqual(w.status_code, 200, w.text)
-                tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET),
-                        (P.CKA_TOKEN, False), (P.CKA_SENSITIVE, False), (P.CKA_EXTRACTABLE, True)]
-                k = s.unwrapKey(aes, b64u_dec(w.json()["value"]), tmpl, P.Mechanism(P.CKM_AES_KEY_WRAP))
-                self.assertEqual(bytes(s.getAttributeValue(k, [P.CKA_VALUE])[0]), secret)
-                # And the reverse: the token wraps, the vault unwraps.
-                wrapped = bytes(s.wrapKey(aes, k, P.Mechanism(P.CKM_AES_KEY_WRAP)))
-                u = rig.rest("POST", kid + "/unwrapkey", {"alg": "A256KW", "value": b64u(wrapped)})
-                self.assertEqual(u.status_code, 200, u.text)
-                self.assertEqual(b64u_dec(u.json()["value"]), secret)
-
+                rig.assert_aes_round_trip(self, s, aes, kid)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

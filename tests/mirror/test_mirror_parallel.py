@@ -7,7 +7,7 @@ import subprocess
 import time
 import unittest
 
-from mirrorhelpers import CKA_CDC_MIRROR_STATE, FAILED, MIRRORED, Rig, h
+from mirrorhelpers import FAILED, MIRRORED, Rig, h
 
 CDCCTL = os.environ.get("CDCCTL", os.path.join(os.environ.get("CDCP11_BUILD", ""), "tools", "cdcctl", "cdcctl"))
 KEYS = 4

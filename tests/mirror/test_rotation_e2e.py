@@ -8,7 +8,6 @@ id, and still verifies (or decrypts) what was made with it; exp/nbf in the vault
 Also: a refused import leaves the former version current with the reason readable; a cdcctl killed
 mid-rotation resumes without a second new version; scheduled rotation (--all-due) with the clock
 set by CDCP11_TEST_NOW, disabling former versions after M days; key list and key versions."""
-import calendar
 import ctypes
 import json
 import os
@@ -18,11 +17,8 @@ import subprocess
 import time
 import unittest
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
-
-from mirrorhelpers import (CK_INTERFACE, CK_VERSION, CKA_CDC, CKA_CDC_MIRROR, MIRRORED, Rig, b64u, b64u_dec,
-                           h, vendor)
+from mirrorhelpers import (CK_INTERFACE, CK_VERSION, CKA_CDC, CKA_CDC_MIRROR, MIRRORED, Rig, h,
+                           vendor)
 
 CKA_CDC_KEY_VERSION = CKA_CDC + 8
 CKA_CDC_VERSION_STATE = CKA_CDC + 9
@@ -244,14 +240,8 @@ class RotationE2E(unittest.TestCase):
         aes2 = rig.find(s, P.CKO_SECRET_KEY, label)
         self.assertEqual(self.version(s, aes2), (2, CURRENT))
         _, kid2, _ = rig.state(s, aes2)
-        # The vault wraps with its new version; the token's new key unwraps.
-        secret = os.urandom(32)
-        w = rig.rest("POST", kid2 + "/wrapkey", {"alg": "A256KW", "value": b64u(secret)})
-        self.assertEqual(w.status_code, 200, w.text)
-        tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_GENERIC_SECRET), (P.CKA_TOKEN, False),
-                (P.CKA_SENSITIVE, False), (P.CKA_EXTRACTABLE, True)]
-        k = s.unwrapKey(aes2, b64u_dec(w.json()["value"]), tmpl, P.Mechanism(P.CKM_AES_KEY_WRAP))
-        self.assertEqual(bytes(s.getAttributeValue(k, [P.CKA_VALUE])[0]), secret)
+        # The vault's new version and the token's new key wrap for each other.
+        rig.assert_aes_round_trip(self, s, aes2, kid2)
         # Data encrypted under the former version still decrypts locally.
         [former] = self.formers(s, P.CKO_SECRET_KEY, label)
         self.assertEqual(bytes(s.decrypt(former, ct, mech)), b"encrypted under version 1")
@@ -306,15 +296,13 @@ class RotationE2E(unittest.TestCase):
                 n += 1
         return n
 
-    def test_killed_mid_rotation_resumes_without_a_second_version(self):
-        rig, P = self.rig, self.rig.P
-        s = rig.session(self, "premium")
-        label = "rot-killed"
-        _, priv1 = self.key_pair(s, label, "ec", b"\x99\x02")
+    def kill_rotation_while_its_import_is_held(self, label):
+        """Rotates LABEL in group premium with the new version's import held 6 s in the vault, kills
+        cdcctl while it waits (after its KEK was made; the import follows at once), and waits for the
+        vault to apply the import: version 2 exists in Azure, the journal does not know it."""
+        rig = self.rig
         keks = lambda: rig.requests("POST", "demo-premium", r"/keys/cdcp11-kek-[0-9a-f]+-\d+/create")
         before = len(keks())
-        # The new version's import is held 6 s in the vault; the process is killed while it waits,
-        # after its KEK was made (the import follows at once); the vault then applies the import.
         rig.fault({"method": "PUT", "path": "/keys/%s" % label}, action="latency", delayMs=6000, count=1)
         p = self.cdcctl("key", "rotate", "premium", "--label", label, popen=True)
         deadline = time.time() + 120
@@ -325,6 +313,13 @@ class RotationE2E(unittest.TestCase):
         self.assertEqual(p.wait(), -signal.SIGKILL, "cdcctl ended before it was killed")
         time.sleep(6.0)
         self.assertEqual(rig.versions("demo-premium", label), 2, "the held import was not applied")
+
+    def test_killed_mid_rotation_resumes_without_a_second_version(self):
+        rig, P = self.rig, self.rig.P
+        s = rig.session(self, "premium")
+        label = "rot-killed"
+        _, priv1 = self.key_pair(s, label, "ec", b"\x99\x02")
+        self.kill_rotation_while_its_import_is_held(label)
         # Killed mid-rotation: applications still find version 1 under the label.
         cur = rig.find(s, P.CKO_PRIVATE_KEY, label)
         self.assertEqual((h.oh(cur), self.version(s, cur)), (h.oh(priv1), (1, CURRENT)))
@@ -373,20 +368,7 @@ class RotationE2E(unittest.TestCase):
         label = "rot-abandon-imported"
         _, priv1 = self.key_pair(s, label, "ec", b"\x99\x08")
         _, kid1, _ = rig.state(s, priv1)
-        keks = lambda: rig.requests("POST", "demo-premium", r"/keys/cdcp11-kek-[0-9a-f]+-\d+/create")
-        before = len(keks())
-        # Killed while the vault holds the import, which it applies after: version 2 exists in
-        # Azure, the journal does not know it.
-        rig.fault({"method": "PUT", "path": "/keys/%s" % label}, action="latency", delayMs=6000, count=1)
-        p = self.cdcctl("key", "rotate", "premium", "--label", label, popen=True)
-        deadline = time.time() + 120
-        while time.time() < deadline and len(keks()) == before and p.poll() is None:
-            time.sleep(0.05)
-        time.sleep(1.5)
-        p.send_signal(signal.SIGKILL)
-        self.assertEqual(p.wait(), -signal.SIGKILL, "cdcctl ended before it was killed")
-        time.sleep(6.0)
-        self.assertEqual(rig.versions("demo-premium", label), 2, "the held import was not applied")
+        self.kill_rotation_while_its_import_is_held(label)
         # An abandon cut short (the vault refuses the disable): journaled, the rotation is not
         # resumed, and the next abandon finishes it.
         rig.fault({"method": "PATCH", "path": "/keys/%s/*" % label}, action="status", status=400, count=1)
@@ -450,7 +432,7 @@ class RotationE2E(unittest.TestCase):
             self.assertFalse(rig.rest("GET", kid1).json()["attributes"]["enabled"])
 
     def test_all_due_draws_a_progress_bar_on_a_terminal(self):
-        rig, P = self.rig, self.rig.P
+        rig = self.rig
         s = rig.session(self, "destroy")
         self.key_pair(s, "progress-a", "ec", b"\x99\x05")
         rc, out = self.rotate_json("destroy", "--label", "progress-a")

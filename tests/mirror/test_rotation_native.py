@@ -88,7 +88,7 @@ class RotationNative(unittest.TestCase):
         self.assertIn("--rotate-after '90 days' is not an ISO 8601 duration", bad["error"])
 
     def test_rotation_policy_refuses_rotate_on_a_mirrored_key(self):
-        rig, P = self.rig, self.rig.P
+        rig = self.rig
         s = rig.session(self, "native")
         _, priv = self.ec_pair(s, "native-mirrored", native=False)
         self.assertEqual(vendor_mirror_key()(s, priv), 0)

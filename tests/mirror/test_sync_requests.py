@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
 import p11helpers as h  # noqa: E402
 from azhelpers import Emulator  # noqa: E402
-from mirrorhelpers import SECRET, SECRET_APP, SUBSCRIPTION, TENANT  # noqa: E402
+from mirrorhelpers import azure_section, write_secret  # noqa: E402
 
 CDCCTL = os.environ.get("CDCCTL", os.path.join(os.environ.get("CDCP11_BUILD", ""), "tools", "cdcctl", "cdcctl"))
 VAULT = "demo-premium"
@@ -27,14 +27,8 @@ class SyncRequests(unittest.TestCase):
         cls.emu = Emulator.start()
         cls.emu.map_hosts()
         cls.tok = h.TempToken(groups=[("big", {"slot_id": 41})], log_level="info")
-        secret = cls.tok.path("secret")
-        with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(SECRET)
         g = cls.tok.groups[0]
-        g["azure"] = {"tenant_id": TENANT, "client_id": SECRET_APP, "subscription_id": SUBSCRIPTION,
-                      "credential": {"type": "secret", "secret_file": secret},
-                      "tls": {"ca_file": cls.emu.ca, "connect_to": ["::127.0.0.1:%d" % cls.emu.port]},
-                      "vault": {"name": VAULT, "type": "premium"}}
+        g["azure"] = azure_section(cls.emu, write_secret(cls.tok.path("secret")), VAULT, "premium")
         g["mirror"] = {"trigger": "on_request", "mode": "sync"}
         cls.tok.write_conf()
         cls.tok.init("big")
