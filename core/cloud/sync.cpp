@@ -41,7 +41,7 @@ std::string skip_stamp(const azure::KeyItem& it, bool tagged_key_here) {
   const auto latest = mirror::now_seconds() - kSettledSeconds;
   if (!version_created(a) || !a.updated || *a.updated > latest) return {};
   return std::to_string(*a.created) + "/" + std::to_string(*a.updated) + "/" + tag(it.tags, "cdcp11-uid") + "/" +
-         (tagged_key_here ? "here" : "absent");
+         tag(it.tags, "cdcp11-kcv") + "/" + (tagged_key_here ? "here" : "absent");
 }
 }  // namespace
 
@@ -153,6 +153,21 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
         continue;
       }
       if (skipped_again()) continue;
+      // A secret key has no public key to compare: its check value, tagged by the mirror, is
+      // compared instead (before any GET). Keys mirrored before that tag existed are linked as before.
+      if (a.ulong(CKA_CLASS).value_or(0) == CKO_SECRET_KEY) {
+        if (auto want = tag(it.tags, "cdcp11-kcv"); !want.empty()) {
+          const Bytes* kcv = a.find(CKA_CHECK_VALUE);
+          if (!kcv || kcv->empty() || to_hex(*kcv) != want) {
+            skip("vault key '" + name + "' is tagged as a copy of local key " + l->first + " but " +
+                 (kcv && !kcv->empty() ? std::string("its check value (cdcp11-kcv) differs from the local key's")
+                                       : std::string("the backend reports no CKA_CHECK_VALUE for the local key to "
+                                                     "compare with its cdcp11-kcv")) +
+                 "; not linked");
+            continue;
+          }
+        }
+      }
       auto b = kv.get_key(name);
       if (!b) return fail(from_azure(b.error()));
       if (a.ulong(CKA_CLASS).value_or(0) == CKO_PRIVATE_KEY) {

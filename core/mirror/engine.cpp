@@ -352,6 +352,9 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
   if (auto label = a.string_or(CKA_LABEL, ""); !label.empty()) tags["cdcp11-label"] = label.substr(0, 256);
   if (!pub_hash.empty()) tags["cdcp11-pub-sha256"] = pub_hash;
   if (auto hsm = backend.shared_identity(); !hsm.empty()) tags["cdcp11-hsm"] = hsm.substr(0, 256);
+  // A secret key's PKCS#11 check value (CKA_CHECK_VALUE, public) lets another host sharing the
+  // backend tell it is the same key before linking it (core/cloud/sync.h).
+  if (auto* kcv = a.find(CKA_CHECK_VALUE); is_secret && kcv && !kcv->empty()) tags["cdcp11-kcv"] = to_hex(*kcv);
 
   // 1. Not imported yet: settle the name. A key already holding it that is ours (a previous
   //    attempt that imported before the process died) ends the search without a second import.
