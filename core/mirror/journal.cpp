@@ -235,10 +235,6 @@ R<std::vector<Job>> Journal::unfinished() {
   return out;
 }
 
-}  // namespace cdcp11::core::mirror
-
-namespace cdcp11::core::mirror {
-
 R<Journal::SyncSkips> Journal::sync_skips() {
   std::lock_guard lk(mu_);
   auto raw = store_->read_meta();
@@ -250,8 +246,9 @@ R<Journal::SyncSkips> Journal::sync_skips() {
   SyncSkips out;
   rapidjson::Document d;
   d.Parse(reinterpret_cast<const char*>(raw->data()), raw->size());
-  auto it = d.IsObject() ? d.FindMember("sync_skips") : rapidjson::Value::MemberIterator{};
-  if (!d.IsObject() || it == d.MemberEnd() || !it->value.IsObject()) return out;
+  if (d.HasParseError() || !d.IsObject()) return out;
+  auto it = d.FindMember("sync_skips");
+  if (it == d.MemberEnd() || !it->value.IsObject()) return out;
   for (auto& m : it->value.GetObject())
     if (m.value.IsString()) out[m.name.GetString()] = m.value.GetString();
   return out;
@@ -269,9 +266,9 @@ R<void> Journal::set_sync_skips(const SyncSkips& skips) {
   }
   w.EndObject();
   w.EndObject();
+  const std::string data(sb.GetString(), sb.GetSize());
   std::lock_guard lk(mu_);
-  if (auto r = store_->write_meta(ByteView(reinterpret_cast<const std::uint8_t*>(sb.GetString()), sb.GetSize())); !r)
-    return from_store(r.error());
+  if (auto r = store_->write_meta(view(data)); !r) return from_store(r.error());
   return {};
 }
 
