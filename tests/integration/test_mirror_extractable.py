@@ -1,7 +1,8 @@
 """On a group that mirrors on generate, a key made through our slot is made the way the mirror needs
 it on every path that makes one, not only key generation: where the backend wraps only extractable
 keys (the HSM), a key from C_CreateObject or C_UnwrapKey gets CKA_EXTRACTABLE true unless the
-application's template says otherwise, and is mirrored. The soft token exports for the mirror
+application's template says otherwise, and is mirrored; so is an EC session key copied into the
+token (C_CopyObject, as Java's keytool does). The soft token exports for the mirror
 itself: its keys keep the PKCS#11 default (false) and are mirrored all the same."""
 import os
 import sys
@@ -59,6 +60,23 @@ class ExtractableForTheMirror(unittest.TestCase):
         key = s.unwrapKey(kek, wrapped, self.aes("unwrapped"), P.Mechanism(P.CKM_AES_KEY_WRAP))
         self.assertEqual(self.extractable(s, key), DEFAULT)
         self.assert_mirrored(s, key)
+
+    def test_an_ec_session_key_copied_into_the_token_is_mirrored(self):
+        # What SunPKCS11's keytool does: a session pair, then the private key copied into the token
+        # under its alias. The HSM keeps no public point with the private key: the copy's is its source's.
+        P = self.P
+        s = self.rig.session(self, GROUP)
+        p256 = bytes.fromhex("06082a8648ce3d030107")
+        pub, priv = s.generateKeyPair([(P.CKA_TOKEN, False), (P.CKA_EC_PARAMS, p256), (P.CKA_VERIFY, True)],
+                                      [(P.CKA_TOKEN, False), (P.CKA_PRIVATE, True), (P.CKA_SIGN, True)],
+                                      mecha=P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
+        rv, handle = h.Raw().copy(h.sh(s), h.oh(priv), [(P.CKA_TOKEN, b"\x01"), (P.CKA_LABEL, b"copied"),
+                                                         (P.CKA_ID, b"copied")])
+        self.assertEqual(h.ckr_name(rv), "CKR_OK")
+        copy = P.CK_OBJECT_HANDLE(s)
+        copy.assign(handle)
+        self.assertEqual(self.extractable(s, copy), DEFAULT)
+        self.assert_mirrored(s, copy)
 
     def test_the_applications_template_decides(self):
         P = self.P
