@@ -204,6 +204,12 @@ R<std::unique_ptr<core::Operation>> ForwardToken::begin_in_hsm(core::OpKind kind
     auto e = std::move(started).error();
     if (e.rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
       e.message += std::string(" (the HSM's ") + needed_for(kind) + " of the key is false)";
+    // The session, the key handle and the mechanism we pass are valid: a bad argument can only be
+    // the mechanism's parameter (SoftHSM2 answers so for OAEP other than SHA-1, a CBC without IV).
+    if (e.rv == CKR_ARGUMENTS_BAD) {
+      e.code = Errc::mechanism_param_invalid;
+      e.message += std::string(" (the HSM refuses these parameters of ") + m.entry->name + ")";
+    }
     return fail(std::move(e));
   }
   return std::unique_ptr<core::Operation>(new ForwardOp(std::move(l), std::move(*started)));

@@ -63,8 +63,6 @@ class PkcsToolTest(unittest.TestCase):
 
     # ------------------------------------------------------------ --test
 
-    @h.hsm_expected_failure("pkcs11-tool --test stops after its C_SeedRandom/C_GenerateRandom step on the HSM; "
-                            "not yet analysed")
     def test_builtin_self_test_with_login(self):
         r = self.tok.tool("--test", "--login", "--pin", h.USER_PIN)
         out = r.stdout.decode(errors="replace")
