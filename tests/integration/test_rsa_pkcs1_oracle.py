@@ -166,8 +166,6 @@ class RsaPkcs1Test(h.P11Case):
                 rv, _, _ = self.raw.single("C_Decrypt", self.hs, ct, size=512)
                 self.assertRV(want, rv)
 
-    @h.hsm_expected_failure("SoftHSM2 refuses this unwrap template with CKR_ATTRIBUTE_READ_ONLY; not yet "
-                            "analysed")
     def test_unwrap_valid(self):
         value = os.urandom(32)
         tmpl = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_TOKEN, False),
