@@ -272,8 +272,8 @@ R<StoredObject> ForwardToken::unwrap_key(const core::Mechanism& m, const StoredO
   auto made = [&]() -> R<CK_OBJECT_HANDLE> {
     CDC_ASSIGN(auto hs, handles(unwrapping_key.uid, {}));
     CDC_ASSIGN(auto l, lease());
-    auto h = l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl);
     const auto want_len = tmpl.ulong(CKA_VALUE_LEN);
+    auto h = l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl);
     if (h) return *h;
     if (h.error().rv != CKR_ATTRIBUTE_READ_ONLY || !want_len) return fail(std::move(h).error());
     // PKCS#11 lets an unwrap template give CKA_VALUE_LEN, which SoftHSM2 2.6.1 refuses
