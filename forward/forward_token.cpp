@@ -588,7 +588,10 @@ R<StoredObject> ForwardToken::copy_object(const std::string& src_uid, const Attr
   for (auto& [t, v] : attrs)
     if (is_vendor_attribute(t) || !src.find(t) || *src.find(t) != v) changes.set(t, v);
   CDC_ASSIGN(auto copy, main_.copy(h, hsm_template(changes, vendor)));
-  return adopt(main_, copy, vendor);
+  CDC_ASSIGN(auto made, adopt(main_, copy, vendor));
+  // A copied private key has its source's public key (the HSM keeps no EC point with it).
+  if (auto p = pair_of_.find(src_uid); p != pair_of_.end()) pair_of_[made.uid] = p->second;
+  return made;
 }
 
 R<void> ForwardToken::update_object(const std::string& uid, const AttrMap& attrs) {

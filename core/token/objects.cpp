@@ -56,7 +56,7 @@ R<CK_OBJECT_HANDLE> Token::create_object(Session& s, const AttrMap& tmpl) {
     return err(Errc::attribute_value_invalid,
                "an AES key must be 16, 24 or 32 bytes; CKA_VALUE has " + std::to_string(v->size()));
   AttrMap a = tmpl;
-  apply_defaults(cls, kt, a);
+  new_object_defaults(cls, kt, a);
   if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
     a.set_bool(CKA_ALWAYS_SENSITIVE, false);
     a.set_bool(CKA_NEVER_EXTRACTABLE, false);
