@@ -1,5 +1,7 @@
 // The forwarding backend (forward/) against a SoftHSM2 token: what the core's seam asks of it.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -541,4 +543,26 @@ TEST_CASE("forward: objects and keys made through the slot write no metadata rec
   auto meta = got(forward::MetadataStore::open(f.g.token.dir));
   REQUIRE(meta->data().objects.count(key.uid) == 1);
   CHECK(meta->data().objects.at(key.uid).vendor.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_PENDING);
+}
+
+// A child forked while an update holds the store's lock (here: from inside it) shares the lock's
+// open file: the lock must end with the update all the same, or the next one waits for the child.
+TEST_CASE("forward: a child forked during a metadata update does not keep the store locked") {
+  hsm::test::TempDir d;
+  auto meta = got(forward::MetadataStore::open(d.path));
+  pid_t child = -1;
+  got(meta->update([&](forward::MetaData&) -> core::R<bool> {
+    child = fork();
+    if (child == 0) {
+      sleep(3);
+      _exit(0);
+    }
+    return false;
+  }));
+  REQUIRE(child > 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  got(meta->update([](forward::MetaData&) -> core::R<bool> { return false; }));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  int status = 0;
+  waitpid(child, &status, 0);
 }

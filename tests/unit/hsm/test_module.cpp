@@ -3,7 +3,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
+#include <chrono>
 #include <fstream>
+#include <thread>
 
 #include "tests/unit/hsm/fake_module.h"
 #include "tests/unit/hsm/support.h"
@@ -189,6 +193,49 @@ TEST_CASE("fork: the parent's module is refused in the child, which loads it aga
   CHECK(WEXITSTATUS(status) == 0);
   // The parent is unaffected by the child.
   CHECK(ok(parent.generate_random(8)).size() == 8);
+}
+
+// A thread of the parent is inside SoftHSM2's C_Login (which holds its token's mutex) when another
+// forks: the child must still load the module (C_Finalize and C_Initialize of the inherited state)
+// and call it. Each child gets 10 s; a hung one is killed and counted.
+TEST_CASE("fork: a child forked while another thread is inside a module call loads the module") {
+  SoftHsm h;
+  Session busy = h.session();
+  std::atomic<bool> stop{false};
+  std::atomic<int> logins{0};
+  std::thread t([&] {
+    while (!stop) {
+      (void)busy.login(UserType::user, pin("wrong-pin"));
+      ++logins;
+    }
+  });
+  while (logins < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  int hung = 0, failed = 0;
+  for (int i = 0; i < 10 && !hung; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(7 * i % 10));
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      auto again = Module::load(kSoftHsm);
+      _exit(again && (*again)->slots(false) ? 0 : 1);
+    }
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    pid_t done = 0;
+    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (done == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ++hung;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++failed;
+    }
+  }
+  stop = true;
+  t.join();
+  CHECK(hung == 0);
+  CHECK(failed == 0);
 }
 
 }  // namespace cdcp11::hsm::test
