@@ -116,8 +116,8 @@ class AesCipher final : public Cipher {
     }
   }
 
-  // EVP's final block (at most 16 bytes) and GCM's tag, after the whole input; out holds
-  // 16 + the tag's length.
+  // EVP's final block (at most 16 bytes) and GCM's tag, after the whole input, into out, which
+  // has room for them (what output_size leaves after the updates' output).
   R<std::size_t> final_into(std::uint8_t* out) {
     if (p_.scheme == Scheme::aes_cbc_pad && !enc_ && (total_ == 0 || total_ % 16))
       return err(Code::bad_encrypted_input, "AES-CBC ciphertext length is not a positive multiple of 16");
