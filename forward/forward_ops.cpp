@@ -57,6 +57,17 @@ class ForwardOp final : public core::Operation {
     return core::err(Errc::operation_not_initialized, "a verify operation ends with the signature");
   }
 
+  // Into the caller's buffer in one HSM call, where the direct call would be one too (no
+  // length query first, no copy).
+  R<std::optional<std::size_t>> one_shot_into(ByteView data, std::span<std::uint8_t> out) override {
+    hsm::R<std::optional<std::size_t>> r = std::optional<std::size_t>{};
+    if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) r = e->encrypt_into(data, out);
+    else if (auto* s = std::get_if<hsm::SignOp>(&op_)) r = s->sign_into(data, out);
+    else if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) r = d->decrypt_into(data, out);
+    if (!r) return fail(std::move(r).error());
+    return *r;
+  }
+
   R<void> verify(ByteView signature) override {
     auto* v = std::get_if<hsm::VerifyOp>(&op_);
     if (!v) return core::err(Errc::operation_not_initialized, "not a verify operation");

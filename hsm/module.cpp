@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -74,6 +75,19 @@ std::string pad_field(std::string_view s, std::size_t n) {
   return out;
 }
 
+
+// This process's id without a getpid() system call on every HSM call (usable()): cached, and
+// renewed in a forked child by an atfork handler, as p11module/state.cpp does.
+std::atomic<pid_t> g_pid{0};
+void renew_pid() noexcept { g_pid.store(::getpid(), std::memory_order_relaxed); }
+pid_t current_pid() noexcept {
+  static const bool hooked = [] {
+    renew_pid();
+    return ::pthread_atfork(nullptr, nullptr, renew_pid) == 0;
+  }();
+  return hooked ? g_pid.load(std::memory_order_relaxed) : ::getpid();
+}
+
 }  // namespace
 
 ModuleCall::ModuleCall() noexcept {
@@ -132,7 +146,7 @@ R<std::shared_ptr<Module>> Module::load(const std::string& path,
     m->path_ = path;
     m->args_ = std::move(module_args);
     m->dl_ = dl;
-    m->pid_ = getpid();
+    m->pid_ = current_pid();
 
     if (auto get_iface = reinterpret_cast<CK_C_GetInterface>(dlsym(dl, "C_GetInterface"))) {
       CK_INTERFACE* iface = nullptr;
@@ -200,7 +214,7 @@ Module::~Module() {
   if (dl_) dlclose(dl_);
 }
 
-bool Module::usable() const { return getpid() == pid_; }
+bool Module::usable() const { return current_pid() == pid_; }
 
 R<void> Module::check_usable(std::string_view fn) const {
   if (usable()) return {};

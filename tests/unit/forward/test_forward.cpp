@@ -566,3 +566,35 @@ TEST_CASE("forward: a child forked during a metadata update does not keep the st
   int status = 0;
   waitpid(child, &status, 0);
 }
+
+TEST_CASE("forward: a single-part call with room for its result is one HSM call into the caller's buffer") {
+  Spied f;
+  auto b = f.open_user();
+  auto aes = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(false)));
+  hsm::GcmParams gp(Bytes(12, 7), Bytes{});
+  auto gm = gp.mechanism();
+  core::Mechanism gcm = mech(CKM_AES_GCM, Bytes(gm.param.begin(), gm.param.end()));
+  const Bytes msg(16, 'm');
+
+  const auto before = f.calls("C_Encrypt");
+  auto enc = got(b->begin(core::OpKind::encrypt, gcm, aes));
+  Bytes out(msg.size() + 16);
+  auto n = got(enc->one_shot_into(msg, out));
+  REQUIRE(n.has_value());
+  CHECK(*n == msg.size() + 16);
+  CHECK(f.calls("C_Encrypt") - before == 1);  // no length query first
+
+  // Too small: nothing written, the operation goes on (the HSM keeps it on CKR_BUFFER_TOO_SMALL).
+  auto again = got(b->begin(core::OpKind::encrypt, gcm, aes));
+  Bytes small(4);
+  CHECK_FALSE(got(again->one_shot_into(msg, small)).has_value());
+  auto whole = got(again->one_shot(msg));
+  CHECK(Bytes(whole.begin(), whole.end()) == out);  // the same key and IV
+
+  auto dec = got(b->begin(core::OpKind::decrypt, gcm, aes));
+  Bytes back(out.size());
+  auto m = got(dec->one_shot_into(out, back));
+  REQUIRE(m.has_value());
+  back.resize(*m);
+  CHECK(back == msg);
+}

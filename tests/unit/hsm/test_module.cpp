@@ -1,11 +1,17 @@
 // hsm::Module: loading, C_GetInterface vs C_GetFunctionList, C_Initialize, sharing, fork.
 #include <dlfcn.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <chrono>
+#include <cstddef>
 #include <fstream>
 #include <thread>
 
@@ -236,6 +242,38 @@ TEST_CASE("fork: a child forked while another thread is inside a module call loa
   t.join();
   CHECK(hung == 0);
   CHECK(failed == 0);
+}
+
+// Makes getpid() fail (EPERM) in the calling thread only (a seccomp filter without TSYNC).
+bool forbid_getpid_in_this_thread() {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getpid, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+TEST_CASE("fork check: HSM calls make no getpid() system call (the process id is cached, renewed on fork)") {
+#if !defined(__x86_64__)
+  return;
+#endif
+  SoftHsm h;
+  Session s = h.user_session();
+  bool filtered = false;
+  bool ok_in_thread = false;
+  std::thread t([&] {
+    filtered = forbid_getpid_in_this_thread();
+    if (filtered) ok_in_thread = s.generate_random(8).ok();
+  });
+  t.join();
+  if (!filtered) return;  // no seccomp here
+  CHECK(ok_in_thread);
 }
 
 }  // namespace cdcp11::hsm::test
