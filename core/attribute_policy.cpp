@@ -142,7 +142,7 @@ const std::vector<Rule>& rules() {
     {CKA_EXTRACTABLE, "CKA_EXTRACTABLE", S::secret_key, K::boolean, kModifiable | kStickyFalse},
     {CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", S::secret_key, K::boolean, kReadOnly},
     {CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", S::secret_key, K::boolean, kReadOnly},
-    {CKA_CHECK_VALUE, "CKA_CHECK_VALUE", S::secret_key, K::bytes, kKeyOnly},
+    {CKA_CHECK_VALUE, "CKA_CHECK_VALUE", S::secret_key, K::bytes, kNoGenerate},  // compared on create and unwrap
     {CKA_WRAP_WITH_TRUSTED, "CKA_WRAP_WITH_TRUSTED", S::secret_key, K::boolean, kModifiable | kStickyTrue},
     {CKA_TRUSTED, "CKA_TRUSTED", S::secret_key, K::boolean, kSoOnlyTrue},
     {CKA_VALUE, "CKA_VALUE", S::secret_value, K::bytes, kReqCreate | kKeyOnly | kSensitive},
