@@ -92,6 +92,29 @@ class CheckValueTest(P11Case):
         self.assertEqual(len(kcv), 3)
         self.assertEqual(kcv, self.ecb_zero(h.oh(k)))
 
+    def generate(self, extra):
+        arr, keep = h.c_attrs([(h.CKA_CLASS, h.ulong_bytes(P.CKO_SECRET_KEY)), (P.CKA_KEY_TYPE, h.ulong_bytes(P.CKK_AES)),
+                               (P.CKA_VALUE_LEN, h.ulong_bytes(16)), (h.CKA_TOKEN, F), (P.CKA_ENCRYPT, T)] + extra)
+        m = h.mech(P.CKM_AES_KEY_GEN)
+        o = ctypes.c_ulong(0)
+        rv = self.raw.C_GenerateKey(ctypes.c_ulong(self.hs), ctypes.byref(m), arr, ctypes.c_ulong(len(arr)),
+                                    ctypes.byref(o))
+        return rv, o.value
+
+    def test_generation_takes_a_check_value_in_the_template_as_creation_does(self):
+        # zero length: no check value is made; a value given must be the key's (3 bytes a random
+        # key matches with probability 2^-24)
+        rv, o = self.generate([(P.CKA_CHECK_VALUE, b"")])
+        self.assertRV("CKR_OK", rv)
+        self.assertEqual(self.raw.get_attr(self.hs, o, P.CKA_CHECK_VALUE)[1], 0)
+        self.assertRV("CKR_ATTRIBUTE_VALUE_INVALID", self.generate([(P.CKA_CHECK_VALUE, b"\x00\x00\x00")])[0])
+
+    def test_set_attribute_value_may_only_clear_the_check_value(self):
+        o = self.create(secret(bytes(range(16))))
+        self.assertRV("CKR_ATTRIBUTE_READ_ONLY", self.raw.set_attrs(self.hs, o, [(P.CKA_CHECK_VALUE, b"abc")]))
+        self.assertRV("CKR_OK", self.raw.set_attrs(self.hs, o, [(P.CKA_CHECK_VALUE, b"")]))
+        self.assertEqual(self.raw.get_attr(self.hs, o, P.CKA_CHECK_VALUE)[1], 0)
+
     def unwrap(self, kek, blob, extra):
         arr, keep = h.c_attrs([(h.CKA_CLASS, h.ulong_bytes(P.CKO_SECRET_KEY)),
                                (P.CKA_KEY_TYPE, h.ulong_bytes(P.CKK_AES)), (h.CKA_TOKEN, F)] + extra)
