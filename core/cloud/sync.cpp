@@ -156,16 +156,9 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
       // A secret key has no public key to compare: its check value, tagged by the mirror, is
       // compared instead (before any GET). Keys mirrored before that tag existed are linked as before.
       if (a.ulong(CKA_CLASS).value_or(0) == CKO_SECRET_KEY) {
-        if (auto want = tag(it.tags, "cdcp11-kcv"); !want.empty()) {
-          const Bytes* kcv = a.find(CKA_CHECK_VALUE);
-          if (!kcv || kcv->empty() || to_hex(*kcv) != want) {
-            skip("vault key '" + name + "' is tagged as a copy of local key " + l->first + " but " +
-                 (kcv && !kcv->empty() ? std::string("its check value (cdcp11-kcv) differs from the local key's")
-                                       : std::string("the backend reports no CKA_CHECK_VALUE for the local key to "
-                                                     "compare with its cdcp11-kcv")) +
-                 "; not linked");
-            continue;
-          }
+        if (auto why = mirror::check_value_mismatch(a, it.tags); !why.empty()) {
+          skip("vault key '" + name + "' is tagged as a copy of local key " + l->first + " but " + why + "; not linked");
+          continue;
         }
       }
       auto b = kv.get_key(name);
