@@ -420,9 +420,21 @@ TEST_CASE("forward: C_SetPIN and C_InitPIN are forwarded to the HSM") {
 namespace {
 
 // OpenSC's pkcs11-spy in front of SoftHSM2, logging every call the backend makes to the HSM.
+// One trace file for the whole process, and tests count calls as differences: under ASan
+// (tests/sanitize/keep_loaded.cpp) the spy is never unloaded, so it keeps writing to the file it
+// opened first.
+const std::string& spy_trace() {
+  static const std::string path = [] {
+    std::string dir = (std::filesystem::temp_directory_path() / "cdcp11-spy-XXXXXX").string();
+    if (!mkdtemp(dir.data())) throw std::runtime_error("mkdtemp failed");
+    return dir + "/spy.log";
+  }();
+  return path;
+}
+
 struct Spied : Fixture {
   std::string trace;
-  Spied() : trace(hsm.dir.path + "/spy.log") {
+  Spied() : trace(spy_trace()) {
     setenv("PKCS11SPY", hsm::test::kSoftHsm, 1);
     setenv("PKCS11SPY_OUTPUT", trace.c_str(), 1);
     g.token.module = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so";
