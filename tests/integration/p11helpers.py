@@ -27,7 +27,8 @@ import unittest
 
 MODULE = os.environ.get("CDCP11_MODULE", "")
 SO_PIN = "12345678"
-USER_PIN = "1234"
+# A test that greps a log for the PIN sets a PIN no id, path or number can contain by chance.
+USER_PIN = os.environ.get("CDCP11_TEST_USER_PIN", "1234")
 TOOL_TIMEOUT = 120
 
 BACKEND = os.environ.get("CDCP11_TEST_BACKEND", "soft")
