@@ -13,8 +13,10 @@ T=$(mktemp -d /tmp/cdcp11-engine-XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT
 cd "$T"
 # the group's token, initialized with the test PINs, on the backend CDCP11_TEST_BACKEND names
+# the log is searched for the PIN below, so it is one no id, path or number can contain by chance
+export CDCP11_TEST_USER_PIN=engine-pin-Hw4n
 eval "$(/usr/bin/python3 "$HERE/p11helpers.py" tokens "$T" demo)"
-export SO_PIN=12345678 USER_PIN=1234
+export SO_PIN=12345678 USER_PIN=$CDCP11_TEST_USER_PIN
 tool() { pkcs11-tool --module "$CDCP11_MODULE" "$@"; }
 tool --login --pin env:USER_PIN --keypairgen --key-type rsa:2048 --label rsa1 --id 01 >/dev/null
 tool --login --pin env:USER_PIN --keypairgen --key-type EC:prime256v1 --label ecca --id 02 >/dev/null
