@@ -294,7 +294,9 @@ R<StoredObject> ForwardToken::unwrap_key(const core::Mechanism& m, const StoredO
     CDC_ASSIGN(auto made, l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl));
     const auto got = unwrapped_length(*l, made, m, wrapped, !tmpl.bool_or(CKA_SENSITIVE, true));
     if (got && *got == *want_len) return made;
-    (void)l->destroy(made);
+    if (auto d = l->destroy(made); !d)
+      log::warn(kLog, "an unwrapped key refused for its length is still in the HSM (handle " + std::to_string(made) +
+                          "): destroying it failed: " + d.error().message);
     if (!got)
       return core::err(Errc::attribute_read_only,
                        "the HSM refuses CKA_VALUE_LEN in an unwrap template and does not tell the length of the "

@@ -143,7 +143,6 @@ ForwardToken::ForwardToken(const core::GroupConfig& g, std::shared_ptr<hsm::Modu
                            hsm::Session main, std::unique_ptr<MetadataStore> meta, std::string identity)
     : group_(g.name),
       dir_(g.token.dir),
-      extractable_for_mirror_(g.azure && g.mirror.trigger == core::MirrorTrigger::on_generate),
       identity_(std::move(identity)),
       module_(std::move(m)),
       slot_(slot),

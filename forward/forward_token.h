@@ -164,7 +164,6 @@ class ForwardToken final : public core::Backend {
 
   const std::string group_;
   const std::string dir_;  // the group's token.dir: the metadata store and hsm.lock
-  const bool extractable_for_mirror_;  // the group mirrors on generate
   const std::string identity_;
   std::shared_ptr<hsm::Module> module_;
   const CK_SLOT_ID slot_;

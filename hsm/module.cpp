@@ -38,6 +38,10 @@ Registry& registry() {
 // preference). A thread that forks from inside a module call (a module that forks) is not made to
 // wait: it would wait on itself.
 pthread_rwlock_t g_calls = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+// This process's id, so that usable() (at every HSM call) needs no getpid() system call: renewed
+// in a forked child by the same handlers, as p11module/state.cpp does.
+std::atomic<pid_t> g_pid{0};
+std::atomic<bool> g_watched{false};  // the handlers are registered (else getpid() it is)
 thread_local int t_calls = 0;          // module calls this thread is inside
 thread_local bool t_quiesced = false;  // this thread's prepare handler holds the locks
 
@@ -57,6 +61,7 @@ void after_fork_in_parent() {
 
 // The locks are made anew: their owner, the forking thread, has another thread id in the child.
 void after_fork_in_child() {
+  g_pid.store(::getpid(), std::memory_order_relaxed);
   if (!t_quiesced) return;
   t_quiesced = false;
   pthread_rwlock_t fresh = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
@@ -66,26 +71,21 @@ void after_fork_in_child() {
 
 void watch_forks() {
   static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child); });
+  std::call_once(once, [] {
+    g_pid.store(::getpid(), std::memory_order_relaxed);
+    g_watched = ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) == 0;
+  });
+}
+
+pid_t current_pid() noexcept {
+  watch_forks();
+  return g_watched.load(std::memory_order_relaxed) ? g_pid.load(std::memory_order_relaxed) : ::getpid();
 }
 
 std::string pad_field(std::string_view s, std::size_t n) {
   std::string out(s.substr(0, n));
   out.resize(n, ' ');
   return out;
-}
-
-
-// This process's id without a getpid() system call on every HSM call (usable()): cached, and
-// renewed in a forked child by an atfork handler, as p11module/state.cpp does.
-std::atomic<pid_t> g_pid{0};
-void renew_pid() noexcept { g_pid.store(::getpid(), std::memory_order_relaxed); }
-pid_t current_pid() noexcept {
-  static const bool hooked = [] {
-    renew_pid();
-    return ::pthread_atfork(nullptr, nullptr, renew_pid) == 0;
-  }();
-  return hooked ? g_pid.load(std::memory_order_relaxed) : ::getpid();
 }
 
 }  // namespace

@@ -40,8 +40,10 @@ class Operation {
   // intermediate step or asked for a bigger buffer.
   template <class T>
   R<T> track(R<T> r, bool ends_on_success);
-  // For a single-part call into the caller's buffer (nullopt: it was too small).
-  R<std::optional<std::size_t>> track_into(R<std::optional<std::size_t>> r);
+  // The single-part call fn (C_Sign, C_Encrypt and C_Decrypt share its signature) straight into
+  // out: the result's length, or nullopt when out is too small (the operation goes on).
+  R<std::optional<std::size_t>> single_into(std::string_view fn, CK_C_Sign f, ByteView data,
+                                            std::span<std::uint8_t> out);
   void abandon() noexcept;
   // The operation is still active and the module usable in this process.
   R<void> ready(std::string_view fn) const;
