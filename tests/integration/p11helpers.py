@@ -249,6 +249,22 @@ class P11Case(unittest.TestCase):
         self.assertEqual(ckr_name(rv), name, "expected %s, got %s" % (name, ckr_name(rv)))
 
 
+class UserSessionCase(P11Case):
+    """For a file using shared_token(): each test gets a logged-in R/W session on the "demo" slot
+    (self.s), the ctypes caller (self.raw) and the session's handle for it (self.hs)."""
+    lib = None
+
+    def setUp(self):
+        P = pykcs11()
+        self.s = self.lib.openSession(slot_of(self.lib), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+        self.s.login(USER_PIN)
+        self.raw = Raw()
+        self.hs = sh(self.s)
+
+    def tearDown(self):
+        self.lib.closeAllSessions(slot_of(self.lib))
+
+
 # ---------------------------------------------------------------- ctypes
 
 class CK_VERSION(ctypes.Structure):
@@ -473,9 +489,10 @@ def shared_token(g, groups=(("demo", {}),), **kw):
         for name, _ in groups:
             g["TOK"].init(name)
         g["LIB"] = load_lib(g["TOK"])
+        UserSessionCase.lib = g["LIB"]
 
     def teardown():
-        g["LIB"] = None
+        g["LIB"] = UserSessionCase.lib = None
         if g.get("TOK"):
             g["TOK"].cleanup()
     g.setdefault("TOK", None)

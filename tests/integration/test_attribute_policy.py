@@ -3,7 +3,6 @@ CKA_DESTROYABLE, CKA_COPYABLE, ALWAYS_SENSITIVE/NEVER_EXTRACTABLE, read-only and
 import ctypes
 
 import p11helpers as h
-from p11helpers import P11Case
 
 P = h.pykcs11()
 TOK = LIB = None
@@ -29,16 +28,7 @@ def secret_template(value=bytes(range(16)), **kw):
     return t
 
 
-class PolicyTest(P11Case):
-    def setUp(self):
-        self.s = LIB.openSession(h.slot_of(LIB), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
-        self.s.login(h.USER_PIN)
-        self.raw = h.Raw()
-        self.hs = h.sh(self.s)
-
-    def tearDown(self):
-        LIB.closeAllSessions(h.slot_of(LIB))
-
+class PolicyTest(h.UserSessionCase):
     def gen_aes(self, **extra):
         t = [(P.CKA_CLASS, P.CKO_SECRET_KEY), (P.CKA_KEY_TYPE, P.CKK_AES), (P.CKA_VALUE_LEN, 32),
              (P.CKA_TOKEN, False), (P.CKA_ENCRYPT, True)] + [(getattr(P, k), v) for k, v in extra.items()]
@@ -170,18 +160,9 @@ class PolicyTest(P11Case):
         self.assertIn("label:      persist", out)
         self.assertIn("AES length 16", out)
 
-class AlwaysAuthenticateTest(P11Case):
+class AlwaysAuthenticateTest(h.UserSessionCase):
     """CKA_ALWAYS_AUTHENTICATE is fixed when the key is made (3.0 table 26: no footnote 8), and only
     a private object may have it."""
-
-    def setUp(self):
-        self.s = LIB.openSession(h.slot_of(LIB), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
-        self.s.login(h.USER_PIN)
-        self.raw = h.Raw()
-        self.hs = h.sh(self.s)
-
-    def tearDown(self):
-        LIB.closeAllSessions(h.slot_of(LIB))
 
     def pair(self, always_auth, private=True):
         return self.s.generateKeyPair(
@@ -213,21 +194,12 @@ class AlwaysAuthenticateTest(P11Case):
         self.assertRV("CKR_TEMPLATE_INCONSISTENT", rv)
 
 
-class EveryPathTest(P11Case):
+class EveryPathTest(h.UserSessionCase):
     """The table's read-only rules hold on every path that makes an object (create, generate,
     generate pair, unwrap, derive, copy), and the sticky ones on copy."""
 
     READ_ONLY = ("CKA_LOCAL", "CKA_ALWAYS_SENSITIVE", "CKA_NEVER_EXTRACTABLE", "CKA_KEY_GEN_MECHANISM",
                  "CKA_UNIQUE_ID")
-
-    def setUp(self):
-        self.s = LIB.openSession(h.slot_of(LIB), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
-        self.s.login(h.USER_PIN)
-        self.raw = h.Raw()
-        self.hs = h.sh(self.s)
-
-    def tearDown(self):
-        LIB.closeAllSessions(h.slot_of(LIB))
 
     def value_of(self, name):
         if name in ("CKA_KEY_GEN_MECHANISM",):

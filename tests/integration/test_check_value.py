@@ -6,7 +6,6 @@ import ctypes
 import hashlib
 
 import p11helpers as h
-from p11helpers import P11Case
 
 P = h.pykcs11()
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
@@ -30,16 +29,7 @@ def secret(value, key_type=P.CKK_AES, **kw):
     return t + [(getattr(P, k), v) for k, v in kw.items()]
 
 
-class CheckValueTest(P11Case):
-    def setUp(self):
-        self.s = LIB.openSession(h.slot_of(LIB), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
-        self.s.login(h.USER_PIN)
-        self.raw = h.Raw()
-        self.hs = h.sh(self.s)
-
-    def tearDown(self):
-        LIB.closeAllSessions(h.slot_of(LIB))
-
+class CheckValueTest(h.UserSessionCase):
     def kcv(self, obj):
         rv, n, v = self.raw.get_attr(self.hs, obj, P.CKA_CHECK_VALUE, size=16)
         self.assertRV("CKR_OK", rv)

@@ -221,40 +221,37 @@ class HsmMirror(unittest.TestCase):
                     if line.strip().startswith("CKA_VALUE "):
                         self.assertIn(line.split("/")[-1].strip(), ("0", "-1"), line)
 
-    def test_a_key_that_is_not_extractable_is_refused_before_any_azure_call(self):
-        s = self.session(47)
-        mirror_key = vendor_mirror_key()
+    def assert_mirror_refused(self, slot, label, key_type, template, ckr, *reasons):
+        """C_CDC_MirrorKey of a new key pair made with template is ckr, the key's mirror state
+        FAILED with each of reasons in its error, and the vault was never called."""
+        s = self.session(slot)
         mark = len(self.emu.log().splitlines())
-        _, priv = self.pair(s, "req-unextractable", "rsa", (self.P.CKA_EXTRACTABLE, False))
-        self.assertEqual(mirror_key(s, priv), self.P.CKR_KEY_UNEXTRACTABLE)
+        _, priv = self.pair(s, label, key_type, *template)
+        self.assertEqual(vendor_mirror_key()(s, priv), ckr)
         st, kid, err = self.rig.state(s, priv)
         self.assertEqual((st, kid), (FAILED, ""))
-        self.assertIn("the HSM will not wrap it for Azure: CKA_EXTRACTABLE is false", err)
-        self.assertIn("cannot be changed after creation", err)
+        for reason in reasons:
+            self.assertIn(reason, err)
         self.assertEqual([l for l in self.emu.log().splitlines()[mark:] if "demo-premium" in l], [])
+
+    def test_a_key_that_is_not_extractable_is_refused_before_any_azure_call(self):
+        self.assert_mirror_refused(47, "req-unextractable", "rsa", [(self.P.CKA_EXTRACTABLE, False)],
+                                   self.P.CKR_KEY_UNEXTRACTABLE,
+                                   "the HSM will not wrap it for Azure: CKA_EXTRACTABLE is false",
+                                   "cannot be changed after creation")
 
     def test_a_key_only_a_trusted_key_may_wrap_is_refused_before_any_azure_call(self):
-        s = self.session(47)
-        mirror_key = vendor_mirror_key()
-        mark = len(self.emu.log().splitlines())
-        _, priv = self.pair(s, "req-wwt", "ec", (self.P.CKA_EXTRACTABLE, True), (self.P.CKA_WRAP_WITH_TRUSTED, True))
-        self.assertEqual(mirror_key(s, priv), self.P.CKR_KEY_NOT_WRAPPABLE)
-        st, kid, err = self.rig.state(s, priv)
-        self.assertEqual((st, kid), (FAILED, ""))
-        self.assertIn("CKA_WRAP_WITH_TRUSTED is true: only a CKA_TRUSTED wrapping key (set by the SO)", err)
-        self.assertEqual([l for l in self.emu.log().splitlines()[mark:] if "demo-premium" in l], [])
+        self.assert_mirror_refused(47, "req-wwt", "ec",
+                                   [(self.P.CKA_EXTRACTABLE, True), (self.P.CKA_WRAP_WITH_TRUSTED, True)],
+                                   self.P.CKR_KEY_NOT_WRAPPABLE,
+                                   "CKA_WRAP_WITH_TRUSTED is true: only a CKA_TRUSTED wrapping key (set by the SO)")
 
     def test_an_hsm_without_a_usable_wrap_mechanism_is_refused_before_any_azure_call(self):
-        s = self.session(48)
-        mirror_key = vendor_mirror_key()
-        mark = len(self.emu.log().splitlines())
-        _, priv = self.pair(s, "nowrap", "rsa", (self.P.CKA_EXTRACTABLE, True))
-        self.assertEqual(mirror_key(s, priv), self.P.CKR_MECHANISM_INVALID)
-        st, kid, err = self.rig.state(s, priv)
-        self.assertEqual((st, kid), (FAILED, ""))
-        self.assertIn("the HSM has no mechanism to make the BYOK blob: the HSM offers neither CKM_RSA_AES_KEY_WRAP "
-                      "nor an RFC 5649 AES key wrap (CKM_AES_KEY_WRAP_KWP) to compose it from", err)
-        self.assertEqual([l for l in self.emu.log().splitlines()[mark:] if "demo-premium" in l], [])
+        self.assert_mirror_refused(48, "nowrap", "rsa", [(self.P.CKA_EXTRACTABLE, True)],
+                                   self.P.CKR_MECHANISM_INVALID,
+                                   "the HSM has no mechanism to make the BYOK blob: the HSM offers neither "
+                                   "CKM_RSA_AES_KEY_WRAP nor an RFC 5649 AES key wrap (CKM_AES_KEY_WRAP_KWP) to "
+                                   "compose it from")
 
     def test_a_key_the_hsm_will_not_wrap_is_refused_before_any_azure_call(self):
         s = self.session(41)
