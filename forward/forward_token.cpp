@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include "cdcp11/cdcp11.h"
@@ -123,11 +124,17 @@ std::string locator_of(const AttrMap& a) {
 TokenFileLock::TokenFileLock(const std::string& dir, int op) {
   const std::string path = dir + "/hsm.lock";
   store::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd) return;
-  int rc;
-  while ((rc = ::flock(fd.get(), op)) != 0 && errno == EINTR) {
+  int rc = -1;
+  if (fd)
+    while ((rc = ::flock(fd.get(), op)) != 0 && errno == EINTR) {
+    }
+  if (rc == 0) {
+    fd_ = std::move(fd);
+    return;
   }
-  if (rc == 0) fd_ = std::move(fd);
+  // Best effort: going on unlocked is what a process not of ours does anyway.
+  log::warn(kLog, "cannot lock " + path + " (" + std::strerror(errno) +
+                      "): this process may load the HSM module while another of ours logs in to it");
 }
 
 // Unlocked before it is closed: a child forked meanwhile holds the same open file.
