@@ -14,7 +14,7 @@
 #include "core/mechanisms.h"
 #include "core/mirror/byok.h"
 #include "forward/forward_token.h"
-#include "forward/metadata.h"
+#include "core/token/metadata_store.h"
 #include "tests/unit/hsm/support.h"
 
 using namespace cdcp11;
@@ -209,7 +209,7 @@ TEST_CASE("forward: an object deleted behind our back is removed and leaves no m
   auto ch = got(b->refresh());
   REQUIRE(ch.removed.size() == 1);
   CHECK(ch.removed[0] == key.uid);
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   CHECK(meta->data().objects.count(key.uid) == 0);
 }
 
@@ -320,7 +320,7 @@ TEST_CASE("forward: key references (Azure-resident keys) live in the metadata st
     CHECK(hsm::test::ok(s.find(AttrMap{})).empty());  // nothing of it in the HSM
   }
   got(b->destroy_object(uid));
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   CHECK(meta->data().refs.empty());
 }
 
@@ -350,7 +350,7 @@ TEST_CASE("forward: objects alike in every attribute still get distinct identiti
   CHECK(again == first);
   // The first takes the id derived from its locator, which needs no record; the two others
   // theirs, recorded.
-  CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.size() == 2);
+  CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.size() == 2);
 }
 
 TEST_CASE("forward: operations from several threads each get an HSM session of their own") {
@@ -389,7 +389,7 @@ TEST_CASE("forward: a login the HSM dropped behind our back prunes no metadata o
   }
   auto ch = got(b->refresh());
   CHECK(ch.removed == std::vector<std::string>{key.uid});  // hidden now
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   REQUIRE(meta->data().objects.count(key.uid) == 1);
   b->logout();
   got(b->login(CKU_USER, view(hsm::test::kUserPin)));
@@ -526,7 +526,7 @@ TEST_CASE("forward: objects and keys made through the slot write no metadata rec
     REQUIRE(made.size() == 10);
     // Identity derived from what the HSM holds: nothing to write (each write rewrote the whole
     // store under its lock, which is what made creating slow).
-    CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.empty());
+    CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.empty());
     CHECK_FALSE(std::filesystem::exists(f.g.token.dir + "/metadata.json"));
   }
   auto b2 = f.open_user();  // another process: the same identities
@@ -538,7 +538,7 @@ TEST_CASE("forward: objects and keys made through the slot write no metadata rec
   k.set_string(CKA_LABEL, "mirrored");
   k.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_PENDING);
   auto key = got(b2->generate_key(mech(CKM_AES_KEY_GEN), k));
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   REQUIRE(meta->data().objects.count(key.uid) == 1);
   CHECK(meta->data().objects.at(key.uid).vendor.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_PENDING);
 }

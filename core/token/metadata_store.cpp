@@ -1,4 +1,4 @@
-#include "forward/metadata.h"
+#include "core/token/metadata_store.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -18,10 +18,8 @@
 #include "common/atomic_file.h"
 #include "softtoken/store/unique_fd.h"
 
-namespace cdcp11::forward {
+namespace cdcp11::core {
 
-using core::Errc;
-using core::R;
 
 bool is_vendor_attribute(CK_ATTRIBUTE_TYPE t) { return (t & ~0xFFFFUL) == CKA_CDC_BASE; }
 
@@ -156,4 +154,4 @@ R<void> MetadataStore::update(const std::function<R<bool>(MetaData&)>& f) {
   return read_file();  // the new stamp, so our own write is not taken for another's
 }
 
-}  // namespace cdcp11::forward
+}  // namespace cdcp11::core
