@@ -13,16 +13,17 @@
 // through secret_attribute() (for extractable, non-sensitive keys), export_plain() and the
 // crypto operations.
 //
-// Where vendor state lives (the CKA_CDC_* attributes: mirror state, Azure key id, origin, last
-// error; the mirror's journal; Azure-resident key references):
-// - soft token: the vendor attributes are stored in the object's own record beside its
-//   PKCS#11 attributes (softtoken/object_record); key references are attribute-only records of
-//   the same store; the mirror journal is core/mirror/journal, beside the store.
-// - HSM: an HSM holds no vendor attributes, so forward/metadata keeps them, the key references
-//   and each object's assigned identity in <dir>/metadata.json, keyed by uid; the journal is
-//   beside it.
-// In both, update_object() and create_key_reference() are how core writes that state: core
-// never reads a backend's storage.
+// Vendor state (the CKA_CDC_* attributes: mirror state, Azure key id, origin, last error) is not
+// a backend's: core keeps it for every backend in the token's metadata store
+// (core/token/metadata_store.h, <dir>/metadata.json), keyed by uid, and the Token reads and writes
+// it there (core/token/vendor_state.h). A backend is given token objects without vendor
+// attributes and stores none; the one exception is what a soft token of an earlier format still
+// holds in its records, which it reports until it has moved it into the store at its first login
+// (softtoken/soft_migrate.cpp). Session objects keep theirs in memory with the rest. Besides:
+// - soft token: Azure-resident key references are attribute-only records of its store; the
+//   mirror journal is core/mirror/journal, beside the store.
+// - HSM: the metadata store also holds each object's assigned identity and the key references;
+//   the journal is beside it.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,9 @@ struct ObjectChanges {
   std::vector<StoredObject> upserted;
   std::vector<std::string> removed;
   bool full_reload = false;
+  // Vendor attributes of objects reported before that changed since (another process wrote the
+  // metadata store): uid -> all of the object's vendor attributes now (core's defaults omitted).
+  std::map<std::string, AttrMap> vendor;
 };
 
 // The mechanism a caller asked for: the table entry plus its raw parameter bytes.

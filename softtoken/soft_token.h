@@ -142,6 +142,9 @@ class SoftToken final : public core::Backend {
   bool servable(const TokenRecord& r) const;
   void drop_record(const std::string& uid);
   core::R<Secrets> secrets_of(const std::string& uid);
+  // soft_migrate.cpp. With the keys known, on a store of format 1: moves the vendor attributes
+  // the records hold into the token's metadata store, then sets format 2.
+  core::R<void> move_vendor_state();
   core::R<core::StoredObject> store_new(core::AttrMap attrs, Secrets secrets);
   core::R<void> write_record(const std::string& uid, const core::AttrMap& attrs, const Secrets& secrets);
   core::R<crypto::KeyPtr> load_key(const core::StoredObject& obj);
@@ -169,6 +172,7 @@ class SoftToken final : public core::Backend {
   std::set<std::string> reported_;
   std::set<std::string> dirty_;     // records changed since the last report
   bool rescan_ = false;             // login/logout: which records are servable may have changed
+  bool vendor_move_tried_ = false;  // this login: move_vendor_state failed (tried again at the next)
 };
 
 }  // namespace cdcp11::softtoken

@@ -15,6 +15,7 @@
 #include "core/mirror/byok.h"
 #include "forward/forward_token.h"
 #include "core/token/metadata_store.h"
+#include "core/token/vendor_state.h"
 #include "tests/unit/hsm/support.h"
 
 using namespace cdcp11;
@@ -50,7 +51,11 @@ struct Fixture {
     g.token.token_label = "fwd-test";
     g.token.dir = hsm.dir.path + "/meta";
   }
-  std::unique_ptr<core::Backend> open() { return got(backends::make_token_backend(g)); }
+  // As the Token sees it: vendor attributes in the metadata store (core/token/vendor_state.h).
+  std::unique_ptr<core::Backend> open() {
+    return std::make_unique<core::VendorState>(got(backends::make_token_backend(g)),
+                                               got(core::MetadataStore::open(g.token.dir)));
+  }
   std::unique_ptr<core::Backend> open_user() {
     auto b = open();
     got(b->login(CKU_USER, view(hsm::test::kUserPin)));

@@ -1,0 +1,279 @@
+// Vendor state in the token's metadata store (core/token/vendor_state.h) over the soft token, and
+// the move of an older soft token's vendor attributes out of its records
+// (softtoken/soft_migrate.cpp).
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "cdcp11/cdcp11.h"
+#include "core/token/metadata_store.h"
+#include "core/token/vendor_state.h"
+#include "tests/unit/core/soft_token_test_util.h"
+
+using namespace cdcp11;
+using namespace cdcp11::softtoken::test;
+using core::MetadataStore;
+using core::VendorState;
+
+namespace {
+
+const char* const kKid = "https://v.vault.azure.net/keys/mirrored/0123456789abcdef";
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const std::string& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << s;
+}
+
+core::AttrMap vendor_of(const core::AttrMap& a) {
+  core::AttrMap rest;
+  return core::split_vendor(a, rest);
+}
+
+std::unique_ptr<VendorState> open_vendor(const GroupConfig& g) {
+  auto meta = MetadataStore::open(g.token.dir);
+  REQUIRE(meta);
+  return std::make_unique<VendorState>(open(g), std::move(*meta));
+}
+
+std::map<std::string, core::AttrMap> objects_of(core::Backend& b) {
+  auto ch = b.refresh();
+  REQUIRE(ch);
+  std::map<std::string, core::AttrMap> out;
+  for (auto& o : ch->upserted) out[o.uid] = o.attrs;
+  return out;
+}
+
+// A token as the build before the metadata store left it: store format 1, and objects whose
+// vendor attributes (a mirrored private key, a mirrored public object, an Azure-resident key
+// reference) are in their records, beside one object without any. The soft token is given them
+// directly, as core gave them to it then. Returns each object's vendor attributes by uid.
+std::map<std::string, core::AttrMap> old_format_token(const GroupConfig& g) {
+  auto t = open(g);
+  init(*t);
+  REQUIRE(t->login(CKU_USER, pin("user-1")));
+  std::map<std::string, core::AttrMap> vendor;
+
+  core::AttrMap priv = aes_key(true);
+  priv.set_string(CKA_LABEL, "mirrored");
+  priv.set_bool(CKA_CDC_MIRROR, true);
+  priv.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+  priv.set_string(CKA_CDC_AZURE_KEY_ID, kKid);
+  priv.set_string(CKA_CDC_MIRROR_ERROR, "");
+  priv.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_LOCAL);
+  auto a = t->create_object(priv);
+  REQUIRE(a);
+  vendor[a->uid] = vendor_of(priv);
+
+  core::AttrMap pub = aes_key(true);
+  pub.set_bool(CKA_PRIVATE, false);
+  pub.set_string(CKA_LABEL, "public and failed");
+  pub.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_FAILED);
+  pub.set_string(CKA_CDC_MIRROR_ERROR, "the vault refused the key");
+  auto b = t->create_object(pub);
+  REQUIRE(b);
+  vendor[b->uid] = vendor_of(pub);
+
+  core::AttrMap ref;
+  ref.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+  ref.set_ulong(CKA_KEY_TYPE, CKK_RSA);
+  ref.set_bool(CKA_TOKEN, true);
+  ref.set_bool(CKA_PRIVATE, true);
+  ref.set_string(CKA_LABEL, "in the vault");
+  ref.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_AZURE);
+  ref.set_string(CKA_CDC_AZURE_KEY_ID, "https://v.vault.azure.net/keys/resident/1");
+  auto c = t->create_key_reference(ref);
+  REQUIRE(c);
+  vendor[c->uid] = vendor_of(ref);
+
+  auto plain = t->create_object(data_object("plain", true, "no vendor state"));
+  REQUIRE(plain);
+  vendor[plain->uid] = {};
+  t->logout();
+  t.reset();
+  write_file(g.token.dir + "/format", "cdcp11-token-store 1\n");
+  return vendor;
+}
+
+// Every object reads its vendor attributes as made; the records hold none; the store holds
+// them; the store format is 2.
+void check_moved(const GroupConfig& g, const std::map<std::string, core::AttrMap>& vendor) {
+  {
+    auto v = open_vendor(g);
+    REQUIRE(v->login(CKU_USER, pin("user-1")));
+    auto objs = objects_of(*v);
+    REQUIRE(objs.size() == vendor.size());
+    for (auto& [uid, want] : vendor) {
+      CAPTURE(uid);
+      REQUIRE(objs.count(uid));
+      CHECK(vendor_of(objs[uid]).map() == want.map());
+    }
+  }
+  auto raw = open(g);
+  REQUIRE(raw->login(CKU_USER, pin("user-1")));
+  auto objs = objects_of(*raw);
+  REQUIRE(objs.size() == vendor.size());
+  for (auto& [uid, a] : objs) {
+    CAPTURE(uid);
+    CHECK(vendor_of(a).empty());
+  }
+  auto meta = MetadataStore::open(g.token.dir);
+  REQUIRE(meta);
+  for (auto& [uid, want] : vendor) {
+    CAPTURE(uid);
+    if (want.empty()) {
+      CHECK_FALSE((*meta)->data().objects.count(uid));
+      continue;
+    }
+    REQUIRE((*meta)->data().objects.count(uid));
+    CHECK((*meta)->data().objects.at(uid).vendor.map() == want.map());
+  }
+  CHECK(slurp(g.token.dir + "/format") == "cdcp11-token-store 2\n");
+}
+
+}  // namespace
+
+TEST_CASE("vendor state: an old-format soft token's vendor attributes move into the metadata store, once") {
+  TempDir d;
+  const auto g = group(d.path);
+  const auto vendor = old_format_token(g);
+  {
+    // Before a login the records are not moved, and a public object reads as it did.
+    auto v = open_vendor(g);
+    auto objs = objects_of(*v);
+    std::string pub_uid;
+    for (auto& [uid, want] : vendor)
+      if (want.has(CKA_CDC_MIRROR_STATE) && want.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_FAILED) pub_uid = uid;
+    REQUIRE(objs.count(pub_uid));
+    CHECK(vendor_of(objs[pub_uid]).map() == vendor.at(pub_uid).map());
+    CHECK(slurp(g.token.dir + "/format") == "cdcp11-token-store 1\n");
+  }
+  check_moved(g, vendor);
+  // Once: a second login changes nothing.
+  const std::string before = slurp(g.token.dir + "/metadata.json");
+  check_moved(g, vendor);
+  CHECK(slurp(g.token.dir + "/metadata.json") == before);
+}
+
+TEST_CASE("vendor state: a crash at any step of the move loses nothing and the next login completes it") {
+  for (int step = 1; step <= 4; ++step) {
+    CAPTURE(step);
+    TempDir d;
+    const auto g = group(d.path);
+    const auto vendor = old_format_token(g);
+    const int rc = run_in_child([&] {
+      ::setenv("CDCP11_TEST_VENDOR_MOVE_EXIT_AT", std::to_string(step).c_str(), 1);
+      auto v = open_vendor(g);
+      if (!v->login(CKU_USER, pin("user-1"))) return 1;
+      (void)v->refresh();
+      return 0;
+    });
+    CHECK(rc == 86);  // it did stop at that step
+    check_moved(g, vendor);
+  }
+}
+
+TEST_CASE("vendor state: the store wins over a record's vendor attributes left by a crash") {
+  TempDir d;
+  const auto g = group(d.path);
+  auto vendor = old_format_token(g);
+  std::string uid;
+  for (auto& [u, want] : vendor)
+    if (want.string_or(CKA_CDC_AZURE_KEY_ID, "") == kKid) uid = u;
+  REQUIRE(!uid.empty());
+  // Written to the store after a crash left the record unchanged: newer than the record.
+  {
+    auto meta = MetadataStore::open(g.token.dir);
+    REQUIRE(meta);
+    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
+      core::AttrMap a = vendor[uid];
+      a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_FAILED);
+      m.objects[uid].vendor = a;
+      return true;
+    }));
+  }
+  vendor[uid].set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_FAILED);
+  check_moved(g, vendor);
+}
+
+TEST_CASE("vendor state: a token written by this build is refused by the store format reader of the build before") {
+  TempDir d;
+  const auto g = group(d.path);
+  auto t = open(g);
+  init(*t);
+  const std::string path = g.token.dir + "/format";
+  const std::string content = slurp(path);
+  // The build before read "cdcp11-token-store 1\n" only.
+  CHECK(content != "cdcp11-token-store 1\n");
+  auto old_reader = store::ObjectStore::parse_format(view(content), path, 1);
+  REQUIRE_FALSE(old_reader);
+  CHECK(old_reader.error().code == store::Error::Code::corrupt);
+  CHECK(old_reader.error().message ==
+        path + ": unsupported store format version '2' (this build reads 1 to 1): the token was written by a newer cdcp11");
+  auto now = store::ObjectStore::parse_format(view(content), path);
+  REQUIRE(now);
+  CHECK(*now == 2);
+}
+
+TEST_CASE("vendor state: written to the store, never to the record; destroy removes it; another instance sees it") {
+  TempDir d;
+  const auto g = group(d.path);
+  {
+    auto t = open(g);
+    init(*t);
+  }
+  auto v = open_vendor(g);
+  auto other = open_vendor(g);
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  REQUIRE(other->login(CKU_USER, pin("user-1")));
+  (void)objects_of(*other);
+  auto made = v->create_object(aes_key(true));
+  REQUIRE(made);
+  const std::string uid = made->uid;
+  CHECK(objects_of(*other).count(uid));
+
+  core::AttrMap a = made->attrs;
+  a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+  a.set_string(CKA_CDC_AZURE_KEY_ID, kKid);
+  REQUIRE(v->update_object(uid, a));
+  {
+    auto meta = MetadataStore::open(g.token.dir);
+    REQUIRE(meta);
+    REQUIRE((*meta)->data().objects.count(uid));
+    CHECK((*meta)->data().objects.at(uid).vendor.string_or(CKA_CDC_AZURE_KEY_ID, "") == kKid);
+    auto raw = open(g);
+    REQUIRE(raw->login(CKU_USER, pin("user-1")));
+    CHECK(vendor_of(objects_of(*raw).at(uid)).empty());
+  }
+  auto seen = other->refresh();
+  REQUIRE(seen);
+  bool told = seen->vendor.count(uid) && seen->vendor.at(uid).string_or(CKA_CDC_AZURE_KEY_ID, "") == kKid;
+  for (auto& o : seen->upserted)
+    if (o.uid == uid) told = o.attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == kKid;
+  CHECK(told);
+
+  // Metadata of an identity no object has is never read and breaks nothing.
+  {
+    auto meta = MetadataStore::open(g.token.dir);
+    REQUIRE(meta);
+    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
+      m.objects["00000000000000000000000000000000"].vendor.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+      return true;
+    }));
+  }
+  auto all = objects_of(*open_vendor(g));
+  CHECK_FALSE(all.count("00000000000000000000000000000000"));
+
+  REQUIRE(v->destroy_object(uid));
+  auto meta = MetadataStore::open(g.token.dir);
+  REQUIRE(meta);
+  CHECK_FALSE((*meta)->data().objects.count(uid));
+}
