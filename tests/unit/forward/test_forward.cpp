@@ -547,3 +547,31 @@ TEST_CASE("forward: objects and keys made through the slot write no metadata rec
   REQUIRE(meta->data().objects.count(key.uid) == 1);
   CHECK(meta->data().objects.at(key.uid).vendor.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_PENDING);
 }
+
+TEST_CASE("forward: core's vendor state of an object whose id is derived keeps that id in another process, and goes with the object") {
+  Fixture f;
+  AttrMap k = aes_template(true);
+  k.set_string(CKA_LABEL, "mirrored-derived");
+  std::string uid;
+  {
+    auto b = f.open_user();
+    auto key = got(b->generate_key(mech(CKM_AES_KEY_GEN), k));
+    uid = key.uid;
+    AttrMap upd = key.attrs;
+    upd.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+    upd.set_string(CKA_CDC_AZURE_KEY_ID, "https://v.vault.azure.net/keys/derived/1");
+    got(b->update_object(uid, upd));
+    // Only core's vendor state: the backend records no locator for an id it derives.
+    auto meta = got(core::MetadataStore::open(f.g.token.dir));
+    REQUIRE(meta->data().objects.count(uid) == 1);
+    CHECK(meta->data().objects.at(uid).locator.empty());
+  }
+  auto b2 = f.open_user();  // another process
+  auto ch = got(b2->refresh());
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].uid == uid);
+  CHECK(ch.upserted[0].attrs.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_MIRRORED);
+  CHECK(ch.upserted[0].attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == "https://v.vault.azure.net/keys/derived/1");
+  got(b2->destroy_object(uid));
+  CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.count(uid) == 0);
+}
