@@ -4,9 +4,9 @@
 // now keeps in the token's metadata store (core/token/vendor_state.h). At the first refresh
 // with the token key known (a login: a private record's attributes are sealed, and only a
 // logged-in token writes records), under the store's lock:
-//   1. every record's vendor attributes are copied into the metadata store, under its lock, for
-//      each object that has no entry there yet (an entry is newer: the store wins), and the
-//      store is synced (written to a temp file, fsynced, renamed);
+//   1. every record's vendor attributes (those other than core's defaults) are copied into the
+//      metadata store, under its lock, for each object that has no entry there yet (an entry is
+//      newer: the store wins), and the store is synced (written to a temp file, fsynced, renamed);
 //   2. only then is each record rewritten without them;
 //   3. the store's format becomes 2, which ends it: an older build refuses the token from then on.
 // A crash at any point leaves the state either in the records or in the store (which wins), and
@@ -67,8 +67,11 @@ core::R<void> SoftToken::move_vendor_state() {
       auto opened = open_record(crypto_, keys_, uid, *rec);
       if (!opened) continue;
       Move m{uid, {}, {}, std::move(opened->secrets)};
-      m.vendor = core::split_vendor(rec->is_private ? opened->attrs : rec->attrs, m.rest);
-      if (!m.vendor.empty()) moves.push_back(std::move(m));
+      const core::AttrMap vendor = core::split_vendor(rec->is_private ? opened->attrs : rec->attrs, m.rest);
+      if (vendor.empty()) continue;
+      // Core's defaults (which every key of an earlier build recorded) need no entry.
+      m.vendor = core::non_default_vendor(m.rest.ulong(CKA_CLASS).value_or(CKO_DATA), vendor);
+      moves.push_back(std::move(m));
     }
     if (!moves.empty()) {
       auto ms = core::MetadataStore::open(cfg_.dir);
@@ -79,7 +82,7 @@ core::R<void> SoftToken::move_vendor_state() {
       auto u = (*ms)->update([&](core::MetaData& d) -> core::R<bool> {
         bool changed = false;
         for (auto& m : moves) {
-          if (d.objects.count(m.uid)) continue;
+          if (m.vendor.empty() || d.objects.count(m.uid)) continue;
           core::MetaEntry& e = d.objects[m.uid];
           e.vendor = m.vendor;
           e.created = static_cast<std::int64_t>(std::time(nullptr));

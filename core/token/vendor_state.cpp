@@ -11,16 +11,15 @@ namespace {
 
 bool is_token_object(const AttrMap& a) { return a.bool_or(CKA_TOKEN, false); }
 
-// Only values other than core's defaults are stored: core fills the defaults in.
-AttrMap own_values(CK_OBJECT_CLASS cls, const AttrMap& vendor) {
+}  // namespace
+
+AttrMap non_default_vendor(CK_OBJECT_CLASS cls, const AttrMap& vendor) {
   const AttrMap defaults = vendor_defaults(cls);
   AttrMap own;
   for (auto& [t, v] : vendor)
     if (const Bytes* d = defaults.find(t); !d || *d != v) own.set(t, v);
   return own;
 }
-
-}  // namespace
 
 AttrMap split_vendor(const AttrMap& attrs, AttrMap& rest) {
   AttrMap vendor;
@@ -50,13 +49,13 @@ void VendorState::show(StoredObject& o) {
 
 R<void> VendorState::put(const std::string& uid, CK_OBJECT_CLASS cls, const AttrMap& vendor,
                          const AttrMap& from_backend) {
-  const AttrMap own = own_values(cls, vendor);
+  const AttrMap own = non_default_vendor(cls, vendor);
   const auto& objects = store_->data().objects;
   const auto it = objects.find(uid);
   // Without an entry the backend's own (legacy) values hold: they must reach the store before
   // the backend is given the object without them.
-  if (it == objects.end() ? own.empty() && own_values(cls, from_backend).empty()
-                          : own_values(cls, it->second.vendor).map() == own.map())
+  if (it == objects.end() ? own.empty() && non_default_vendor(cls, from_backend).empty()
+                          : non_default_vendor(cls, it->second.vendor).map() == own.map())
     return {};
   return store_->update([&](MetaData& d) -> R<bool> {
     MetaEntry& e = d.objects[uid];

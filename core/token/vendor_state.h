@@ -95,5 +95,8 @@ class VendorState final : public Backend {
 
 // Splits the vendor attributes (CKA_CDC_*) off attrs: returns them, leaves the rest in rest.
 AttrMap split_vendor(const AttrMap& attrs, AttrMap& rest);
+// The vendor attributes of an object of class cls that differ from core's defaults: what the
+// store keeps (core fills the defaults in).
+AttrMap non_default_vendor(CK_OBJECT_CLASS cls, const AttrMap& vendor);
 
 }  // namespace cdcp11::core

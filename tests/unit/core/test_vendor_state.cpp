@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cdcp11/cdcp11.h"
+#include "core/attribute_policy.h"
 #include "core/token/metadata_store.h"
 #include "core/token/vendor_state.h"
 #include "tests/unit/core/soft_token_test_util.h"
@@ -37,6 +38,10 @@ core::AttrMap vendor_of(const core::AttrMap& a) {
   core::AttrMap rest;
   return core::split_vendor(a, rest);
 }
+
+// What the store keeps and core reports of a key's vendor attributes: the values other than
+// core's defaults (core fills those in).
+core::AttrMap kept(const core::AttrMap& vendor, CK_OBJECT_CLASS cls) { return core::non_default_vendor(cls, vendor); }
 
 std::unique_ptr<VendorState> open_vendor(const GroupConfig& g) {
   auto meta = MetadataStore::open(g.token.dir);
@@ -71,7 +76,7 @@ std::map<std::string, core::AttrMap> old_format_token(const GroupConfig& g) {
   priv.set_ulong(CKA_CDC_ORIGIN, CDC_ORIGIN_LOCAL);
   auto a = t->create_object(priv);
   REQUIRE(a);
-  vendor[a->uid] = vendor_of(priv);
+  vendor[a->uid] = kept(vendor_of(priv), CKO_SECRET_KEY);
 
   core::AttrMap pub = aes_key(true);
   pub.set_bool(CKA_PRIVATE, false);
@@ -80,7 +85,7 @@ std::map<std::string, core::AttrMap> old_format_token(const GroupConfig& g) {
   pub.set_string(CKA_CDC_MIRROR_ERROR, "the vault refused the key");
   auto b = t->create_object(pub);
   REQUIRE(b);
-  vendor[b->uid] = vendor_of(pub);
+  vendor[b->uid] = kept(vendor_of(pub), CKO_SECRET_KEY);
 
   core::AttrMap ref;
   ref.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
@@ -92,7 +97,16 @@ std::map<std::string, core::AttrMap> old_format_token(const GroupConfig& g) {
   ref.set_string(CKA_CDC_AZURE_KEY_ID, "https://v.vault.azure.net/keys/resident/1");
   auto c = t->create_key_reference(ref);
   REQUIRE(c);
-  vendor[c->uid] = vendor_of(ref);
+  vendor[c->uid] = kept(vendor_of(ref), CKO_PRIVATE_KEY);
+
+  // As the build before recorded every key it made: core's defaults only.
+  core::AttrMap unmirrored = aes_key(true);
+  unmirrored.set_string(CKA_LABEL, "never mirrored");
+  core::apply_vendor_defaults(CKO_SECRET_KEY, unmirrored);
+  REQUIRE_FALSE(vendor_of(unmirrored).empty());
+  auto e = t->create_object(unmirrored);
+  REQUIRE(e);
+  vendor[e->uid] = {};
 
   auto plain = t->create_object(data_object("plain", true, "no vendor state"));
   REQUIRE(plain);
