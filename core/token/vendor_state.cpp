@@ -2,6 +2,7 @@
 
 #include <ctime>
 #include <set>
+#include <utility>
 
 #include "core/attribute_policy.h"
 
@@ -181,9 +182,18 @@ R<void> VendorState::init_token(ByteView so_pin, const std::string& label) {
 }
 
 R<ObjectChanges> VendorState::refresh() {
+  {
+    // First: the backend's changes, once taken, are not reported again.
+    std::lock_guard lk(mu_);
+    CDC_ASSIGN(bool changed, store_->reload());
+    store_changed_ |= changed;
+  }
   CDC_ASSIGN(auto ch, inner_->refresh());
   std::lock_guard lk(mu_);
-  CDC_ASSIGN(bool store_changed, store_->reload());
+  // Again: the backend may have written it (the soft token's move of older records). Unreadable
+  // now, the next refresh reports what changed.
+  auto again = store_->reload();
+  const bool store_changed = std::exchange(store_changed_, !again) || (again && *again);
   if (ch.full_reload) shown_.clear();
   for (auto& uid : ch.removed) shown_.erase(uid);
   std::set<std::string> upserted;

@@ -91,6 +91,7 @@ class VendorState final : public Backend {
   std::mutex mu_;  // store_ and shown_: some callers hold no token lock (a vault unwrap)
   std::unique_ptr<MetadataStore> store_;
   std::map<std::string, Shown> shown_;  // token objects reported, by uid
+  bool store_changed_ = false;          // read since the last refresh() that reported it
 };
 
 // Splits the vendor attributes (CKA_CDC_*) off attrs: returns them, leaves the rest in rest.

@@ -291,3 +291,32 @@ TEST_CASE("vendor state: written to the store, never to the record; destroy remo
   REQUIRE(meta);
   CHECK_FALSE((*meta)->data().objects.count(uid));
 }
+
+TEST_CASE("vendor state: a metadata store that cannot be read fails the refresh without losing the backend's changes") {
+  TempDir d;
+  const auto g = group(d.path);
+  {
+    auto t = open(g);
+    init(*t);
+  }
+  auto writer = open_vendor(g);
+  auto reader = open_vendor(g);
+  REQUIRE(writer->login(CKU_USER, pin("user-1")));
+  REQUIRE(reader->login(CKU_USER, pin("user-1")));
+  (void)objects_of(*reader);
+  core::AttrMap k = aes_key(true);
+  k.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+  auto made = writer->create_object(k);
+  REQUIRE(made);
+  const std::string path = g.token.dir + "/metadata.json";
+  const std::string good = slurp(path);
+  write_file(path, "{ not json");
+  CHECK_FALSE(reader->refresh());
+  write_file(path, good);
+  auto ch = reader->refresh();
+  REQUIRE(ch);
+  bool seen = false;
+  for (auto& o : ch->upserted)
+    if (o.uid == made->uid) seen = o.attrs.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_MIRRORED;
+  CHECK(seen);
+}
