@@ -4,6 +4,7 @@ Vault emulator with Azure's published rate limits switched on. A benchmark, not 
 figures and fails only when something does not work at all.
 
   mirror --all   `cdcctl key mirror GROUP --all` of N local keys (BYOK into a Premium vault)
+  mhsm           the same into a Managed HSM
   async burst    N keys generated in one process by a group that mirrors on generation, in async
                  mode; from the first C_GenerateKeyPair until every key is mirrored
   sync           `cdcctl group sync` of a vault holding S keys: first sync (all new) and second
@@ -12,11 +13,13 @@ figures and fails only when something does not work at all.
 Beside each mirror figure: the rate the limits allow, from the requests the run made per key
 (counted by the emulator) in each of the vault's 10-second buckets: the bucket that allows the
 fewest keys per second binds. One KEK per key (Microsoft does not document reusing one), so the
-HSM key CREATE bucket (10 per 10 s) binds: 1 key/s. The emulator hands out its RSA keys from a
+HSM key CREATE bucket (10 per 10 s) binds: 1 key/s. A Managed HSM publishes capacity per second
+instead (scaling guidance, reference §11): key create 1/s, delete and purge 10/s, get 1100/s, import
+not published; its create capacity binds: 1 key/s as well. The emulator hands out its RSA keys from a
 small pool here (its "rsaKeyPool" setting): Python makes an RSA-4096 KEK in a second or more of
 CPU, which would otherwise set the pace instead of the limits.
 
-  bench/mirror_rate.py --build BUILD [--keys N] [--burst N] [--sync-keys S] [--only mirror,burst,sync]
+  bench/mirror_rate.py --build BUILD [--keys N] [--burst N] [--sync-keys S] [--only mirror,mhsm,burst,sync]
 """
 import argparse
 import json
@@ -34,6 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "akv-emulator"))
 
 VAULT = "demo-premium"
+MHSM = "demo-mhsm"
 WINDOW = 10.0
 # The vault buckets a mirror's requests count in (akvemu/limits.py, reference §9 and §11). The
 # only keys a mirror creates are its KEKs (RSA-HSM); what it reads or changes are HSM keys.
@@ -49,6 +53,7 @@ def log(msg):
 
 class Rig:
     def __init__(self, build, groups, state_writer=None, rate_limit=True):
+        """groups: (name, mirror settings[, (vault, vault type)]); the vault is VAULT unless given."""
         os.environ["CDCP11_MODULE"] = os.path.join(build, "p11module", "libcdcp11.so")
         import p11helpers as h
         from azhelpers import Emulator
@@ -67,19 +72,20 @@ class Rig:
             c["emulator"]["rsaKeyPool"] = KEK_POOL
         self.emu = Emulator.start(modify=modify, workdir=workdir)
         self.emu.map_hosts()
-        self.tok = h.TempToken(groups=[(g, {"slot_id": 51 + i}) for i, (g, _) in enumerate(groups)])
+        self.tok = h.TempToken(groups=[(g[0], {"slot_id": 51 + i}) for i, g in enumerate(groups)])
         secret = self.tok.path("secret")
         with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write(SECRET)
-        for g, (_, mirror) in zip(self.tok.groups, groups):
+        for g, spec in zip(self.tok.groups, groups):
+            vault, vtype = spec[2] if len(spec) > 2 else (VAULT, "premium")
             g["azure"] = {"tenant_id": TENANT, "client_id": SECRET_APP, "subscription_id": SUBSCRIPTION,
                           "credential": {"type": "secret", "secret_file": secret},
                           "tls": {"ca_file": self.emu.ca, "connect_to": ["::127.0.0.1:%d" % self.emu.port]},
-                          "vault": {"name": VAULT, "type": "premium"}}
-            g["mirror"] = dict(mirror)
+                          "vault": {"name": vault, "type": vtype}}
+            g["mirror"] = dict(spec[1])
         self.tok.write_conf()
-        for g, _ in groups:
-            self.tok.init(g)
+        for g in groups:
+            self.tok.init(g[0])
         if state_writer is None:
             # Fill the pool before anything is measured, in another vault (limits are per vault).
             tok = self.emu.token()
@@ -95,10 +101,10 @@ class Rig:
     def reset_counts(self):
         self.emu.admin("DELETE", "/_admin/requests")
 
-    def counts(self):
+    def counts(self, vault=VAULT):
         out = {}
         for c in self.emu.admin("GET", "/_admin/requests").json()["value"]:
-            if c["vault"] == VAULT:
+            if c["vault"] == vault:
                 out[(c["op"], c["status"])] = out.get((c["op"], c["status"]), 0) + c["count"]
         return out
 
@@ -111,18 +117,26 @@ class Rig:
                               capture_output=True, text=True, env=env, timeout=3600)
 
 
-def allowed_rate(counts, keys):
-    """(keys/s the published limits allow with these requests per key, the bucket that binds)."""
+def allowed_rate(counts, keys, mhsm=False):
+    """(keys/s the published limits allow with these requests per key, the bucket that binds). A
+    Managed HSM's capacity is per second, and only for the operations it publishes a figure for."""
     from akvemu import limits
-    per_bucket = {}
+    per_bucket, capacity = {}, {}
     for (op, status), n in counts.items():
         if status == 429:
             continue   # refused requests do not count (as in Azure)
-        b = BUCKET_OF.get(op, "vault")
+        if mhsm:
+            c = limits.mhsm_charge(op)
+            if c is None:
+                continue
+            b, capacity[b] = c.bucket, c.limit / c.window
+        else:
+            b = BUCKET_OF.get(op, "vault")
+            capacity[b] = limits.VAULT_LIMITS[b] / WINDOW
         per_bucket[b] = per_bucket.get(b, 0) + n
     best = None
     for b, n in per_bucket.items():
-        rate = limits.VAULT_LIMITS[b] / WINDOW / (n / keys)
+        rate = capacity[b] / (n / keys)
         if best is None or rate < best[0]:
             best = (rate, b)
     return best
@@ -144,33 +158,43 @@ def generate_ec(session, P, label, token=True):
     return session.generateKeyPair(pub, priv, mecha=P.Mechanism(P.CKM_EC_KEY_PAIR_GEN))
 
 
-def mirror_rows(build, keys, burst):
-    """The two mirror rows; returns their result dicts."""
+def mirror_all(rig, lib, P, group, keys, vault, row):
+    """`cdcctl key mirror GROUP --all` of `keys` EC keys made first: the row's result dict."""
+    s = lib.openSession(rig.h.slot_of(lib, group), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
+    s.login(rig.h.USER_PIN)
+    for i in range(keys):
+        generate_ec(s, P, "%s-%03d" % (group, i))
+    s.logout()
+    s.closeSession()
+    log("%s of %d keys" % (row, keys))
+    rig.reset_counts()
+    t0 = time.monotonic()
+    p = rig.cdcctl_run("key", "mirror", group, "--all")
+    secs = time.monotonic() - t0
+    counts = rig.counts(vault)
+    failed = p.stdout.count("FAILED")
+    if p.returncode != 0 and not failed:
+        raise SystemExit("cdcctl key mirror --all failed: " + p.stdout + p.stderr)
+    return dict(row=row, keys=keys, secs=secs, counts=counts, failed=failed, mhsm=vault == MHSM,
+                thrown_429=("429" in p.stdout) or ("Throttled" in p.stdout))
+
+
+def mirror_rows(build, keys, mhsm_keys, burst):
+    """The mirror rows; returns their result dicts."""
     rows = []
     rig = Rig(build, [("mall", {"trigger": "on_request", "mode": "sync"}),
-                      ("burst", {"trigger": "on_generate", "mode": "async"})])
+                      ("burst", {"trigger": "on_generate", "mode": "async"}),
+                      ("mhsm", {"trigger": "on_request", "mode": "sync"}, (MHSM, "managed_hsm"))])
     try:
         lib = rig.h.load_lib(rig.tok)
         P = rig.h.pykcs11()
         if keys:
-            s = lib.openSession(rig.h.slot_of(lib, "mall"), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
-            s.login(rig.h.USER_PIN)
-            for i in range(keys):
-                generate_ec(s, P, "mall-%03d" % i)
-            s.logout()
-            s.closeSession()
-            log("mirror --all of %d keys" % keys)
-            rig.reset_counts()
-            t0 = time.monotonic()
-            p = rig.cdcctl_run("key", "mirror", "mall", "--all")
-            secs = time.monotonic() - t0
-            counts = rig.counts()
-            failed = p.stdout.count("FAILED")
-            if p.returncode != 0 and not failed:
-                raise SystemExit("cdcctl key mirror --all failed: " + p.stdout + p.stderr)
-            rows.append(dict(row="cdcctl key mirror --all", keys=keys, secs=secs, counts=counts, failed=failed,
-                             thrown_429=("429" in p.stdout) or ("Throttled" in p.stdout)))
-            time.sleep(WINDOW + 1)   # the next row starts with empty windows
+            rows.append(mirror_all(rig, lib, P, "mall", keys, VAULT, "cdcctl key mirror --all"))
+        if mhsm_keys:
+            # Its own vault, so its own limits: no wait for the Premium vault's windows to empty.
+            rows.append(mirror_all(rig, lib, P, "mhsm", mhsm_keys, MHSM, "cdcctl key mirror --all, Managed HSM"))
+        if keys and burst:
+            time.sleep(WINDOW + 1)   # the burst starts with the Premium vault's windows empty
         if burst:
             s = lib.openSession(rig.h.slot_of(lib, "burst"), P.CKF_SERIAL_SESSION | P.CKF_RW_SESSION)
             s.login(rig.h.USER_PIN)
@@ -193,7 +217,7 @@ def mirror_rows(build, keys, burst):
             failed = sum(1 for v in states.values() if v != MIRRORED)
             errors = rig.tok.read_log().count("429") if hasattr(rig.tok, "read_log") else 0
             rows.append(dict(row="async burst (C_GenerateKeyPair)", keys=burst, secs=secs, counts=counts,
-                             failed=failed, thrown_429=False, log_429=errors))
+                             failed=failed, mhsm=False, thrown_429=False, log_429=errors))
             s.logout()
             s.closeSession()
     finally:
@@ -249,7 +273,7 @@ def main():
     ap.add_argument("--keys", type=int, default=30, help="keys mirrored by mirror --all (default 30)")
     ap.add_argument("--burst", type=int, default=30, help="keys generated in the async burst (default 30)")
     ap.add_argument("--sync-keys", type=int, default=5000, help="keys in the synced vault (default 5000)")
-    ap.add_argument("--only", default="mirror,burst,sync")
+    ap.add_argument("--only", default="mirror,mhsm,burst,sync")
     a = ap.parse_args()
     only = set(a.only.split(","))
     build = os.path.abspath(a.build)
@@ -257,7 +281,8 @@ def main():
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         tempfile.tempdir = tempfile.mkdtemp(prefix="mirror-rate-", dir="/dev/shm")
     try:
-        rows = mirror_rows(build, a.keys if "mirror" in only else 0, a.burst if "burst" in only else 0)
+        rows = mirror_rows(build, a.keys if "mirror" in only else 0, a.keys if "mhsm" in only else 0,
+                           a.burst if "burst" in only else 0)
         syncs = sync_row(build, a.sync_keys) if "sync" in only else []
     finally:
         if tempfile.tempdir and tempfile.tempdir.startswith("/dev/shm/"):
@@ -267,7 +292,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = (r["keys"] - r["failed"]) / r["secs"]
-        allowed, bucket = allowed_rate(r["counts"], r["keys"])
+        allowed, bucket = allowed_rate(r["counts"], r["keys"], r["mhsm"])
         ratio = rate / allowed
         print("| %s | %d | %.1f | %.3f | %.3f (%s) | %.2f %s | %s | %s |" % (
             r["row"], r["keys"], r["secs"], rate, allowed, bucket, ratio, "met" if ratio >= 0.9 else "NOT met",

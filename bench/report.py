@@ -80,12 +80,13 @@ def fmt_ratio(r):
     return "{:,.0f}".format(r) if r >= 100 else "%.2f" % r
 
 
-# The forwarding rows: row id (the find row takes the count measured), label, lower is better.
+# The forwarding rows: row id (find and populate take the count measured), label, lower is better.
 FORWARD = [
     ("rsa2048_sign", "RSA-2048 sign", False),
     ("rsa2048_verify", "RSA-2048 PKCS#1 verify", False),
     ("aes_gcm_16", "AES-256-GCM 16 B, Init + Encrypt per call", False),
     ("find", "C_FindObjects by label", True),
+    ("populate", "C_CreateObject of a token data object", False),
 ]
 
 
@@ -98,10 +99,10 @@ def forward_table(rows, meta, through="cdcp11-fwd", direct="softhsm2-direct"):
            "| operation | through cdcp11 | SoftHSM2 direct | through/direct |", "|---|---|---|---|"]
     missing = []
     for rid, label, lower in FORWARD:
-        if rid == "find":
-            found = sorted(int(r.split("@")[1]) for (c, r) in rows if c == through and r.startswith("find@"))
-            rid = "find@%d" % found[-1] if found else "find@?"
-            label += ", %s objects" % rid.split("@")[1]
+        if rid in ("find", "populate"):
+            found = sorted(int(r.split("@")[1]) for (c, r) in rows if c == through and r.startswith(rid + "@"))
+            rid = "%s@%s" % (rid, found[-1] if found else "?")
+            label += (", %s objects" if rid.startswith("find") else ", up to %s objects") % rid.split("@")[1]
         t, d = rows.get((through, rid)), rows.get((direct, rid))
         missing += [c for c, v in ((through, t), (direct, d)) if v is None]
         u = (t or d or (None, ""))[1]

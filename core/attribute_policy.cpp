@@ -142,7 +142,9 @@ const std::vector<Rule>& rules() {
     {CKA_EXTRACTABLE, "CKA_EXTRACTABLE", S::secret_key, K::boolean, kModifiable | kStickyFalse},
     {CKA_ALWAYS_SENSITIVE, "CKA_ALWAYS_SENSITIVE", S::secret_key, K::boolean, kReadOnly},
     {CKA_NEVER_EXTRACTABLE, "CKA_NEVER_EXTRACTABLE", S::secret_key, K::boolean, kReadOnly},
-    {CKA_CHECK_VALUE, "CKA_CHECK_VALUE", S::secret_key, K::bytes, kKeyOnly},
+    // Any template may give it (compared with the key's by the backend; zero length: none), and
+    // C_SetAttributeValue may clear it (check_modify).
+    {CKA_CHECK_VALUE, "CKA_CHECK_VALUE", S::secret_key, K::bytes, 0},
     {CKA_WRAP_WITH_TRUSTED, "CKA_WRAP_WITH_TRUSTED", S::secret_key, K::boolean, kModifiable | kStickyTrue},
     {CKA_TRUSTED, "CKA_TRUSTED", S::secret_key, K::boolean, kSoOnlyTrue},
     {CKA_VALUE, "CKA_VALUE", S::secret_value, K::bytes, kReqCreate | kKeyOnly | kSensitive},
@@ -430,7 +432,8 @@ R<void> check_modify(const AttrMap& obj, CK_ATTRIBUTE_TYPE t, const Bytes& value
   CDC_TRY(check_value_shape(*r, value));
   const bool copy_flag = copying && (t == CKA_TOKEN || t == CKA_PRIVATE || t == CKA_MODIFIABLE ||
                                      t == CKA_DESTROYABLE);
-  if (!(r->flags & kModifiable) && !copy_flag && !(r->flags & kSoOnlyTrue))
+  const bool clears_check_value = t == CKA_CHECK_VALUE && cls == CKO_SECRET_KEY && value.empty() && !copying;
+  if (!(r->flags & kModifiable) && !copy_flag && !(r->flags & kSoOnlyTrue) && !clears_check_value)
     return err(Errc::attribute_read_only, std::string(r->name) + " cannot be changed");
   if (copy_flag && t == CKA_MODIFIABLE && !obj.bool_or(CKA_MODIFIABLE, true) &&
       value == Bytes{CK_TRUE})

@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,12 @@ class Operation {
     CDC_ASSIGN(auto b, finish());
     a.insert(a.end(), b.begin(), b.end());
     return a;
+  }
+  // A single-part call (not a verify) written straight into the caller's buffer, so that no
+  // copy of the result is held and wiped on the way. nullopt: the result may not fit `out`, or
+  // this operation cannot; nothing was done, and one_shot is called instead.
+  virtual R<std::optional<std::size_t>> one_shot_into(ByteView /*in*/, std::span<std::uint8_t> /*out*/) {
+    return std::optional<std::size_t>{};
   }
   virtual R<void> verify_one_shot(ByteView data, ByteView signature) {
     CDC_TRY(update(data));

@@ -2,6 +2,7 @@
 // inside the HSM.
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <variant>
 
 #include "cdcp11/cdcp11.h"
@@ -54,6 +55,17 @@ class ForwardOp final : public core::Operation {
     if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) return to_r(d->decrypt(data));
     if (auto* g = std::get_if<hsm::DigestOp>(&op_)) return to_r(g->digest(data));
     return core::err(Errc::operation_not_initialized, "a verify operation ends with the signature");
+  }
+
+  // Into the caller's buffer in one HSM call, where the direct call would be one too (no
+  // length query first, no copy).
+  R<std::optional<std::size_t>> one_shot_into(ByteView data, std::span<std::uint8_t> out) override {
+    hsm::R<std::optional<std::size_t>> r = std::optional<std::size_t>{};
+    if (auto* e = std::get_if<hsm::EncryptOp>(&op_)) r = e->encrypt_into(data, out);
+    else if (auto* s = std::get_if<hsm::SignOp>(&op_)) r = s->sign_into(data, out);
+    else if (auto* d = std::get_if<hsm::DecryptOp>(&op_)) r = d->decrypt_into(data, out);
+    if (!r) return fail(std::move(r).error());
+    return *r;
   }
 
   R<void> verify(ByteView signature) override {
@@ -131,6 +143,22 @@ R<T> as_key_error(R<T> r, Errc which, const char* role) {
   return core::err(which, std::string("the ") + role + " is no longer in the HSM token (" + r.error().message + ")");
 }
 
+// The length of a secret key the HSM has just unwrapped, learnt without the key leaving the HSM
+// unless the application made it non-sensitive: the HSM's CKA_VALUE_LEN (SoftHSM2 reports 0 for
+// an unwrapped key), RFC 3394's output length, or the value the HSM lets out (wiped at once).
+std::optional<CK_ULONG> unwrapped_length(hsm::Session& s, CK_OBJECT_HANDLE h, const core::Mechanism& m,
+                                         ByteView wrapped, bool readable) {
+  const CK_ATTRIBUTE_TYPE len_t[] = {CKA_VALUE_LEN};
+  if (auto a = s.get_attributes(h, len_t); a && a->values.ulong(CKA_VALUE_LEN).value_or(0) > 0)
+    return a->values.ulong(CKA_VALUE_LEN);
+  if (m.entry->type == CKM_AES_KEY_WRAP && wrapped.size() > 8) return wrapped.size() - 8;
+  if (!readable) return std::nullopt;
+  const CK_ATTRIBUTE_TYPE value_t[] = {CKA_VALUE};
+  auto a = s.get_attributes(h, value_t);
+  if (!a || !a->values.find(CKA_VALUE)) return std::nullopt;
+  return a->values.find(CKA_VALUE)->size();
+}
+
 }  // namespace
 
 R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> ForwardToken::handles(const std::string& a, const std::string& b) {
@@ -204,6 +232,12 @@ R<std::unique_ptr<core::Operation>> ForwardToken::begin_in_hsm(core::OpKind kind
     auto e = std::move(started).error();
     if (e.rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
       e.message += std::string(" (the HSM's ") + needed_for(kind) + " of the key is false)";
+    // The session, the key handle and the mechanism we pass are valid: a bad argument can only be
+    // the mechanism's parameter (SoftHSM2 answers so for OAEP other than SHA-1, a CBC without IV).
+    if (e.rv == CKR_ARGUMENTS_BAD) {
+      e.code = Errc::mechanism_param_invalid;
+      e.message += std::string(" (the HSM refuses these parameters of ") + m.entry->name + ")";
+    }
     return fail(std::move(e));
   }
   return std::unique_ptr<core::Operation>(new ForwardOp(std::move(l), std::move(*started)));
@@ -245,12 +279,27 @@ R<Bytes> ForwardToken::wrap_key(const core::Mechanism& m, const StoredObject& wr
 R<StoredObject> ForwardToken::unwrap_key(const core::Mechanism& m, const StoredObject& unwrapping_key,
                                          ByteView wrapped, const AttrMap& attrs) {
   AttrMap vendor;
-  const AttrMap tmpl = hsm_template(attrs, vendor);
+  AttrMap tmpl = hsm_template(attrs, vendor);
   auto made = [&]() -> R<CK_OBJECT_HANDLE> {
     CDC_ASSIGN(auto hs, handles(unwrapping_key.uid, {}));
     CDC_ASSIGN(auto l, lease());
-    CDC_ASSIGN(auto h, l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl));
-    return h;
+    const auto want_len = tmpl.ulong(CKA_VALUE_LEN);
+    auto h = l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl);
+    if (h) return *h;
+    if (h.error().rv != CKR_ATTRIBUTE_READ_ONLY || !want_len) return fail(std::move(h).error());
+    // PKCS#11 lets an unwrap template give CKA_VALUE_LEN, which SoftHSM2 2.6.1 refuses
+    // (CKR_ATTRIBUTE_READ_ONLY): without it the HSM takes the length from the wrapped key, and
+    // that length is checked against the template's here.
+    tmpl.erase(CKA_VALUE_LEN);
+    CDC_ASSIGN(auto made, l->unwrap_key(hsm_mech(m), hs.first, wrapped, tmpl));
+    const auto got = unwrapped_length(*l, made, m, wrapped, !tmpl.bool_or(CKA_SENSITIVE, true));
+    if (got && *got == *want_len) return made;
+    (void)l->destroy(made);
+    if (!got)
+      return core::err(Errc::attribute_read_only,
+                       "the HSM refuses CKA_VALUE_LEN in an unwrap template and does not tell the length of the "
+                       "sensitive key it unwrapped: leave CKA_VALUE_LEN out");
+    return core::err(Errc::wrapped_key_invalid, "the unwrapped key's length does not fit CKA_KEY_TYPE / CKA_VALUE_LEN");
   }();
   CDC_ASSIGN(auto h, as_key_error(std::move(made), Errc::unwrapping_key_handle_invalid, "unwrapping key"));
   std::lock_guard lk(mu_);

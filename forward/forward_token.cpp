@@ -2,11 +2,14 @@
 // with their identity and metadata. Keys and operations: forward_ops.cpp.
 #include "forward/forward_token.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <ctime>
 
 #include "cdcp11/cdcp11.h"
@@ -112,6 +115,26 @@ std::string locator_of(const AttrMap& a) {
 
 // ---------------------------------------------------------------- opening
 
+// SoftHSM2 2.6.1 rewrites a token's file in place on every C_Login (its flags), and a process
+// whose C_Initialize reads the file meanwhile keeps a token without its user PIN, or none. Our
+// processes take <dir>/hsm.lock shared around loading the module and exclusively around a login,
+// so they never do both at once. Best effort: a lock that cannot be taken is passed over (other
+// applications of the HSM take none anyway).
+TokenFileLock::TokenFileLock(const std::string& dir, int op) {
+  const std::string path = dir + "/hsm.lock";
+  store::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return;
+  int rc;
+  while ((rc = ::flock(fd.get(), op)) != 0 && errno == EINTR) {
+  }
+  if (rc == 0) fd_ = std::move(fd);
+}
+
+// Unlocked before it is closed: a child forked meanwhile holds the same open file.
+TokenFileLock::~TokenFileLock() {
+  if (fd_) ::flock(fd_.get(), LOCK_UN);
+}
+
 Lease::~Lease() {
   if (s_) t_->give_back(std::move(*s_));
 }
@@ -119,6 +142,7 @@ Lease::~Lease() {
 ForwardToken::ForwardToken(const core::GroupConfig& g, std::shared_ptr<hsm::Module> m, CK_SLOT_ID slot,
                            hsm::Session main, std::unique_ptr<MetadataStore> meta, std::string identity)
     : group_(g.name),
+      dir_(g.token.dir),
       extractable_for_mirror_(g.azure && g.mirror.trigger == core::MirrorTrigger::on_generate),
       identity_(std::move(identity)),
       module_(std::move(m)),
@@ -130,6 +154,8 @@ ForwardToken::~ForwardToken() = default;
 
 R<std::unique_ptr<ForwardToken>> ForwardToken::open(const core::GroupConfig& g) {
   const auto& t = g.token;
+  CDC_ASSIGN(auto meta, MetadataStore::open(t.dir));
+  TokenFileLock reading(t.dir, LOCK_SH);
   auto m = hsm::Module::load(t.module, t.module_args);
   if (!m) return core::err(Errc::token_not_present, "the HSM module " + t.module + " cannot be used: " + m.error().message);
   auto slot = (*m)->find_token(selector_of(t));
@@ -139,7 +165,6 @@ R<std::unique_ptr<ForwardToken>> ForwardToken::open(const core::GroupConfig& g) 
   auto main = (*m)->open_session(*slot, true);
   if (!main)
     return core::err(Errc::token_not_present, "no session with the HSM token of " + t.module + ": " + main.error().message);
-  CDC_ASSIGN(auto meta, MetadataStore::open(t.dir));
   std::string identity;
   auto mi = (*m)->info();
   auto ti = (*m)->token_info(*slot);
@@ -254,6 +279,7 @@ R<void> ForwardToken::set_pin(CK_USER_TYPE, ByteView old_pin, ByteView new_pin) 
 
 R<void> ForwardToken::login(CK_USER_TYPE who, ByteView pin) {
   std::lock_guard lk(mu_);
+  TokenFileLock writing(dir_, LOCK_EX);
   CDC_TRY(main_.login(who == CKU_SO ? hsm::UserType::so : hsm::UserType::user, pin));
   logged_in_ = who == CKU_USER;
   next_sweep_ = {};  // a sweep begins at the next refresh
@@ -580,7 +606,10 @@ R<StoredObject> ForwardToken::copy_object(const std::string& src_uid, const Attr
   for (auto& [t, v] : attrs)
     if (is_vendor_attribute(t) || !src.find(t) || *src.find(t) != v) changes.set(t, v);
   CDC_ASSIGN(auto copy, main_.copy(h, hsm_template(changes, vendor)));
-  return adopt(main_, copy, vendor);
+  CDC_ASSIGN(auto made, adopt(main_, copy, vendor));
+  // A copied private key has its source's public key (the HSM keeps no EC point with it).
+  if (auto p = pair_of_.find(src_uid); p != pair_of_.end()) pair_of_[made.uid] = p->second;
+  return made;
 }
 
 R<void> ForwardToken::update_object(const std::string& uid, const AttrMap& attrs) {

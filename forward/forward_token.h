@@ -34,6 +34,7 @@
 #include "core/token/metadata_store.h"
 #include "hsm/module.h"
 #include "hsm/session.h"
+#include "softtoken/store/unique_fd.h"
 
 namespace cdcp11::forward {
 
@@ -43,6 +44,18 @@ using core::MetaEntry;
 using core::MetadataStore;
 
 class ForwardToken;
+
+// An flock of <dir>/hsm.lock for as long as it lives (forward_token.cpp says why).
+class TokenFileLock {
+ public:
+  TokenFileLock(const std::string& dir, int op);  // LOCK_SH or LOCK_EX
+  ~TokenFileLock();
+  TokenFileLock(const TokenFileLock&) = delete;
+  TokenFileLock& operator=(const TokenFileLock&) = delete;
+
+ private:
+  store::UniqueFd fd_;
+};
 
 // An HSM session taken from the pool, given back when destroyed.
 class Lease {
@@ -155,6 +168,7 @@ class ForwardToken final : public core::Backend {
   core::AttrMap vendor_of(const std::string& uid) const;
 
   const std::string group_;
+  const std::string dir_;  // the group's token.dir: the metadata store and hsm.lock
   const bool extractable_for_mirror_;  // the group mirrors on generate
   const std::string identity_;
   std::shared_ptr<hsm::Module> module_;

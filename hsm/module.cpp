@@ -1,12 +1,15 @@
 #include "hsm/module.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <new>
 #include <thread>
 
 #include "common/log.h"
@@ -27,13 +30,73 @@ Registry& registry() {
   return *r;
 }
 
+// Fork and module calls. A thread inside a module call may hold the module's own locks (SoftHSM2
+// 2.6.1's C_Login holds a mutex of its token); a child forked then inherits them held by a thread
+// it does not have, and its C_Finalize (in Module::load) waits on one for ever. So a fork waits,
+// in a pthread_atfork prepare handler, until no thread is inside a module call or in load/~Module
+// (the registry lock), and calls that begin meanwhile wait for the fork to end (writer
+// preference). A thread that forks from inside a module call (a module that forks) is not made to
+// wait: it would wait on itself.
+pthread_rwlock_t g_calls = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+thread_local int t_calls = 0;          // module calls this thread is inside
+thread_local bool t_quiesced = false;  // this thread's prepare handler holds the locks
+
+void before_fork() {
+  if (t_calls > 0) return;
+  registry().mu.lock();
+  pthread_rwlock_wrlock(&g_calls);
+  t_quiesced = true;
+}
+
+void after_fork_in_parent() {
+  if (!t_quiesced) return;
+  t_quiesced = false;
+  pthread_rwlock_unlock(&g_calls);
+  registry().mu.unlock();
+}
+
+// The locks are made anew: their owner, the forking thread, has another thread id in the child.
+void after_fork_in_child() {
+  if (!t_quiesced) return;
+  t_quiesced = false;
+  pthread_rwlock_t fresh = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+  g_calls = fresh;
+  new (&registry().mu) std::recursive_mutex;
+}
+
+void watch_forks() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child); });
+}
+
 std::string pad_field(std::string_view s, std::size_t n) {
   std::string out(s.substr(0, n));
   out.resize(n, ' ');
   return out;
 }
 
+
+// This process's id without a getpid() system call on every HSM call (usable()): cached, and
+// renewed in a forked child by an atfork handler, as p11module/state.cpp does.
+std::atomic<pid_t> g_pid{0};
+void renew_pid() noexcept { g_pid.store(::getpid(), std::memory_order_relaxed); }
+pid_t current_pid() noexcept {
+  static const bool hooked = [] {
+    renew_pid();
+    return ::pthread_atfork(nullptr, nullptr, renew_pid) == 0;
+  }();
+  return hooked ? g_pid.load(std::memory_order_relaxed) : ::getpid();
+}
+
 }  // namespace
+
+ModuleCall::ModuleCall() noexcept {
+  if (t_calls++ == 0) pthread_rwlock_rdlock(&g_calls);
+}
+
+ModuleCall::~ModuleCall() {
+  if (--t_calls == 0) pthread_rwlock_unlock(&g_calls);
+}
 
 std::string trim_padded(const CK_UTF8CHAR* p, std::size_t n) {
   std::string s(reinterpret_cast<const char*>(p), n);
@@ -54,6 +117,7 @@ std::string TokenSelector::describe() const {
 R<std::shared_ptr<Module>> Module::load(const std::string& path,
                                         std::optional<std::string> module_args) {
   return guarded([&]() -> R<std::shared_ptr<Module>> {
+    watch_forks();
     auto& reg = registry();
     std::lock_guard lk(reg.mu);
     if (path.find('/') != std::string::npos && access(path.c_str(), F_OK) != 0)
@@ -82,7 +146,7 @@ R<std::shared_ptr<Module>> Module::load(const std::string& path,
     m->path_ = path;
     m->args_ = std::move(module_args);
     m->dl_ = dl;
-    m->pid_ = getpid();
+    m->pid_ = current_pid();
 
     if (auto get_iface = reinterpret_cast<CK_C_GetInterface>(dlsym(dl, "C_GetInterface"))) {
       CK_INTERFACE* iface = nullptr;
@@ -150,7 +214,7 @@ Module::~Module() {
   if (dl_) dlclose(dl_);
 }
 
-bool Module::usable() const { return getpid() == pid_; }
+bool Module::usable() const { return current_pid() == pid_; }
 
 R<void> Module::check_usable(std::string_view fn) const {
   if (usable()) return {};

@@ -14,6 +14,8 @@
 // the child loads the module again (Module::load in the child gives a fresh Module). A module
 // whose C_Initialize in the child keeps the parent's state (CKR_CRYPTOKI_ALREADY_INITIALIZED,
 // SoftHSM2) is finalised and initialised again there when the parent's Module initialised it.
+// A fork waits until no thread is inside a call into a module (or in load or ~Module), so the
+// child inherits none of the module's locks held.
 #pragma once
 
 #include <sys/types.h>
@@ -116,11 +118,23 @@ class Module : public std::enable_shared_from_this<Module> {
   pid_t pid_ = 0;
 };
 
+// Marks a thread as inside a call into a module, for as long as it lives: a fork waits until no
+// thread is (module.cpp says why).
+class ModuleCall {
+ public:
+  ModuleCall() noexcept;
+  ~ModuleCall();
+  ModuleCall(const ModuleCall&) = delete;
+  ModuleCall& operator=(const ModuleCall&) = delete;
+};
+
 // Calls a function-list entry; a NULL entry (a module that leaves a function out) is
 // CKR_FUNCTION_NOT_SUPPORTED.
 template <class Fn, class... A>
 CK_RV invoke(Fn fn, A... a) noexcept {
-  return fn ? fn(a...) : CKR_FUNCTION_NOT_SUPPORTED;
+  if (!fn) return CKR_FUNCTION_NOT_SUPPORTED;
+  ModuleCall in_call;
+  return fn(a...);
 }
 
 // Trims the blank padding of a fixed-size CK_UTF8CHAR field.

@@ -30,6 +30,18 @@ R<void> start(detail::SessionState& s, std::string_view fn, Fn f, const Mechanis
   });
 }
 
+// A single-part call f(out, &len) straight into the caller's buffer: the result's length, or
+// nullopt for CKR_BUFFER_TOO_SMALL.
+template <class F>
+R<std::optional<std::size_t>> call_into(std::string_view fn, std::span<std::uint8_t> out, F&& f) {
+  CK_ULONG n = static_cast<CK_ULONG>(out.size());
+  CK_RV rv = f(out.data(), &n);
+  if (rv == CKR_BUFFER_TOO_SMALL) return std::optional<std::size_t>{};
+  if (rv != CKR_OK) return call_failed(fn, rv);
+  if (n > out.size()) return call_failed(fn, CKR_GENERAL_ERROR, "output length beyond the buffer");
+  return std::optional<std::size_t>(n);
+}
+
 }  // namespace
 
 Operation::Operation(Operation&& o) noexcept
@@ -68,6 +80,12 @@ R<T> Operation::track(R<T> r, bool ends_on_success) {
     // memory) may have left it active in the module: make sure.
     abandon();
   }
+  return r;
+}
+
+R<std::optional<std::size_t>> Operation::track_into(R<std::optional<std::size_t>> r) {
+  r = track(std::move(r), false);
+  if (r && *r) active_ = false;  // a result ends it; a too-small buffer does not
   return r;
 }
 
@@ -164,6 +182,15 @@ R<Bytes> SignOp::sign(ByteView data) {
                true);
 }
 
+R<std::optional<std::size_t>> SignOp::sign_into(ByteView data, std::span<std::uint8_t> out) {
+  CDC_TRY(ready("C_Sign"));
+  return track_into(guarded([&] {
+    return call_into("C_Sign", out, [&](CK_BYTE_PTR p, CK_ULONG_PTR n) {
+      return invoke(s_->f->C_Sign, s_->handle, in(data), len(data), p, n);
+    });
+  }));
+}
+
 R<void> SignOp::update(ByteView part) {
   CDC_TRY(ready("C_SignUpdate"));
   return track(void_call("C_SignUpdate",
@@ -216,6 +243,15 @@ R<Bytes> EncryptOp::encrypt(ByteView data) {
                true);
 }
 
+R<std::optional<std::size_t>> EncryptOp::encrypt_into(ByteView data, std::span<std::uint8_t> out) {
+  CDC_TRY(ready("C_Encrypt"));
+  return track_into(guarded([&] {
+    return call_into("C_Encrypt", out, [&](CK_BYTE_PTR p, CK_ULONG_PTR n) {
+      return invoke(s_->f->C_Encrypt, s_->handle, in(data), len(data), p, n);
+    });
+  }));
+}
+
 R<Bytes> EncryptOp::update(ByteView part) {
   CDC_TRY(ready("C_EncryptUpdate"));
   return track(guarded([&] {
@@ -244,6 +280,15 @@ R<SecureBytes> DecryptOp::decrypt(ByteView data) {
                  });
                }),
                true);
+}
+
+R<std::optional<std::size_t>> DecryptOp::decrypt_into(ByteView data, std::span<std::uint8_t> out) {
+  CDC_TRY(ready("C_Decrypt"));
+  return track_into(guarded([&] {
+    return call_into("C_Decrypt", out, [&](CK_BYTE_PTR p, CK_ULONG_PTR n) {
+      return invoke(s_->f->C_Decrypt, s_->handle, in(data), len(data), p, n);
+    });
+  }));
 }
 
 R<SecureBytes> DecryptOp::update(ByteView part) {

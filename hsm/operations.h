@@ -7,6 +7,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <span>
 #include <string_view>
 
 #include "cdcp11/pkcs11_3_0.h"
@@ -38,6 +40,8 @@ class Operation {
   // intermediate step or asked for a bigger buffer.
   template <class T>
   R<T> track(R<T> r, bool ends_on_success);
+  // For a single-part call into the caller's buffer (nullopt: it was too small).
+  R<std::optional<std::size_t>> track_into(R<std::optional<std::size_t>> r);
   void abandon() noexcept;
   // The operation is still active and the module usable in this process.
   R<void> ready(std::string_view fn) const;
@@ -50,6 +54,8 @@ class Operation {
 class SignOp : public Operation {
  public:
   R<Bytes> sign(ByteView data);  // single-part: C_Sign
+  // The single-part call into out; nullopt when out is too small (the operation goes on).
+  R<std::optional<std::size_t>> sign_into(ByteView data, std::span<std::uint8_t> out);
   R<void> update(ByteView part);
   R<Bytes> final();
 
@@ -73,6 +79,8 @@ class VerifyOp : public Operation {
 class EncryptOp : public Operation {
  public:
   R<Bytes> encrypt(ByteView data);
+  // The single-part call into out; nullopt when out is too small (the operation goes on).
+  R<std::optional<std::size_t>> encrypt_into(ByteView data, std::span<std::uint8_t> out);
   R<Bytes> update(ByteView part);
   R<Bytes> final();
 
@@ -84,6 +92,8 @@ class EncryptOp : public Operation {
 class DecryptOp : public Operation {
  public:
   R<SecureBytes> decrypt(ByteView data);
+  // The single-part call into out; nullopt when out is too small (the operation goes on).
+  R<std::optional<std::size_t>> decrypt_into(ByteView data, std::span<std::uint8_t> out);
   R<SecureBytes> update(ByteView part);
   R<SecureBytes> final();
 

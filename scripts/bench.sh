@@ -12,7 +12,8 @@
 # (Markdown) and the raw figures are kept in <build-dir>/bench-results/. Benchmarks, not tests:
 # nothing fails on a missed target.
 # The forwarding rows (issue #9): SoftHSM2 through a cdcp11 HSM group vs SoftHSM2 direct, in the
-# same run (RSA-2048 sign and verify, AES-GCM 16 B, find by label among FWD_COUNT objects).
+# same run (RSA-2048 sign and verify, AES-GCM 16 B, find by label among FWD_COUNT objects, and
+# C_CreateObject of those objects).
 # --smoke (the meson test 'bench-smoke') runs one call of everything against an existing build.
 # --mirror adds bench/mirror_rate.py (a few minutes more): mirroring N keys (cdcctl key mirror
 # --all, and an async burst) against the Key Vault emulator with Azure's rate limits on, beside

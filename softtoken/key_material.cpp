@@ -149,6 +149,40 @@ void public_key_attrs(const crypto::PrivateMaterial& m, core::AttrMap& attrs) {
   }
 }
 
+core::R<void> set_check_value(crypto::Backend& c, core::AttrMap& attrs, const Secrets& sec) {
+  auto v = sec.find(CKA_VALUE);
+  if (attrs.ulong(CKA_CLASS).value_or(CKO_DATA) != CKO_SECRET_KEY || v == sec.end()) return {};
+  const Bytes* given = attrs.find(CKA_CHECK_VALUE);
+  if (given && given->empty()) return {};
+  SecureBytes full;
+  if (attrs.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION) == CKK_AES) {
+    auto k = c.load_secret(v->second);
+    if (!k) return fail(from_crypto(k.error(), CryptoContext::other));
+    crypto::CipherParams p;
+    p.scheme = crypto::CipherParams::Scheme::aes_ecb;
+    auto e = c.encryptor(*k, p);
+    if (!e) return fail(from_crypto(e.error(), CryptoContext::encrypt));
+    const std::uint8_t zero[16] = {};
+    auto a = (*e)->update(ByteView(zero, sizeof zero));
+    if (!a) return fail(from_crypto(a.error(), CryptoContext::encrypt));
+    auto b = (*e)->finish();
+    if (!b) return fail(from_crypto(b.error(), CryptoContext::encrypt));
+    full = std::move(*a);
+    full.insert(full.end(), b->begin(), b->end());
+  } else {
+    auto d = c.digest(crypto::Hash::sha1);
+    d->update(v->second);
+    auto h = d->finish();
+    full.assign(h.begin(), h.end());
+  }
+  if (full.size() < 3) return err(Errc::general_error, "the key check value could not be computed");
+  const Bytes kcv(full.begin(), full.begin() + 3);
+  if (given && *given != kcv)
+    return err(Errc::attribute_value_invalid, "CKA_CHECK_VALUE in the template is not the key's check value");
+  attrs.set(CKA_CHECK_VALUE, kcv);
+  return {};
+}
+
 std::optional<crypto::Hash> hash_of(CK_MECHANISM_TYPE m) {
   switch (m) {
     case CKM_SHA_1: return crypto::Hash::sha1;

@@ -24,6 +24,12 @@ void private_key_attrs(const crypto::PrivateMaterial& m, core::AttrMap& attrs, S
 // Attributes of the matching public key.
 void public_key_attrs(const crypto::PrivateMaterial& m, core::AttrMap& attrs);
 
+// A secret key's CKA_CHECK_VALUE (PKCS#11 3.0): for AES the first 3 bytes of AES-ECB of a zero
+// block, for generic secret and HMAC keys the first 3 bytes of SHA-1 of the value. A template's
+// non-empty value must be that (CKR_ATTRIBUTE_VALUE_INVALID otherwise); a zero-length one means
+// the key has none.
+core::R<void> set_check_value(crypto::Backend& c, core::AttrMap& attrs, const Secrets& sec);
+
 std::optional<crypto::Hash> hash_of(CK_MECHANISM_TYPE digest_mech);
 std::optional<crypto::Hash> mgf_hash(CK_RSA_PKCS_MGF_TYPE mgf);
 

@@ -85,6 +85,7 @@ core::R<void> SoftToken::write_record(const std::string& uid, const core::AttrMa
 }
 
 core::R<core::StoredObject> SoftToken::store_new(core::AttrMap attrs, Secrets secrets) {
+  CDC_TRY(set_check_value(crypto_, attrs, secrets));
   std::string uid = store::ObjectStore::new_uid();
   attrs.set_string(CKA_UNIQUE_ID, uid);
   if (!attrs.bool_or(CKA_TOKEN, false)) {

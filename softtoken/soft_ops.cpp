@@ -211,6 +211,12 @@ class CipherOp final : public core::Operation {
     if (!r) return fail(from_crypto(r.error(), ctx_));
     return std::move(*r);
   }
+  core::R<std::optional<std::size_t>> one_shot_into(ByteView in, std::span<std::uint8_t> out) override {
+    if (block_) return std::optional<std::size_t>{};
+    auto r = c_->one_shot_into(in, out);
+    if (!r) return fail(from_crypto(r.error(), ctx_));
+    return *r;
+  }
   core::R<void> verify(ByteView) override { return err(Errc::general_error, "not a verify operation"); }
 
  private:

@@ -32,6 +32,17 @@ std::optional<CK_ULONG> version_created(const azure::KeyAttributes& a) {
   if (!a.created || *a.created < 0 || *a.created > mirror::now_seconds() - kSettledSeconds) return std::nullopt;
   return static_cast<CK_ULONG>(*a.created);
 }
+
+// What a skipped vault key looked like, from the list answer: its current version's creation and
+// last update times (settled, as above), the tags sync decides by and whether the key its
+// cdcp11-uid tag names is here. Equal stamps: nothing sync looks at changed. Empty: not comparable.
+std::string skip_stamp(const azure::KeyItem& it, bool tagged_key_here) {
+  const auto& a = it.attributes;
+  const auto latest = mirror::now_seconds() - kSettledSeconds;
+  if (!version_created(a) || !a.updated || *a.updated > latest) return {};
+  return std::to_string(*a.created) + "/" + std::to_string(*a.updated) + "/" + tag(it.tags, "cdcp11-uid") + "/" +
+         tag(it.tags, "cdcp11-kcv") + "/" + (tagged_key_here ? "here" : "absent");
+}
 }  // namespace
 
 R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& progress) {
@@ -83,11 +94,21 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     }
   }
 
+  // Keys an earlier sync skipped are not read again while their stamp holds.
+  mirror::Journal* journal = svc->engine() ? &svc->engine()->journal() : nullptr;
+  mirror::Journal::SyncSkips skipped_before, skipped_now;
+  if (journal) {
+    if (auto k = journal->sync_skips()) skipped_before = std::move(*k);
+    else log::warn(kLog, "group '" + token.name() + "': " + k.error().message + "; skipped keys are read again");
+  }
+  std::string lname, stamp;  // of the key at hand
+
   SyncReport rep;
   auto skip = [&](const std::string& why) {
     ++rep.skipped;
     rep.notes.push_back(why);
     log::warn(kLog, "group '" + token.name() + "': " + why);
+    if (!stamp.empty()) skipped_now[lname] = stamp;
   };
   std::set<std::string> in_vault;
   // The local private keys' public parts, made when first needed.
@@ -110,7 +131,18 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     if (progress) progress(i, total);
     const azure::KeyItem& it = (*items)[i];
     const std::string name = it.name();
-    in_vault.insert(azure::to_lower(name));
+    lname = azure::to_lower(name);
+    in_vault.insert(lname);
+    stamp = skip_stamp(it, local.count(tag(it.tags, "cdcp11-uid")) > 0);
+    // Asked before each GET: a key an earlier sync skipped, unchanged since, is skipped again unread.
+    auto skipped_again = [&] {
+      auto was = skipped_before.find(lname);
+      if (stamp.empty() || was == skipped_before.end() || was->second != stamp) return false;
+      ++rep.skipped;
+      rep.notes.push_back("vault key '" + name + "': skipped, unchanged since a sync skipped it");
+      skipped_now[lname] = stamp;
+      return true;
+    };
 
     // 1. A key this token mirrored: link it when the public keys agree.
     if (auto l = local.find(tag(it.tags, "cdcp11-uid")); l != local.end()) {
@@ -119,6 +151,15 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
           name_of_kid(a.string_or(CKA_CDC_AZURE_KEY_ID, "")) == azure::to_lower(name)) {
         ++rep.unchanged;
         continue;
+      }
+      if (skipped_again()) continue;
+      // A secret key has no public key to compare: its check value, tagged by the mirror, is
+      // compared instead (before any GET). Keys mirrored before that tag existed are linked as before.
+      if (a.ulong(CKA_CLASS).value_or(0) == CKO_SECRET_KEY) {
+        if (auto why = mirror::check_value_mismatch(a, it.tags); !why.empty()) {
+          skip("vault key '" + name + "' is tagged as a copy of local key " + l->first + " but " + why + "; not linked");
+          continue;
+        }
       }
       auto b = kv.get_key(name);
       if (!b) return fail(from_azure(b.error()));
@@ -148,6 +189,7 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
         ++rep.unchanged;
         continue;
       }
+      if (skipped_again()) continue;
       auto b = kv.get_key(name);
       if (!b) return fail(from_azure(b.error()));
       if (b->key.kid == rit->second.kid) {
@@ -183,6 +225,7 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     // 3. New to the token. A local key with this public key (imported by hand, e.g. an offline
     //    BYOK file) is linked; otherwise it is a key made in Azure (or mirrored from a key this
     //    token no longer has) and comes in as an Azure-resident key.
+    if (skipped_again()) continue;
     auto b = kv.get_key(name);
     if (!b) return fail(from_azure(b.error()));
     const auto& keys = local_keys();
@@ -238,6 +281,9 @@ R<SyncReport> sync_keys(Token& token, const Session& s, const SyncProgress& prog
     log::info(kLog, "group '" + token.name() + "': removed Azure-resident key " + name + " (gone from the vault)");
     ++rep.removed;
   }
+  if (journal && skipped_now != skipped_before)
+    if (auto w = journal->set_sync_skips(skipped_now); !w)
+      log::warn(kLog, "group '" + token.name() + "': " + w.error().message + "; the next sync reads skipped keys again");
   if (progress) progress(total, total);
   return rep;
 }

@@ -52,6 +52,16 @@ std::string public_hash(Backend& backend, const azure::PublicKeyMaterial& m) {
   return d ? to_hex(Bytes(d->begin(), d->end())) : std::string();
 }
 
+std::string check_value_mismatch(const AttrMap& key, const azure::Tags& tags) {
+  auto want = tags.find("cdcp11-kcv");
+  if (want == tags.end() || want->second.empty()) return {};
+  const Bytes* kcv = key.find(CKA_CHECK_VALUE);
+  if (!kcv || kcv->empty())
+    return "the backend reports no CKA_CHECK_VALUE for the local key to compare with its cdcp11-kcv";
+  if (to_hex(*kcv) != want->second) return "its check value (cdcp11-kcv) differs from the local key's";
+  return {};
+}
+
 std::vector<std::string> azure_key_ops(const AttrMap& a) {
   const auto cls = a.ulong(CKA_CLASS).value_or(CKO_DATA);
   const auto kt = a.ulong(CKA_KEY_TYPE).value_or(CK_UNAVAILABLE_INFORMATION);
@@ -352,6 +362,22 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
   if (auto label = a.string_or(CKA_LABEL, ""); !label.empty()) tags["cdcp11-label"] = label.substr(0, 256);
   if (!pub_hash.empty()) tags["cdcp11-pub-sha256"] = pub_hash;
   if (auto hsm = backend.shared_identity(); !hsm.empty()) tags["cdcp11-hsm"] = hsm.substr(0, 256);
+  // A secret key's PKCS#11 check value (CKA_CHECK_VALUE, public) lets another host sharing the
+  // backend tell it is the same key before linking it (core/cloud/sync.h).
+  if (auto* kcv = a.find(CKA_CHECK_VALUE); is_secret && kcv && !kcv->empty()) tags["cdcp11-kcv"] = to_hex(*kcv);
+
+  // A vault key tagged with this key's uid is an earlier attempt's import only when it is this key:
+  // the same public key, or for a secret key the same check value.
+  auto is_copy = [&](const azure::KeyBundle& got, const std::string& name) {
+    auto uid = got.tags.find("cdcp11-uid");
+    if (uid == got.tags.end() || uid->second != key.uid) return false;
+    if (!is_secret) return azure::public_material_matches(got.key, expected);
+    const std::string why = check_value_mismatch(a, got.tags);
+    if (!why.empty())
+      log::warn(kLog, "group '" + group_ + "': vault key '" + name + "' is tagged as a copy of key " + key.uid +
+                          " but " + why + "; not taken as its mirror");
+    return why.empty();
+  };
 
   // 1. Not imported yet: settle the name. A key already holding it that is ours (a previous
   //    attempt that imported before the process died) ends the search without a second import.
@@ -367,9 +393,7 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
                                                          azure_.vault_name + "'"});
       return fail_job(remote(got.error()).error);
     }
-    auto tag = got->tags.find("cdcp11-uid");
-    if (tag != got->tags.end() && tag->second == key.uid &&
-        (is_secret || azure::public_material_matches(got->key, expected))) {
+    if (is_copy(*got, job.azure_name)) {
       job.key_kid = got->key.kid;
       job.step = Step::imported;
     }
@@ -386,8 +410,7 @@ R<Outcome> Engine::mirror(Backend& backend, const StoredObject& key) {
         settled = true;
         break;
       }
-      const bool ours = got->tags.count("cdcp11-uid") && got->tags.at("cdcp11-uid") == key.uid;
-      if (ours && (is_secret || azure::public_material_matches(got->key, expected))) {
+      if (is_copy(*got, cand)) {
         job.azure_name = cand;
         job.key_kid = got->key.kid;
         job.step = Step::imported;

@@ -38,6 +38,12 @@ std::string public_hash_input(const azure::PublicKeyMaterial& m);
 // The hex SHA-256 of public_hash_input, digested by the backend; empty when it cannot digest.
 std::string public_hash(Backend& backend, const azure::PublicKeyMaterial& m);
 
+// Whether the vault key tagged `tags` can be the copy of the secret key `key` by its check value
+// (tag cdcp11-kcv = CKA_CHECK_VALUE, written by the mirror; a secret key has no public key to
+// compare): empty when it can — the tags match, or the vault key has no such tag (mirrored
+// before it existed); otherwise why not, as a clause ("its check value ... differs ...").
+std::string check_value_mismatch(const AttrMap& key, const azure::Tags& tags);
+
 struct Outcome {
   std::string key_kid;   // versioned Azure key id
   std::string note;      // e.g. why the KEK was left soft-deleted

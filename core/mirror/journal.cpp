@@ -235,4 +235,41 @@ R<std::vector<Job>> Journal::unfinished() {
   return out;
 }
 
+R<Journal::SyncSkips> Journal::sync_skips() {
+  std::lock_guard lk(mu_);
+  auto raw = store_->read_meta();
+  if (!raw) {
+    const auto c = raw.error().code;
+    if (c == store::Error::Code::not_found || c == store::Error::Code::corrupt) return SyncSkips{};
+    return from_store(raw.error());
+  }
+  SyncSkips out;
+  rapidjson::Document d;
+  d.Parse(reinterpret_cast<const char*>(raw->data()), raw->size());
+  if (d.HasParseError() || !d.IsObject()) return out;
+  auto it = d.FindMember("sync_skips");
+  if (it == d.MemberEnd() || !it->value.IsObject()) return out;
+  for (auto& m : it->value.GetObject())
+    if (m.value.IsString()) out[m.name.GetString()] = m.value.GetString();
+  return out;
+}
+
+R<void> Journal::set_sync_skips(const SyncSkips& skips) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("sync_skips");
+  w.StartObject();
+  for (auto& [name, stamp] : skips) {
+    w.Key(name.c_str());
+    w.String(stamp.c_str());
+  }
+  w.EndObject();
+  w.EndObject();
+  const std::string data(sb.GetString(), sb.GetSize());
+  std::lock_guard lk(mu_);
+  if (auto r = store_->write_meta(view(data)); !r) return from_store(r.error());
+  return {};
+}
+
 }  // namespace cdcp11::core::mirror

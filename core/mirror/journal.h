@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -101,6 +102,13 @@ class Journal {
   // Every job not done (pending, part-way or failed). A record that cannot be read as a job is
   // logged (once per record) and skipped, so one bad record does not hold up the others.
   R<std::vector<Job>> unfinished();
+
+  // Vault keys the last vault sync skipped (core/cloud/sync.h), by lower-case name, each with the
+  // stamp of what it saw (version times, tags): the next sync reads such a key again only once its
+  // stamp changed. Kept as the store's meta blob, beside the jobs; unreadable, it is empty.
+  using SyncSkips = std::map<std::string, std::string>;
+  R<SyncSkips> sync_skips();
+  R<void> set_sync_skips(const SyncSkips& skips);
 
  private:
   Journal(std::unique_ptr<store::ObjectStore> s, std::string locks_dir);

@@ -1,6 +1,7 @@
 // The cryptographic operations of a session: single- and multi-part calls with the PKCS#11
 // output-buffer and length-query rules. The key comes from Token::open_key, the operation from the
 // key's home.
+#include <cstdint>
 #include <cstring>
 
 #include "common/log.h"
@@ -66,6 +67,13 @@ R<void> deliver_final(std::optional<OpState>& st, CK_BYTE_PTR out, CK_ULONG_PTR 
   return w;
 }
 
+// The caller's output buffer shares memory with its input (in place, or partly): its result then
+// goes through a copy of ours, as a backend may not encrypt in place.
+bool overlaps(ByteView in, const CK_BYTE* out, CK_ULONG out_len) {
+  const auto a = reinterpret_cast<std::uintptr_t>(in.data()), b = reinterpret_cast<std::uintptr_t>(out);
+  return !in.empty() && out_len != 0 && a < b + out_len && b < a + in.size();
+}
+
 R<void> need_out_len(const CK_ULONG_PTR out_len) {
   if (!out_len) return err(Errc::arguments_bad, "the output length pointer is NULL");
   return {};
@@ -127,6 +135,14 @@ R<void> Session::single(OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out
     CDC_TRY(in);
     CDC_TRY(need_out_len(out_len));
     if (st->context_login_needed) return context_login_missing();
+    if (out && !st->pending && !overlaps(*in, out, *out_len)) {
+      CDC_ASSIGN(auto n, st->op->one_shot_into(*in, std::span(out, *out_len)));
+      if (n) {
+        *out_len = static_cast<CK_ULONG>(*n);
+        st.reset();
+        return {};
+      }
+    }
     CDC_TRY(compute_once(*st, [&] { return st->op->one_shot(*in); }));
     return deliver_final(st, out, out_len);
   });

@@ -99,10 +99,11 @@ R<void> check_key_for(const AttrMap& a, const Mechanism& m, const SlotMechanism&
 
 }  // namespace
 
-void Token::extractable_for_mirror(AttrMap& a) const {
-  if (backend_ && backend_->capabilities().enforces_wrap_policy && cfg_.azure &&
-      cfg_.mirror.trigger == MirrorTrigger::on_generate && !a.has(CKA_EXTRACTABLE))
+void Token::new_object_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a) const {
+  if ((cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) && backend_ && backend_->capabilities().enforces_wrap_policy &&
+      cfg_.azure && cfg_.mirror.trigger == MirrorTrigger::on_generate && !a.has(CKA_EXTRACTABLE))
     a.set_bool(CKA_EXTRACTABLE, true);
+  apply_defaults(cls, kt, a);
 }
 
 R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) {
@@ -169,8 +170,7 @@ R<CK_OBJECT_HANDLE> Token::generate_key(Session& s, const CK_MECHANISM* pm, cons
   AttrMap a = tmpl;
   a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
   a.set_ulong(CKA_KEY_TYPE, kt);
-  extractable_for_mirror(a);
-  apply_defaults(CKO_SECRET_KEY, kt, a);
+  new_object_defaults(CKO_SECRET_KEY, kt, a);
   mark_generated(a, m.entry->type, true);
   CK_OBJECT_HANDLE kh;
   {
@@ -200,9 +200,8 @@ R<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> Token::generate_key_pair(Sessio
   priv.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
   pub.set_ulong(CKA_KEY_TYPE, kt);
   priv.set_ulong(CKA_KEY_TYPE, kt);
-  extractable_for_mirror(priv);
-  apply_defaults(CKO_PUBLIC_KEY, kt, pub);
-  apply_defaults(CKO_PRIVATE_KEY, kt, priv);
+  new_object_defaults(CKO_PUBLIC_KEY, kt, pub);
+  new_object_defaults(CKO_PRIVATE_KEY, kt, priv);
   mark_generated(pub, m.entry->type, true);
   mark_generated(priv, m.entry->type, true);
   if (priv.bool_or(CKA_CDC_CLOUD_NATIVE, false))
@@ -251,7 +250,7 @@ R<CK_OBJECT_HANDLE> Token::unwrap_key(Session& s, const CK_MECHANISM* pm, CK_OBJ
   CK_KEY_TYPE kt = key_type_or(tmpl, 0);
   CDC_TRY(check_template(CreateOp::unwrap, cls, kt, tmpl));
   AttrMap a = tmpl;
-  apply_defaults(cls, kt, a);
+  new_object_defaults(cls, kt, a);
   mark_generated(a, m.entry->type, false);
   CDC_ASSIGN(auto uk, open_key(s, uh, KeyUse::unwrap, m));
   {
@@ -278,7 +277,7 @@ R<CK_OBJECT_HANDLE> Token::derive_key(Session& s, const CK_MECHANISM* pm, CK_OBJ
   AttrMap a = tmpl;
   a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
   a.set_ulong(CKA_KEY_TYPE, kt);
-  apply_defaults(CKO_SECRET_KEY, kt, a);
+  new_object_defaults(CKO_SECRET_KEY, kt, a);
   CDC_ASSIGN(auto base, open_key(s, bh, KeyUse::derive, m));
   // A derived key is never "always sensitive"/"never extractable" unless its base was.
   a.set_bool(CKA_LOCAL, false);

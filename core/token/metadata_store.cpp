@@ -146,6 +146,11 @@ R<void> MetadataStore::update(const std::function<R<bool>(MetaData&)>& f) {
   if (!fd) return core::err(Errc::device_error, lock_path + ": " + std::strerror(errno));
   while (::flock(fd.get(), LOCK_EX) != 0)
     if (errno != EINTR) return core::err(Errc::device_error, lock_path + ": flock: " + std::strerror(errno));
+  // Unlocked, not just closed: a child forked meanwhile shares the open file and would hold the lock.
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::flock(fd, LOCK_UN); }
+  } unlock{fd.get()};
   CDC_TRY(read_file());
   CDC_ASSIGN(bool changed, f(data_));
   if (!changed) return {};

@@ -56,7 +56,7 @@ R<CK_OBJECT_HANDLE> Token::create_object(Session& s, const AttrMap& tmpl) {
     return err(Errc::attribute_value_invalid,
                "an AES key must be 16, 24 or 32 bytes; CKA_VALUE has " + std::to_string(v->size()));
   AttrMap a = tmpl;
-  apply_defaults(cls, kt, a);
+  new_object_defaults(cls, kt, a);
   if (cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY) {
     a.set_bool(CKA_ALWAYS_SENSITIVE, false);
     a.set_bool(CKA_NEVER_EXTRACTABLE, false);
@@ -67,7 +67,9 @@ R<CK_OBJECT_HANDLE> Token::create_object(Session& s, const AttrMap& tmpl) {
     CDC_TRY(check_can_create_locked(s, a, nullptr));
     const auto* modulus = a.find(CKA_MODULUS);
     CDC_TRY(before_key_made(a, modulus && kt == CKK_RSA ? modulus->size() * 8 : 0));
-    CDC_TRY(refresh());
+    // The new object needs no listing to be known (added() caches what the backend returns);
+    // other processes' changes are taken in here only where that is cheap, not from an HSM.
+    if (backend_->refresh_before_operations()) CDC_TRY(refresh());
     CDC_ASSIGN(oh, added(s, backend_->create_object(a)));
   }
   CDC_TRY(key_made(s, oh));

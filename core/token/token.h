@@ -153,9 +153,11 @@ class Token {
   R<CK_OBJECT_HANDLE> added(const Session& s, R<StoredObject> made);
   void invalidate_private_handles();
   R<void> before_key_made(const AttrMap& attrs, std::size_t rsa_bits);
-  // A key generated on a group that mirrors on generate, when the backend wraps only extractable
-  // keys: CKA_EXTRACTABLE true unless the template says otherwise.
-  void extractable_for_mirror(AttrMap& a) const;
+  // The defaults of an object made through the slot, by any function (generate, create, unwrap,
+  // derive), with the group's one rule for keys: on a group that mirrors on generate, when the
+  // backend wraps only extractable keys, a private or secret key is CKA_EXTRACTABLE unless the
+  // template says otherwise, so that the mirror can take it.
+  void new_object_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a) const;
   // Without locks.
   R<void> key_made(Session& s, CK_OBJECT_HANDLE h);
 

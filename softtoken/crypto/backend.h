@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 
@@ -145,6 +146,11 @@ class Cipher {
   virtual ~Cipher() = default;
   virtual R<SecureBytes> update(ByteView in) = 0;
   virtual R<SecureBytes> finish() = 0;
+  // update(in) and finish() written into out, for an operation not yet fed. nullopt: out may
+  // be too small, or this cipher cannot; nothing was done.
+  virtual R<std::optional<std::size_t>> one_shot_into(ByteView /*in*/, std::span<std::uint8_t> /*out*/) {
+    return std::optional<std::size_t>{};
+  }
 };
 
 class Digest {

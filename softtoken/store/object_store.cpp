@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <set>
 #include <unordered_map>
@@ -72,6 +74,37 @@ R<void> make_dirs(const std::string& dir) {
   return {};
 }
 
+// DIR/lock's generation counter mapped read-only and shared: the file's page-cache page, so a
+// change another process writes with pwrite() is seen by a plain load, without a system call.
+class GenerationMap {
+ public:
+  GenerationMap() = default;
+  GenerationMap(const GenerationMap&) = delete;
+  GenerationMap& operator=(const GenerationMap&) = delete;
+  ~GenerationMap() {
+    if (p_) ::munmap(p_, kGenBytes);
+  }
+  // Maps it when the file is long enough (a load past its end would be SIGBUS); else reads
+  // stay system calls.
+  void map(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(kGenBytes)) return;
+    void* p = ::mmap(nullptr, kGenBytes, PROT_READ, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) p_ = p;
+  }
+  bool mapped() const { return p_ != nullptr; }
+  std::uint64_t load() const {
+    std::uint8_t b[kGenBytes];
+    const auto v = __atomic_load_n(static_cast<const std::uint64_t*>(p_), __ATOMIC_ACQUIRE);
+    std::memcpy(b, &v, sizeof b);
+    return get_le64(b);
+  }
+
+ private:
+  static constexpr std::size_t kGenBytes = 8;
+  void* p_ = nullptr;
+};
+
 std::optional<FileId> stat_id(int dirfd, const std::string& name) {
   struct stat st {};
   if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
@@ -83,6 +116,7 @@ std::optional<FileId> stat_id(int dirfd, const std::string& name) {
 struct ObjectStore::Impl {
   std::string dir, objects_path, lock_path;
   UniqueFd dirfd, lockfd;
+  GenerationMap gen_map;
   pid_t owner_pid = ::getpid();
   int lock_depth = 0;  // > 0 while this instance holds the flock (re-entrant)
   int format = 0;      // the layout's format version, as last read or written
@@ -122,6 +156,12 @@ struct ObjectStore::Impl {
   }
   void release() {
     if (--lock_depth == 0) ::flock(lockfd.get(), LOCK_UN);
+  }
+
+  // The counter without taking the lock (refresh's first look): a load where it is mapped.
+  R<std::uint64_t> peek_gen() {
+    if (gen_map.mapped()) return gen_map.load();
+    return read_gen();
   }
 
   R<std::uint64_t> read_gen() {
@@ -294,6 +334,7 @@ R<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::string& dir, bool c
     }
     CDC_TRY(s->recover());
   }
+  s->gen_map.map(s->lockfd.get());
   return std::unique_ptr<ObjectStore>(new ObjectStore(std::move(s)));
 }
 
@@ -373,7 +414,7 @@ R<void> ObjectStore::wipe() {
   return fsync_fd(od.get(), s.objects_path);
 }
 
-R<std::uint64_t> ObjectStore::generation() { return impl_->read_gen(); }
+R<std::uint64_t> ObjectStore::generation() { return impl_->peek_gen(); }
 
 namespace {
 
@@ -463,7 +504,7 @@ R<Bytes> ObjectStore::read_meta() {
 R<Changes> ObjectStore::refresh() {
   Impl& s = *impl_;
   {
-    CDC_ASSIGN(std::uint64_t g, s.read_gen());
+    CDC_ASSIGN(std::uint64_t g, s.peek_gen());
     if (s.refreshed && g == s.seen_gen && s.unreadable.empty()) return Changes{};
   }
   // Shared lock: no writer is mid-change while we look, and the generation we record is the

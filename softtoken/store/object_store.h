@@ -85,7 +85,8 @@ struct Changes {
 //   cannot be read as a whole now: the lock file, the objects directory or the meta record
 //   unreadable, or a transient error (out of file descriptors) on any file.
 // - It detects changes through the generation counter and change journal in DIR/lock, which
-//   every put/remove/write_meta/wipe updates: with the generation unchanged it costs one pread;
+//   every put/remove/write_meta/wipe updates: with the generation unchanged it costs one load
+//   from DIR/lock's page, mapped shared (no system call; a pread where it cannot be mapped);
 //   after up to 256 changes it re-checks only the changed uids; after more (or a wipe) it lists
 //   objects/ and re-reads the files whose identity (inode, size, mtime, ctime) differs. A file
 //   edited behind the store's back is thus only noticed by such a full listing (get() always
@@ -130,7 +131,7 @@ class ObjectStore {
 
   // What changed on disk since the previous refresh() of this instance (by any process).
   R<Changes> refresh();
-  // Current generation counter (reads DIR/lock).
+  // Current generation counter (as refresh() reads it, without the lock).
   R<std::uint64_t> generation();
 
   // Not thread-safe: the owning token serialises calls on one instance.

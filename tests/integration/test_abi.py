@@ -242,9 +242,8 @@ class ForkTest(unittest.TestCase):
         finally:
             t.cleanup()
 
-    # Not a difference of the HSM: a defect of ours or of SoftHSM2 not yet found (issue 9's note).
-    @unittest.skipIf(h.HSM, "a child forked during a login on the HSM backend hangs in some runs and works in "
-                            "others; the cause is not found yet")
+    # On the HSM backend the login thread is inside SoftHSM2's C_Login, holding its mutexes: the
+    # fork must wait for it (hsm/module.cpp), or the child's C_Finalize of SoftHSM2 hangs.
     def test_child_forked_during_a_login_can_initialize(self):
         self.run_forks("login", 3, log2n=17)
 

@@ -185,13 +185,15 @@ class AesEcbCbcTest(h.P11Case):
 
     def test_iv_errors(self):
         k = self.aes(os.urandom(16))
-        # SoftHSM2 2.6.1's own answers, forwarded: CKR_ARGUMENTS_BAD without an IV, CKR_MECHANISM_INVALID
-        # for an IV of the wrong size, and an ECB parameter ignored (the operation then starts).
+        # SoftHSM2 2.6.1's own answers: CKR_ARGUMENTS_BAD without an IV (forwarded as
+        # CKR_MECHANISM_PARAM_INVALID: the parameter is the one argument it can mean),
+        # CKR_MECHANISM_INVALID for an IV of the wrong size, and an ECB parameter ignored (the operation
+        # then starts).
         for fn in ("C_EncryptInit", "C_DecryptInit"):
             for iv in (None, os.urandom(8), os.urandom(15), os.urandom(17), os.urandom(32)):
                 with self.subTest(fn=fn, iv=None if iv is None else len(iv)):
                     want = h.by_backend("CKR_MECHANISM_PARAM_INVALID",
-                                        "CKR_ARGUMENTS_BAD" if iv is None else "CKR_MECHANISM_INVALID")
+                                        "CKR_MECHANISM_PARAM_INVALID" if iv is None else "CKR_MECHANISM_INVALID")
                     self.assertRV(want, self.init(fn, CBC, k, iv))
             with self.subTest(fn=fn, ecb_with_parameter=True):
                 self.assertRV(h.by_backend("CKR_MECHANISM_PARAM_INVALID", "CKR_OK"),

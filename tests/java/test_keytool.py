@@ -32,13 +32,6 @@ SECRET = "demo-secret-not-real"
 GROUP, VAULT, SLOT_ID = "javakt", "demo-premium", 41
 JAVA_TIMEOUT = 180
 
-# On an HSM group (suite integration-hsm) keytool's keys are not mirrored yet: its RSA private key,
-# stored with C_CreateObject, is not made CKA_EXTRACTABLE for the mirror as generated keys are
-# (CKR_TEMPLATE_INCONSISTENT), and the EC session key it copies into the token has no public point
-# in the HSM (C_CopyObject: CKR_FUNCTION_FAILED).
-ON_HSM = h.hsm_expected_failure("keytool's imported RSA key is not extractable for the mirror; its copied EC "
-                                "key has no public point in the HSM")
-
 JAVA = shutil.which("java")
 KEYTOOL = shutil.which("keytool")
 
@@ -152,7 +145,6 @@ class KeytoolMirroring(unittest.TestCase):
 
     # ------------------------------------------------------------ tests
 
-    @ON_HSM
     def test_rsa_key_stored_by_keytool_is_mirrored_and_the_vault_copy_is_the_same_key(self):
         # keytool made the pair in Java; P11KeyStore stored the private key with C_CreateObject.
         kid = self.assert_mirrored("rsa1", "RSA-HSM", "storePkey created token key for")
@@ -163,7 +155,6 @@ class KeytoolMirroring(unittest.TestCase):
         self.assertEqual(pub.key_size, 2048)
         pub.verify(sig, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
 
-    @ON_HSM
     def test_ec_key_stored_by_keytool_is_mirrored_and_the_vault_copy_is_the_same_key(self):
         # SunPKCS11 generated a session pair; P11KeyStore copied the private key into the token.
         kid = self.assert_mirrored("ec1", "EC-HSM", "updateP11Pkey copied private session key for")
@@ -176,7 +167,6 @@ class KeytoolMirroring(unittest.TestCase):
         der_sig = utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
         pub.verify(der_sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 
-    @ON_HSM
     def test_only_the_two_token_keys_are_in_the_vault(self):
         for alias in self.made:
             self.check(self.made[alias], "keytool -genkeypair %s" % alias)
@@ -188,7 +178,6 @@ class KeytoolMirroring(unittest.TestCase):
         # No copy of the EC session key, no KEK left behind.
         self.assertEqual(names, sorted((k["azure_key_id"] or "/" * 4).split("/")[4] for k in keys))
 
-    @ON_HSM
     def test_the_token_keys_sign_a_certificate_request(self):
         # keytool self-signed with the keys before they were stored; -certreq signs with the token's key.
         for alias in ("rsa1", "ec1"):
@@ -199,7 +188,6 @@ class KeytoolMirroring(unittest.TestCase):
             cert_key = self.certificate(alias).public_key()
             self.assertEqual(csr.public_key().public_numbers(), cert_key.public_numbers())
 
-    @ON_HSM
     def test_keytool_list_shows_both_entries(self):
         for alias in self.made:
             self.check(self.made[alias], "keytool -genkeypair %s" % alias)

@@ -8,11 +8,16 @@ AES-256 into the Managed HSM, each made in SoftHSM2 by pkcs11-tool through our s
 targets' keys at once: RSA-4096 generation dominates); the vault signs (or wraps and unwraps, for
 AES) and the HSM's public key verifies. The native path for one RSA, one EC and the AES key.
 
-A pkcs11-spy trace of the HSM side shows no key material. Refused before any Azure call: a key that
-is not extractable, and any key on a group whose vault is a Standard one (a plain JWK would put the
-clear key outside the HSM)."""
+A pkcs11-spy trace of the HSM side during a mirror shows the composed wrap as SoftHSM2 makes it
+(its CKM_AES_KEY_WRAP_PAD is the RFC 5649 wrap: hsm/README.md), no key material returned, the KEK
+and the ephemeral key destroyed, and the key's CKA_SENSITIVE / CKA_NEVER_EXTRACTABLE as they were.
+Refused before any Azure call: a key that is not extractable, one that only a CKA_TRUSTED key may
+wrap, an HSM without a usable wrap mechanism (SoftHSM2 behind mechanism_filter.so, which hides its
+CKM_AES_KEY_WRAP_PAD), and any key on a group whose vault is a Standard one (a plain JWK would put
+the clear key outside the HSM)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,19 +30,26 @@ sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 
 import p11helpers as h  # noqa: E402
 from azhelpers import Emulator  # noqa: E402
-from mirrorhelpers import MIRRORED, LogOnly, Rig, azure_section, write_secret  # noqa: E402
+from mirrorhelpers import FAILED, MIRRORED, LogOnly, Rig, azure_section, vendor_mirror_key, write_secret  # noqa: E402
 
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "1234"
 SPY = "/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so"
-# (group, vault, vault type, slot id, the "HSM": SoftHSM2 / our own module / pkcs11-spy, its token label)
+FILTER = os.environ.get("CDCP11_TEST_MECHANISM_FILTER", "")
+CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP, CKM_RSA_AES_KEY_WRAP = 0x210A, 0x210B, 0x1054
+# (group, vault, vault type, slot id, the "HSM": SoftHSM2 / our own module / pkcs11-spy / SoftHSM2 without
+# its wrap mechanisms, its token label)
 GROUPS = [("hsmprem", "demo-premium", "premium", 41, "softhsm", "hsm-prem"),
           ("hsmstd", "demo-standard", "standard", 42, "softhsm", "hsm-std"),
           ("hsmnative", "demo-premium", "premium", 43, "inner", "inner"),
           ("hsmspy", "demo-premium", "premium", 44, "spy", "hsm-spy"),
           ("hsmmhsm", "demo-mhsm", "managed_hsm", 45, "softhsm", "hsm-mhsm"),
-          ("hsmnativemhsm", "demo-mhsm", "managed_hsm", 46, "inner", "inner-mhsm")]
+          ("hsmnativemhsm", "demo-mhsm", "managed_hsm", 46, "inner", "inner-mhsm"),
+          ("hsmreq", "demo-premium", "premium", 47, "softhsm", "hsm-req"),
+          ("hsmnowrap", "demo-premium", "premium", 48, "filter", "hsm-nowrap")]
 SLOT = {g[0]: g[3] for g in GROUPS}
+# Groups that mirror only when asked (C_CDC_MirrorKey), so a key is made as the test says first.
+ON_REQUEST = ("hsmspy", "hsmreq", "hsmnowrap")
 # pkcs11-tool 0.23 sends CKA_EXTRACTABLE false for --keygen unless --extractable is given, and a key
 # the application makes non-extractable cannot be wrapped for Azure: the group refuses it.
 # (pkcs11-tool --key-type, Key Vault kty, RSA bits, curve)
@@ -52,6 +64,8 @@ class HsmMirror(unittest.TestCase):
         h.require_module(cls)
         if not os.path.exists(SOFTHSM):
             raise unittest.SkipTest("SoftHSM2 is not installed")
+        if not os.path.exists(FILTER):
+            raise AssertionError("CDCP11_TEST_MECHANISM_FILTER does not name the built mechanism_filter module")
         cls.dir = tempfile.mkdtemp(prefix="cdcp11-hsm-mirror-")
         cls.softhsm_conf = h.softhsm_tokens(cls.dir, [g[5] for g in GROUPS if g[4] != "inner"])
         cls.emu = Emulator.start()
@@ -65,8 +79,9 @@ class HsmMirror(unittest.TestCase):
             cls.inner.init(label)
         cls.inner_module = os.path.join(cls.dir, "inner-hsm.so")
         shutil.copy(h.MODULE, cls.inner_module)
+        hide = ",".join(hex(m) for m in (CKM_AES_KEY_WRAP_PAD, CKM_AES_KEY_WRAP_KWP, CKM_RSA_AES_KEY_WRAP))
         modules = {"softhsm": (SOFTHSM, ""), "inner": (cls.inner_module, cls.inner.conf),
-                   "spy": (SPY, "")}
+                   "spy": (SPY, ""), "filter": (FILTER, "hide=" + hide)}
         # OpenSC's pkcs11-spy in front of SoftHSM2 records every call of one group to its HSM.
         cls.trace = os.path.join(cls.dir, "spy.log")
         os.environ.update(PKCS11SPY=SOFTHSM, PKCS11SPY_OUTPUT=cls.trace)
@@ -78,7 +93,8 @@ class HsmMirror(unittest.TestCase):
                 token["module_args"] = args
             groups.append({"name": name, "slot_id": slot, "token": token,
                            "azure": azure_section(cls.emu, secret, vault, vtype),
-                           "mirror": {"trigger": "on_generate", "mode": "sync"}})
+                           "mirror": {"trigger": "on_request" if name in ON_REQUEST else "on_generate",
+                                      "mode": "sync"}})
         cls.conf = os.path.join(cls.dir, "conf.json")
         with open(cls.conf, "w") as f:
             json.dump({"version": 1, "groups": groups}, f)
@@ -147,22 +163,98 @@ class HsmMirror(unittest.TestCase):
         with open(self.log) as f:
             self.assertIn("wrapped in the HSM for Azure (CKM_RSA_AES_KEY_WRAP)", f.read())
 
+    @staticmethod
+    def softhsm_access(label, token):
+        """The private key's access flags as SoftHSM2 itself reports them (pkcs11-tool, not our slot)."""
+        out = subprocess.run(["pkcs11-tool", "--module", SOFTHSM, "--token-label", token, "--login", "--pin", PIN,
+                              "--list-objects", "--type", "privkey"],
+                             capture_output=True, text=True, timeout=h.TOOL_TIMEOUT, check=True).stdout
+        blocks = re.split(r"\n(?=\S)", out)
+        [block] = [b for b in blocks if b.startswith("Private Key Object")
+                   and re.search(r"^\s*label:\s*%s$" % re.escape(label), b, re.M)]
+        [access] = [l for l in block.splitlines() if l.strip().startswith("Access:")]
+        return {f.strip() for f in access.split(":", 1)[1].split(",")}
+
+    def spy_calls(self, since):
+        """The spy trace's calls from byte offset `since`: [(name, body)]."""
+        with open(self.trace) as f:
+            f.seek(since)
+            calls = []
+            for line in f.read().splitlines():
+                m = re.match(r"^\d+: (C_\w+)", line)
+                if m:
+                    calls.append((m.group(1), ""))
+                elif calls:
+                    calls[-1] = (calls[-1][0], calls[-1][1] + line + "\n")
+        return calls
+
     def test_a_spy_on_the_hsm_sees_no_key_material_leave_it_during_a_mirror(self):
         s = self.session(44)
-        _, priv = self.pair(s, "spied", "rsa")
+        mirror_key = vendor_mirror_key()
+        for label, kt in (("spied-rsa", "rsa"), ("spied-ec", "ec")):
+            _, priv = self.pair(s, label, kt, (self.P.CKA_EXTRACTABLE, True))
+            before = self.softhsm_access(label, "hsm-spy")
+            self.assertIn("sensitive", before)
+            mark = os.path.getsize(self.trace)
+            self.assertEqual(mirror_key(s, priv), 0, label)
+            st, kid, err = self.rig.state(s, priv)
+            self.assertEqual((st, err), (MIRRORED, ""), label)
+            # The key is as it was in the HSM: still sensitive, never-extractable unchanged.
+            self.assertEqual(self.softhsm_access(label, "hsm-spy"), before, label)
+            calls = self.spy_calls(mark)
+            names = [c[0] for c in calls]
+            # Composed in SoftHSM2: the key under the ephemeral AES key with its RFC 5649 wrap
+            # (CKM_AES_KEY_WRAP_PAD, 0x210A, which the spy prints as a number), the AES key under the
+            # KEK with RSA-OAEP; each wrap asked for its length first.
+            wraps = [re.search(r"pMechanism->type = (\S+)", body).group(1) for name, body in calls if name == "C_WrapKey"]
+            self.assertEqual(sorted(wraps), ["0x0000210A"] * 2 + ["CKM_RSA_PKCS_OAEP"] * 2, wraps)
+            # The KEK (imported) and the ephemeral key (generated) are session objects, destroyed.
+            self.assertEqual(names.count("C_CreateObject"), 1, names)
+            self.assertEqual(names.count("C_GenerateKey"), 1, names)
+            self.assertEqual(names.count("C_DestroyObject"), 2, names)
+            for name, body in calls:
+                for secret in ("CKA_PRIVATE_EXPONENT", "CKA_PRIME_1", "CKA_PRIME_2", "CKA_EXPONENT_1",
+                               "CKA_EXPONENT_2", "CKA_COEFFICIENT"):
+                    self.assertNotIn(secret, body, "%s asked of the HSM in %s" % (secret, name))
+                # CKA_VALUE may be asked of objects that have none public: never a value returned.
+                for line in body.splitlines():
+                    if line.strip().startswith("CKA_VALUE "):
+                        self.assertIn(line.split("/")[-1].strip(), ("0", "-1"), line)
+
+    def test_a_key_that_is_not_extractable_is_refused_before_any_azure_call(self):
+        s = self.session(47)
+        mirror_key = vendor_mirror_key()
+        mark = len(self.emu.log().splitlines())
+        _, priv = self.pair(s, "req-unextractable", "rsa", (self.P.CKA_EXTRACTABLE, False))
+        self.assertEqual(mirror_key(s, priv), self.P.CKR_KEY_UNEXTRACTABLE)
         st, kid, err = self.rig.state(s, priv)
-        self.assertEqual((st, err), (MIRRORED, ""))
-        self.assertTrue(s.getAttributeValue(priv, [self.P.CKA_SENSITIVE])[0])
-        with open(self.trace) as f:
-            trace = f.read()
-        self.assertIn("C_WrapKey", trace)
-        for secret in ("CKA_PRIVATE_EXPONENT", "CKA_PRIME_1", "CKA_PRIME_2", "CKA_EXPONENT_1", "CKA_EXPONENT_2",
-                       "CKA_COEFFICIENT"):
-            self.assertFalse(secret in trace, secret + " was asked of the HSM")
-        # CKA_VALUE is asked of public key objects only, which have none: never a value returned.
-        for line in trace.splitlines():
-            if line.strip().startswith("CKA_VALUE "):
-                self.assertIn(line.split("/")[-1].strip(), ("0", "-1"), line)
+        self.assertEqual((st, kid), (FAILED, ""))
+        self.assertIn("the HSM will not wrap it for Azure: CKA_EXTRACTABLE is false", err)
+        self.assertIn("cannot be changed after creation", err)
+        self.assertEqual([l for l in self.emu.log().splitlines()[mark:] if "demo-premium" in l], [])
+
+    def test_a_key_only_a_trusted_key_may_wrap_is_refused_before_any_azure_call(self):
+        s = self.session(47)
+        mirror_key = vendor_mirror_key()
+        mark = len(self.emu.log().splitlines())
+        _, priv = self.pair(s, "req-wwt", "ec", (self.P.CKA_EXTRACTABLE, True), (self.P.CKA_WRAP_WITH_TRUSTED, True))
+        self.assertEqual(mirror_key(s, priv), self.P.CKR_KEY_NOT_WRAPPABLE)
+        st, kid, err = self.rig.state(s, priv)
+        self.assertEqual((st, kid), (FAILED, ""))
+        self.assertIn("CKA_WRAP_WITH_TRUSTED is true: only a CKA_TRUSTED wrapping key (set by the SO)", err)
+        self.assertEqual([l for l in self.emu.log().splitlines()[mark:] if "demo-premium" in l], [])
+
+    def test_an_hsm_without_a_usable_wrap_mechanism_is_refused_before_any_azure_call(self):
+        s = self.session(48)
+        mirror_key = vendor_mirror_key()
+        mark = len(self.emu.log().splitlines())
+        _, priv = self.pair(s, "nowrap", "rsa", (self.P.CKA_EXTRACTABLE, True))
+        self.assertEqual(mirror_key(s, priv), self.P.CKR_MECHANISM_INVALID)
+        st, kid, err = self.rig.state(s, priv)
+        self.assertEqual((st, kid), (FAILED, ""))
+        self.assertIn("the HSM has no mechanism to make the BYOK blob: the HSM offers neither CKM_RSA_AES_KEY_WRAP "
+                      "nor an RFC 5649 AES key wrap (CKM_AES_KEY_WRAP_KWP) to compose it from", err)
+        self.assertEqual([l for l in self.emu.log().splitlines()[mark:] if "demo-premium" in l], [])
 
     def test_a_key_the_hsm_will_not_wrap_is_refused_before_any_azure_call(self):
         s = self.session(41)

@@ -87,45 +87,80 @@ class AesCipher final : public Cipher {
       }
       return out;
     }
+    SecureBytes out(16 + tag_len);
+    CDC_ASSIGN(std::size_t n, final_into(out.data()));
+    out.resize(n);
+    return out;
+  }
+
+  // A fresh encryption only: a decryption's output must not reach the caller before it is
+  // known good (GCM's tag, CBC's padding).
+  R<std::optional<std::size_t>> one_shot_into(ByteView in, std::span<std::uint8_t> out) override {
+    if (!enc_ || done_ || total_ != 0 || out.size() < output_size(in.size())) return std::optional<std::size_t>{};
+    if (p_.scheme == Scheme::aes_ctr && !budget_.consume(in.size()))
+      return err(Code::bad_input_length, "AES-CTR counter would wrap");
+    total_ = in.size();
+    done_ = true;
+    CDC_ASSIGN(std::size_t w, run_into(in, out.data()));
+    CDC_ASSIGN(std::size_t f, final_into(out.data() + w));
+    return std::optional<std::size_t>(w + f);
+  }
+
+ private:
+  // An encryption's whole output for n bytes in.
+  std::size_t output_size(std::size_t n) const {
+    switch (p_.scheme) {
+      case Scheme::aes_gcm: return n + p_.tag_bits / 8;
+      case Scheme::aes_cbc_pad: return n - n % 16 + 16;
+      default: return n;  // CTR; ECB and CBC without padding (a partial block is refused)
+    }
+  }
+
+  // EVP's final block (at most 16 bytes) and GCM's tag, after the whole input, into out, which
+  // has room for them (what output_size leaves after the updates' output).
+  R<std::size_t> final_into(std::uint8_t* out) {
     if (p_.scheme == Scheme::aes_cbc_pad && !enc_ && (total_ == 0 || total_ % 16))
       return err(Code::bad_encrypted_input, "AES-CBC ciphertext length is not a positive multiple of 16");
     if (detail::unpadded_block_mode(p_.scheme) && total_ % 16) return detail::partial_block_error(p_.scheme, total_);
-    SecureBytes out(32);
     int fin = 0;
-    if (EVP_CipherFinal_ex(ctx_.get(), out.data(), &fin) != 1) {
+    if (EVP_CipherFinal_ex(ctx_.get(), out, &fin) != 1) {
       if (!enc_) {
         clear_errors();
         return err(Code::bad_encrypted_input, "AES-CBC padding is invalid");
       }
       return ossl_err(Code::internal, "cipher final failed");
     }
-    out.resize(static_cast<std::size_t>(fin));
+    std::size_t n = static_cast<std::size_t>(fin);
     if (p_.scheme == Scheme::aes_gcm) {
-      std::size_t off = out.size();
-      out.resize(off + tag_len);
-      OSSL_PARAM params[] = {
-          OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out.data() + off, tag_len),
-          OSSL_PARAM_construct_end()};
+      const std::size_t tag_len = p_.tag_bits / 8;
+      OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, out + n, tag_len),
+                             OSSL_PARAM_construct_end()};
       if (EVP_CIPHER_CTX_get_params(ctx_.get(), params) != 1) return ossl_err(Code::internal, "AES-GCM tag");
+      n += tag_len;
     }
+    return n;
+  }
+
+  R<SecureBytes> run(ByteView in) {
+    SecureBytes out(in.size() + 16);
+    CDC_ASSIGN(std::size_t w, run_into(in, out.data()));
+    out.resize(w);
     return out;
   }
 
- private:
-  R<SecureBytes> run(ByteView in) {
-    SecureBytes out(in.size() + 16);
+  // EVP_CipherUpdate into out, which holds in.size() + 16 bytes.
+  R<std::size_t> run_into(ByteView in, std::uint8_t* out) {
     int outl = 0;
     // EVP takes int lengths; feed large inputs in chunks.
     std::size_t off = 0, w = 0;
     do {
       std::size_t n = std::min<std::size_t>(in.size() - off, 1u << 30);
-      if (EVP_CipherUpdate(ctx_.get(), out.data() + w, &outl, in.data() + off, static_cast<int>(n)) != 1)
+      if (EVP_CipherUpdate(ctx_.get(), out + w, &outl, in.data() + off, static_cast<int>(n)) != 1)
         return ossl_err(Code::internal, "cipher update failed");
       off += n;
       w += static_cast<std::size_t>(outl);
     } while (off < in.size());
-    out.resize(w);
-    return out;
+    return w;
   }
 
   CipherParams p_;

@@ -83,6 +83,7 @@ R<void> FakeBackend::check_pin(ByteView pin) {
 }
 
 R<ObjectChanges> FakeBackend::refresh() {
+  ++refreshes;
   ObjectChanges out = std::move(pending_);
   pending_ = {};
   for (auto& o : out.upserted) objects_[o.uid] = o;

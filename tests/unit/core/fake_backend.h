@@ -23,6 +23,9 @@ class FakeBackend final : public Backend {
   std::vector<std::string> calls;
   // When set, create_object fails with this error (a device or session failure, a bad template).
   std::optional<Error> fail_create;
+  // What refresh_before_operations() answers (false: like an HSM, whose listing is costly).
+  bool refresh_first = true;
+  int refreshes = 0;  // refresh() calls so far
 
   // The next refresh() reports these (as if another process changed the token).
   void push_upsert(StoredObject o);
@@ -46,6 +49,7 @@ class FakeBackend final : public Backend {
   void logout() override { logged_in_ = false; }
 
   R<ObjectChanges> refresh() override;
+  bool refresh_before_operations() const override { return refresh_first; }
   R<StoredObject> create_object(const AttrMap& attrs) override;
   R<StoredObject> create_key_reference(const AttrMap& attrs) override;
   R<StoredObject> copy_object(const std::string& src_uid, const AttrMap& attrs) override;

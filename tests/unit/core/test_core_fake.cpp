@@ -383,3 +383,24 @@ TEST_CASE("fake core: a key no host made (no vendor attributes in the backend) a
   CHECK(state2 == state);
   CHECK(origin2 == origin);
 }
+
+TEST_CASE("fake core: C_CreateObject does not list a backend that is not refreshed before operations") {
+  Fixture f([](FakeBackend& b) { b.refresh_first = false; });
+  auto s = f.open();
+  const int before = f.fake->refreshes;
+  auto h = f.token->create_object(*s, data_object(true, false, "made here"));
+  REQUIRE(h);
+  CHECK(f.fake->refreshes == before);
+  // Known without a listing: found, under the handle C_CreateObject gave, also after one.
+  AttrMap label;
+  label.set_string(CKA_LABEL, "made here");
+  CHECK(f.find(*s, label) == std::vector<CK_OBJECT_HANDLE>{*h});
+  // The backend's next listing reports it (as an HSM's does): still one object, the same handle.
+  char uid[64] = {};
+  CK_ATTRIBUTE t{CKA_UNIQUE_ID, uid, sizeof uid - 1};
+  REQUIRE(f.token->get_attributes(*s, *h, &t, 1));
+  AttrMap listed = data_object(true, false, "made here");
+  listed.set_string(CKA_UNIQUE_ID, uid);
+  f.fake->push_upsert(StoredObject{uid, listed});
+  CHECK(f.find(*s, label) == std::vector<CK_OBJECT_HANDLE>{*h});
+}

@@ -204,3 +204,28 @@ TEST_CASE("mirror journal: a record that does not decode is reported once and sk
   CHECK(one.error().message.find(bad) != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("mirror journal: vault sync's skipped keys are kept beside the jobs, for every process") {
+  char tmpl[] = "/tmp/cdcp11-journal-XXXXXX";
+  fs::path dir = ::mkdtemp(tmpl);
+  const std::string jdir = (dir / "j").string();
+  auto a = Journal::open(jdir);
+  auto b = Journal::open(jdir);
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK((*a)->sync_skips()->empty());
+  const Journal::SyncSkips skips{{"impostor", "1700000000/1700000000/uid/here"}, {"odd", "1/2//absent"}};
+  REQUIRE((*a)->put(Job{.object_uid = std::string(32, 'a'), .azure_name = "k", .step = Step::pending}));
+  REQUIRE((*a)->set_sync_skips(skips));
+  CHECK(*(*b)->sync_skips() == skips);
+  // Not a job: the journal's listing is unchanged.
+  REQUIRE((*b)->unfinished()->size() == 1);
+  REQUIRE((*b)->set_sync_skips({}));
+  CHECK((*a)->sync_skips()->empty());
+  // Unreadable (a newer format, say): nothing is remembered, so sync reads those keys again.
+  auto s = cdcp11::store::ObjectStore::open(jdir, false);
+  REQUIRE(s);
+  REQUIRE((*s)->write_meta(cdcp11::view(std::string("[\"not an object\"]"))));
+  CHECK((*a)->sync_skips()->empty());
+  fs::remove_all(dir);
+}

@@ -239,3 +239,60 @@ TEST_CASE("the search index follows added, changed and removed objects") {
   cls.set_ulong(CKA_CLASS, CKO_DATA);
   CHECK(c.candidates(cls).size() == 999);
 }
+
+namespace {
+std::atomic<int> g_big_wipes{0};
+void count_big_wipes(const void*, std::size_t n) noexcept {
+  if (n >= 16384) ++g_big_wipes;
+}
+}  // namespace
+
+TEST_CASE("C_Encrypt of 16 KiB AES-GCM writes into the caller's buffer; a length query or a short buffer "
+          "still keeps the operation and gives the same bytes") {
+  Dir d;
+  App a(d, true);
+  AttrMap k;
+  k.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+  k.set_ulong(CKA_KEY_TYPE, CKK_AES);
+  k.set_bool(CKA_ENCRYPT, true);
+  k.set_bool(CKA_DECRYPT, true);
+  k.set(CKA_VALUE, Bytes(32, 0x42));
+  auto key = a.s->token().create_object(*a.s, k);
+  REQUIRE(key);
+  std::uint8_t iv[12] = {1, 2, 3};
+  CK_GCM_PARAMS gcm{iv, sizeof iv, 96, nullptr, 0, 128};
+  CK_MECHANISM m{CKM_AES_GCM, &gcm, sizeof gcm};
+  const Bytes plain(16384, 0x17);
+
+  // Straight into a big enough buffer: no copy of the output is made (and wiped) on the way.
+  REQUIRE(a.s->begin(OpKind::encrypt, &m, *key));
+  Bytes direct(plain.size() + 16);
+  CK_ULONG len = direct.size();
+  g_big_wipes = 0;
+  set_wipe_observer(count_big_wipes);
+  auto r = a.s->single(OpKind::encrypt, ByteView(plain), direct.data(), &len);
+  set_wipe_observer(nullptr);
+  REQUIRE(r);
+  CHECK(len == plain.size() + 16);
+  CHECK(g_big_wipes == 0);
+  CHECK(code(a.s->single(OpKind::encrypt, ByteView(plain), direct.data(), &len)) == Errc::operation_not_initialized);
+
+  // Length query, then a short buffer, then the call: one operation, the same ciphertext.
+  REQUIRE(a.s->begin(OpKind::encrypt, &m, *key));
+  CK_ULONG q = 0;
+  REQUIRE(a.s->single(OpKind::encrypt, ByteView(plain), nullptr, &q));
+  CHECK(q == plain.size() + 16);
+  Bytes out(q);
+  CK_ULONG small = 10;
+  CHECK(code(a.s->single(OpKind::encrypt, ByteView(plain), out.data(), &small)) == Errc::buffer_too_small);
+  CHECK(small == q);
+  REQUIRE(a.s->single(OpKind::encrypt, ByteView(plain), out.data(), &q));
+  CHECK(out == direct);
+
+  REQUIRE(a.s->begin(OpKind::decrypt, &m, *key));
+  Bytes back(direct.size());
+  CK_ULONG blen = back.size();
+  REQUIRE(a.s->single(OpKind::decrypt, ByteView(direct), back.data(), &blen));
+  back.resize(blen);
+  CHECK(back == plain);
+}

@@ -1,5 +1,7 @@
 // The forwarding backend (forward/) against a SoftHSM2 token: what the core's seam asks of it.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -574,4 +576,58 @@ TEST_CASE("forward: core's vendor state of an object whose id is derived keeps t
   CHECK(ch.upserted[0].attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == "https://v.vault.azure.net/keys/derived/1");
   got(b2->destroy_object(uid));
   CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.count(uid) == 0);
+}
+
+// A child forked while an update holds the store's lock (here: from inside it) shares the lock's
+// open file: the lock must end with the update all the same, or the next one waits for the child.
+TEST_CASE("forward: a child forked during a metadata update does not keep the store locked") {
+  hsm::test::TempDir d;
+  auto meta = got(core::MetadataStore::open(d.path));
+  pid_t child = -1;
+  got(meta->update([&](core::MetaData&) -> core::R<bool> {
+    child = fork();
+    if (child == 0) {
+      sleep(3);
+      _exit(0);
+    }
+    return false;
+  }));
+  REQUIRE(child > 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  got(meta->update([](core::MetaData&) -> core::R<bool> { return false; }));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
+  int status = 0;
+  waitpid(child, &status, 0);
+}
+
+TEST_CASE("forward: a single-part call with room for its result is one HSM call into the caller's buffer") {
+  Spied f;
+  auto b = f.open_user();
+  auto aes = got(b->generate_key(mech(CKM_AES_KEY_GEN), aes_template(false)));
+  hsm::GcmParams gp(Bytes(12, 7), Bytes{});
+  auto gm = gp.mechanism();
+  core::Mechanism gcm = mech(CKM_AES_GCM, Bytes(gm.param.begin(), gm.param.end()));
+  const Bytes msg(16, 'm');
+
+  const auto before = f.calls("C_Encrypt");
+  auto enc = got(b->begin(core::OpKind::encrypt, gcm, aes));
+  Bytes out(msg.size() + 16);
+  auto n = got(enc->one_shot_into(msg, out));
+  REQUIRE(n.has_value());
+  CHECK(*n == msg.size() + 16);
+  CHECK(f.calls("C_Encrypt") - before == 1);  // no length query first
+
+  // Too small: nothing written, the operation goes on (the HSM keeps it on CKR_BUFFER_TOO_SMALL).
+  auto again = got(b->begin(core::OpKind::encrypt, gcm, aes));
+  Bytes small(4);
+  CHECK_FALSE(got(again->one_shot_into(msg, small)).has_value());
+  auto whole = got(again->one_shot(msg));
+  CHECK(Bytes(whole.begin(), whole.end()) == out);  // the same key and IV
+
+  auto dec = got(b->begin(core::OpKind::decrypt, gcm, aes));
+  Bytes back(out.size());
+  auto m = got(dec->one_shot_into(out, back));
+  REQUIRE(m.has_value());
+  back.resize(*m);
+  CHECK(back == msg);
 }

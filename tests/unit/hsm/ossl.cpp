@@ -2,20 +2,12 @@
 
 #include <doctest/doctest.h>
 #include <openssl/bn.h>
-#include <openssl/core_names.h>
 #include <openssl/rsa.h>
-#include <openssl/x509.h>
 
 namespace cdcp11::hsm::test {
 
 Pkey rsa_generate(unsigned bits) {
   Pkey k(EVP_RSA_gen(bits));
-  REQUIRE(k);
-  return k;
-}
-
-Pkey ec_generate_p256() {
-  Pkey k(EVP_EC_gen("P-256"));
   REQUIRE(k);
   return k;
 }
@@ -26,14 +18,6 @@ Bytes bn_param(const EVP_PKEY* k, const char* name, std::size_t width) {
   Bytes out(width ? width : static_cast<std::size_t>(BN_num_bytes(bn)));
   REQUIRE(BN_bn2binpad(bn, out.data(), static_cast<int>(out.size())) > 0);
   BN_clear_free(bn);
-  return out;
-}
-
-Bytes ec_public_point(const EVP_PKEY* k) {
-  std::size_t n = 0;
-  REQUIRE(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, nullptr, 0, &n) == 1);
-  Bytes out(n);
-  REQUIRE(EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, out.data(), n, &n) == 1);
   return out;
 }
 
@@ -70,23 +54,6 @@ Bytes kwp_unwrap(ByteView kek, ByteView wrapped) {
   REQUIRE_MESSAGE(good, "RFC 5649 unwrap failed: not AES-KWP, or the wrong key");
   out.resize(static_cast<std::size_t>(n + m));
   return out;
-}
-
-Pkey parse_pkcs8(ByteView der) {
-  const unsigned char* p = der.data();
-  PKCS8_PRIV_KEY_INFO* info = d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size()));
-  if (!info) return nullptr;
-  bool whole = p == der.data() + der.size();
-  Pkey k(EVP_PKCS82PKEY(info));
-  PKCS8_PRIV_KEY_INFO_free(info);
-  return whole ? std::move(k) : nullptr;
-}
-
-bool same_private_key(const EVP_PKEY* a, const EVP_PKEY* b) {
-  if (EVP_PKEY_eq(a, b) != 1) return false;
-  const char* secret = EVP_PKEY_get_base_id(a) == EVP_PKEY_RSA ? OSSL_PKEY_PARAM_RSA_D
-                                                                : OSSL_PKEY_PARAM_PRIV_KEY;
-  return bn_param(a, secret) == bn_param(b, secret);
 }
 
 }  // namespace cdcp11::hsm::test

@@ -16,19 +16,13 @@ struct PkeyFree {
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 Pkey rsa_generate(unsigned bits);
-Pkey ec_generate_p256();
 // A key parameter as big-endian bytes ("n", "e", "d", "rsa-factor1", "priv", ...); width > 0
 // left-pads to that many bytes.
 Bytes bn_param(const EVP_PKEY* k, const char* name, std::size_t width = 0);
-Bytes ec_public_point(const EVP_PKEY* k);  // uncompressed 04||X||Y
 
 // RSA-OAEP with SHA-1 and MGF1-SHA-1.
 Bytes oaep_sha1_decrypt(const EVP_PKEY* k, ByteView ct);
 // AES key wrap with padding, RFC 5649 (OpenSSL's id-aes{128,192,256}-wrap-pad).
 Bytes kwp_unwrap(ByteView kek, ByteView wrapped);
-// A PKCS#8 PrivateKeyInfo, parsed as exactly that; nullptr when it is not one.
-Pkey parse_pkcs8(ByteView der);
-// The same private key: equal public halves and equal private scalar/exponent.
-bool same_private_key(const EVP_PKEY* a, const EVP_PKEY* b);
 
 }  // namespace cdcp11::hsm::test

@@ -1,9 +1,19 @@
 // hsm::Module: loading, C_GetInterface vs C_GetFunctionList, C_Initialize, sharing, fork.
 #include <dlfcn.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
+#include <chrono>
+#include <cstddef>
 #include <fstream>
+#include <thread>
 
 #include "tests/unit/hsm/fake_module.h"
 #include "tests/unit/hsm/support.h"
@@ -189,6 +199,81 @@ TEST_CASE("fork: the parent's module is refused in the child, which loads it aga
   CHECK(WEXITSTATUS(status) == 0);
   // The parent is unaffected by the child.
   CHECK(ok(parent.generate_random(8)).size() == 8);
+}
+
+// A thread of the parent is inside SoftHSM2's C_Login (which holds its token's mutex) when another
+// forks: the child must still load the module (C_Finalize and C_Initialize of the inherited state)
+// and call it. Each child gets 10 s; a hung one is killed and counted.
+TEST_CASE("fork: a child forked while another thread is inside a module call loads the module") {
+  SoftHsm h;
+  Session busy = h.session();
+  std::atomic<bool> stop{false};
+  std::atomic<int> logins{0};
+  std::thread t([&] {
+    while (!stop) {
+      (void)busy.login(UserType::user, pin("wrong-pin"));
+      ++logins;
+    }
+  });
+  while (logins < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  int hung = 0, failed = 0;
+  for (int i = 0; i < 10 && !hung; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(7 * i % 10));
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      auto again = Module::load(kSoftHsm);
+      _exit(again && (*again)->slots(false) ? 0 : 1);
+    }
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    pid_t done = 0;
+    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (done == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      ++hung;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++failed;
+    }
+  }
+  stop = true;
+  t.join();
+  CHECK(hung == 0);
+  CHECK(failed == 0);
+}
+
+// Makes getpid() fail (EPERM) in the calling thread only (a seccomp filter without TSYNC).
+bool forbid_getpid_in_this_thread() {
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getpid, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  struct sock_fprog prog = {static_cast<unsigned short>(sizeof f / sizeof f[0]), f};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+TEST_CASE("fork check: HSM calls make no getpid() system call (the process id is cached, renewed on fork)") {
+#if !defined(__x86_64__)
+  return;
+#endif
+  SoftHsm h;
+  Session s = h.user_session();
+  bool filtered = false;
+  bool ok_in_thread = false;
+  std::thread t([&] {
+    filtered = forbid_getpid_in_this_thread();
+    if (filtered) ok_in_thread = s.generate_random(8).ok();
+  });
+  t.join();
+  if (!filtered) return;  // no seccomp here
+  CHECK(ok_in_thread);
 }
 
 }  // namespace cdcp11::hsm::test

@@ -223,6 +223,36 @@ TEST_CASE("refresh with an unchanged generation does not touch the objects direc
   REQUIRE(::rename(t.sub("hidden").c_str(), t.sub("objects").c_str()) == 0);
 }
 
+// The read system calls this thread has made (Linux task I/O accounting).
+long read_syscalls() {
+  std::ifstream f("/proc/thread-self/io");
+  std::string key;
+  long v = -1;
+  while (f >> key >> v)
+    if (key == "syscr:") return v;
+  return -1;
+}
+
+TEST_CASE("refresh with an unchanged generation makes no read system call; a change elsewhere is still seen") {
+  TempDir t;
+  auto s = must_open(t.path());
+  auto other = must_open(t.path());
+  REQUIRE(s->refresh());
+  if (read_syscalls() < 0) return;  // no task I/O accounting here
+  const long before = read_syscalls();
+  for (int i = 0; i < 1000; ++i) REQUIRE(s->refresh());
+  // The counter file's own reads only, whatever the number of refreshes.
+  CHECK(read_syscalls() - before < 10);
+
+  const auto uid = ObjectStore::new_uid();
+  REQUIRE(other->put(uid, view("from another instance")));
+  auto seen = s->refresh();
+  REQUIRE(seen);
+  REQUIRE(seen->upserted.size() == 1);
+  CHECK(seen->upserted[0].uid == uid);
+  CHECK(gen(*s) == gen(*other));
+}
+
 TEST_CASE("wipe removes every object and the meta record") {
   TempDir t;
   auto s = must_open(t.path());
