@@ -4,10 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
 #include "cdcp11/cdcp11.h"
+#include "common/log.h"
 #include "core/attribute_policy.h"
 #include "core/token/metadata_store.h"
 #include "core/token/vendor_state.h"
@@ -319,4 +321,157 @@ TEST_CASE("vendor state: a metadata store that cannot be read fails the refresh 
   for (auto& o : ch->upserted)
     if (o.uid == made->uid) seen = o.attrs.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_MIRRORED;
   CHECK(seen);
+}
+
+namespace {
+
+// The log lines written while f runs that mention uid.
+template <class F>
+std::vector<std::string> log_lines_of(const std::string& dir, const std::string& uid, F&& f) {
+  const std::string path = dir + "/test.log";
+  ::setenv("CDCP11_LOG_FILE", path.c_str(), 1);
+  log::configure_from_env();
+  f();
+  ::unsetenv("CDCP11_LOG_FILE");
+  log::configure_from_env();
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string l; std::getline(in, l);)
+    if (l.find(uid) != std::string::npos) lines.push_back(l);
+  return lines;
+}
+
+// A logged-in VendorState over a new token, and a key made through it with an Azure key id.
+struct Mirrored {
+  TempDir d;
+  GroupConfig g = group(d.path);
+  std::string made(bool is_private, const std::string& kid) {
+    auto v = open_vendor(g);
+    REQUIRE(v->login(CKU_USER, pin("user-1")));
+    core::AttrMap k = aes_key(true);
+    k.set_bool(CKA_PRIVATE, is_private);
+    auto o = v->create_object(k);
+    REQUIRE(o);
+    core::AttrMap a = o->attrs;
+    a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+    a.set_string(CKA_CDC_AZURE_KEY_ID, kid);
+    REQUIRE(v->update_object(o->uid, a));
+    return o->uid;
+  }
+  Mirrored() {
+    auto t = open(g);
+    init(*t);
+  }
+  // The objects as a logged-in VendorState reports them.
+  std::map<std::string, core::AttrMap> logged_in() {
+    auto v = open_vendor(g);
+    REQUIRE(v->login(CKU_USER, pin("user-1")));
+    return objects_of(*v);
+  }
+  void edit(const std::function<void(core::MetaData&)>& f) {
+    auto meta = MetadataStore::open(g.token.dir);
+    REQUIRE(meta);
+    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
+      f(m);
+      return true;
+    }));
+  }
+};
+
+bool mirrored_as(const core::AttrMap& a, const std::string& kid) {
+  return a.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_MIRRORED && a.string_or(CKA_CDC_AZURE_KEY_ID, "") == kid;
+}
+
+bool has_defaults(const core::AttrMap& a) {
+  return kept(vendor_of(a), a.ulong(CKA_CLASS).value_or(CKO_DATA)).empty() && !a.has(CKA_CDC_AZURE_KEY_ID);
+}
+
+const char* const kOtherKid = "https://evil.vault.azure.net/keys/redirected/1";
+
+}  // namespace
+
+TEST_CASE("vendor state: an edited entry of a public token object is read before a login, refused after it with one log line") {
+  Mirrored m;
+  const std::string uid = m.made(false, kKid);
+  REQUIRE(mirrored_as(m.logged_in().at(uid), kKid));
+  m.edit([&](core::MetaData& d) { d.objects.at(uid).vendor.set_string(CKA_CDC_AZURE_KEY_ID, kOtherKid); });
+  // Before a login a public object's entry is not authenticated (as a public record is not).
+  CHECK(mirrored_as(objects_of(*open_vendor(m.g)).at(uid), kOtherKid));
+  std::map<std::string, core::AttrMap> objs;
+  const auto lines = log_lines_of(m.d.path, uid, [&] { objs = m.logged_in(); });
+  REQUIRE(objs.count(uid));
+  CHECK(has_defaults(objs.at(uid)));
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("vendor state fails its MAC") != std::string::npos);
+  CHECK(lines[0].find("evil") == std::string::npos);  // no values
+}
+
+TEST_CASE("vendor state: an edited or forged entry of a private token object is refused after a login") {
+  Mirrored m;
+  const std::string uid = m.made(true, kKid);
+  REQUIRE(mirrored_as(m.logged_in().at(uid), kKid));
+  // Replaced by a clear entry that points elsewhere.
+  m.edit([&](core::MetaData& d) {
+    core::MetaEntry e;
+    e.vendor.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+    e.vendor.set_string(CKA_CDC_AZURE_KEY_ID, kOtherKid);
+    d.objects[uid] = e;
+  });
+  std::map<std::string, core::AttrMap> objs;
+  const auto lines = log_lines_of(m.d.path, uid, [&] { objs = m.logged_in(); });
+  CHECK(has_defaults(objs.at(uid)));
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("vendor state fails its MAC") != std::string::npos);
+}
+
+TEST_CASE("vendor state: an entry copied under another object's uid is refused") {
+  Mirrored m;
+  const std::string a = m.made(true, kKid), b = m.made(true, kOtherKid);
+  const std::string pa = m.made(false, kKid), pb = m.made(false, kOtherKid);
+  m.edit([&](core::MetaData& d) {
+    d.objects[b] = d.objects.at(a);
+    d.objects[pb] = d.objects.at(pa);
+  });
+  auto objs = m.logged_in();
+  CHECK(mirrored_as(objs.at(a), kKid));
+  CHECK(mirrored_as(objs.at(pa), kKid));
+  CHECK(has_defaults(objs.at(b)));
+  CHECK(has_defaults(objs.at(pb)));
+}
+
+TEST_CASE("vendor state: a private object's Azure key id is not in metadata.json; a public object's is, authenticated") {
+  Mirrored m;
+  const std::string priv = m.made(true, kKid), pub = m.made(false, kOtherKid);
+  const std::string json = slurp(m.g.token.dir + "/metadata.json");
+  CHECK(json.find(priv) != std::string::npos);
+  CHECK(json.find(kKid) == std::string::npos);
+  CHECK(json.find(to_hex(view(std::string(kKid)))) == std::string::npos);
+  CHECK(json.find(to_hex(view(std::string(kOtherKid)))) != std::string::npos);
+  auto objs = m.logged_in();
+  CHECK(mirrored_as(objs.at(priv), kKid));
+  CHECK(mirrored_as(objs.at(pub), kOtherKid));
+}
+
+TEST_CASE("vendor state: the move of an old-format token writes authenticated entries") {
+  TempDir d;
+  const auto g = group(d.path);
+  const auto vendor = old_format_token(g);
+  check_moved(g, vendor);
+  const std::string json = slurp(g.token.dir + "/metadata.json");
+  CHECK(json.find(to_hex(view(std::string(kKid)))) == std::string::npos);  // a private key's
+  // Every moved entry, edited, is refused.
+  {
+    auto meta = MetadataStore::open(g.token.dir);
+    REQUIRE(meta);
+    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
+      for (auto& [uid, e] : m.objects) e.vendor.set_string(CKA_CDC_MIRROR_ERROR, "edited");
+      return true;
+    }));
+  }
+  auto v = open_vendor(g);
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  for (auto& [uid, a] : objects_of(*v)) {
+    CAPTURE(uid);
+    CHECK(a.string_or(CKA_CDC_MIRROR_ERROR, "") != "edited");
+  }
 }
