@@ -19,7 +19,9 @@
 // it there (core/token/vendor_state.h). A backend is given token objects without vendor
 // attributes and stores none; the one exception is what a soft token of an earlier format still
 // holds in its records, which it reports until it has moved it into the store at its first login
-// (softtoken/soft_migrate.cpp). Session objects keep theirs in memory with the rest. Besides:
+// (softtoken/soft_migrate.cpp). Session objects keep theirs in memory with the rest. A backend
+// with a token key of its own (the soft token) authenticates the entries, and encrypts those of
+// private objects, through vendor_seal(). Besides:
 // - soft token: Azure-resident key references are attribute-only records of its store; the
 //   mirror journal is core/mirror/journal, beside the store.
 // - HSM: the metadata store also holds each object's assigned identity and the key references;
@@ -134,6 +136,24 @@ struct Capabilities {
   CK_MECHANISM_TYPE rfc5649_wrap = CKM_AES_KEY_WRAP_KWP;
 };
 
+// Protection of a token object's vendor state in the metadata store, under keys of a token key
+// the backend holds (the soft token's: softtoken/object_record.h derives them). Core decides what
+// is protected and keeps the entry format (core/token/vendor_state.h: seal_entry, open_entry); the
+// backend only computes over bytes, bound to its token and the object's uid:
+// - mac: an authenticator of a public object's entry (its canonical bytes stay readable);
+// - seal / open: a private object's entry, encrypted and authenticated.
+// Every call but ready() needs the keys: user_not_logged_in without them.
+class VendorSeal {
+ public:
+  virtual ~VendorSeal() = default;
+  // Whether the keys are known now (a login).
+  virtual bool ready() = 0;
+  virtual R<Bytes> mac(const std::string& uid, ByteView canonical) = 0;
+  virtual R<Bytes> seal(const std::string& uid, ByteView canonical) = 0;
+  // The canonical bytes; device_error when the sealed bytes do not open as uid's.
+  virtual R<SecureBytes> open(const std::string& uid, ByteView sealed) = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -221,6 +241,12 @@ class Backend {
   // serial and label), so that a key mirrored from one host is linked on another; empty for a
   // token of this host's own (the soft token).
   virtual std::string shared_identity() const { return {}; }
+
+  // How the vendor state of this backend's token objects is protected in the metadata store
+  // (see VendorSeal), owned by the backend; nullptr: it is kept as written. An HSM offers none:
+  // no token key of ours exists there to derive keys from, and its own objects are the authority
+  // on what it holds (the metadata store only names them).
+  virtual VendorSeal* vendor_seal() { return nullptr; }
 };
 
 // The mechanisms a backend's slot serves: its own list, or core's whole table (also without a

@@ -51,6 +51,14 @@ std::string encode(const MetaData& d) {
     w.String(e.locator.c_str());
     w.Key("vendor");
     w.String(attrs_hex(e.vendor).c_str());
+    if (!e.mac.empty()) {
+      w.Key("mac");
+      w.String(to_hex(e.mac).c_str());
+    }
+    if (!e.sealed.empty()) {
+      w.Key("sealed");
+      w.String(to_hex(e.sealed).c_str());
+    }
     w.Key("created");
     w.Int64(e.created);
     w.EndObject();
@@ -83,6 +91,9 @@ R<MetaData> decode(const std::string& json, const std::string& path) {
       if (m.value.HasMember("vendor") && m.value["vendor"].IsString()) {
         CDC_ASSIGN(e.vendor, attrs_from_hex(m.value["vendor"].GetString(), path + ": object " + uid));
       }
+      for (auto [key, field] : {std::pair{"mac", &e.mac}, std::pair{"sealed", &e.sealed}})
+        if (m.value.HasMember(key) && (!m.value[key].IsString() || !from_hex(m.value[key].GetString(), *field)))
+          return bad("object " + uid + ": " + key + " is not hex");
       if (m.value.HasMember("created") && m.value["created"].IsInt64()) e.created = m.value["created"].GetInt64();
       out.objects.emplace(uid, std::move(e));
     }

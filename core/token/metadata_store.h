@@ -4,8 +4,10 @@
 //   Azure key id and name, origin, last error) where they are not core's defaults; the Token
 //   reads and writes them (core/token/vendor_state.h) for every backend. An HSM object's entry
 //   also holds its locator (how the forwarding backend finds the object again: see
-//   ForwardToken::identify); empty for the soft token. An object whose id is derived from its
-//   locator and whose vendor attributes are the defaults has no entry;
+//   ForwardToken::identify); empty for the soft token. The soft token's entries are
+//   authenticated, a private object's encrypted (mac, sealed: core/token/vendor_state.h). An
+//   object whose id is derived from its locator and whose vendor attributes are the defaults
+//   has no entry;
 // - refs: an HSM group's attribute-only key references (Azure-resident keys), by uid.
 // The file is replaced atomically (write_file_atomically) and every change is made under an
 // flock of <dir>/metadata.lock, re-reading the file first, so several processes share it.
@@ -25,9 +27,12 @@ namespace cdcp11::core {
 
 struct MetaEntry {
   std::string locator;
-  core::AttrMap vendor;     // CKA_CDC_* only
+  core::AttrMap vendor;     // CKA_CDC_* only; empty when sealed
   std::int64_t created = 0;  // unix seconds: young entries are not pruned (their object may be
                              // in the HSM but not yet in another process's listing)
+  // Where the backend protects vendor state (core::VendorSeal; vendor_state.h says what is):
+  // mac authenticates vendor (a public object's), sealed holds it encrypted (a private object's).
+  Bytes mac, sealed;
 };
 
 struct MetaData {

@@ -1,16 +1,26 @@
 #include "core/token/vendor_state.h"
 
+#include <algorithm>
 #include <ctime>
 #include <set>
 #include <utility>
 
+#include "common/log.h"
 #include "core/attribute_policy.h"
 
 namespace cdcp11::core {
 
 namespace {
 
+constexpr const char* kLog = "vendor";
+
 bool is_token_object(const AttrMap& a) { return a.bool_or(CKA_TOKEN, false); }
+// Unknown: sealed, so that nothing is left readable by mistake.
+bool is_private_object(const AttrMap& a) { return a.bool_or(CKA_PRIVATE, true); }
+
+bool same_entry(const MetaEntry& a, const MetaEntry& b) {
+  return a.vendor.map() == b.vendor.map() && a.mac == b.mac && a.sealed == b.sealed;
+}
 
 }  // namespace
 
@@ -32,9 +42,92 @@ AttrMap split_vendor(const AttrMap& attrs, AttrMap& rest) {
   return vendor;
 }
 
+R<MetaEntry> seal_entry(VendorSeal* seal, const std::string& uid, bool is_private, const AttrMap& vendor) {
+  MetaEntry e;
+  if (!seal) {
+    e.vendor = vendor;
+    return e;
+  }
+  if (!seal->ready())
+    return err(Errc::user_not_logged_in, "object " + uid + ": its vendor state is written under the token key: log in first");
+  if (is_private) {
+    const SecureBytes canonical = vendor.serialize_secure();
+    CDC_ASSIGN(e.sealed, seal->seal(uid, canonical));
+    return e;
+  }
+  e.vendor = vendor;
+  CDC_ASSIGN(e.mac, seal->mac(uid, vendor.serialize()));
+  return e;
+}
+
+R<AttrMap> open_entry(VendorSeal& seal, const std::string& uid, const MetaEntry& e) {
+  const auto failed = [&] { return err(Errc::device_error, "object " + uid + ": vendor state fails its MAC"); };
+  if (!e.sealed.empty()) {
+    if (!e.vendor.empty() || !e.mac.empty()) return failed();
+    auto plain = seal.open(uid, e.sealed);
+    if (!plain) return plain.error().code == Errc::device_error ? failed() : fail(std::move(plain).error());
+    auto a = AttrMap::deserialize(*plain);
+    if (!a) return failed();
+    return a;
+  }
+  CDC_ASSIGN(Bytes mac, seal.mac(uid, e.vendor.serialize()));
+  if (e.mac.empty() || !ct_equal(mac, e.mac)) return failed();
+  return e.vendor;
+}
+
+VendorState::VendorState(std::unique_ptr<Backend> inner, std::unique_ptr<MetadataStore> store)
+    : inner_(std::move(inner)), seal_(inner_->vendor_seal()), store_(std::move(store)) {
+  std::lock_guard lk(mu_);
+  check_entries();
+}
+
+bool VendorState::check_entries() {
+  const bool keys = seal_ && seal_->ready();
+  if (keys != checked_with_keys_) checked_.clear();
+  checked_with_keys_ = keys;
+  std::map<std::string, AttrMap> valid;
+  for (auto& [uid, e] : store_->data().objects) {
+    if (!seal_) {
+      valid[uid] = e.vendor;
+    } else if (!keys) {
+      valid[uid] = e.sealed.empty() ? e.vendor : AttrMap{};  // a public object's, unauthenticated
+    } else if (auto c = checked_.find(uid); c != checked_.end() && same_entry(c->second.entry, e)) {
+      valid[uid] = c->second.vendor;
+    } else {
+      auto v = open_entry(*seal_, uid, e);
+      if (!v) {
+        // Keys there a moment ago and gone now (a logout meanwhile): checked at the next call.
+        if (v.error().code != Errc::device_error) continue;
+        log::warn(kLog, "object " + uid + ": vendor state fails its MAC; ignored (the object has core's defaults)");
+      }
+      AttrMap got = v ? std::move(*v) : AttrMap{};
+      valid[uid] = got;
+      checked_[uid] = Checked{e, std::move(got)};
+    }
+  }
+  std::erase_if(checked_, [&](auto& c) { return !valid.count(c.first); });
+  const bool changed = !std::ranges::equal(valid, valid_, [](auto& a, auto& b) {
+    return a.first == b.first && a.second.map() == b.second.map();
+  });
+  valid_ = std::move(valid);
+  return changed;
+}
+
+R<void> VendorState::login(CK_USER_TYPE who, ByteView pin) {
+  CDC_TRY(inner_->login(who, pin));
+  std::lock_guard lk(mu_);
+  store_changed_ |= check_entries();
+  return {};
+}
+
+void VendorState::logout() {
+  inner_->logout();
+  std::lock_guard lk(mu_);
+  store_changed_ |= check_entries();
+}
+
 AttrMap VendorState::current(const std::string& uid, const AttrMap& from_backend) const {
-  const auto& objects = store_->data().objects;
-  if (auto it = objects.find(uid); it != objects.end()) return it->second.vendor;
+  if (auto it = valid_.find(uid); it != valid_.end()) return it->second;
   return from_backend;
 }
 
@@ -48,22 +141,31 @@ void VendorState::show(StoredObject& o) {
   shown_[o.uid] = std::move(s);
 }
 
-R<void> VendorState::put(const std::string& uid, CK_OBJECT_CLASS cls, const AttrMap& vendor,
+R<void> VendorState::put(const std::string& uid, const AttrMap& attrs, const AttrMap& vendor,
                          const AttrMap& from_backend) {
+  const auto cls = attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
+  const bool is_private = is_private_object(attrs);
   const AttrMap own = non_default_vendor(cls, vendor);
   const auto& objects = store_->data().objects;
   const auto it = objects.find(uid);
   // Without an entry the backend's own (legacy) values hold: they must reach the store before
   // the backend is given the object without them.
   if (it == objects.end() ? own.empty() && non_default_vendor(cls, from_backend).empty()
-                          : non_default_vendor(cls, it->second.vendor).map() == own.map())
+                          : (!seal_ || it->second.sealed.empty() != is_private) &&
+                                non_default_vendor(cls, current(uid, {})).map() == own.map())
     return {};
-  return store_->update([&](MetaData& d) -> R<bool> {
+  CDC_ASSIGN(MetaEntry sealed, seal_entry(seal_, uid, is_private, own));
+  CDC_TRY(store_->update([&](MetaData& d) -> R<bool> {
     MetaEntry& e = d.objects[uid];
     if (!e.created) e.created = static_cast<std::int64_t>(std::time(nullptr));
-    e.vendor = own;
+    e.vendor = sealed.vendor;
+    e.mac = sealed.mac;
+    e.sealed = sealed.sealed;
     return true;
-  });
+  }));
+  // The update re-read the store: other processes' changes are in it too.
+  store_changed_ |= check_entries();
+  return {};
 }
 
 R<StoredObject> VendorState::made(R<StoredObject> obj, const AttrMap& vendor) {
@@ -73,8 +175,7 @@ R<StoredObject> VendorState::made(R<StoredObject> obj, const AttrMap& vendor) {
     return obj;
   }
   std::lock_guard lk(mu_);
-  const auto cls = obj->attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
-  if (auto p = put(obj->uid, cls, vendor, {}); !p) {
+  if (auto p = put(obj->uid, obj->attrs, vendor, {}); !p) {
     (void)inner_->destroy_object(obj->uid);
     return fail(std::move(p).error());
   }
@@ -147,8 +248,7 @@ R<void> VendorState::update_object(const std::string& uid, const AttrMap& attrs)
     std::lock_guard lk(mu_);
     const auto it = shown_.find(uid);
     const AttrMap none;
-    CDC_TRY(put(uid, attrs.ulong(CKA_CLASS).value_or(CKO_DATA), vendor,
-                it == shown_.end() ? none : it->second.from_backend));
+    CDC_TRY(put(uid, attrs, vendor, it == shown_.end() ? none : it->second.from_backend));
     if (it != shown_.end()) it->second.vendor = current(uid, it->second.from_backend);
   }
   CDC_TRY(inner_->update_object(uid, rest));
@@ -162,7 +262,9 @@ R<void> VendorState::destroy_object(const std::string& uid) {
   std::lock_guard lk(mu_);
   shown_.erase(uid);
   if (!store_->data().objects.count(uid)) return {};
-  return store_->update([&](MetaData& d) -> R<bool> { return d.objects.erase(uid) > 0; });
+  CDC_TRY(store_->update([&](MetaData& d) -> R<bool> { return d.objects.erase(uid) > 0; }));
+  store_changed_ |= check_entries();
+  return {};
 }
 
 R<void> VendorState::init_token(ByteView so_pin, const std::string& label) {
@@ -170,15 +272,19 @@ R<void> VendorState::init_token(ByteView so_pin, const std::string& label) {
   std::lock_guard lk(mu_);
   shown_.clear();
   // The objects are gone: so is their vendor state (an HSM entry keeps its locator).
-  return store_->update([&](MetaData& d) -> R<bool> {
+  CDC_TRY(store_->update([&](MetaData& d) -> R<bool> {
     bool changed = false;
     for (auto it = d.objects.begin(); it != d.objects.end();) {
       changed |= !it->second.vendor.empty() || it->second.locator.empty();
       it->second.vendor = AttrMap{};
+      it->second.mac.clear();
+      it->second.sealed.clear();
       it = it->second.locator.empty() ? d.objects.erase(it) : std::next(it);
     }
     return changed;
-  });
+  }));
+  check_entries();
+  return {};
 }
 
 R<ObjectChanges> VendorState::refresh() {
@@ -193,7 +299,8 @@ R<ObjectChanges> VendorState::refresh() {
   // Again: the backend may have written it (the soft token's move of older records). Unreadable
   // now, the next refresh reports what changed.
   auto again = store_->reload();
-  const bool store_changed = std::exchange(store_changed_, !again) || (again && *again);
+  const bool checked_changed = check_entries();  // the keys may have come or gone too
+  const bool store_changed = std::exchange(store_changed_, !again) || (again && *again) || checked_changed;
   if (ch.full_reload) shown_.clear();
   for (auto& uid : ch.removed) shown_.erase(uid);
   std::set<std::string> upserted;
