@@ -6,7 +6,9 @@
 // logged-in token writes records), under the store's lock:
 //   1. every record's vendor attributes (those other than core's defaults) are copied into the
 //      metadata store, under its lock, for each object that has no entry there yet (an entry is
-//      newer: the store wins), and the store is synced (written to a temp file, fsynced, renamed);
+//      newer: the store wins), authenticated (a private object's sealed) as core writes them
+//      (core::seal_entry under the record keys), and the store is synced (written to a temp
+//      file, fsynced, renamed);
 //   2. only then is each record rewritten without them;
 //   3. the store's format becomes 2, which ends it: an older build refuses the token from then on.
 // A crash at any point leaves the state either in the records or in the store (which wins), and
@@ -43,9 +45,11 @@ void crash_point(int step) {
 core::R<void> SoftToken::move_vendor_state() {
   struct Move {
     std::string uid;
-    core::AttrMap rest, vendor;
+    core::AttrMap rest;
+    core::MetaEntry entry;  // the vendor attributes, as the store keeps them
     Secrets secrets;
   };
+  VendorKeysSeal seal(crypto_, keys_, keys_token_id_);
   std::optional<core::Error> failure;
   std::size_t moved = 0;
   auto r = store_->locked([&]() -> store::R<void> {
@@ -70,7 +74,15 @@ core::R<void> SoftToken::move_vendor_state() {
       const core::AttrMap vendor = core::split_vendor(rec->is_private ? opened->attrs : rec->attrs, m.rest);
       if (vendor.empty()) continue;
       // Core's defaults (which every key of an earlier build recorded) need no entry.
-      m.vendor = core::non_default_vendor(m.rest.ulong(CKA_CLASS).value_or(CKO_DATA), vendor);
+      const core::AttrMap own = core::non_default_vendor(m.rest.ulong(CKA_CLASS).value_or(CKO_DATA), vendor);
+      if (!own.empty()) {
+        auto e = core::seal_entry(&seal, uid, rec->is_private, own);
+        if (!e) {
+          failure = e.error();
+          return {};
+        }
+        m.entry = std::move(*e);
+      }
       moves.push_back(std::move(m));
     }
     if (!moves.empty()) {
@@ -82,9 +94,9 @@ core::R<void> SoftToken::move_vendor_state() {
       auto u = (*ms)->update([&](core::MetaData& d) -> core::R<bool> {
         bool changed = false;
         for (auto& m : moves) {
-          if (m.vendor.empty() || d.objects.count(m.uid)) continue;
+          if ((m.entry.vendor.empty() && m.entry.sealed.empty()) || d.objects.count(m.uid)) continue;
           core::MetaEntry& e = d.objects[m.uid];
-          e.vendor = m.vendor;
+          e = m.entry;
           e.created = static_cast<std::int64_t>(std::time(nullptr));
           changed = true;
         }

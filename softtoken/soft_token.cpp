@@ -383,6 +383,26 @@ void SoftToken::forget_keys() {
   rescan_ = true;
 }
 
+bool SoftToken::LockedVendorSeal::ready() {
+  std::lock_guard lk(t_.mu_);
+  return !t_.keys_.empty();
+}
+
+core::R<Bytes> SoftToken::LockedVendorSeal::mac(const std::string& uid, ByteView canonical) {
+  std::lock_guard lk(t_.mu_);
+  return VendorKeysSeal(t_.crypto_, t_.keys_, t_.keys_token_id_).mac(uid, canonical);
+}
+
+core::R<Bytes> SoftToken::LockedVendorSeal::seal(const std::string& uid, ByteView canonical) {
+  std::lock_guard lk(t_.mu_);
+  return VendorKeysSeal(t_.crypto_, t_.keys_, t_.keys_token_id_).seal(uid, canonical);
+}
+
+core::R<SecureBytes> SoftToken::LockedVendorSeal::open(const std::string& uid, ByteView sealed) {
+  std::lock_guard lk(t_.mu_);
+  return VendorKeysSeal(t_.crypto_, t_.keys_, t_.keys_token_id_).open(uid, sealed);
+}
+
 core::R<void> SoftToken::random(std::uint8_t* out, std::size_t n) {
   if (auto r = crypto_.random(out, n); !r) return fail(from_crypto(r.error(), CryptoContext::other));
   return {};

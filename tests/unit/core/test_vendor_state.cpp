@@ -120,7 +120,7 @@ std::map<std::string, core::AttrMap> old_format_token(const GroupConfig& g) {
 }
 
 // Every object reads its vendor attributes as made; the records hold none; the store holds
-// them; the store format is 2.
+// them, authenticated (a private object's sealed); the store format is 2.
 void check_moved(const GroupConfig& g, const std::map<std::string, core::AttrMap>& vendor) {
   {
     auto v = open_vendor(g);
@@ -150,7 +150,14 @@ void check_moved(const GroupConfig& g, const std::map<std::string, core::AttrMap
       continue;
     }
     REQUIRE((*meta)->data().objects.count(uid));
-    CHECK((*meta)->data().objects.at(uid).vendor.map() == want.map());
+    const core::MetaEntry& e = (*meta)->data().objects.at(uid);
+    if (objs.at(uid).bool_or(CKA_PRIVATE, true)) {
+      CHECK(e.vendor.empty());
+      CHECK_FALSE(e.sealed.empty());
+    } else {
+      CHECK(e.vendor.map() == want.map());
+      CHECK(e.mac.size() == 32);
+    }
   }
   CHECK(slurp(g.token.dir + "/format") == "cdcp11-token-store 2\n");
 }
@@ -205,14 +212,19 @@ TEST_CASE("vendor state: the store wins over a record's vendor attributes left b
   for (auto& [u, want] : vendor)
     if (want.string_or(CKA_CDC_AZURE_KEY_ID, "") == kKid) uid = u;
   REQUIRE(!uid.empty());
-  // Written to the store after a crash left the record unchanged: newer than the record.
+  // Written to the store (sealed under the token key, as the key is private) after a crash left
+  // the record unchanged: newer than the record.
   {
+    auto t = open(g);
+    REQUIRE(t->login(CKU_USER, pin("user-1")));
+    core::AttrMap a = vendor[uid];
+    a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_FAILED);
+    auto entry = core::seal_entry(t->vendor_seal(), uid, true, a);
+    REQUIRE(entry);
     auto meta = MetadataStore::open(g.token.dir);
     REQUIRE(meta);
     REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
-      core::AttrMap a = vendor[uid];
-      a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_FAILED);
-      m.objects[uid].vendor = a;
+      m.objects[uid] = *entry;
       return true;
     }));
   }
@@ -264,7 +276,7 @@ TEST_CASE("vendor state: written to the store, never to the record; destroy remo
     auto meta = MetadataStore::open(g.token.dir);
     REQUIRE(meta);
     REQUIRE((*meta)->data().objects.count(uid));
-    CHECK((*meta)->data().objects.at(uid).vendor.string_or(CKA_CDC_AZURE_KEY_ID, "") == kKid);
+    CHECK_FALSE((*meta)->data().objects.at(uid).sealed.empty());  // a private key's
     auto raw = open(g);
     REQUIRE(raw->login(CKU_USER, pin("user-1")));
     CHECK(vendor_of(objects_of(*raw).at(uid)).empty());
