@@ -299,8 +299,10 @@ R<ObjectChanges> VendorState::refresh() {
   // Again: the backend may have written it (the soft token's move of older records). Unreadable
   // now, the next refresh reports what changed.
   auto again = store_->reload();
-  const bool checked_changed = check_entries();  // the keys may have come or gone too
-  const bool store_changed = std::exchange(store_changed_, !again) || (again && *again) || checked_changed;
+  bool store_changed = std::exchange(store_changed_, !again) || (again && *again);
+  // Checked again only when there is something new to check: the entries, or the keys (a login
+  // or logout elsewhere than through this object, such as a re-initialisation by another process).
+  if (store_changed || (seal_ && seal_->ready() != checked_with_keys_)) store_changed |= check_entries();
   if (ch.full_reload) shown_.clear();
   for (auto& uid : ch.removed) shown_.erase(uid);
   std::set<std::string> upserted;

@@ -487,3 +487,30 @@ TEST_CASE("vendor state: the move of an old-format token writes authenticated en
     CHECK(a.string_or(CKA_CDC_MIRROR_ERROR, "") != "edited");
   }
 }
+
+TEST_CASE("vendor state: writing a token object's vendor state needs a login; nothing is written without one") {
+  Mirrored m;
+  const std::string uid = m.made(false, kKid);
+  const std::string path = m.g.token.dir + "/metadata.json";
+  const std::string before = slurp(path);
+  auto v = open_vendor(m.g);  // a public session: nobody logged in
+  auto objs = objects_of(*v);
+  REQUIRE(mirrored_as(objs.at(uid), kKid));
+  core::AttrMap a = objs.at(uid);
+  a.set_string(CKA_CDC_AZURE_KEY_ID, kOtherKid);
+  auto r = v->update_object(uid, a);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == core::Errc::user_not_logged_in);
+  CHECK(slurp(path) == before);
+  // After a logout as well.
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  (void)objects_of(*v);
+  v->logout();
+  CHECK_FALSE(v->update_object(uid, a));
+  CHECK(slurp(path) == before);
+  // Unchanged vendor state needs nothing written: the other attributes change as before.
+  core::AttrMap same = objs.at(uid);
+  same.set_string(CKA_LABEL, "renamed in a public session");
+  CHECK(v->update_object(uid, same));
+  CHECK(slurp(path) == before);
+}
