@@ -13,16 +13,19 @@
 // through secret_attribute() (for extractable, non-sensitive keys), export_plain() and the
 // crypto operations.
 //
-// Where vendor state lives (the CKA_CDC_* attributes: mirror state, Azure key id, origin, last
-// error; the mirror's journal; Azure-resident key references):
-// - soft token: the vendor attributes are stored in the object's own record beside its
-//   PKCS#11 attributes (softtoken/object_record); key references are attribute-only records of
-//   the same store; the mirror journal is core/mirror/journal, beside the store.
-// - HSM: an HSM holds no vendor attributes, so forward/metadata keeps them, the key references
-//   and each object's assigned identity in <dir>/metadata.json, keyed by uid; the journal is
-//   beside it.
-// In both, update_object() and create_key_reference() are how core writes that state: core
-// never reads a backend's storage.
+// Vendor state (the CKA_CDC_* attributes: mirror state, Azure key id, origin, last error) is not
+// a backend's: core keeps it for every backend in the token's metadata store
+// (core/token/metadata_store.h, <dir>/metadata.json), keyed by uid, and the Token reads and writes
+// it there (core/token/vendor_state.h). A backend is given token objects without vendor
+// attributes and stores none; the one exception is what a soft token of an earlier format still
+// holds in its records, which it reports until it has moved it into the store at its first login
+// (softtoken/soft_migrate.cpp). Session objects keep theirs in memory with the rest. A backend
+// with a token key of its own (the soft token) authenticates the entries, and encrypts those of
+// private objects, through vendor_seal(). Besides:
+// - soft token: Azure-resident key references are attribute-only records of its store; the
+//   mirror journal is core/mirror/journal, beside the store.
+// - HSM: the metadata store also holds each object's assigned identity and the key references;
+//   the journal is beside it.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +70,9 @@ struct ObjectChanges {
   std::vector<StoredObject> upserted;
   std::vector<std::string> removed;
   bool full_reload = false;
+  // Vendor attributes of objects reported before that changed since (another process wrote the
+  // metadata store): uid -> all of the object's vendor attributes now (core's defaults omitted).
+  std::map<std::string, AttrMap> vendor;
 };
 
 // The mechanism a caller asked for: the table entry plus its raw parameter bytes.
@@ -128,6 +134,24 @@ struct Capabilities {
   // a vendor form that means the same (SoftHSM2's CKM_AES_KEY_WRAP_PAD, see hsm/README.md).
   // wrap_key with CKM_AES_KEY_WRAP_KWP runs it. 0: none.
   CK_MECHANISM_TYPE rfc5649_wrap = CKM_AES_KEY_WRAP_KWP;
+};
+
+// Protection of a token object's vendor state in the metadata store, under keys of a token key
+// the backend holds (the soft token's: softtoken/object_record.h derives them). Core decides what
+// is protected and keeps the entry format (core/token/vendor_state.h: seal_entry, open_entry); the
+// backend only computes over bytes, bound to its token and the object's uid:
+// - mac: an authenticator of a public object's entry (its canonical bytes stay readable);
+// - seal / open: a private object's entry, encrypted and authenticated.
+// Every call but ready() needs the keys: user_not_logged_in without them.
+class VendorSeal {
+ public:
+  virtual ~VendorSeal() = default;
+  // Whether the keys are known now (a login).
+  virtual bool ready() = 0;
+  virtual R<Bytes> mac(const std::string& uid, ByteView canonical) = 0;
+  virtual R<Bytes> seal(const std::string& uid, ByteView canonical) = 0;
+  // The canonical bytes; device_error when the sealed bytes do not open as uid's.
+  virtual R<SecureBytes> open(const std::string& uid, ByteView sealed) = 0;
 };
 
 class Backend {
@@ -217,6 +241,12 @@ class Backend {
   // serial and label), so that a key mirrored from one host is linked on another; empty for a
   // token of this host's own (the soft token).
   virtual std::string shared_identity() const { return {}; }
+
+  // How the vendor state of this backend's token objects is protected in the metadata store
+  // (see VendorSeal), owned by the backend; nullptr: it is kept as written. An HSM offers none:
+  // no token key of ours exists there to derive keys from, and its own objects are the authority
+  // on what it holds (the metadata store only names them).
+  virtual VendorSeal* vendor_seal() { return nullptr; }
 };
 
 // The mechanisms a backend's slot serves: its own list, or core's whole table (also without a

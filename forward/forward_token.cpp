@@ -343,7 +343,9 @@ R<std::vector<std::string>> ForwardToken::identify(const std::vector<Found>& obj
       const std::string derived = loc.substr(0, 32);
       auto rd = recorded.find(derived);
       uid.clear();
-      if (rd != recorded.end() && rd->second.locator == loc && claimable(derived, rd->second)) {
+      // An entry without a locator holds only vendor state (core's) of an object whose id is derived.
+      if (rd != recorded.end() && (rd->second.locator == loc || rd->second.locator.empty()) &&
+          claimable(derived, rd->second)) {
         uid = derived;
       } else {
         auto [b, e] = by_locator.equal_range(loc);
@@ -413,19 +415,8 @@ R<StoredObject> ForwardToken::adopt(hsm::Session& s, CK_OBJECT_HANDLE h, const A
   AttrMap own;
   for (auto& [t, v] : vendor)
     if (const Bytes* d = defaults.find(t); !d || *d != v) own.set(t, v);
-  if (!own.empty()) {
-    if (token) {
-      CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
-        MetaEntry& e = d.objects[uid];
-        if (!e.created) e.created = static_cast<std::int64_t>(std::time(nullptr));
-        if (e.locator.empty()) e.locator = k.locator;
-        e.vendor.merge(own);
-        return true;
-      }));
-    } else {
-      session_vendor_[uid].merge(own);
-    }
-  }
+  // A token object's are core's, in the metadata store (core/token/vendor_state.h).
+  if (!own.empty() && !token) session_vendor_[uid].merge(own);
   if (token) reported_.insert(uid);
   return view(uid, k);
 }
@@ -564,7 +555,8 @@ R<core::ObjectChanges> ForwardToken::refresh() {
   if (complete && (swept || !gone.empty())) {
     const auto t = static_cast<std::int64_t>(std::time(nullptr));
     auto stale = [&](const std::string& uid, const MetaEntry& e) {
-      return !present.count(uid) && (gone.count(uid) || (swept && t - e.created > kPruneGraceSeconds));
+      return !present.count(uid) && !refs_.count(uid) &&
+             (gone.count(uid) || (swept && t - e.created > kPruneGraceSeconds));
     };
     bool any_stale = false;
     for (auto& [uid, e] : meta_->data().objects) any_stale |= stale(uid, e);
@@ -655,11 +647,16 @@ R<void> ForwardToken::update_object(const std::string& uid, const AttrMap& attrs
   }
   const std::string loc = locator_of(k.attrs);
   k.locator = loc;
+  // Its vendor attributes are core's (core/token/vendor_state.h): only the locator is recorded
+  // here, when the object's id is not the one its locator derives.
+  const bool derived = loc.substr(0, 32) == uid;
   return meta_->update([&](MetaData& d) -> R<bool> {
+    auto it = d.objects.find(uid);
+    const std::string have = it == d.objects.end() ? std::string() : it->second.locator;
+    if (have == loc || (have.empty() && derived)) return false;
     MetaEntry& e = d.objects[uid];
     if (!e.created) e.created = static_cast<std::int64_t>(std::time(nullptr));
     e.locator = loc;
-    e.vendor = vendor;
     return true;
   });
 }

@@ -2,7 +2,7 @@
 // through hsm::Module / hsm::Session. Key material and cryptography stay in the HSM; this class
 // translates the core's seam into HSM calls and keeps what the HSM cannot hold (an identity for
 // objects without CKA_UNIQUE_ID, the vendor attributes, attribute-only key references) in the
-// group's metadata store (forward/metadata.h).
+// group's metadata store (core/token/metadata_store.h).
 //
 // Sessions: one "main" HSM session, open as long as the backend, holds the login (PKCS#11 login
 // is per application, so every session of ours shares it) and the session objects; operations
@@ -31,12 +31,17 @@
 
 #include "core/config.h"
 #include "core/backend.h"
-#include "forward/metadata.h"
+#include "core/token/metadata_store.h"
 #include "hsm/module.h"
 #include "hsm/session.h"
 #include "softtoken/store/unique_fd.h"
 
 namespace cdcp11::forward {
+
+using core::is_vendor_attribute;
+using core::MetaData;
+using core::MetaEntry;
+using core::MetadataStore;
 
 class ForwardToken;
 

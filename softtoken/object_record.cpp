@@ -16,6 +16,8 @@ constexpr std::string_view kEncLabel = "cdcp11 object encryption key v2";
 constexpr std::string_view kMacLabel = "cdcp11 object authentication key v2";
 constexpr std::string_view kMacContext = "cdcp11-record-v2|";
 constexpr std::string_view kPublicLabel = "cdcp11 public object sealing key v2";
+constexpr std::string_view kVendorEncLabel = "cdcp11 vendor state encryption key v1";
+constexpr std::string_view kVendorMacLabel = "cdcp11 vendor state authentication key v1";
 
 template <class Buf>
 void put32(Buf& out, std::size_t v) {
@@ -79,33 +81,62 @@ core::R<SecureBytes> unseal(crypto::Backend& c, const RecordKeys& k, const std::
   return std::move(*plain);
 }
 
-core::R<Bytes> seal(crypto::Backend& c, const RecordKeys& k, const std::string& uid, const ObjectRecord& r,
-                    ByteView plain) {
+// nonce || AES-256-GCM of plain under key, with a fresh nonce.
+core::R<Bytes> seal_with(crypto::Backend& c, const crypto::KeyPtr& key, Bytes aad, ByteView plain) {
   Bytes out(kNonce);
   if (auto rr = c.random(out.data(), out.size()); !rr) return fail(crypto_error(rr.error()));
-  CDC_ASSIGN(auto key, sealing_key(c, k, r));
-  CDC_ASSIGN(auto ct, aes_gcm(c, key, true, out, aad(r, uid), plain));
+  CDC_ASSIGN(auto ct, aes_gcm(c, key, true, out, std::move(aad), plain));
   out.insert(out.end(), ct.begin(), ct.end());
   return out;
+}
+
+core::R<Bytes> seal(crypto::Backend& c, const RecordKeys& k, const std::string& uid, const ObjectRecord& r,
+                    ByteView plain) {
+  CDC_ASSIGN(auto key, sealing_key(c, k, r));
+  return seal_with(c, key, aad(r, uid), plain);
 }
 
 }  // namespace
 
 core::R<void> RecordKeys::set(crypto::Backend& c, ByteView token_key) {
   if (token_key.size() != kKeyLen) return err(Errc::device_error, "the token key has the wrong length");
-  CDC_ASSIGN(Bytes enc, hmac_sha256(c, token_key, {view(kEncLabel)}));
-  auto mac = hmac_sha256(c, token_key, {view(kMacLabel)});
-  if (!mac) {
-    secure_zero(enc.data(), enc.size());
-    return fail(std::move(mac).error());
-  }
   SecureBytes all(token_key.begin(), token_key.end());
-  all.insert(all.end(), enc.begin(), enc.end());
-  all.insert(all.end(), mac->begin(), mac->end());
-  secure_zero(enc.data(), enc.size());
-  secure_zero(mac->data(), mac->size());
+  // In the order of the accessors.
+  for (auto label : {kEncLabel, kMacLabel, kVendorEncLabel, kVendorMacLabel}) {
+    CDC_ASSIGN(Bytes derived, hmac_sha256(c, token_key, {view(label)}));
+    all.insert(all.end(), derived.begin(), derived.end());
+    secure_zero(derived.data(), derived.size());
+  }
   if (!buf_.assign(all)) return err(Errc::host_memory, "no memory for the token key");
   return {};
+}
+
+core::R<Bytes> VendorKeysSeal::mac(const std::string& uid, ByteView canonical) {
+  if (k_.empty()) return err(Errc::user_not_logged_in, "vendor state is authenticated under the token key: no login");
+  const std::string ctx = context(uid) + "|";
+  return hmac_sha256(c_, k_.vendor_mac_key(), {view(ctx), canonical});
+}
+
+core::R<crypto::KeyPtr> VendorKeysSeal::enc_key() {
+  if (k_.empty()) return err(Errc::user_not_logged_in, "vendor state is sealed under the token key: no login");
+  auto l = c_.load_secret(k_.vendor_enc_key());
+  if (!l) return fail(crypto_error(l.error()));
+  return std::move(*l);
+}
+
+core::R<Bytes> VendorKeysSeal::seal(const std::string& uid, ByteView canonical) {
+  CDC_ASSIGN(auto key, enc_key());
+  const std::string ctx = context(uid);
+  return seal_with(c_, key, Bytes(ctx.begin(), ctx.end()), canonical);
+}
+
+core::R<SecureBytes> VendorKeysSeal::open(const std::string& uid, ByteView sealed) {
+  CDC_ASSIGN(auto key, enc_key());
+  if (sealed.size() < kNonce + kTag) return err(Errc::device_error, "object " + uid + ": sealed vendor state truncated");
+  const std::string ctx = context(uid);
+  auto plain = aes_gcm(c_, key, false, sealed.first(kNonce), Bytes(ctx.begin(), ctx.end()), sealed.subspan(kNonce));
+  if (!plain) return err(Errc::device_error, "object " + uid + ": sealed vendor state does not open");
+  return std::move(*plain);
 }
 
 core::R<SecureBytes> aes_gcm(crypto::Backend& c, const crypto::KeyPtr& key, bool encrypt, ByteView nonce,

@@ -20,7 +20,8 @@
 // under another uid fails as well.
 //
 // Keys (RecordKeys): the encryption key and the MAC key are HMAC-SHA-256 of the token key with
-// distinct labels; the token key itself is used only to derive them and in the PIN slots. A
+// distinct labels, and so are the two keys of vendor state entries (VendorKeysSeal below); the
+// token key itself is used only to derive them and in the PIN slots. A
 // public object is usable without a login (PKCS#11's public sessions), so its secret attributes
 // are sealed under a key derived from the token id alone (public_sealing_key): bound to the token
 // and the object and checked, but open to anyone who can read the token directory.
@@ -35,6 +36,7 @@
 
 #include "common/bytes.h"
 #include "core/attributes.h"
+#include "core/backend.h"
 #include "core/errors.h"
 #include "softtoken/crypto/backend.h"
 #include "softtoken/key_material.h"
@@ -53,6 +55,8 @@ class RecordKeys {
   ByteView token_key() const { return buf_.view().subspan(0, kKeyLen); }
   ByteView enc_key() const { return buf_.view().subspan(kKeyLen, kKeyLen); }
   ByteView mac_key() const { return buf_.view().subspan(2 * kKeyLen, kKeyLen); }
+  ByteView vendor_enc_key() const { return buf_.view().subspan(3 * kKeyLen, kKeyLen); }
+  ByteView vendor_mac_key() const { return buf_.view().subspan(4 * kKeyLen, kKeyLen); }
 
  private:
   SecretBuffer buf_;
@@ -100,5 +104,30 @@ core::R<ObjectRecord> seal_record(crypto::Backend& c, const RecordKeys& k, const
 // changes, or empty.
 core::R<ObjectRecord> seal_pending(crypto::Backend& c, const std::string& uid, const std::string& token_id,
                                    const core::AttrMap& attrs, const Secrets& secrets, Bytes base);
+
+// The vendor state entries of the token's objects in the metadata store (core::VendorSeal),
+// under the record keys k (not owned; the caller guards them):
+//   mac:    HMAC-SHA-256 under the vendor MAC key over "cdcp11-vendor-v1|<token id>|<uid>|" and
+//           the canonical bytes;
+//   sealed: nonce (12) || AES-256-GCM ciphertext || tag (16) under the vendor encryption key,
+//           additional data "cdcp11-vendor-v1|<token id>|<uid>".
+// So an entry copied under another uid or into another token does not verify.
+class VendorKeysSeal final : public core::VendorSeal {
+ public:
+  VendorKeysSeal(crypto::Backend& c, const RecordKeys& k, const std::string& token_id)
+      : c_(c), k_(k), token_id_(token_id) {}
+  bool ready() override { return !k_.empty(); }
+  core::R<Bytes> mac(const std::string& uid, ByteView canonical) override;
+  core::R<Bytes> seal(const std::string& uid, ByteView canonical) override;
+  core::R<SecureBytes> open(const std::string& uid, ByteView sealed) override;
+
+ private:
+  std::string context(const std::string& uid) const { return "cdcp11-vendor-v1|" + token_id_ + "|" + uid; }
+  core::R<crypto::KeyPtr> enc_key();
+
+  crypto::Backend& c_;
+  const RecordKeys& k_;
+  const std::string& token_id_;
+};
 
 }  // namespace cdcp11::softtoken

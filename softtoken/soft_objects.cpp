@@ -151,6 +151,13 @@ core::R<core::ObjectChanges> SoftToken::refresh() {
     dirty_.insert(rec.uid);
   }
   if (meta_state_ == MetaState::corrupt) return fail(usable_meta().error());
+  if (meta_state_ == MetaState::valid && !keys_.empty() && keys_token_id_ == current && store_->format() < 2 &&
+      !vendor_move_tried_) {
+    if (auto m = move_vendor_state(); !m) {
+      vendor_move_tried_ = true;
+      log::error(kLog, "token '" + cfg_.dir + "': " + m.error().message);
+    }
+  }
 
   core::ObjectChanges out;
   if (full) {

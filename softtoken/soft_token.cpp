@@ -282,7 +282,10 @@ core::R<void> SoftToken::init_token(ByteView so_pin, const std::string& label) {
   auto r = store_->locked([&]() -> store::R<void> {
     if (auto w = store_->wipe(); !w) return w;
     auto enc = encode_meta(nm);
-    return store_->write_meta(view(enc));
+    if (auto w = store_->write_meta(view(enc)); !w) return w;
+    // No records are left to hold vendor attributes.
+    return store_->format() < store::ObjectStore::kNewestFormat ? store_->set_format(store::ObjectStore::kNewestFormat)
+                                                                 : store::R<void>{};
   });
   if (!r) return fail(from_store(r.error()));
   meta_ = nm;
@@ -362,6 +365,7 @@ core::R<void> SoftToken::take_token_key(ByteView token_key) {
   forget_keys();
   CDC_TRY(keys_.set(crypto_, token_key));
   keys_token_id_ = meta_->token_id;
+  vendor_move_tried_ = false;
   for (auto& [uid, r] : token_objs_) admit(uid, r);
   rescan_ = true;
   return {};
@@ -377,6 +381,26 @@ void SoftToken::forget_keys() {
     r.opened = false;
   }
   rescan_ = true;
+}
+
+bool SoftToken::LockedVendorSeal::ready() {
+  std::lock_guard lk(t_.mu_);
+  return !t_.keys_.empty();
+}
+
+core::R<Bytes> SoftToken::LockedVendorSeal::mac(const std::string& uid, ByteView canonical) {
+  std::lock_guard lk(t_.mu_);
+  return VendorKeysSeal(t_.crypto_, t_.keys_, t_.keys_token_id_).mac(uid, canonical);
+}
+
+core::R<Bytes> SoftToken::LockedVendorSeal::seal(const std::string& uid, ByteView canonical) {
+  std::lock_guard lk(t_.mu_);
+  return VendorKeysSeal(t_.crypto_, t_.keys_, t_.keys_token_id_).seal(uid, canonical);
+}
+
+core::R<SecureBytes> SoftToken::LockedVendorSeal::open(const std::string& uid, ByteView sealed) {
+  std::lock_guard lk(t_.mu_);
+  return VendorKeysSeal(t_.crypto_, t_.keys_, t_.keys_token_id_).open(uid, sealed);
 }
 
 core::R<void> SoftToken::random(std::uint8_t* out, std::size_t n) {

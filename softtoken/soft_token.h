@@ -86,8 +86,23 @@ class SoftToken final : public core::Backend {
   core::R<void> random(std::uint8_t* out, std::size_t n) override;
   core::R<core::AttrMap> public_key(const core::StoredObject& key) override;
   core::R<core::SecretAttrs> export_plain(const core::StoredObject& key) override;
+  // The record keys' VendorKeysSeal (object_record.h): vendor state entries need a login.
+  core::VendorSeal* vendor_seal() override { return &vendor_seal_; }
 
  private:
+  // vendor_seal(): VendorKeysSeal over keys_, under mu_.
+  class LockedVendorSeal final : public core::VendorSeal {
+   public:
+    explicit LockedVendorSeal(SoftToken& t) : t_(t) {}
+    bool ready() override;
+    core::R<Bytes> mac(const std::string& uid, ByteView canonical) override;
+    core::R<Bytes> seal(const std::string& uid, ByteView canonical) override;
+    core::R<SecureBytes> open(const std::string& uid, ByteView sealed) override;
+
+   private:
+    SoftToken& t_;
+  };
+
   SoftToken(core::TokenConfig cfg, std::unique_ptr<store::ObjectStore> st, crypto::Backend& crypto);
 
   enum class MetaState { unknown, absent, valid, corrupt, legacy };
@@ -142,6 +157,9 @@ class SoftToken final : public core::Backend {
   bool servable(const TokenRecord& r) const;
   void drop_record(const std::string& uid);
   core::R<Secrets> secrets_of(const std::string& uid);
+  // soft_migrate.cpp. With the keys known, on a store of format 1: moves the vendor attributes
+  // the records hold into the token's metadata store, then sets format 2.
+  core::R<void> move_vendor_state();
   core::R<core::StoredObject> store_new(core::AttrMap attrs, Secrets secrets);
   core::R<void> write_record(const std::string& uid, const core::AttrMap& attrs, const Secrets& secrets);
   core::R<crypto::KeyPtr> load_key(const core::StoredObject& obj);
@@ -169,6 +187,8 @@ class SoftToken final : public core::Backend {
   std::set<std::string> reported_;
   std::set<std::string> dirty_;     // records changed since the last report
   bool rescan_ = false;             // login/logout: which records are servable may have changed
+  bool vendor_move_tried_ = false;  // this login: move_vendor_state failed (tried again at the next)
+  LockedVendorSeal vendor_seal_{*this};
 };
 
 }  // namespace cdcp11::softtoken

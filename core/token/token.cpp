@@ -10,6 +10,7 @@
 #include "core/cloud/vault_home.h"
 #include "core/mirror/service.h"
 #include "core/session/session.h"
+#include "core/token/vendor_state.h"
 
 namespace cdcp11::core {
 
@@ -51,7 +52,13 @@ Token::Token(CK_SLOT_ID id, GroupConfig cfg, const BackendFactory& factory, std:
     log::error(kLog, "group '" + cfg_.name + "': token unavailable: " + b.error().message);
     return;
   }
-  backend_ = std::move(*b);
+  auto meta = MetadataStore::open(cfg_.token.dir);
+  if (!meta) {
+    backend_error_ = "its metadata store cannot be opened: " + meta.error().message;
+    log::error(kLog, "group '" + cfg_.name + "': token unavailable: " + backend_error_);
+    return;
+  }
+  backend_ = std::make_unique<VendorState>(std::move(*b), std::move(*meta));
   local_home_ = std::make_unique<LocalHome>(*backend_);
   if (auto v = open_vault(cfg_)) {
     vault_ = std::move(*v);
@@ -243,6 +250,15 @@ R<void> Token::refresh() {
       // Private objects are cached too; visible() and find() hide them until login.
       add_object(std::move(o), true, 0);
     }
+  }
+  for (auto& [uid, vendor] : ch.vendor) {
+    auto h = cache_.handle_of(uid);
+    if (!h) continue;
+    AttrMap a;
+    split_vendor(cache_.get(*h)->attrs(), a);
+    a.merge(vendor);
+    apply_vendor_defaults(a.ulong(CKA_CLASS).value_or(CKO_DATA), a);
+    cache_.set_attrs(*h, std::move(a));
   }
   return {};
 }

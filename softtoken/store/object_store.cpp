@@ -20,8 +20,8 @@ namespace cdcp11::store {
 namespace {
 
 constexpr std::string_view kLog = "store";
-constexpr std::string_view kFormatLine = "cdcp11-token-store 1\n";
 constexpr std::string_view kFormatPrefix = "cdcp11-token-store ";
+std::string format_line(int version) { return std::string(kFormatPrefix) + std::to_string(version) + "\n"; }
 const std::string kObjects = "objects";
 // Holds the previous objects directory during wipe(); removed on open if a crash left it.
 const std::string kWipeDir = "objects.wipe";
@@ -51,18 +51,6 @@ std::uint64_t get_le64(const std::uint8_t* p) {
 }
 
 Error make_error(Error::Code c, std::string msg) { return Error{c, std::move(msg)}; }
-
-R<void> check_format(ByteView content, const std::string& path) {
-  std::string_view s(reinterpret_cast<const char*>(content.data()), content.size());
-  if (s == kFormatLine) return {};
-  if (s.starts_with(kFormatPrefix)) {
-    std::string v(s.substr(kFormatPrefix.size()));
-    while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
-    return fail(make_error(Error::Code::corrupt,
-                           path + ": unsupported store format version '" + v + "'"));
-  }
-  return fail(make_error(Error::Code::corrupt, path + ": not a cdcp11 token store format file"));
-}
 
 // mkdir -p with mode 0700; fsyncs the parent of each directory it creates.
 R<void> make_dirs(const std::string& dir) {
@@ -97,6 +85,7 @@ struct ObjectStore::Impl {
   UniqueFd dirfd, lockfd;
   pid_t owner_pid = ::getpid();
   int lock_depth = 0;  // > 0 while this instance holds the flock (re-entrant)
+  int format = 0;      // the layout's format version, as last read or written
 
   // refresh() state: what this instance last saw.
   bool refreshed = false;
@@ -238,7 +227,8 @@ struct ObjectStore::Impl {
     if (::mkdirat(dirfd.get(), kObjects.c_str(), 0700) != 0 && errno != EEXIST)
       return fail(sys_error(errno, "create directory", objects_path));
     // The format file goes last: its presence means the layout is complete.
-    return replace_file_at(dirfd.get(), dir, kFormat, view(kFormatLine), nullptr);
+    format = ObjectStore::kNewestFormat;
+    return replace_file_at(dirfd.get(), dir, kFormat, view(format_line(format)), nullptr);
   }
 };
 
@@ -281,7 +271,9 @@ R<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::string& dir, bool c
   if (!format && format.error().code != Error::Code::not_found) return fail(format.error());
   if (!format && !create)
     return fail(make_error(Error::Code::not_found, s->dir + ": no token store here"));
-  if (format) CDC_TRY(check_format(*format, format_path));
+  if (format) {
+    CDC_ASSIGN(s->format, parse_format(*format, format_path));
+  }
 
   // Own lock fd per instance: flock belongs to the open file description, so sharing one would
   // let two instances (or a parent and its forked child) both "hold" the lock.
@@ -293,7 +285,7 @@ R<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::string& dir, bool c
       // Another process may have created it while we waited for the lock.
       auto again = read_file_at(s->dirfd.get(), kFormat, format_path);
       if (again) {
-        CDC_TRY(check_format(*again, format_path));
+        CDC_ASSIGN(s->format, parse_format(*again, format_path));
       } else if (again.error().code == Error::Code::not_found) {
         CDC_TRY(s->create_layout());
       } else {
@@ -549,6 +541,37 @@ R<Changes> ObjectStore::refresh() {
   s.seen_gen = gen;
   s.refreshed = true;
   return ch;
+}
+
+R<int> ObjectStore::parse_format(ByteView content, const std::string& path, int newest) {
+  std::string_view s(reinterpret_cast<const char*>(content.data()), content.size());
+  if (!s.starts_with(kFormatPrefix))
+    return fail(make_error(Error::Code::corrupt, path + ": not a cdcp11 token store format file"));
+  std::string v(s.substr(kFormatPrefix.size()));
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+  for (int known = 1; known <= newest; ++known)
+    if (s == format_line(known)) return known;
+  return fail(make_error(Error::Code::corrupt, path + ": unsupported store format version '" + v +
+                                                   "' (this build reads 1 to " + std::to_string(newest) +
+                                                   "): the token was written by a newer cdcp11"));
+}
+
+int ObjectStore::format() const { return impl_->format; }
+
+R<int> ObjectStore::read_format() {
+  const std::string path = join(impl_->dir, kFormat);
+  CDC_ASSIGN(auto content, read_file_at(impl_->dirfd.get(), kFormat, path));
+  CDC_ASSIGN(impl_->format, parse_format(content, path));
+  return impl_->format;
+}
+
+R<void> ObjectStore::set_format(int version) {
+  if (version < 1 || version > kNewestFormat)
+    return fail(make_error(Error::Code::bad_argument, "no store format version " + std::to_string(version)));
+  CDC_ASSIGN(auto held, impl_->hold(LOCK_EX));
+  CDC_TRY(replace_file_at(impl_->dirfd.get(), impl_->dir, kFormat, view(format_line(version)), nullptr));
+  impl_->format = version;
+  return {};
 }
 
 R<void> ObjectStore::locked(const std::function<R<void>()>& fn) {

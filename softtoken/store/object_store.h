@@ -12,8 +12,13 @@
 // - Writers serialise on an exclusive flock of DIR/lock; each committed change bumps a generation
 //   counter kept in DIR/lock, so refresh() is a cheap read when nothing changed.
 //
-// Layout (format version 1):
-//   DIR/format           "cdcp11-token-store 1\n"
+// Layout (format version 2; a new store is made with it):
+//   DIR/format           "cdcp11-token-store <version>\n". 1: the records may hold their objects'
+//                        vendor attributes; 2: they do not, those live in DIR/metadata.json (the
+//                        token's metadata store, core/token/metadata_store.h). The soft token
+//                        sets 2 when it has moved them (softtoken/soft_migrate.cpp), so a build
+//                        that reads only 1 refuses the token rather than writing vendor state
+//                        there that this one ignores.
 //   DIR/lock             flock target; holds the 8-byte little-endian generation counter
 //                        and a journal of the last 256 changed names (see object_store.cpp)
 //   DIR/meta             meta record
@@ -95,6 +100,16 @@ class ObjectStore {
   ObjectStore& operator=(const ObjectStore&) = delete;
 
   const std::string& dir() const;
+
+  // The layout's format version (see above): as opened, read_format() reads it again (another
+  // process may have set it), set_format() replaces it (under the lock, durably).
+  static constexpr int kNewestFormat = 2;
+  int format() const;
+  R<int> read_format();
+  R<void> set_format(int version);
+  // The version a format file states; corrupt when it is none of 1..newest (the message says
+  // the token was written by a newer cdcp11). newest: the reader's (tests pass an older one).
+  static R<int> parse_format(ByteView content, const std::string& path, int newest = kNewestFormat);
 
   // A fresh random uid (32 lowercase hex chars).
   static std::string new_uid();

@@ -16,7 +16,8 @@
 #include "core/mechanisms.h"
 #include "core/mirror/byok.h"
 #include "forward/forward_token.h"
-#include "forward/metadata.h"
+#include "core/token/metadata_store.h"
+#include "core/token/vendor_state.h"
 #include "tests/unit/hsm/support.h"
 
 using namespace cdcp11;
@@ -52,7 +53,11 @@ struct Fixture {
     g.token.token_label = "fwd-test";
     g.token.dir = hsm.dir.path + "/meta";
   }
-  std::unique_ptr<core::Backend> open() { return got(backends::make_token_backend(g)); }
+  // As the Token sees it: vendor attributes in the metadata store (core/token/vendor_state.h).
+  std::unique_ptr<core::Backend> open() {
+    return std::make_unique<core::VendorState>(got(backends::make_token_backend(g)),
+                                               got(core::MetadataStore::open(g.token.dir)));
+  }
   std::unique_ptr<core::Backend> open_user() {
     auto b = open();
     got(b->login(CKU_USER, view(hsm::test::kUserPin)));
@@ -211,7 +216,7 @@ TEST_CASE("forward: an object deleted behind our back is removed and leaves no m
   auto ch = got(b->refresh());
   REQUIRE(ch.removed.size() == 1);
   CHECK(ch.removed[0] == key.uid);
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   CHECK(meta->data().objects.count(key.uid) == 0);
 }
 
@@ -322,7 +327,7 @@ TEST_CASE("forward: key references (Azure-resident keys) live in the metadata st
     CHECK(hsm::test::ok(s.find(AttrMap{})).empty());  // nothing of it in the HSM
   }
   got(b->destroy_object(uid));
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   CHECK(meta->data().refs.empty());
 }
 
@@ -352,7 +357,7 @@ TEST_CASE("forward: objects alike in every attribute still get distinct identiti
   CHECK(again == first);
   // The first takes the id derived from its locator, which needs no record; the two others
   // theirs, recorded.
-  CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.size() == 2);
+  CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.size() == 2);
 }
 
 TEST_CASE("forward: operations from several threads each get an HSM session of their own") {
@@ -391,7 +396,7 @@ TEST_CASE("forward: a login the HSM dropped behind our back prunes no metadata o
   }
   auto ch = got(b->refresh());
   CHECK(ch.removed == std::vector<std::string>{key.uid});  // hidden now
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   REQUIRE(meta->data().objects.count(key.uid) == 1);
   b->logout();
   got(b->login(CKU_USER, view(hsm::test::kUserPin)));
@@ -540,7 +545,7 @@ TEST_CASE("forward: objects and keys made through the slot write no metadata rec
     REQUIRE(made.size() == 10);
     // Identity derived from what the HSM holds: nothing to write (each write rewrote the whole
     // store under its lock, which is what made creating slow).
-    CHECK(got(forward::MetadataStore::open(f.g.token.dir))->data().objects.empty());
+    CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.empty());
     CHECK_FALSE(std::filesystem::exists(f.g.token.dir + "/metadata.json"));
   }
   auto b2 = f.open_user();  // another process: the same identities
@@ -552,18 +557,46 @@ TEST_CASE("forward: objects and keys made through the slot write no metadata rec
   k.set_string(CKA_LABEL, "mirrored");
   k.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_PENDING);
   auto key = got(b2->generate_key(mech(CKM_AES_KEY_GEN), k));
-  auto meta = got(forward::MetadataStore::open(f.g.token.dir));
+  auto meta = got(core::MetadataStore::open(f.g.token.dir));
   REQUIRE(meta->data().objects.count(key.uid) == 1);
   CHECK(meta->data().objects.at(key.uid).vendor.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_PENDING);
+}
+
+TEST_CASE("forward: core's vendor state of an object whose id is derived keeps that id in another process, and goes with the object") {
+  Fixture f;
+  AttrMap k = aes_template(true);
+  k.set_string(CKA_LABEL, "mirrored-derived");
+  std::string uid;
+  {
+    auto b = f.open_user();
+    auto key = got(b->generate_key(mech(CKM_AES_KEY_GEN), k));
+    uid = key.uid;
+    AttrMap upd = key.attrs;
+    upd.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+    upd.set_string(CKA_CDC_AZURE_KEY_ID, "https://v.vault.azure.net/keys/derived/1");
+    got(b->update_object(uid, upd));
+    // Only core's vendor state: the backend records no locator for an id it derives.
+    auto meta = got(core::MetadataStore::open(f.g.token.dir));
+    REQUIRE(meta->data().objects.count(uid) == 1);
+    CHECK(meta->data().objects.at(uid).locator.empty());
+  }
+  auto b2 = f.open_user();  // another process
+  auto ch = got(b2->refresh());
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].uid == uid);
+  CHECK(ch.upserted[0].attrs.ulong(CKA_CDC_MIRROR_STATE) == CDC_MIRROR_STATE_MIRRORED);
+  CHECK(ch.upserted[0].attrs.string_or(CKA_CDC_AZURE_KEY_ID, "") == "https://v.vault.azure.net/keys/derived/1");
+  got(b2->destroy_object(uid));
+  CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.count(uid) == 0);
 }
 
 // A child forked while an update holds the store's lock (here: from inside it) shares the lock's
 // open file: the lock must end with the update all the same, or the next one waits for the child.
 TEST_CASE("forward: a child forked during a metadata update does not keep the store locked") {
   hsm::test::TempDir d;
-  auto meta = got(forward::MetadataStore::open(d.path));
+  auto meta = got(core::MetadataStore::open(d.path));
   pid_t child = -1;
-  got(meta->update([&](forward::MetaData&) -> core::R<bool> {
+  got(meta->update([&](core::MetaData&) -> core::R<bool> {
     child = fork();
     if (child == 0) {
       sleep(3);
@@ -573,7 +606,7 @@ TEST_CASE("forward: a child forked during a metadata update does not keep the st
   }));
   REQUIRE(child > 0);
   const auto t0 = std::chrono::steady_clock::now();
-  got(meta->update([](forward::MetaData&) -> core::R<bool> { return false; }));
+  got(meta->update([](core::MetaData&) -> core::R<bool> { return false; }));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   int status = 0;
   waitpid(child, &status, 0);

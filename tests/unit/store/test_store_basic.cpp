@@ -46,7 +46,7 @@ TEST_CASE("open: not_found without create, creates the versioned layout with cre
 
   auto s = must_open(dir, true);
   CHECK(s->dir() == dir);
-  CHECK(slurp(dir + "/format") == "cdcp11-token-store 1\n");
+  CHECK(slurp(dir + "/format") == "cdcp11-token-store 2\n");
   struct stat st {};
   REQUIRE(::stat(dir.c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0700);

@@ -178,7 +178,7 @@ TEST_CASE("odd entries in objects/: symlinks and directories are corrupt, others
 TEST_CASE("unknown or garbage format file: open fails with corrupt") {
   TempDir t;
   { auto s = must_open(t.path()); }
-  SUBCASE("future version") { write_file(t.sub("format"), "cdcp11-token-store 2\n"); }
+  SUBCASE("future version") { write_file(t.sub("format"), "cdcp11-token-store 3\n"); }
   SUBCASE("garbage") { write_file(t.sub("format"), "hello"); }
   SUBCASE("empty") { write_file(t.sub("format"), ""); }
   for (bool create : {false, true}) {

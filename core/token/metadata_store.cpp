@@ -1,4 +1,4 @@
-#include "forward/metadata.h"
+#include "core/token/metadata_store.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -18,10 +18,8 @@
 #include "common/atomic_file.h"
 #include "softtoken/store/unique_fd.h"
 
-namespace cdcp11::forward {
+namespace cdcp11::core {
 
-using core::Errc;
-using core::R;
 
 bool is_vendor_attribute(CK_ATTRIBUTE_TYPE t) { return (t & ~0xFFFFUL) == CKA_CDC_BASE; }
 
@@ -53,6 +51,14 @@ std::string encode(const MetaData& d) {
     w.String(e.locator.c_str());
     w.Key("vendor");
     w.String(attrs_hex(e.vendor).c_str());
+    if (!e.mac.empty()) {
+      w.Key("mac");
+      w.String(to_hex(e.mac).c_str());
+    }
+    if (!e.sealed.empty()) {
+      w.Key("sealed");
+      w.String(to_hex(e.sealed).c_str());
+    }
     w.Key("created");
     w.Int64(e.created);
     w.EndObject();
@@ -85,6 +91,9 @@ R<MetaData> decode(const std::string& json, const std::string& path) {
       if (m.value.HasMember("vendor") && m.value["vendor"].IsString()) {
         CDC_ASSIGN(e.vendor, attrs_from_hex(m.value["vendor"].GetString(), path + ": object " + uid));
       }
+      for (auto [key, field] : {std::pair{"mac", &e.mac}, std::pair{"sealed", &e.sealed}})
+        if (m.value.HasMember(key) && (!m.value[key].IsString() || !from_hex(m.value[key].GetString(), *field)))
+          return bad("object " + uid + ": " + key + " is not hex");
       if (m.value.HasMember("created") && m.value["created"].IsInt64()) e.created = m.value["created"].GetInt64();
       out.objects.emplace(uid, std::move(e));
     }
@@ -161,4 +170,4 @@ R<void> MetadataStore::update(const std::function<R<bool>(MetaData&)>& f) {
   return read_file();  // the new stamp, so our own write is not taken for another's
 }
 
-}  // namespace cdcp11::forward
+}  // namespace cdcp11::core

@@ -1,11 +1,14 @@
-// The metadata store of an HSM group: what the HSM cannot hold, in <dir>/metadata.json beside
-// the configuration (dir: the group's token.dir).
-// - objects: for each HSM token object that needs a record, its uid, its locator (how the
-//   backend finds the object again: see ForwardToken::identify) and its vendor attributes
-//   (CKA_CDC_*: mirror state, Azure key id and name, origin, last error) where they are not
-//   core's defaults. An object whose id is derived from its locator and whose vendor attributes
-//   are the defaults has none, so making it writes nothing here;
-// - refs: the attribute-only key references (Azure-resident keys), by uid.
+// A token's metadata store: the vendor state of its objects, in <dir>/metadata.json (dir: the
+// group's token.dir; the soft token's directory, or beside the configuration for an HSM group).
+// - objects: by uid (CKA_UNIQUE_ID), the object's vendor attributes (CKA_CDC_*: mirror state,
+//   Azure key id and name, origin, last error) where they are not core's defaults; the Token
+//   reads and writes them (core/token/vendor_state.h) for every backend. An HSM object's entry
+//   also holds its locator (how the forwarding backend finds the object again: see
+//   ForwardToken::identify); empty for the soft token. The soft token's entries are
+//   authenticated, a private object's encrypted (mac, sealed: core/token/vendor_state.h). An
+//   object whose id is derived from its locator and whose vendor attributes are the defaults
+//   has no entry;
+// - refs: an HSM group's attribute-only key references (Azure-resident keys), by uid.
 // The file is replaced atomically (write_file_atomically) and every change is made under an
 // flock of <dir>/metadata.lock, re-reading the file first, so several processes share it.
 // Readers need no lock. Not thread-safe: the backend's lock guards it.
@@ -20,13 +23,16 @@
 #include "core/attributes.h"
 #include "core/errors.h"
 
-namespace cdcp11::forward {
+namespace cdcp11::core {
 
 struct MetaEntry {
   std::string locator;
-  core::AttrMap vendor;     // CKA_CDC_* only
+  core::AttrMap vendor;     // CKA_CDC_* only; empty when sealed
   std::int64_t created = 0;  // unix seconds: young entries are not pruned (their object may be
                              // in the HSM but not yet in another process's listing)
+  // Where the backend protects vendor state (core::VendorSeal; vendor_state.h says what is):
+  // mac authenticates vendor (a public object's), sealed holds it encrypted (a private object's).
+  Bytes mac, sealed;
 };
 
 struct MetaData {
@@ -58,7 +64,7 @@ class MetadataStore {
   } stamp_{};
 };
 
-// The vendor attributes (CKA_CDC_*), which live in the store, not in the HSM.
+// The vendor attributes (CKA_CDC_*), which live in the store, not in a backend.
 bool is_vendor_attribute(CK_ATTRIBUTE_TYPE t);
 
-}  // namespace cdcp11::forward
+}  // namespace cdcp11::core
