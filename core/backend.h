@@ -173,6 +173,14 @@ class Backend {
 
   // Token objects: what changed since the last call (by this or any other process).
   virtual R<ObjectChanges> refresh() = 0;
+  // Before a call on one token object alone (its attributes read or changed, a copy, a destroy):
+  // what changed, of that object at least. The default is a whole refresh(), right where that is
+  // cheap. A backend whose listing costs a read of every object (an HSM) reads only that one, so
+  // that a client reading n objects' attributes pays n reads, not n listings.
+  virtual R<ObjectChanges> refresh_object(const std::string& uid) {
+    (void)uid;
+    return refresh();
+  }
   // Whether an operation's key is looked up after a refresh. An HSM checks the key itself when the
   // operation starts (a key destroyed elsewhere is its CKR_KEY_HANDLE_INVALID), and listing its
   // objects costs more than most operations.

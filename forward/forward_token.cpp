@@ -431,8 +431,36 @@ R<CK_OBJECT_HANDLE> ForwardToken::handle_of(const std::string& uid) {
 
 R<core::ObjectChanges> ForwardToken::refresh() {
   std::lock_guard lk(mu_);
-  core::ObjectChanges ch;
   CDC_ASSIGN(bool meta_changed, meta_->reload());
+  return refresh_locked(meta_changed);
+}
+
+// The object alone: one read, no listing. A whole refresh where one is due anyway: the store
+// changed (its changes are for every object), or the object is not one we read (gone, hidden,
+// never listed), which only a listing settles.
+R<core::ObjectChanges> ForwardToken::refresh_object(const std::string& uid) {
+  std::lock_guard lk(mu_);
+  CDC_ASSIGN(bool meta_changed, meta_->reload());
+  if (meta_changed) return refresh_locked(true);
+  if (refs_.count(uid)) return core::ObjectChanges{};
+  auto k = known_.find(uid);
+  if (k == known_.end() || !reported_.count(uid)) return refresh_locked(false);
+  auto a = read(main_, k->second.handle);
+  if (!a) {
+    if (a.error().code == Errc::object_handle_invalid) return refresh_locked(false);
+    return fail(std::move(a).error());
+  }
+  core::ObjectChanges ch;
+  if (!same(k->second.attrs, *a)) {
+    k->second.attrs = std::move(*a);
+    k->second.locator = locator_of(k->second.attrs);
+    ch.upserted.push_back(view(uid, k->second));
+  }
+  return ch;
+}
+
+R<core::ObjectChanges> ForwardToken::refresh_locked(bool meta_changed) {
+  core::ObjectChanges ch;
   const auto now = std::chrono::steady_clock::now();
   AttrMap tmpl;
   tmpl.set_bool(CKA_TOKEN, true);

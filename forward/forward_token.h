@@ -89,6 +89,7 @@ class ForwardToken final : public core::Backend {
   void logout() override;
 
   core::R<core::ObjectChanges> refresh() override;
+  core::R<core::ObjectChanges> refresh_object(const std::string& uid) override;
   bool refresh_before_operations() const override { return false; }
   core::R<core::StoredObject> create_object(const core::AttrMap& attrs) override;
   core::R<core::StoredObject> create_key_reference(const core::AttrMap& attrs) override;
@@ -140,6 +141,8 @@ class ForwardToken final : public core::Backend {
     std::string locator;  // locator_of(attrs)
     core::AttrMap vendor;  // the vendor attributes last reported (view)
   };
+  // refresh() after the store's reload (meta_changed: it found a change), under mu_.
+  core::R<core::ObjectChanges> refresh_locked(bool meta_changed);
   // The HSM handle of an object we know, or object_handle_invalid.
   core::R<CK_OBJECT_HANDLE> handle_of(const std::string& uid);
   // Reads an object's non-secret attributes from the HSM (s: the session to read with).

@@ -80,7 +80,7 @@ R<CK_OBJECT_HANDLE> Token::copy_object(Session& s, CK_OBJECT_HANDLE oh, const At
   CK_OBJECT_HANDLE nh;
   {
     std::lock_guard lk(mu_);
-    CDC_TRY(refresh());
+    CDC_TRY(refresh_for(oh));
     CDC_ASSIGN(Object * src, visible(oh, Errc::object_handle_invalid));
     const AttrMap& cur = src->attrs();
     if (!cur.bool_or(CKA_COPYABLE, true))
@@ -110,7 +110,7 @@ R<void> Token::destroy_object(Session& s, CK_OBJECT_HANDLE oh) {
   AttrMap last;
   {
     std::lock_guard lk(mu_);
-    CDC_TRY(refresh());
+    CDC_TRY(refresh_for(oh));
     CDC_ASSIGN(Object * o, visible(oh, Errc::object_handle_invalid));
     if (o->token && !s.read_write())
       return err(Errc::session_read_only, "a token object cannot be destroyed in a read-only session");
@@ -130,7 +130,7 @@ R<void> Token::destroy_object(Session& s, CK_OBJECT_HANDLE oh) {
 
 R<CK_ULONG> Token::object_size(const Session&, CK_OBJECT_HANDLE oh) {
   std::lock_guard lk(mu_);
-  CDC_TRY(refresh());
+  CDC_TRY(refresh_for(oh));
   CDC_ASSIGN(Object * o, visible(oh, Errc::object_handle_invalid));
   CDC_ASSIGN(auto n, backend_->object_size(o->obj.uid));
   return static_cast<CK_ULONG>(n);
@@ -138,7 +138,7 @@ R<CK_ULONG> Token::object_size(const Session&, CK_OBJECT_HANDLE oh) {
 
 R<void> Token::get_attributes(const Session&, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE* t, CK_ULONG n) {
   std::lock_guard lk(mu_);
-  CDC_TRY(refresh());
+  CDC_TRY(refresh_for(oh));
   CDC_ASSIGN(Object * o, visible(oh, Errc::object_handle_invalid));
   const AttrMap& a = o->attrs();
   const auto cls = o->cls();
@@ -185,7 +185,7 @@ R<void> Token::get_attributes(const Session&, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE*
 
 R<void> Token::set_attributes(const Session& s, CK_OBJECT_HANDLE oh, const AttrMap& tmpl) {
   std::lock_guard lk(mu_);
-  CDC_TRY(refresh());
+  CDC_TRY(refresh_for(oh));
   CDC_ASSIGN(Object * o, visible(oh, Errc::object_handle_invalid));
   if (o->token && !s.read_write())
     return err(Errc::session_read_only, "a token object cannot be changed in a read-only session");

@@ -234,6 +234,18 @@ CK_OBJECT_HANDLE Token::add_object(StoredObject obj, bool token, CK_SESSION_HAND
 
 R<void> Token::refresh() {
   CDC_ASSIGN(auto ch, backend_->refresh());
+  return apply(std::move(ch));
+}
+
+R<void> Token::refresh_for(CK_OBJECT_HANDLE h) {
+  const Object* o = cache_.get(h);
+  if (!o) return refresh();
+  if (!o->token) return {};
+  CDC_ASSIGN(auto ch, backend_->refresh_object(o->obj.uid));
+  return apply(std::move(ch));
+}
+
+R<void> Token::apply(ObjectChanges ch) {
   if (ch.full_reload) {
     std::vector<CK_OBJECT_HANDLE> drop;
     for (auto& [h, o] : cache_.all())

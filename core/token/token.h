@@ -144,6 +144,10 @@ class Token {
  private:
   // Under mu_.
   R<void> refresh();
+  // Before a call on the object h alone: that object's state (Backend::refresh_object), a whole
+  // refresh when h is no object of ours, nothing for a session object.
+  R<void> refresh_for(CK_OBJECT_HANDLE h);
+  R<void> apply(ObjectChanges ch);
   CK_OBJECT_HANDLE add_object(StoredObject obj, bool token, CK_SESSION_HANDLE owner);
   KeyHome* home_of(const AttrMap& attrs);
   R<Object*> visible(CK_OBJECT_HANDLE h, Errc invalid);

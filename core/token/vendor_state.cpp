@@ -288,13 +288,21 @@ R<void> VendorState::init_token(ByteView so_pin, const std::string& label) {
 }
 
 R<ObjectChanges> VendorState::refresh() {
+  return refresh_with([&] { return inner_->refresh(); });
+}
+
+R<ObjectChanges> VendorState::refresh_object(const std::string& uid) {
+  return refresh_with([&] { return inner_->refresh_object(uid); });
+}
+
+R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>()>& inner_refresh) {
   {
     // First: the backend's changes, once taken, are not reported again.
     std::lock_guard lk(mu_);
     CDC_ASSIGN(bool changed, store_->reload());
     store_changed_ |= changed;
   }
-  CDC_ASSIGN(auto ch, inner_->refresh());
+  CDC_ASSIGN(auto ch, inner_refresh());
   std::lock_guard lk(mu_);
   // Again: the backend may have written it (the soft token's move of older records). Unreadable
   // now, the next refresh reports what changed.

@@ -27,6 +27,7 @@
 // removed from the file is not detected: its object has the defaults too.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,7 @@ class VendorState final : public Backend {
   void logout() override;
 
   R<ObjectChanges> refresh() override;
+  R<ObjectChanges> refresh_object(const std::string& uid) override;
   bool refresh_before_operations() const override { return inner_->refresh_before_operations(); }
   R<StoredObject> create_object(const AttrMap& attrs) override;
   R<StoredObject> create_key_reference(const AttrMap& attrs) override;
@@ -85,6 +87,8 @@ class VendorState final : public Backend {
   VendorSeal* vendor_seal() override { return seal_; }
 
  private:
+  // refresh() and refresh_object(): the backend's changes (inner_refresh), then the store's.
+  R<ObjectChanges> refresh_with(const std::function<R<ObjectChanges>()>& inner_refresh);
   struct Shown {
     AttrMap from_backend;  // the vendor attributes the backend itself reported (legacy records)
     AttrMap vendor;        // the vendor attributes reported to the Token

@@ -82,6 +82,14 @@ R<void> FakeBackend::check_pin(ByteView pin) {
   return {};
 }
 
+R<ObjectChanges> FakeBackend::refresh_object(const std::string& uid) {
+  object_refreshes.push_back(uid);
+  const int listings = refreshes;
+  auto ch = refresh();
+  refreshes = listings;
+  return ch;
+}
+
 R<ObjectChanges> FakeBackend::refresh() {
   ++refreshes;
   ObjectChanges out = std::move(pending_);

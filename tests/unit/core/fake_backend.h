@@ -26,6 +26,7 @@ class FakeBackend final : public Backend {
   // What refresh_before_operations() answers (false: like an HSM, whose listing is costly).
   bool refresh_first = true;
   int refreshes = 0;  // refresh() calls so far
+  std::vector<std::string> object_refreshes;  // refresh_object() calls so far, by uid
 
   // The next refresh() reports these (as if another process changed the token).
   void push_upsert(StoredObject o);
@@ -49,6 +50,8 @@ class FakeBackend final : public Backend {
   void logout() override { logged_in_ = false; }
 
   R<ObjectChanges> refresh() override;
+  // Like an HSM's: what is pending, without counting as a refresh() (a listing).
+  R<ObjectChanges> refresh_object(const std::string& uid) override;
   bool refresh_before_operations() const override { return refresh_first; }
   R<StoredObject> create_object(const AttrMap& attrs) override;
   R<StoredObject> create_key_reference(const AttrMap& attrs) override;

@@ -404,3 +404,36 @@ TEST_CASE("fake core: C_CreateObject does not list a backend that is not refresh
   f.fake->push_upsert(StoredObject{uid, listed});
   CHECK(f.find(*s, label) == std::vector<CK_OBJECT_HANDLE>{*h});
 }
+
+TEST_CASE("fake core: a call on one token object refreshes that object only; C_FindObjects refreshes all") {
+  Fixture f([](FakeBackend& b) { b.refresh_first = false; });
+  auto s = f.open();
+  auto h = f.token->create_object(*s, data_object(true, false, "one"));
+  REQUIRE(h);
+  auto sess = f.token->create_object(*s, data_object(false, false, "session"));
+  REQUIRE(sess);
+  char uid[64] = {};
+  CK_ATTRIBUTE t{CKA_UNIQUE_ID, uid, sizeof uid - 1};
+  const int listings = f.fake->refreshes;
+  REQUIRE(f.token->get_attributes(*s, *h, &t, 1));
+  const std::string one_uid = uid;
+  AttrMap label;
+  label.set_string(CKA_LABEL, "two");
+  REQUIRE(f.token->set_attributes(*s, *h, label));
+  REQUIRE(f.token->object_size(*s, *h));
+  auto copy = f.token->copy_object(*s, *h, {});
+  REQUIRE(copy);
+  REQUIRE(f.token->destroy_object(*s, *copy));
+  CHECK(f.fake->refreshes == listings);
+  CHECK(f.fake->object_refreshes.size() == 5);
+  CHECK(f.fake->object_refreshes.front() == one_uid);
+  // A session object is no backend's to refresh.
+  REQUIRE(f.token->get_attributes(*s, *sess, &t, 1));
+  CHECK(f.fake->object_refreshes.size() == 5);
+  CHECK(f.fake->refreshes == listings);
+  // What the object's refresh reports applies: destroyed elsewhere, the handle is invalid.
+  f.fake->push_remove(one_uid);
+  CHECK(f.token->get_attributes(*s, *h, &t, 1).error().code == Errc::object_handle_invalid);
+  f.find(*s);
+  CHECK(f.fake->refreshes == listings + 1);
+}

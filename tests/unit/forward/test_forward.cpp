@@ -643,3 +643,46 @@ TEST_CASE("forward: a single-part call with room for its result is one HSM call 
   back.resize(*m);
   CHECK(back == msg);
 }
+
+TEST_CASE("forward: a refresh of one object reads that object, not a listing of the HSM") {
+  Spied f;
+  {
+    auto s = f.hsm.user_session();
+    make_data_objects(s, 30, "obj-");
+  }
+  auto b = f.open_user();
+  auto all = got(b->refresh()).upserted;
+  REQUIRE(all.size() == 30);
+  const auto listings = f.calls("C_FindObjectsInit");
+  const auto reads = f.calls("C_GetAttributeValue");
+  REQUIRE(listings >= 1);  // the trace counts what it should
+  for (auto& o : all) CHECK(got(b->refresh_object(o.uid)).upserted.empty());
+  CHECK(f.calls("C_FindObjectsInit") == listings);
+  CHECK(f.calls("C_GetAttributeValue") - reads <= 4 * 30);  // one object's read each
+  // Changed by another application: seen at once; destroyed: reported gone (that takes a listing).
+  auto uid_of = [&](const std::string& label) {
+    for (auto& o : all)
+      if (o.attrs.string_or(CKA_LABEL, "") == label) return o.uid;
+    FAIL("no object " << label);
+    return std::string();
+  };
+  {
+    auto s = f.hsm.session();
+    AttrMap t;
+    t.set_string(CKA_LABEL, "obj-7");
+    auto hs = hsm::test::ok(s.find(t));
+    REQUIRE(hs.size() == 1);
+    AttrMap l;
+    l.set_string(CKA_LABEL, "renamed elsewhere");
+    hsm::test::ok(s.set_attributes(hs[0], l));
+    t.set_string(CKA_LABEL, "obj-8");
+    hs = hsm::test::ok(s.find(t));
+    REQUIRE(hs.size() == 1);
+    hsm::test::ok(s.destroy(hs[0]));
+  }
+  auto ch = got(b->refresh_object(uid_of("obj-7")));
+  REQUIRE(ch.upserted.size() == 1);
+  CHECK(ch.upserted[0].attrs.string_or(CKA_LABEL, "") == "renamed elsewhere");
+  ch = got(b->refresh_object(uid_of("obj-8")));
+  CHECK(ch.removed == std::vector<std::string>{uid_of("obj-8")});
+}
