@@ -251,18 +251,29 @@ TEST_CASE("vendor state: a token written by this build is refused by the store f
   CHECK(*now == 2);
 }
 
-TEST_CASE("vendor state: written to the store, never to the record; destroy removes it; another instance sees it") {
+// An initialised soft token and two logged-in instances of it, as two processes have.
+struct TwoInstances {
   TempDir d;
-  const auto g = group(d.path);
-  {
-    auto t = open(g);
-    init(*t);
+  GroupConfig g = group(d.path);
+  std::unique_ptr<VendorState> a, b;
+  TwoInstances() {
+    {
+      auto t = open(g);
+      init(*t);
+    }
+    a = open_vendor(g);
+    b = open_vendor(g);
+    REQUIRE(a->login(CKU_USER, pin("user-1")));
+    REQUIRE(b->login(CKU_USER, pin("user-1")));
+    (void)objects_of(*b);
   }
-  auto v = open_vendor(g);
-  auto other = open_vendor(g);
-  REQUIRE(v->login(CKU_USER, pin("user-1")));
-  REQUIRE(other->login(CKU_USER, pin("user-1")));
-  (void)objects_of(*other);
+};
+
+TEST_CASE("vendor state: written to the store, never to the record; destroy removes it; another instance sees it") {
+  TwoInstances two;
+  const auto& g = two.g;
+  auto& v = two.a;
+  auto& other = two.b;
   auto made = v->create_object(aes_key(true));
   REQUIRE(made);
   const std::string uid = made->uid;
@@ -307,17 +318,10 @@ TEST_CASE("vendor state: written to the store, never to the record; destroy remo
 }
 
 TEST_CASE("vendor state: a metadata store that cannot be read fails the refresh without losing the backend's changes") {
-  TempDir d;
-  const auto g = group(d.path);
-  {
-    auto t = open(g);
-    init(*t);
-  }
-  auto writer = open_vendor(g);
-  auto reader = open_vendor(g);
-  REQUIRE(writer->login(CKU_USER, pin("user-1")));
-  REQUIRE(reader->login(CKU_USER, pin("user-1")));
-  (void)objects_of(*reader);
+  TwoInstances two;
+  const auto& g = two.g;
+  auto& writer = two.a;
+  auto& reader = two.b;
   core::AttrMap k = aes_key(true);
   k.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
   auto made = writer->create_object(k);

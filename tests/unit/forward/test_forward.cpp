@@ -474,6 +474,21 @@ void make_data_objects(hsm::Session& s, int n, const char* prefix) {
   }
 }
 
+// The HSM handle of the one object labelled label, as another application finds it.
+CK_OBJECT_HANDLE labelled(hsm::Session& s, const std::string& label) {
+  AttrMap t;
+  t.set_string(CKA_LABEL, label);
+  auto hs = hsm::test::ok(s.find(t));
+  REQUIRE(hs.size() == 1);
+  return hs[0];
+}
+
+void rename(hsm::Session& s, const std::string& from, const std::string& to) {
+  AttrMap l;
+  l.set_string(CKA_LABEL, to);
+  hsm::test::ok(s.set_attributes(labelled(s, from), l));
+}
+
 }  // namespace
 
 TEST_CASE("forward: a refresh due to re-read attributes reads a few known objects, not every one") {
@@ -501,13 +516,7 @@ TEST_CASE("forward: a refresh due to re-read attributes reads a few known object
   // or destroys, at the next refresh.
   {
     auto s = f.hsm.session();  // the backend's login is the application's: this session has it too
-    AttrMap t;
-    t.set_string(CKA_LABEL, "obj-99");
-    auto hs = hsm::test::ok(s.find(t));
-    REQUIRE(hs.size() == 1);
-    AttrMap l;
-    l.set_string(CKA_LABEL, "renamed elsewhere");
-    hsm::test::ok(s.set_attributes(hs[0], l));
+    rename(s, "obj-99", "renamed elsewhere");
     make_data_objects(s, 1, "new-");
   }
   auto ch = got(b->refresh());
@@ -668,17 +677,8 @@ TEST_CASE("forward: a refresh of one object reads that object, not a listing of 
   };
   {
     auto s = f.hsm.session();
-    AttrMap t;
-    t.set_string(CKA_LABEL, "obj-7");
-    auto hs = hsm::test::ok(s.find(t));
-    REQUIRE(hs.size() == 1);
-    AttrMap l;
-    l.set_string(CKA_LABEL, "renamed elsewhere");
-    hsm::test::ok(s.set_attributes(hs[0], l));
-    t.set_string(CKA_LABEL, "obj-8");
-    hs = hsm::test::ok(s.find(t));
-    REQUIRE(hs.size() == 1);
-    hsm::test::ok(s.destroy(hs[0]));
+    rename(s, "obj-7", "renamed elsewhere");
+    hsm::test::ok(s.destroy(labelled(s, "obj-8")));
   }
   auto ch = got(b->refresh_object(uid_of("obj-7")));
   REQUIRE(ch.upserted.size() == 1);
