@@ -9,7 +9,9 @@ import sys
 import threading
 import unittest
 
-import p11helpers as h
+# A test below searches the log for the PINs: "1234" turned up in a SoftHSM2 slot id (1139011234).
+os.environ.setdefault("CDCP11_TEST_USER_PIN", "library-pin-Hx4q")
+import p11helpers as h  # noqa: E402
 
 PyKCS11 = None
 
@@ -220,21 +222,21 @@ class LibraryTest(unittest.TestCase):
         self.assertEqual(o["parent"]["found"], 1)
 
     def test_log_names_ckr_and_reason_and_no_pin(self):
-        wrong = "86421357"
+        wrong = "wrong-pin-Vk3w"
         r = self.tok.tool("--token-label", "demo", "--login", "--pin", wrong, "-O", check=False)
         self.assertNotEqual(r.returncode, 0)
         self.tok.tool("--token-label", "demo", "-O", login=True)
         self.tok.tool("--token-label", "demo", "--login", "--pin", h.USER_PIN, "--change-pin", "--new-pin",
-                      "97531864")
-        self.tok.tool("--token-label", "demo", "--login", "--pin", "97531864", "--change-pin", "--new-pin",
+                      "changed-pin-Rt8m")
+        self.tok.tool("--token-label", "demo", "--login", "--pin", "changed-pin-Rt8m", "--change-pin", "--new-pin",
                       h.USER_PIN)
         log = self.tok.read_log()
         lines = [l for l in log.splitlines() if "C_Login: CKR_PIN_INCORRECT:" in l]
         self.assertTrue(lines, log)
         self.assertGreater(len(lines[0].split("CKR_PIN_INCORRECT:", 1)[1].strip()), 3)
-        # The line header holds a time and a process id, which can spell a short PIN ("1234").
+        # The line header holds a time and a process id, which could spell a PIN of digits.
         messages = "\n".join(re.sub(r"^\S+ cdcp11\[\d+\] ", "", l) for l in log.splitlines())
-        for secret in (wrong, h.USER_PIN, h.SO_PIN, "97531864"):
+        for secret in (wrong, h.USER_PIN, h.SO_PIN, "changed-pin-Rt8m"):
             self.assertNotIn(secret, messages)
 
     def test_slot_ids_stable_and_token_info(self):
