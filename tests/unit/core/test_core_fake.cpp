@@ -437,3 +437,20 @@ TEST_CASE("fake core: a call on one token object refreshes that object only; C_F
   f.find(*s);
   CHECK(f.fake->refreshes == listings + 1);
 }
+
+TEST_CASE("fake core: a full reload keeps the handle of every object it still lists; only the others go") {
+  Fixture f;
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  auto key = f.token->create_object(*s, aes_key(32));
+  auto gone = f.token->create_object(*s, data_object(true, false, "gone"));
+  REQUIRE(key);
+  REQUIRE(gone);
+  const StoredObject listed = f.token->lock().cache().get(*key)->obj;
+  // The backend lists everything again (its first listing, or a re-read of its whole store):
+  // the key is still there, so the handle the application holds still names it.
+  f.fake->push_full_reload({listed});
+  CHECK_FALSE(begin_error(*f.open(), OpKind::encrypt, CKM_AES_CBC_PAD, *key));
+  CHECK(f.find(*s) == std::vector<CK_OBJECT_HANDLE>{*key});
+  CHECK(f.token->get_attributes(*s, *gone, nullptr, 0).error().code == Errc::object_handle_invalid);
+}
