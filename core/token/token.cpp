@@ -2,6 +2,7 @@
 #include "core/token/token.h"
 
 #include <exception>
+#include <set>
 
 #include "common/log.h"
 #include "core/attribute_policy.h"
@@ -247,9 +248,12 @@ R<void> Token::refresh_for(CK_OBJECT_HANDLE h) {
 
 R<void> Token::apply(ObjectChanges ch) {
   if (ch.full_reload) {
+    // Only what the listing lacks is gone: a listed object keeps its handle (below).
+    std::set<std::string> listed;
+    for (auto& o : ch.upserted) listed.insert(o.uid);
     std::vector<CK_OBJECT_HANDLE> drop;
     for (auto& [h, o] : cache_.all())
-      if (o.token) drop.push_back(h);
+      if (o.token && !listed.contains(o.obj.uid)) drop.push_back(h);
     for (auto h : drop) cache_.remove(h);
   }
   for (auto& uid : ch.removed)

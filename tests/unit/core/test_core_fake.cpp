@@ -11,6 +11,7 @@
 
 #include "cdcp11/cdcp11.h"
 #include "core/mirror/byok.h"
+#include "core/mirror/service.h"
 #include "core/provider/provider.h"
 #include "tests/unit/core/fake_backend.h"
 
@@ -436,4 +437,44 @@ TEST_CASE("fake core: a call on one token object refreshes that object only; C_F
   CHECK(f.token->get_attributes(*s, *h, &t, 1).error().code == Errc::object_handle_invalid);
   f.find(*s);
   CHECK(f.fake->refreshes == listings + 1);
+}
+
+TEST_CASE("fake core: a full reload keeps the handle of every object it still lists; only the others go") {
+  Fixture f;
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  auto key = f.token->create_object(*s, aes_key(32));
+  auto gone = f.token->create_object(*s, data_object(true, false, "gone"));
+  REQUIRE(key);
+  REQUIRE(gone);
+  const StoredObject listed = f.token->lock().cache().get(*key)->obj;
+  // The backend lists everything again (its first listing, or a re-read of its whole store):
+  // the key is still there, so the handle the application holds still names it.
+  f.fake->push_full_reload({listed});
+  CHECK_FALSE(begin_error(*f.open(), OpKind::encrypt, CKM_AES_CBC_PAD, *key));
+  CHECK(f.find(*s) == std::vector<CK_OBJECT_HANDLE>{*key});
+  CHECK(f.token->get_attributes(*s, *gone, nullptr, 0).error().code == Errc::object_handle_invalid);
+}
+
+TEST_CASE("fake core: the mirror's writes of a key's state and the refreshes that report them keep the key's handle") {
+  Fixture f;
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  auto key = f.token->create_object(*s, aes_key(32));
+  REQUIRE(key);
+  const std::string uid = f.token->lock().cache().get(*key)->obj.uid;
+  auto state_of = [&] {
+    CK_ULONG state = 99;
+    CK_ATTRIBUTE t{CKA_CDC_MIRROR_STATE, &state, sizeof state};
+    REQUIRE(f.token->get_attributes(*s, *key, &t, 1));
+    return state;
+  };
+  for (CK_ULONG st : {CK_ULONG(CDC_MIRROR_STATE_PENDING), CK_ULONG(CDC_MIRROR_STATE_MIRRORED)}) {
+    // As the worker records it (Service::record), then as the backend reports the rewritten object.
+    REQUIRE(f.token->mirror()->update_key(uid, [&](AttrMap& a) { a.set_ulong(CKA_CDC_MIRROR_STATE, st); }));
+    f.fake->push_upsert(f.token->lock().cache().get(*key)->obj);
+    CHECK_FALSE(begin_error(*f.open(), OpKind::encrypt, CKM_AES_CBC_PAD, *key));
+    CHECK(state_of() == st);
+  }
+  CHECK(f.find(*s) == std::vector<CK_OBJECT_HANDLE>{*key});
 }

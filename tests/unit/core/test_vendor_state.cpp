@@ -7,6 +7,10 @@
 #include <functional>
 #include <fstream>
 #include <sstream>
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
 
 #include "cdcp11/cdcp11.h"
 #include "common/log.h"
@@ -517,4 +521,48 @@ TEST_CASE("vendor state: writing a token object's vendor state needs a login; no
   same.set_string(CKA_LABEL, "renamed in a public session");
   CHECK(v->update_object(uid, same));
   CHECK(slurp(path) == before);
+}
+
+TEST_CASE("vendor state: a key whose state the mirror writes while its engine uses the backend is never reported removed") {
+  TempDir d;
+  const auto g = group(d.path);
+  {
+    auto t = open(g);
+    init(*t);
+  }
+  auto v = open_vendor(g);
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  REQUIRE(v->refresh());
+  auto made = v->create_object(aes_key(true));
+  REQUIRE(made);
+  const std::string uid = made->uid;
+  // The Token's lock: its refreshes and the worker's state writes (Service::record) take it; the
+  // engine's backend calls (session objects, the key's material) do not.
+  std::mutex token_lock;
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::thread refresher([&] {
+    while (!stop) {
+      std::lock_guard l(token_lock);
+      auto ch = v->refresh();
+      if (!ch || ch->full_reload || std::ranges::count(ch->removed, uid)) ++bad;
+    }
+  });
+  std::thread engine([&] {
+    while (!stop) {
+      auto tmp = v->create_object(aes_key(false));
+      if (!tmp || !v->secret_attribute(uid, CKA_VALUE) || !v->destroy_object(tmp->uid)) ++bad;
+    }
+  });
+  for (int i = 0; i < 300; ++i) {
+    std::lock_guard l(token_lock);
+    core::AttrMap a = made->attrs;
+    a.set_ulong(CKA_CDC_MIRROR_STATE, i % 2 ? CDC_MIRROR_STATE_PENDING : CDC_MIRROR_STATE_MIRRORED);
+    a.set_string(CKA_CDC_AZURE_KEY_ID, std::string(kKid) + std::to_string(i));
+    if (!v->update_object(uid, a)) ++bad;
+  }
+  stop = true;
+  refresher.join();
+  engine.join();
+  CHECK(bad == 0);
 }
