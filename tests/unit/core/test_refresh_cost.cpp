@@ -1,9 +1,11 @@
 // What a refresh that finds nothing changed costs in system calls (issue #13: a soft-token
-// operation refreshes first). Counted by interposing stat(2) in this test program; the module's
-// code calls it through the same symbol. Changes made by another instance are still seen.
+// operation refreshes first). Counted by interposing stat(2) and pread(2) in this test program;
+// the module's code calls them through the same symbols. Changes made by another instance are
+// still seen.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,7 +21,16 @@
 
 namespace {
 std::atomic<int> g_metadata_stats{0};
+std::atomic<int> g_generation_reads{0};  // 8 bytes at offset 0: the store's DIR/lock generation
+
+ssize_t counted_pread(int fd, void* buf, size_t n, off_t off) {
+  if (n == 8 && off == 0) ++g_generation_reads;
+  return ::syscall(SYS_pread64, fd, buf, n, off);
 }
+}  // namespace
+
+// With _FILE_OFFSET_BITS=64 (meson's default) this defines the symbol pread64, which the store calls.
+extern "C" ssize_t pread(int fd, void* buf, size_t n, off_t off) { return counted_pread(fd, buf, n, off); }
 
 extern "C" int stat(const char* path, struct stat* st) {
   if (std::string_view(path).ends_with("/metadata.json")) ++g_metadata_stats;
@@ -39,7 +50,8 @@ std::unique_ptr<core::VendorState> open_vendor(const GroupConfig& g) {
 
 }  // namespace
 
-TEST_CASE("refresh cost: a soft token's refresh with nothing changed does not stat metadata.json; changes are seen") {
+TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither stats metadata.json nor reads the store's "
+          "generation; changes are seen") {
   TempDir d;
   const auto g = group(d.path);
   {
@@ -56,6 +68,7 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed does not st
   REQUIRE(v->refresh());
 
   g_metadata_stats = 0;
+  g_generation_reads = 0;
   for (int i = 0; i < 10; ++i) {
     auto ch = v->refresh();
     REQUIRE(ch);
@@ -63,6 +76,7 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed does not st
     CHECK(ch->vendor.empty());
   }
   CHECK(g_metadata_stats.load() == 0);
+  CHECK(g_generation_reads.load() == 0);
 
   core::AttrMap a = made->attrs;
   a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
