@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -78,6 +79,8 @@ bool ChangeWatch::unchanged() {
     dead_ = true;
     return false;
   }
+  // Nothing queued (the usual answer): FIONREAD says so a little cheaper than a read that fails.
+  if (int queued = 0; ::ioctl(fd_, FIONREAD, &queued) == 0 && queued == 0) return !pending_;
   alignas(inotify_event) char buf[4096];
   for (;;) {
     const ssize_t n = ::read(fd_, buf, sizeof buf);

@@ -1,7 +1,8 @@
 // A cheap "nothing changed" test for a file that other processes change: an inotify watch
-// polled without blocking. A read(2) that finds no event costs about 330 ns on the 2-core test
-// machine, against about 620 ns for an 8-byte pread(2) and 900-1300 ns for a stat(2) by path; it
-// lets a per-operation refresh skip its own check while nothing happened.
+// polled without blocking. Asking it for queued events (FIONREAD) costs about 265 ns on the 2-core
+// test machine, a read(2) that finds none about 330 ns, against about 500-620 ns for an 8-byte
+// pread(2) and 900-1300 ns for a stat(2) by path; it lets a per-operation refresh skip its own
+// check while nothing happened.
 //
 // Events are queued by the kernel before the changing call (write, truncate, rename, unlink)
 // returns to its caller, so a change made before our poll is either drained by the poll (and
