@@ -127,7 +127,7 @@ void measure_op(std::vector<std::unique_ptr<Column>>& cols, const OpInfo& op, in
   for (int r = 0; r < n; ++r)
     for (std::size_t c = 0; c < cols.size(); ++c) {
       if (!ok[c]) continue;
-      auto rate = run_rep(ws[c], t.seconds * op.time_factor, t.iterations);
+      auto rate = run_rep(ws[c], t.seconds * op.time_factor, t.iterations, op.min_calls);
       if (!rate) {
         drop(c, rate.error());
         continue;

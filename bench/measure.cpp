@@ -26,7 +26,7 @@ double thread_cpu_s() {
 
 // Calls the worker in batches that double while a batch takes under a millisecond, so the
 // clock is read rarely for fast calls and after every call for slow ones.
-ThreadResult drive(Worker& w, double seconds, long iterations) {
+ThreadResult drive(Worker& w, double seconds, long iterations, long min_calls) {
   ThreadResult r;
   const double t0 = now_s(), c0 = thread_cpu_s();
   auto done = [&](long calls, bool ok) {
@@ -45,7 +45,7 @@ ThreadResult drive(Worker& w, double seconds, long iterations) {
       if (!w.call()) return done(r.calls + i, false);
     r.calls += batch;
     const double t = now_s();
-    if (t >= deadline) return done(r.calls, true);
+    if (t >= deadline && r.calls >= min_calls) return done(r.calls, true);
     if (t - last < 1e-3 && batch < (1L << 16)) batch *= 2;
     last = t;
   }
@@ -94,17 +94,17 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-BR<Rate> run_rep(Workers& workers, double seconds, long iterations) {
+BR<Rate> run_rep(Workers& workers, double seconds, long iterations, long min_calls) {
   std::vector<ThreadResult> res(workers.size());
   if (workers.size() == 1) {
-    res[0] = drive(*workers[0], seconds, iterations);
+    res[0] = drive(*workers[0], seconds, iterations, min_calls);
   } else {
     std::latch start(static_cast<std::ptrdiff_t>(workers.size()));
     std::vector<std::jthread> threads;
     for (std::size_t i = 0; i < workers.size(); ++i)
       threads.emplace_back([&, i] {
         start.arrive_and_wait();
-        res[i] = drive(*workers[i], seconds, iterations);
+        res[i] = drive(*workers[i], seconds, iterations, min_calls);
       });
   }
   Rate rate;

@@ -52,9 +52,9 @@ struct Rate {
 };
 
 // Runs each worker on its own thread (a single worker runs on the calling thread) for
-// `seconds`, or `iterations` calls each when that is > 0; the rates are the sums of each
-// thread's calls over its own elapsed (CPU) time.
-BR<Rate> run_rep(Workers& workers, double seconds, long iterations = 0);
+// `seconds` and at least `min_calls` calls, or `iterations` calls each when that is > 0; the
+// rates are the sums of each thread's calls over its own elapsed (CPU) time.
+BR<Rate> run_rep(Workers& workers, double seconds, long iterations = 0, long min_calls = 0);
 
 double median(std::vector<double> v);
 

@@ -29,6 +29,7 @@ struct OpInfo {
   std::string_view id;  // the row name in the results
   std::size_t bytes;    // AES payload (0 for the others)
   double time_factor;   // a repetition runs this many times the usual wall time
+  long min_calls;       // and at least this many calls (per thread)
 };
 
 std::span<const OpInfo> all_ops();

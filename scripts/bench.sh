@@ -101,7 +101,7 @@ meta commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(g
 meta cpu "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
 meta cpus "$(nproc)"
 if [ "$ITER" -gt 0 ]; then meta timing "one call of each (a smoke run, not figures)"
-else meta timing "each figure the median of $REPS repetitions of $SECS s (key generation 3× that) after a $WARMUP s warm-up"; fi
+else meta timing "each figure the median of $REPS repetitions of $SECS s (key generation 3× that, and at least 24 keys) after a $WARMUP s warm-up"; fi
 meta load_start "$(loadavg)"
 echo "bench.sh: load average $(loadavg) on $(nproc) CPUs" >&2
 

@@ -76,7 +76,10 @@ R<AttrMap> open_entry(VendorSeal& seal, const std::string& uid, const MetaEntry&
 }
 
 VendorState::VendorState(std::unique_ptr<Backend> inner, std::unique_ptr<MetadataStore> store)
-    : inner_(std::move(inner)), seal_(inner_->vendor_seal()), store_(std::move(store)) {
+    : inner_(std::move(inner)),
+      seal_(inner_->vendor_seal()),
+      store_(std::move(store)),
+      store_watch_(store_->path(), ChangeWatch::Kind::entry) {
   std::lock_guard lk(mu_);
   check_entries();
 }
@@ -287,6 +290,13 @@ R<void> VendorState::init_token(ByteView so_pin, const std::string& label) {
   return {};
 }
 
+R<bool> VendorState::reload_store() {
+  if (store_watch_.unchanged()) return false;
+  CDC_ASSIGN(bool changed, store_->reload());
+  store_watch_.settled();
+  return changed;
+}
+
 R<ObjectChanges> VendorState::refresh() {
   return refresh_with([&] { return inner_->refresh(); });
 }
@@ -299,14 +309,14 @@ R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>(
   {
     // First: the backend's changes, once taken, are not reported again.
     std::lock_guard lk(mu_);
-    CDC_ASSIGN(bool changed, store_->reload());
+    CDC_ASSIGN(bool changed, reload_store());
     store_changed_ |= changed;
   }
   CDC_ASSIGN(auto ch, inner_refresh());
   std::lock_guard lk(mu_);
   // Again: the backend may have written it (the soft token's move of older records). Unreadable
   // now, the next refresh reports what changed.
-  auto again = store_->reload();
+  auto again = reload_store();
   bool store_changed = std::exchange(store_changed_, !again) || (again && *again);
   // Checked again only when there is something new to check: the entries, or the keys (a login
   // or logout elsewhere than through this object, such as a re-initialisation by another process).

@@ -33,6 +33,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/change_watch.h"
 #include "core/backend.h"
 #include "core/token/metadata_store.h"
 
@@ -106,11 +107,16 @@ class VendorState final : public Backend {
   // Under mu_. Takes the store's entries as they are now into valid_ (see "Protected entries"),
   // checking those not checked yet; whether any object's vendor attributes changed.
   bool check_entries();
+  // Under mu_. store_->reload(), skipped while the watch says nothing changed.
+  R<bool> reload_store();
 
   std::unique_ptr<Backend> inner_;
   VendorSeal* seal_;  // the backend's, or nullptr
   std::mutex mu_;  // store_, shown_, valid_, checked_: some callers hold no token lock (a vault unwrap)
   std::unique_ptr<MetadataStore> store_;
+  // Lets refresh() skip the store's stat while nothing touched metadata.json (an operation on a
+  // token key refreshes first).
+  ChangeWatch store_watch_;
   std::map<std::string, AttrMap> valid_;  // the vendor attributes each entry gives its object
   struct Checked {
     MetaEntry entry;  // as it was checked

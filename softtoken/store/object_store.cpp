@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/change_watch.h"
 #include "common/log.h"
 #include "softtoken/store/fs_util.h"
 #include "softtoken/store/record_format.h"
@@ -93,6 +94,9 @@ struct ObjectStore::Impl {
   std::unordered_map<std::string, FileId> known;  // uid -> identity of the file last read
   std::optional<FileId> meta_id;
   std::set<std::string> unreadable;  // reported unreadable; tried again at every refresh
+  // Lets refresh() skip reading the generation while nothing wrote DIR/lock (writers bump it
+  // with pwrite before every change).
+  std::optional<ChangeWatch> gen_watch;
 
   class Held {
    public:
@@ -279,6 +283,7 @@ R<std::unique_ptr<ObjectStore>> ObjectStore::open(const std::string& dir, bool c
   // let two instances (or a parent and its forked child) both "hold" the lock.
   s->lockfd.reset(::openat(s->dirfd.get(), kLock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!s->lockfd) return fail(sys_error(errno, "open", s->lock_path));
+  s->gen_watch.emplace(s->lock_path, ChangeWatch::Kind::file);
   {
     CDC_ASSIGN(auto held, s->hold(LOCK_EX));
     if (!format) {
@@ -462,9 +467,13 @@ R<Bytes> ObjectStore::read_meta() {
 
 R<Changes> ObjectStore::refresh() {
   Impl& s = *impl_;
-  {
+  if (s.refreshed && s.unreadable.empty()) {
+    if (s.gen_watch->unchanged()) return Changes{};
     CDC_ASSIGN(std::uint64_t g, s.read_gen());
-    if (s.refreshed && g == s.seen_gen && s.unreadable.empty()) return Changes{};
+    if (g == s.seen_gen) {
+      s.gen_watch->settled();
+      return Changes{};
+    }
   }
   // Shared lock: no writer is mid-change while we look, and the generation we record is the
   // one what we read reflects.
@@ -540,6 +549,7 @@ R<Changes> ObjectStore::refresh() {
   s.meta_id = meta;
   s.seen_gen = gen;
   s.refreshed = true;
+  s.gen_watch->settled();
   return ch;
 }
 

@@ -12,6 +12,10 @@ using Scheme = CipherParams::Scheme;
 class AesCipher final : public Cipher {
  public:
   AesCipher(const CipherParams& p, bool enc) : p_(p), enc_(enc) {}
+  ~AesCipher() override {
+    if (!reusable_) return;
+    if (auto pool = pool_.lock()) pool->give(std::move(ctx_));
+  }
 
   R<void> init(const OsslKey& key) {
     CDC_TRY(detail::check_aes_params(p_, key.secret.size()));
@@ -20,7 +24,15 @@ class AesCipher final : public Cipher {
                          : p_.scheme == Scheme::aes_ecb                                     ? AesMode::ecb
                                                                                             : AesMode::ctr;
     const EVP_CIPHER* cipher = aes_cipher(key.secret.size(), mode);
-    ctx_.reset(EVP_CIPHER_CTX_new());
+    // A GCM operation with the default 12-byte IV takes a context of the key's that has its
+    // schedule set (GcmCtxPool) and gives only the IV, which resets the message state.
+    bool keyed = false;
+    if (mode == AesMode::gcm && p_.iv.size() == 12 && key.gcm_pool) {
+      pool_ = key.gcm_pool;
+      ctx_ = key.gcm_pool->take();
+      keyed = ctx_ != nullptr;
+    }
+    if (!ctx_) ctx_.reset(EVP_CIPHER_CTX_new());
     if (!cipher || !ctx_)
       return ossl_err(Code::internal, "cannot fetch AES for a " + std::to_string(key.secret.size()) + "-byte key");
     if (p_.scheme == Scheme::aes_ctr && !budget_.init(p_.iv, p_.counter_bits))
@@ -36,7 +48,8 @@ class AesCipher final : public Cipher {
           return ossl_err(Code::bad_param, "AES-GCM IV length rejected");
         cipher = nullptr;
       }
-      if (EVP_CipherInit_ex2(ctx_.get(), cipher, key.secret.data(), p_.iv.data(), enc, nullptr) != 1)
+      if (EVP_CipherInit_ex2(ctx_.get(), keyed ? nullptr : cipher, keyed ? nullptr : key.secret.data(), p_.iv.data(),
+                             enc, nullptr) != 1)
         return ossl_err(Code::internal, "AES-GCM init failed");
       if (enc_ && !p_.aad.empty()) {
         int outl = 0;
@@ -85,6 +98,7 @@ class AesCipher final : public Cipher {
         clear_errors();
         return err(Code::bad_encrypted_input, "AES-GCM tag does not verify");
       }
+      reusable_ = true;
       return out;
     }
     SecureBytes out(16 + tag_len);
@@ -137,6 +151,7 @@ class AesCipher final : public Cipher {
                              OSSL_PARAM_construct_end()};
       if (EVP_CIPHER_CTX_get_params(ctx_.get(), params) != 1) return ossl_err(Code::internal, "AES-GCM tag");
       n += tag_len;
+      reusable_ = true;
     }
     return n;
   }
@@ -167,6 +182,8 @@ class AesCipher final : public Cipher {
   bool enc_;
   bool done_ = false;
   CipherCtxPtr ctx_;
+  std::weak_ptr<GcmCtxPool> pool_;  // where ctx_ goes back to when the operation finished well
+  bool reusable_ = false;
   SecureBytes held_;
   std::size_t total_ = 0;
   detail::CtrBudget budget_;
@@ -270,6 +287,32 @@ R<std::unique_ptr<Cipher>> make_cipher(const KeyPtr& key, const CipherParams& p,
 }
 
 }  // namespace
+
+GcmCtxPool::~GcmCtxPool() {
+  for (auto& s : slots_) EVP_CIPHER_CTX_free(s.exchange(nullptr));
+}
+
+CipherCtxPtr GcmCtxPool::take() {
+  for (auto& s : slots_)
+    if (EVP_CIPHER_CTX* c = s.exchange(nullptr, std::memory_order_acquire)) return CipherCtxPtr(c);
+  return nullptr;
+}
+
+void GcmCtxPool::give(CipherCtxPtr ctx) {
+  for (auto& s : slots_) {
+    EVP_CIPHER_CTX* empty = nullptr;
+    if (s.compare_exchange_strong(empty, ctx.get(), std::memory_order_release, std::memory_order_relaxed)) {
+      (void)ctx.release();
+      return;
+    }
+  }
+}
+
+std::size_t GcmCtxPool::size() const {
+  std::size_t n = 0;
+  for (auto& s : slots_) n += s.load() != nullptr;
+  return n;
+}
 
 R<std::unique_ptr<Cipher>> OpenSslBackend::encryptor(const KeyPtr& key, const CipherParams& p) {
   return make_cipher(key, p, true);

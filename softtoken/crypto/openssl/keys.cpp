@@ -394,6 +394,7 @@ R<KeyPtr> OpenSslBackend::load_secret(ByteView value) {
   key->kind = KeyKind::secret;
   key->secret = to_secure(value);
   key->bits_ = value.size() * 8;
+  if (value.size() == 16 || value.size() == 24 || value.size() == 32) key->gcm_pool = std::make_shared<GcmCtxPool>();
   return KeyPtr(std::move(key));
 }
 

@@ -13,6 +13,8 @@
 #include <openssl/rsa.h>
 #include <openssl/param_build.h>
 
+#include <array>
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -65,6 +67,26 @@ bool bn_to_fixed(const BIGNUM* bn, std::uint8_t* out, std::size_t len);
 
 enum class KeyKind { rsa, ec, ed25519, secret };
 
+// AES-GCM contexts with a key's schedule set, kept for the key's next operations: an init with
+// only the new IV costs about half of one with the key and allocates nothing. They hold the key
+// in another form, so they live exactly as long as the key object that holds its bytes (freed,
+// and cleansed by OpenSSL, with it); an operation takes one and gives it back when it finishes
+// well (an abandoned or failed one frees its own). Lock-free: two threads on one key each take
+// their own, or make one.
+class GcmCtxPool {
+ public:
+  GcmCtxPool() = default;
+  GcmCtxPool(const GcmCtxPool&) = delete;
+  GcmCtxPool& operator=(const GcmCtxPool&) = delete;
+  ~GcmCtxPool();
+  CipherCtxPtr take();          // nullptr when none is kept
+  void give(CipherCtxPtr ctx);  // freed when every slot is taken
+  std::size_t size() const;     // contexts kept (tests)
+
+ private:
+  std::array<std::atomic<EVP_CIPHER_CTX*>, 4> slots_{};
+};
+
 class OsslKey final : public Key {
  public:
   std::size_t bits() const override { return bits_; }
@@ -75,6 +97,7 @@ class OsslKey final : public Key {
   std::size_t bits_ = 0;
   PkeyPtr pkey;        // asymmetric keys
   SecureBytes secret;  // secret keys
+  std::shared_ptr<GcmCtxPool> gcm_pool;  // secret keys of an AES size
 };
 
 // Downcast helper: bad_key when the key was not made by this backend.

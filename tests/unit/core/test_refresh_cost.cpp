@@ -1,0 +1,127 @@
+// What a refresh that finds nothing changed costs in system calls (issue #13: a soft-token
+// operation refreshes first). Counted by interposing stat(2) and pread(2) in this test program;
+// the module's code calls them through the same symbols. Changes made by another instance are
+// still seen.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <string_view>
+
+#include "cdcp11/cdcp11.h"
+#include "common/change_watch.h"
+#include "core/token/metadata_store.h"
+#include "core/token/vendor_state.h"
+#include "tests/unit/core/soft_token_test_util.h"
+
+namespace {
+std::atomic<int> g_metadata_stats{0};
+std::atomic<int> g_generation_reads{0};  // 8 bytes at offset 0: the store's DIR/lock generation
+
+ssize_t counted_pread(int fd, void* buf, size_t n, off_t off) {
+  if (n == 8 && off == 0) ++g_generation_reads;
+  return ::syscall(SYS_pread64, fd, buf, n, off);
+}
+}  // namespace
+
+// With _FILE_OFFSET_BITS=64 (meson's default) this defines the symbol pread64, which the store calls.
+extern "C" ssize_t pread(int fd, void* buf, size_t n, off_t off) { return counted_pread(fd, buf, n, off); }
+
+extern "C" int stat(const char* path, struct stat* st) {
+  if (std::string_view(path).ends_with("/metadata.json")) ++g_metadata_stats;
+  return ::fstatat(AT_FDCWD, path, st, 0);
+}
+
+using namespace cdcp11;
+using namespace cdcp11::softtoken::test;
+
+namespace {
+
+std::unique_ptr<core::VendorState> open_vendor(const GroupConfig& g) {
+  auto meta = core::MetadataStore::open(g.token.dir);
+  REQUIRE(meta);
+  return std::make_unique<core::VendorState>(open(g), std::move(*meta));
+}
+
+}  // namespace
+
+TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither stats metadata.json nor reads the store's "
+          "generation; changes are seen") {
+  TempDir d;
+  const auto g = group(d.path);
+  {
+    auto t = open(g);
+    init(*t);
+  }
+  auto v = open_vendor(g);
+  auto other = open_vendor(g);
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  REQUIRE(other->login(CKU_USER, pin("user-1")));
+  auto made = other->create_object(aes_key(true));
+  REQUIRE(made);
+  REQUIRE(v->refresh());
+  REQUIRE(v->refresh());
+
+  g_metadata_stats = 0;
+  g_generation_reads = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto ch = v->refresh();
+    REQUIRE(ch);
+    CHECK(ch->upserted.empty());
+    CHECK(ch->vendor.empty());
+  }
+  CHECK(g_metadata_stats.load() == 0);
+  CHECK(g_generation_reads.load() == 0);
+
+  core::AttrMap a = made->attrs;
+  a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+  REQUIRE(other->update_object(made->uid, a));
+  auto seen = v->refresh();
+  REQUIRE(seen);
+  // Reported as a vendor change, or with the object when its record changed too.
+  auto state = seen->vendor.count(made->uid) ? seen->vendor.at(made->uid).ulong(CKA_CDC_MIRROR_STATE) : std::nullopt;
+  for (auto& o : seen->upserted)
+    if (o.uid == made->uid) state = o.attrs.ulong(CKA_CDC_MIRROR_STATE);
+  CHECK(state == CDC_MIRROR_STATE_MIRRORED);
+}
+
+TEST_CASE("refresh cost: a change watch reports writes, a file renamed over its name, and never trusts itself in a forked child") {
+  TempDir d;
+  const std::string dir = d.path.string();
+  const std::string path = dir + "/watched";
+  const auto put = [](const std::string& p, const char* s) {
+    FILE* f = std::fopen(p.c_str(), "w");
+    REQUIRE(f);
+    std::fputs(s, f);
+    std::fclose(f);
+  };
+  put(path, "1");
+  ChangeWatch w(path, ChangeWatch::Kind::entry);
+  REQUIRE(w.armed());  // the test directory is on a local file system
+  CHECK_FALSE(w.unchanged());  // nothing checked yet
+  w.settled();
+  CHECK(w.unchanged());
+  put(dir + "/other", "x");  // another name in the directory
+  CHECK(w.unchanged());
+  put(path, "2");
+  CHECK_FALSE(w.unchanged());
+  CHECK_FALSE(w.unchanged());  // until the caller's check
+  w.settled();
+  put(dir + "/tmp", "3");
+  REQUIRE(std::rename((dir + "/tmp").c_str(), path.c_str()) == 0);
+  CHECK_FALSE(w.unchanged());
+  w.settled();
+  CHECK(w.unchanged());
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(w.unchanged() ? 1 : 0);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(w.unchanged());
+}
