@@ -60,6 +60,10 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither sta
   }
   auto v = open_vendor(g);
   auto other = open_vendor(g);
+  // On a file system inotify cannot be trusted on (NFS, overlayfs) the watch is off by design
+  // and the old checks run: only the visibility of changes is asserted there.
+  const bool watched = ChangeWatch(d.path.string() + "/probe", ChangeWatch::Kind::entry).armed();
+  if (!watched) MESSAGE("the test directory is not on a local file system: syscall counts not checked");
   REQUIRE(v->login(CKU_USER, pin("user-1")));
   REQUIRE(other->login(CKU_USER, pin("user-1")));
   auto made = other->create_object(aes_key(true));
@@ -75,8 +79,10 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither sta
     CHECK(ch->upserted.empty());
     CHECK(ch->vendor.empty());
   }
-  CHECK(g_metadata_stats.load() == 0);
-  CHECK(g_generation_reads.load() == 0);
+  if (watched) {
+    CHECK(g_metadata_stats.load() == 0);
+    CHECK(g_generation_reads.load() == 0);
+  }
 
   core::AttrMap a = made->attrs;
   a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
@@ -102,7 +108,14 @@ TEST_CASE("refresh cost: a change watch reports writes, a file renamed over its 
   };
   put(path, "1");
   ChangeWatch w(path, ChangeWatch::Kind::entry);
-  REQUIRE(w.armed());  // the test directory is on a local file system
+  if (!w.armed()) {
+    // Off by design where inotify cannot be trusted: then it never claims "unchanged".
+    MESSAGE("the test directory is not on a local file system: the watch is off");
+    CHECK_FALSE(w.unchanged());
+    w.settled();
+    CHECK_FALSE(w.unchanged());
+    return;
+  }
   CHECK_FALSE(w.unchanged());  // nothing checked yet
   w.settled();
   CHECK(w.unchanged());
