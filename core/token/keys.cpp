@@ -1,6 +1,7 @@
 // Keys of a token: generation, wrapping, unwrapping, derivation, and opening a key for an
 // operation. Template policy here; the key material in the key's home (the backend or the vault).
 #include <cstring>
+#include <shared_mutex>
 
 #include "cdcp11/cdcp11.h"
 #include "core/attribute_policy.h"
@@ -106,8 +107,7 @@ void Token::new_object_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a)
   apply_defaults(cls, kt, a);
 }
 
-R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) {
-  if (slot_list_.empty()) slot_list_ = slot_mechanisms(backend_.get());  // empty: the HSM did not answer
+R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) const {
   for (const auto& s : slot_list_)
     if (s.type == m.entry->type) {
       if (!(s.flags & flag)) break;
@@ -118,12 +118,25 @@ R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) {
 }
 
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
-  const UseRule r = rule_for(use);
+  {
+    // A session object whose copy for operations exists, on a slot whose mechanisms are known,
+    // is opened without writing anything: under the shared lock, so that threads using one key
+    // do not queue on the token. Only token objects change elsewhere, so it needs no refresh.
+    std::shared_lock lk(mu_);
+    if (const Object* o = cache_.get(h); o && !o->token && o->for_ops && !slot_list_.empty())
+      return checked_key(h, use, m);
+  }
   std::lock_guard lk(mu_);
-  // Only token objects change elsewhere: a session object needs no look at the backend.
   if (const Object* o = cache_.get(h); (!o || o->token) && backend_->refresh_before_operations())
     CDC_TRY(refresh());
-  CDC_ASSIGN(Object * key, visible(h, r.invalid_handle));
+  if (slot_list_.empty()) slot_list_ = slot_mechanisms(backend_.get());  // empty: the HSM did not answer
+  if (Object* o = cache_.get(h)) (void)cache_.for_ops(*o);
+  return checked_key(h, use, m);
+}
+
+R<OpenKey> Token::checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const {
+  const UseRule r = rule_for(use);
+  CDC_ASSIGN(const Object* key, visible(h, r.invalid_handle));
   const auto cls = key->cls();
   if (cls != CKO_SECRET_KEY && cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY)
     return err(r.invalid_handle, "handle " + std::to_string(h) + " is not a key");
@@ -136,7 +149,7 @@ R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const
   }
   CDC_ASSIGN(const SlotMechanism slot, slot_mechanism(m, r.flag));
   CDC_TRY(check_key_for(key->attrs(), m, slot, r.usage, r.wrong_type));
-  return OpenKey{cache_.for_ops(*key), key->home,
+  return OpenKey{key->for_ops, key->home,
                  cls == CKO_PRIVATE_KEY && key->attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false)};
 }
 

@@ -5,7 +5,8 @@
 // opens its key through open_key().
 //
 // Locking: mu_ guards the login state, the cache and calls into the backend that change objects;
-// crypto operations run without it. Order: session, then token. Observers (the mirror) are told
+// crypto operations run without it. It is taken shared only where nothing is written: open_key of
+// a session object, the one call threads of a busy application make at once. Order: session, then token. Observers (the mirror) are told
 // of new and destroyed keys with no lock held.
 #pragma once
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "azure/connection.h"
+#include "common/read_mostly_mutex.h"
 #include "core/attributes.h"
 #include "core/config.h"
 #include "core/errors.h"
@@ -135,7 +137,7 @@ class Token {
     friend class Token;
     explicit Locked(Token& t) : t_(t), lk_(t.mu_) {}
     Token& t_;
-    std::unique_lock<std::mutex> lk_;
+    std::unique_lock<ReadMostlyMutex> lk_;
   };
   Locked lock() { return Locked(*this); }
   // May the session make an object with the final attributes `attrs`? (See objects.cpp.)
@@ -151,9 +153,12 @@ class Token {
   CK_OBJECT_HANDLE add_object(StoredObject obj, bool token, CK_SESSION_HANDLE owner);
   KeyHome* home_of(const AttrMap& attrs);
   R<Object*> visible(CK_OBJECT_HANDLE h, Errc invalid);
+  R<const Object*> visible(CK_OBJECT_HANDLE h, Errc invalid) const;
   R<void> check_can_create_locked(const Session& s, const AttrMap& attrs, const AttrMap* given);
   // The slot's entry for m, which must allow flag (mechanism_invalid otherwise).
-  R<SlotMechanism> slot_mechanism(const Mechanism& m, CK_FLAGS flag);
+  R<SlotMechanism> slot_mechanism(const Mechanism& m, CK_FLAGS flag) const;
+  // open_key's checks, under mu_ (shared or not), of an object whose for_ops exists.
+  R<OpenKey> checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const;
   R<CK_OBJECT_HANDLE> added(const Session& s, R<StoredObject> made);
   void invalidate_private_handles();
   R<void> before_key_made(const AttrMap& attrs, std::size_t rsa_bits);
@@ -175,7 +180,7 @@ class Token {
   std::unique_ptr<KeyHome> vault_home_;
   KeyObserver* observer_ = nullptr;
 
-  std::mutex mu_;
+  ReadMostlyMutex mu_;
   LoginState login_ = LoginState::none;
   ObjectCache cache_;
   std::vector<SlotMechanism> slot_list_;  // the slot's mechanisms, once known
