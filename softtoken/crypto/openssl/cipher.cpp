@@ -1,6 +1,7 @@
 // OpenSSL 3 backend: AES-GCM / CBC-PAD / CTR / ECB / CBC and RSA-OAEP / RSAES-PKCS1-v1_5.
 #include <openssl/rsa.h>
 
+#include "common/read_mostly_mutex.h"
 #include "softtoken/crypto/openssl/ossl.h"
 
 namespace cdcp11::crypto::ossl {
@@ -13,8 +14,7 @@ class AesCipher final : public Cipher {
  public:
   AesCipher(const CipherParams& p, bool enc) : p_(p), enc_(enc) {}
   ~AesCipher() override {
-    if (!reusable_) return;
-    if (auto pool = pool_.lock()) pool->give(std::move(ctx_));
+    if (reusable_ && pool_) pool_->give(std::move(ctx_));
   }
 
   R<void> init(const OsslKey& key) {
@@ -182,7 +182,9 @@ class AesCipher final : public Cipher {
   bool enc_;
   bool done_ = false;
   CipherCtxPtr ctx_;
-  std::weak_ptr<GcmCtxPool> pool_;  // where ctx_ goes back to when the operation finished well
+  // Where ctx_ goes back to when the operation finished well. Held, not watched: a weak_ptr's
+  // lock() writes the pool's count, which every thread on the key shares (#13).
+  std::shared_ptr<GcmCtxPool> pool_;
   bool reusable_ = false;
   SecureBytes held_;
   std::size_t total_ = 0;
@@ -289,19 +291,28 @@ R<std::unique_ptr<Cipher>> make_cipher(const KeyPtr& key, const CipherParams& p,
 }  // namespace
 
 GcmCtxPool::~GcmCtxPool() {
-  for (auto& s : slots_) EVP_CIPHER_CTX_free(s.exchange(nullptr));
+  for (auto& s : slots_) EVP_CIPHER_CTX_free(s.ctx.exchange(nullptr));
 }
 
 CipherCtxPtr GcmCtxPool::take() {
-  for (auto& s : slots_)
-    if (EVP_CIPHER_CTX* c = s.exchange(nullptr, std::memory_order_acquire)) return CipherCtxPtr(c);
+  const std::size_t first = this_thread_slot();
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    auto& slot = slots_[(first + i) % slots_.size()].ctx;
+    // A load first: an empty slot is skipped without taking its line for writing.
+    if (slot.load(std::memory_order_relaxed) == nullptr) continue;
+    if (EVP_CIPHER_CTX* c = slot.exchange(nullptr, std::memory_order_acquire)) return CipherCtxPtr(c);
+  }
   return nullptr;
 }
 
 void GcmCtxPool::give(CipherCtxPtr ctx) {
-  for (auto& s : slots_) {
+  const std::size_t first = this_thread_slot();
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    auto& slot = slots_[(first + i) % slots_.size()].ctx;
+    // A load first: a slot already full is skipped without taking its line for writing.
     EVP_CIPHER_CTX* empty = nullptr;
-    if (s.compare_exchange_strong(empty, ctx.get(), std::memory_order_release, std::memory_order_relaxed)) {
+    if (slot.load(std::memory_order_relaxed) == nullptr &&
+        slot.compare_exchange_strong(empty, ctx.get(), std::memory_order_release, std::memory_order_relaxed)) {
       (void)ctx.release();
       return;
     }
@@ -310,7 +321,7 @@ void GcmCtxPool::give(CipherCtxPtr ctx) {
 
 std::size_t GcmCtxPool::size() const {
   std::size_t n = 0;
-  for (auto& s : slots_) n += s.load() != nullptr;
+  for (auto& s : slots_) n += s.ctx.load() != nullptr;
   return n;
 }
 

@@ -69,10 +69,11 @@ enum class KeyKind { rsa, ec, ed25519, secret };
 
 // AES-GCM contexts with a key's schedule set, kept for the key's next operations: an init with
 // only the new IV costs about half of one with the key and allocates nothing. They hold the key
-// in another form, so they live exactly as long as the key object that holds its bytes (freed,
-// and cleansed by OpenSSL, with it); an operation takes one and gives it back when it finishes
-// well (an abandoned or failed one frees its own). Lock-free: two threads on one key each take
-// their own, or make one.
+// in another form, so they live as long as the key object that holds its bytes, or the last
+// operation begun with it, whichever ends later (freed, and cleansed by OpenSSL, with the pool);
+// an operation takes one and gives it back when it finishes well (an abandoned or failed one
+// frees its own). Lock-free, and each thread starts at a slot of its own (this_thread_slot), on
+// its own cache line: threads on one key neither wait for nor write each other's lines.
 class GcmCtxPool {
  public:
   GcmCtxPool() = default;
@@ -84,7 +85,10 @@ class GcmCtxPool {
   std::size_t size() const;     // contexts kept (tests)
 
  private:
-  std::array<std::atomic<EVP_CIPHER_CTX*>, 4> slots_{};
+  struct alignas(64) Slot {
+    std::atomic<EVP_CIPHER_CTX*> ctx{nullptr};
+  };
+  std::array<Slot, 4> slots_{};
 };
 
 class OsslKey final : public Key {
