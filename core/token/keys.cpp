@@ -117,24 +117,36 @@ R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) const 
              std::string(m.entry->name) + " is not offered for this use by the token of group '" + cfg_.name + "'");
 }
 
+bool Token::opens_shared(CK_OBJECT_HANDLE h) const {
+  const Object* o = cache_.get(h);
+  return o && !o->token && o->for_ops && !slot_list_.empty();
+}
+
+bool Token::always_authenticate(const Object& key) {
+  return key.cls() == CKO_PRIVATE_KEY && key.attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false);
+}
+
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
+  const Object* key = nullptr;
   {
-    // A session object whose copy for operations exists, on a slot whose mechanisms are known,
-    // is opened without writing anything: under the shared lock, so that threads using one key
-    // do not queue on the token. Only token objects change elsewhere, so it needs no refresh.
+    // Only token objects change elsewhere: a session object needs no refresh, and once
+    // opens_shared it needs nothing written, so threads using one key do not queue here.
     std::shared_lock lk(mu_);
-    if (const Object* o = cache_.get(h); o && !o->token && o->for_ops && !slot_list_.empty())
-      return checked_key(h, use, m);
+    if (opens_shared(h)) {
+      CDC_ASSIGN(key, checked_key(h, use, m));
+      return OpenKey{key->for_ops, key->home, always_authenticate(*key)};
+    }
   }
   std::lock_guard lk(mu_);
   if (const Object* o = cache_.get(h); (!o || o->token) && backend_->refresh_before_operations())
     CDC_TRY(refresh());
   if (slot_list_.empty()) slot_list_ = slot_mechanisms(backend_.get());  // empty: the HSM did not answer
   if (Object* o = cache_.get(h)) (void)cache_.for_ops(*o);
-  return checked_key(h, use, m);
+  CDC_ASSIGN(key, checked_key(h, use, m));
+  return OpenKey{key->for_ops, key->home, always_authenticate(*key)};
 }
 
-R<OpenKey> Token::checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const {
+R<const Object*> Token::checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const {
   const UseRule r = rule_for(use);
   CDC_ASSIGN(const Object* key, visible(h, r.invalid_handle));
   const auto cls = key->cls();
@@ -149,8 +161,7 @@ R<OpenKey> Token::checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m
   }
   CDC_ASSIGN(const SlotMechanism slot, slot_mechanism(m, r.flag));
   CDC_TRY(check_key_for(key->attrs(), m, slot, r.usage, r.wrong_type));
-  return OpenKey{key->for_ops, key->home,
-                 cls == CKO_PRIVATE_KEY && key->attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false)};
+  return key;
 }
 
 R<void> Token::digest_key(const Session&, CK_OBJECT_HANDLE h, Operation& digest) {

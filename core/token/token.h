@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,13 @@ struct OpenKey {
   std::shared_ptr<const StoredObject> obj;
   KeyHome* home = nullptr;
   bool always_authenticate = false;  // CKA_ALWAYS_AUTHENTICATE private key
+};
+
+// The same while the token keeps the object (Token::with_key).
+struct KeyRef {
+  const StoredObject& obj;
+  KeyHome* home;
+  bool always_authenticate;
 };
 
 class Token {
@@ -114,6 +122,21 @@ class Token {
   // The one way an operation gets its key: visible to the session, of the class the use needs,
   // allowing the use and the mechanism (type, usage attribute, CKA_ALLOWED_MECHANISMS, size).
   R<OpenKey> open_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m);
+  // f(const KeyRef&) with the key open_key would give. A session object's runs under the shared
+  // lock, which keeps the object: no count of its copy is taken, a write to a line every thread
+  // using the key would share (#13). Any other's runs after the lock, on a copy held for it.
+  template <class F>
+  R<void> with_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m, F&& f) {
+    {
+      std::shared_lock lk(mu_);
+      if (opens_shared(h)) {
+        CDC_ASSIGN(const Object* o, checked_key(h, use, m));
+        return f(KeyRef{*o->for_ops, o->home, always_authenticate(*o)});
+      }
+    }
+    CDC_ASSIGN(OpenKey k, open_key(s, h, use, m));
+    return f(KeyRef{*k.obj, k.home, k.always_authenticate});
+  }
   // C_DigestKey: the value of a visible secret key (any: a key's digest reveals no more than its use).
   R<void> digest_key(const Session& s, CK_OBJECT_HANDLE h, Operation& digest);
 
@@ -158,7 +181,11 @@ class Token {
   // The slot's entry for m, which must allow flag (mechanism_invalid otherwise).
   R<SlotMechanism> slot_mechanism(const Mechanism& m, CK_FLAGS flag) const;
   // open_key's checks, under mu_ (shared or not), of an object whose for_ops exists.
-  R<OpenKey> checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const;
+  R<const Object*> checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const;
+  // Under mu_: whether h is opened under the shared lock (a session object whose for_ops exists,
+  // on a slot whose mechanisms are known: nothing to write).
+  bool opens_shared(CK_OBJECT_HANDLE h) const;
+  static bool always_authenticate(const Object& key);
   R<CK_OBJECT_HANDLE> added(const Session& s, R<StoredObject> made);
   void invalidate_private_handles();
   R<void> before_key_made(const AttrMap& attrs, std::size_t rsa_bits);
