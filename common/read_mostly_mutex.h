@@ -39,6 +39,14 @@ class ReadMostlyMutex {
       wait_for_writer();
     }
   }
+  // False, without waiting, while a writer holds or waits for it.
+  bool try_lock_shared() noexcept {
+    auto& readers = slots_[slot()].readers;
+    readers.fetch_add(1, std::memory_order_seq_cst);
+    if (!writer_.load(std::memory_order_seq_cst)) return true;
+    readers.fetch_sub(1, std::memory_order_release);
+    return false;
+  }
   void unlock_shared() noexcept { slots_[slot()].readers.fetch_sub(1, std::memory_order_release); }
 
   void lock();

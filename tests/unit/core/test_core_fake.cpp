@@ -237,7 +237,7 @@ TEST_CASE("fake core: threads beginning operations on one session key while it c
         }
       }
     });
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 100; ++i) {
     AttrMap change;
     change.set_bool(CKA_ENCRYPT, i % 2 == 1);
     REQUIRE(f.token->set_attributes(*owner, *k, change));
