@@ -26,22 +26,22 @@ State& state() {
 }
 
 // The state lock lives in static storage so that a forked child can make it anew in place.
-alignas(std::shared_mutex) unsigned char g_mutex_storage[sizeof(std::shared_mutex)];
+alignas(ReadMostlyMutex) unsigned char g_mutex_storage[sizeof(ReadMostlyMutex)];
 
 // In a child forked while other threads were inside C_ calls, the lock (and the Provider's own)
 // may be held by threads the child does not have. A child must C_Initialize before any other
 // call: it starts afresh, the parent's state abandoned. Nothing here allocates.
 void child_after_fork() {
-  new (g_mutex_storage) std::shared_mutex;
+  new (g_mutex_storage) ReadMostlyMutex;
   (void)state().lib.release();
 }
 
 }  // namespace
 
-std::shared_mutex& state_mutex() {
+ReadMostlyMutex& state_mutex() {
   static auto* m = [] {
     (void)state();  // made before the fork handler can use it
-    auto* p = new (g_mutex_storage) std::shared_mutex;
+    auto* p = new (g_mutex_storage) ReadMostlyMutex;
     ::pthread_atfork(nullptr, nullptr, child_after_fork);
     return p;
   }();

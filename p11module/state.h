@@ -1,17 +1,20 @@
 // Process-wide module state: whether C_Initialize has run (in this process: a forked child
 // starts uninitialised), and the Provider. Every C_ function runs under a shared lock of the
-// state; C_Initialize and C_Finalize take it exclusively, so they never race a running call.
+// state; C_Initialize and C_Finalize take it exclusively, so they never race a running call. A
+// ReadMostlyMutex: the shared lock writes no line another thread's call writes.
 #pragma once
 
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 
 #include "cdcp11/pkcs11_3_0.h"
+#include "common/read_mostly_mutex.h"
 #include "core/provider/provider.h"
 
 namespace cdcp11::p11 {
 
-std::shared_mutex& state_mutex();
+ReadMostlyMutex& state_mutex();
 bool initialized();          // in this process
 core::Provider& provider();  // valid only while initialized()
 

@@ -3,8 +3,8 @@
 #   sanitize.sh asan   build-asan: g++ -fsanitize=address,undefined -O0; the unit, integration and
 #                      threads suites (python3/pkcs11-tool preload the runtime)
 #   sanitize.sh tsan   build-tsan: g++ -fsanitize=thread; the multi-threaded tests: pkcs11-tool
-#                      --test-threads, threads_driver (with async mirroring to the emulator) and
-#                      the mirror suite's async-mode test
+#                      --test-threads, threads_driver (with async mirroring to the emulator),
+#                      the mirror suite's async-mode test, and core-fake (core's locks)
 #   sanitize.sh fuzz   build-fuzz: clang++ libFuzzer + ASan + UBSan; every fuzz target for
 #                      FUZZ_SECONDS (default 10), two at a time, then its regression replay
 # Extra arguments go to `meson test` (e.g. a test name). Each run leaves DIR/test-summary.txt.
@@ -65,10 +65,10 @@ case "$mode" in
   tsan)
     dir=build-tsan
     setup "$dir" -Db_sanitize=thread -Doptimization=1 -Ddebug=true -Db_lundef=false || exit 1
-    meson compile -C "$dir" cdcp11 threads_driver || exit 1
+    meson compile -C "$dir" cdcp11 threads_driver core_fake_test || exit 1
     rm -f "$dir/test-summary.txt"
     if [ $# -gt 0 ]; then check "$dir" preload --num-processes 2 "$@"; exit $?; fi
-    check "$dir" preload --num-processes 2 test_threads threads-driver threads-driver-mirror mirror-async
+    check "$dir" preload --num-processes 2 test_threads threads-driver threads-driver-mirror mirror-async core-fake
     ;;
   fuzz)
     dir=build-fuzz

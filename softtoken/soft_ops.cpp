@@ -264,7 +264,8 @@ SecureBytes x963_kdf(crypto::Backend& c, crypto::Hash h, ByteView z, ByteView sh
 // ---------------------------------------------------------------- keys
 
 core::R<crypto::KeyPtr> SoftToken::load_key(const core::StoredObject& obj) {
-  if (auto it = key_cache_.find(obj.uid); it != key_cache_.end()) return it->second;
+  crypto::KeyPtr cached;
+  if (key_cache_.visit(obj.uid, [&](const crypto::KeyPtr& k) { cached = k; })) return cached;
   auto cls = obj.attrs.ulong(CKA_CLASS).value_or(CKO_DATA);
   crypto::R<crypto::KeyPtr> k = fail(crypto::Error{crypto::Error::Code::bad_key, "not a key"});
   if (cls == CKO_PUBLIC_KEY) {
@@ -280,17 +281,25 @@ core::R<crypto::KeyPtr> SoftToken::load_key(const core::StoredObject& obj) {
     }
   }
   if (!k) return fail(from_crypto(k.error(), CryptoContext::other));
-  key_cache_[obj.uid] = *k;
+  key_cache_.put(obj.uid, *k);
   return *k;
 }
 
 core::R<std::unique_ptr<core::Operation>> SoftToken::begin(core::OpKind kind, const core::Mechanism& m,
                                                            const core::StoredObject& key) {
+  // A cached key starts its operation under the cache's shared lock, which keeps it alive.
+  core::R<std::unique_ptr<core::Operation>> op{std::unique_ptr<core::Operation>()};
+  if (key_cache_.visit(key.uid, [&](const crypto::KeyPtr& k) { op = start(kind, m, k); })) return op;
   crypto::KeyPtr k;
   {
     std::lock_guard lk(mu_);
     CDC_ASSIGN(k, load_key(key));
   }
+  return start(kind, m, k);
+}
+
+core::R<std::unique_ptr<core::Operation>> SoftToken::start(core::OpKind kind, const core::Mechanism& m,
+                                                           const crypto::KeyPtr& k) {
   switch (kind) {
     case core::OpKind::sign: {
       CDC_ASSIGN(auto p, sign_params(m));

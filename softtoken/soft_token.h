@@ -40,6 +40,7 @@
 #include "core/config.h"
 #include "core/backend.h"
 #include "softtoken/crypto/backend.h"
+#include "softtoken/key_cache.h"
 #include "softtoken/key_material.h"
 #include "softtoken/object_record.h"
 #include "softtoken/store/object_store.h"
@@ -163,6 +164,9 @@ class SoftToken final : public core::Backend {
   core::R<core::StoredObject> store_new(core::AttrMap attrs, Secrets secrets);
   core::R<void> write_record(const std::string& uid, const core::AttrMap& attrs, const Secrets& secrets);
   core::R<crypto::KeyPtr> load_key(const core::StoredObject& obj);
+  // The operation of kind on a loaded key (begin's second half; needs no lock).
+  core::R<std::unique_ptr<core::Operation>> start(core::OpKind kind, const core::Mechanism& m,
+                                                  const crypto::KeyPtr& k);
   core::R<core::StoredObject> make_key_object(core::AttrMap attrs, const crypto::PrivateMaterial* priv,
                                               SecureBytes secret_value);
   core::R<SecureBytes> key_to_wrap(const core::StoredObject& key);
@@ -181,7 +185,7 @@ class SoftToken final : public core::Backend {
   std::string keys_token_id_;       // the token the keys belong to
   std::unordered_map<std::string, TokenRecord> token_objs_;
   std::unordered_map<std::string, SessionRecord> session_objs_;
-  std::unordered_map<std::string, crypto::KeyPtr> key_cache_;
+  KeyCache key_cache_;
   // What refresh() has reported to core: the token id and the uids it serves.
   std::string reported_token_id_;
   std::set<std::string> reported_;

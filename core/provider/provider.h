@@ -5,7 +5,8 @@
 // session() and token().
 //
 // Locking: mu_ guards the session table only (shared for look-ups, which every call on a session
-// makes); it is never held while a session's or token's lock is taken.
+// makes; a ReadMostlyMutex, so that threads on their own sessions share no written line); it is
+// never held while a session's or token's lock is taken.
 #pragma once
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/read_mostly_mutex.h"
 #include "core/session/session.h"
 #include "core/token/token.h"
 
@@ -46,7 +48,7 @@ class Provider {
  private:
   std::vector<std::shared_ptr<Session>> sessions_of(const Token* t) const;
 
-  mutable std::shared_mutex mu_;
+  mutable ReadMostlyMutex mu_;
   std::vector<std::unique_ptr<Token>> tokens_;
   std::unordered_map<CK_SESSION_HANDLE, std::shared_ptr<Session>> sessions_;
   CK_SESSION_HANDLE next_session_ = 1;

@@ -115,15 +115,16 @@ R<void> Session::begin(OpKind kind, const CK_MECHANISM* pm, CK_OBJECT_HANDLE kh)
   auto& st = state(kind);
   if (st) return err(Errc::operation_active, std::string(info(kind).name) + " operation already active");
   CDC_ASSIGN(auto m, mechanism_for(pm, info(kind).flag));
-  CDC_ASSIGN(auto key, token_.open_key(*this, kh, use_of(kind), m));
-  CDC_ASSIGN(auto op, key.home->begin(kind, m, *key.obj));
-  OpState o;
-  o.kind = kind;
-  o.mech = m.entry;
-  o.op = std::move(op);
-  o.context_login_needed = key.always_authenticate && (kind == OpKind::sign || kind == OpKind::decrypt);
-  st = std::move(o);
-  return {};
+  return token_.with_key(*this, kh, use_of(kind), m, [&](const KeyRef& key) -> R<void> {
+    CDC_ASSIGN(auto op, key.home->begin(kind, m, key.obj));
+    OpState o;
+    o.kind = kind;
+    o.mech = m.entry;
+    o.op = std::move(op);
+    o.context_login_needed = key.always_authenticate && (kind == OpKind::sign || kind == OpKind::decrypt);
+    st = std::move(o);
+    return {};
+  });
 }
 
 R<void> Session::single(OpKind kind, Input in, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {

@@ -1,6 +1,7 @@
 // Keys of a token: generation, wrapping, unwrapping, derivation, and opening a key for an
 // operation. Template policy here; the key material in the key's home (the backend or the vault).
 #include <cstring>
+#include <shared_mutex>
 
 #include "cdcp11/cdcp11.h"
 #include "core/attribute_policy.h"
@@ -106,8 +107,7 @@ void Token::new_object_defaults(CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, AttrMap& a)
   apply_defaults(cls, kt, a);
 }
 
-R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) {
-  if (slot_list_.empty()) slot_list_ = slot_mechanisms(backend_.get());  // empty: the HSM did not answer
+R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) const {
   for (const auto& s : slot_list_)
     if (s.type == m.entry->type) {
       if (!(s.flags & flag)) break;
@@ -117,13 +117,38 @@ R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) {
              std::string(m.entry->name) + " is not offered for this use by the token of group '" + cfg_.name + "'");
 }
 
+bool Token::opens_shared(CK_OBJECT_HANDLE h) const {
+  const Object* o = cache_.get(h);
+  return o && !o->token && o->for_ops && !slot_list_.empty();
+}
+
+bool Token::always_authenticate(const Object& key) {
+  return key.cls() == CKO_PRIVATE_KEY && key.attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false);
+}
+
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
-  const UseRule r = rule_for(use);
+  const Object* key = nullptr;
+  {
+    // Only token objects change elsewhere: a session object needs no refresh, and once
+    // opens_shared it needs nothing written, so threads using one key do not queue here.
+    std::shared_lock lk(mu_);
+    if (opens_shared(h)) {
+      CDC_ASSIGN(key, checked_key(h, use, m));
+      return OpenKey{key->for_ops, key->home, always_authenticate(*key)};
+    }
+  }
   std::lock_guard lk(mu_);
-  // Only token objects change elsewhere: a session object needs no look at the backend.
   if (const Object* o = cache_.get(h); (!o || o->token) && backend_->refresh_before_operations())
     CDC_TRY(refresh());
-  CDC_ASSIGN(Object * key, visible(h, r.invalid_handle));
+  if (slot_list_.empty()) slot_list_ = slot_mechanisms(backend_.get());  // empty: the HSM did not answer
+  if (Object* o = cache_.get(h)) (void)cache_.for_ops(*o);
+  CDC_ASSIGN(key, checked_key(h, use, m));
+  return OpenKey{key->for_ops, key->home, always_authenticate(*key)};
+}
+
+R<const Object*> Token::checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const {
+  const UseRule r = rule_for(use);
+  CDC_ASSIGN(const Object* key, visible(h, r.invalid_handle));
   const auto cls = key->cls();
   if (cls != CKO_SECRET_KEY && cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY)
     return err(r.invalid_handle, "handle " + std::to_string(h) + " is not a key");
@@ -136,8 +161,7 @@ R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const
   }
   CDC_ASSIGN(const SlotMechanism slot, slot_mechanism(m, r.flag));
   CDC_TRY(check_key_for(key->attrs(), m, slot, r.usage, r.wrong_type));
-  return OpenKey{cache_.for_ops(*key), key->home,
-                 cls == CKO_PRIVATE_KEY && key->attrs().bool_or(CKA_ALWAYS_AUTHENTICATE, false)};
+  return key;
 }
 
 R<void> Token::digest_key(const Session&, CK_OBJECT_HANDLE h, Operation& digest) {

@@ -91,6 +91,11 @@ Object* ObjectCache::get(CK_OBJECT_HANDLE h) {
   return it == objects_.end() ? nullptr : &it->second;
 }
 
+const Object* ObjectCache::get(CK_OBJECT_HANDLE h) const {
+  auto it = objects_.find(h);
+  return it == objects_.end() ? nullptr : &it->second;
+}
+
 std::shared_ptr<const StoredObject> ObjectCache::for_ops(Object& o) {
   if (!o.for_ops) o.for_ops = std::make_shared<const StoredObject>(o.obj);
   return o.for_ops;

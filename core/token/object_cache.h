@@ -65,6 +65,7 @@ class ObjectCache {
   void clear();
 
   Object* get(CK_OBJECT_HANDLE h);
+  const Object* get(CK_OBJECT_HANDLE h) const;
   // The object as an operation keeps it: shared, not copied per operation.
   std::shared_ptr<const StoredObject> for_ops(Object& o);
   std::optional<CK_OBJECT_HANDLE> handle_of(const std::string& uid) const;

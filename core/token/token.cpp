@@ -3,6 +3,7 @@
 
 #include <exception>
 #include <set>
+#include <utility>
 
 #include "common/log.h"
 #include "core/attribute_policy.h"
@@ -279,12 +280,17 @@ R<void> Token::apply(ObjectChanges ch) {
   return {};
 }
 
-R<Object*> Token::visible(CK_OBJECT_HANDLE h, Errc invalid) {
-  Object* o = cache_.get(h);
+R<const Object*> Token::visible(CK_OBJECT_HANDLE h, Errc invalid) const {
+  const Object* o = cache_.get(h);
   if (!o) return err(invalid, "handle " + std::to_string(h) + " is not an object of this token");
   if (o->is_private() && login_ != LoginState::user)
     return err(invalid, "handle " + std::to_string(h) + " is a private object and the user is not logged in");
   return o;
+}
+
+R<Object*> Token::visible(CK_OBJECT_HANDLE h, Errc invalid) {
+  CDC_ASSIGN(const Object* o, std::as_const(*this).visible(h, invalid));
+  return const_cast<Object*>(o);
 }
 
 R<Object*> Token::Locked::visible(CK_OBJECT_HANDLE h, Errc invalid) { return t_.visible(h, invalid); }

@@ -5,7 +5,8 @@
 // opens its key through open_key().
 //
 // Locking: mu_ guards the login state, the cache and calls into the backend that change objects;
-// crypto operations run without it. Order: session, then token. Observers (the mirror) are told
+// crypto operations run without it. It is taken shared only where nothing is written: open_key of
+// a session object, the one call threads of a busy application make at once. Order: session, then token. Observers (the mirror) are told
 // of new and destroyed keys with no lock held.
 #pragma once
 
@@ -13,10 +14,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "azure/connection.h"
+#include "common/read_mostly_mutex.h"
 #include "core/attributes.h"
 #include "core/config.h"
 #include "core/errors.h"
@@ -44,6 +47,13 @@ struct OpenKey {
   std::shared_ptr<const StoredObject> obj;
   KeyHome* home = nullptr;
   bool always_authenticate = false;  // CKA_ALWAYS_AUTHENTICATE private key
+};
+
+// The same while the token keeps the object (Token::with_key).
+struct KeyRef {
+  const StoredObject& obj;
+  KeyHome* home;
+  bool always_authenticate;
 };
 
 class Token {
@@ -112,6 +122,21 @@ class Token {
   // The one way an operation gets its key: visible to the session, of the class the use needs,
   // allowing the use and the mechanism (type, usage attribute, CKA_ALLOWED_MECHANISMS, size).
   R<OpenKey> open_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m);
+  // f(const KeyRef&) with the key open_key would give. A session object's runs under the shared
+  // lock, which keeps the object: no count of its copy is taken, a write to a line every thread
+  // using the key would share (#13). Any other's runs after the lock, on a copy held for it.
+  template <class F>
+  R<void> with_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m, F&& f) {
+    {
+      std::shared_lock lk(mu_);
+      if (opens_shared(h)) {
+        CDC_ASSIGN(const Object* o, checked_key(h, use, m));
+        return f(KeyRef{*o->for_ops, o->home, always_authenticate(*o)});
+      }
+    }
+    CDC_ASSIGN(OpenKey k, open_key(s, h, use, m));
+    return f(KeyRef{*k.obj, k.home, k.always_authenticate});
+  }
   // C_DigestKey: the value of a visible secret key (any: a key's digest reveals no more than its use).
   R<void> digest_key(const Session& s, CK_OBJECT_HANDLE h, Operation& digest);
 
@@ -135,7 +160,7 @@ class Token {
     friend class Token;
     explicit Locked(Token& t) : t_(t), lk_(t.mu_) {}
     Token& t_;
-    std::unique_lock<std::mutex> lk_;
+    std::unique_lock<ReadMostlyMutex> lk_;
   };
   Locked lock() { return Locked(*this); }
   // May the session make an object with the final attributes `attrs`? (See objects.cpp.)
@@ -151,9 +176,16 @@ class Token {
   CK_OBJECT_HANDLE add_object(StoredObject obj, bool token, CK_SESSION_HANDLE owner);
   KeyHome* home_of(const AttrMap& attrs);
   R<Object*> visible(CK_OBJECT_HANDLE h, Errc invalid);
+  R<const Object*> visible(CK_OBJECT_HANDLE h, Errc invalid) const;
   R<void> check_can_create_locked(const Session& s, const AttrMap& attrs, const AttrMap* given);
   // The slot's entry for m, which must allow flag (mechanism_invalid otherwise).
-  R<SlotMechanism> slot_mechanism(const Mechanism& m, CK_FLAGS flag);
+  R<SlotMechanism> slot_mechanism(const Mechanism& m, CK_FLAGS flag) const;
+  // open_key's checks, under mu_ (shared or not), of an object whose for_ops exists.
+  R<const Object*> checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const;
+  // Under mu_: whether h is opened under the shared lock (a session object whose for_ops exists,
+  // on a slot whose mechanisms are known: nothing to write).
+  bool opens_shared(CK_OBJECT_HANDLE h) const;
+  static bool always_authenticate(const Object& key);
   R<CK_OBJECT_HANDLE> added(const Session& s, R<StoredObject> made);
   void invalidate_private_handles();
   R<void> before_key_made(const AttrMap& attrs, std::size_t rsa_bits);
@@ -175,7 +207,7 @@ class Token {
   std::unique_ptr<KeyHome> vault_home_;
   KeyObserver* observer_ = nullptr;
 
-  std::mutex mu_;
+  ReadMostlyMutex mu_;
   LoginState login_ = LoginState::none;
   ObjectCache cache_;
   std::vector<SlotMechanism> slot_list_;  // the slot's mechanisms, once known

@@ -1,6 +1,7 @@
 // OpenSSL 3 backend: AES-GCM / CBC-PAD / CTR / ECB / CBC and RSA-OAEP / RSAES-PKCS1-v1_5.
 #include <openssl/rsa.h>
 
+#include "common/read_mostly_mutex.h"
 #include "softtoken/crypto/openssl/ossl.h"
 
 namespace cdcp11::crypto::ossl {
@@ -13,8 +14,7 @@ class AesCipher final : public Cipher {
  public:
   AesCipher(const CipherParams& p, bool enc) : p_(p), enc_(enc) {}
   ~AesCipher() override {
-    if (!reusable_) return;
-    if (auto pool = pool_.lock()) pool->give(std::move(ctx_));
+    if (reusable_ && shelf_) shelf_->give(std::move(ctx_));
   }
 
   R<void> init(const OsslKey& key) {
@@ -28,7 +28,7 @@ class AesCipher final : public Cipher {
     // schedule set (GcmCtxPool) and gives only the IV, which resets the message state.
     bool keyed = false;
     if (mode == AesMode::gcm && p_.iv.size() == 12 && key.gcm_pool) {
-      pool_ = key.gcm_pool;
+      shelf_ = key.gcm_pool->shelf();
       ctx_ = key.gcm_pool->take();
       keyed = ctx_ != nullptr;
     }
@@ -182,7 +182,9 @@ class AesCipher final : public Cipher {
   bool enc_;
   bool done_ = false;
   CipherCtxPtr ctx_;
-  std::weak_ptr<GcmCtxPool> pool_;  // where ctx_ goes back to when the operation finished well
+  // Where ctx_ goes back to when the operation finished well: held, so that it outlives the key
+  // object if it must (a weak_ptr's lock() would write a count every thread on the key shares).
+  std::shared_ptr<GcmCtxShelf> shelf_;
   bool reusable_ = false;
   SecureBytes held_;
   std::size_t total_ = 0;
@@ -288,29 +290,52 @@ R<std::unique_ptr<Cipher>> make_cipher(const KeyPtr& key, const CipherParams& p,
 
 }  // namespace
 
-GcmCtxPool::~GcmCtxPool() {
-  for (auto& s : slots_) EVP_CIPHER_CTX_free(s.exchange(nullptr));
+GcmCtxShelf::~GcmCtxShelf() {
+  for (auto& c : ctx_) EVP_CIPHER_CTX_free(c.exchange(nullptr));
 }
 
-CipherCtxPtr GcmCtxPool::take() {
-  for (auto& s : slots_)
-    if (EVP_CIPHER_CTX* c = s.exchange(nullptr, std::memory_order_acquire)) return CipherCtxPtr(c);
+CipherCtxPtr GcmCtxShelf::take() {
+  for (auto& c : ctx_) {
+    // A load first: an empty place is passed without taking its line for writing.
+    if (c.load(std::memory_order_relaxed) == nullptr) continue;
+    if (EVP_CIPHER_CTX* got = c.exchange(nullptr, std::memory_order_acquire)) return CipherCtxPtr(got);
+  }
   return nullptr;
 }
 
-void GcmCtxPool::give(CipherCtxPtr ctx) {
-  for (auto& s : slots_) {
+void GcmCtxShelf::give(CipherCtxPtr ctx) {
+  for (auto& c : ctx_) {
     EVP_CIPHER_CTX* empty = nullptr;
-    if (s.compare_exchange_strong(empty, ctx.get(), std::memory_order_release, std::memory_order_relaxed)) {
+    if (c.load(std::memory_order_relaxed) == nullptr &&
+        c.compare_exchange_strong(empty, ctx.get(), std::memory_order_release, std::memory_order_relaxed)) {
       (void)ctx.release();
       return;
     }
   }
 }
 
+std::size_t GcmCtxShelf::size() const {
+  std::size_t n = 0;
+  for (auto& c : ctx_) n += c.load() != nullptr;
+  return n;
+}
+
+GcmCtxPool::GcmCtxPool() {
+  for (auto& s : shelves_) s = std::make_shared<GcmCtxShelf>();
+}
+
+const std::shared_ptr<GcmCtxShelf>& GcmCtxPool::shelf() const { return shelves_[this_thread_slot() % shelves_.size()]; }
+
+CipherCtxPtr GcmCtxPool::take() const {
+  const std::size_t first = this_thread_slot();
+  for (std::size_t i = 0; i < shelves_.size(); ++i)
+    if (auto c = shelves_[(first + i) % shelves_.size()]->take()) return c;
+  return nullptr;
+}
+
 std::size_t GcmCtxPool::size() const {
   std::size_t n = 0;
-  for (auto& s : slots_) n += s.load() != nullptr;
+  for (auto& s : shelves_) n += s->size();
   return n;
 }
 

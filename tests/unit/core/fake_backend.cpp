@@ -185,6 +185,7 @@ R<std::pair<StoredObject, StoredObject>> FakeBackend::generate_key_pair(const Me
 
 R<std::unique_ptr<Operation>> FakeBackend::begin(OpKind kind, const Mechanism& m, const StoredObject& key) {
   if (!objects_.count(key.uid)) return err(Errc::key_handle_invalid, "the key is gone");
+  std::lock_guard lk(calls_mu);
   calls.push_back(std::string("begin ") + m.entry->name);
   (void)kind;
   return std::unique_ptr<Operation>(new ToyOp(std::string(m.entry->name) + "/" + key.uid));

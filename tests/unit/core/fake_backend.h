@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@ class FakeBackend final : public Backend {
   std::string user_pin = "1234", so_pin = "5678";
   // Backend calls in order, "create", "generate", "wrap CKM_...", "destroy", ...
   std::vector<std::string> calls;
+  std::mutex calls_mu;  // begin() may run on several threads at once
   // When set, create_object fails with this error (a device or session failure, a bad template).
   std::optional<Error> fail_create;
   // What refresh_before_operations() answers (false: like an HSM, whose listing is costly).

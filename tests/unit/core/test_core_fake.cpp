@@ -3,6 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <optional>
 #include <filesystem>
@@ -200,6 +203,52 @@ TEST_CASE("fake core: open_key refuses the wrong class, a false usage attribute,
   CHECK(begin_error(*f.open(), OpKind::encrypt, CKM_AES_GCM, *k256) == Errc::mechanism_invalid);    // not in the slot's list
   CHECK(begin_error(*f.open(), OpKind::decrypt, CKM_AES_CBC_PAD, *k128) == Errc::key_size_range);   // the slot takes 32 only
   CHECK(std::count(f.fake->calls.begin(), f.fake->calls.end(), "begin CKM_AES_CBC_PAD") == 1);
+}
+
+TEST_CASE("fake core: threads beginning operations on one session key while it changes and goes get the key as it "
+          "is or a precise error") {
+  Fixture f([](FakeBackend& b) { b.slot_list = std::vector<SlotMechanism>{{CKM_AES_CBC_PAD, 32, 32, CKF_ENCRYPT}}; });
+  auto owner = f.open();
+  REQUIRE(f.lib.login(*owner, CKU_USER, pin("1234")));
+  AttrMap a = aes_key(32);
+  a.set_bool(CKA_TOKEN, false);  // a session object: opened under the token's shared lock
+  auto k = f.token->create_object(*owner, a);
+  REQUIRE(k);
+  std::vector<std::shared_ptr<Session>> sessions{f.open(), f.open()};
+  std::atomic<bool> destroyed{false};
+  std::atomic<int> began{0}, refused{0}, gone_after{0}, wrong{0};
+  std::vector<std::thread> threads;
+  for (auto& s : sessions)
+    threads.emplace_back([&, s] {
+      while (gone_after.load() < 20) {
+        const bool was_destroyed = destroyed.load();
+        const auto e = begin_error(*s, OpKind::encrypt, CKM_AES_CBC_PAD, *k);
+        if (!e) {
+          ++began;
+          s->cancel(CKF_ENCRYPT);
+          if (was_destroyed) ++wrong;  // began on a key destroyed before the call
+        } else if (*e == Errc::key_function_not_permitted) {
+          ++refused;
+          if (was_destroyed) ++wrong;
+        } else if (*e == Errc::key_handle_invalid) {
+          if (was_destroyed) ++gone_after;
+        } else {
+          ++wrong;
+        }
+      }
+    });
+  for (int i = 0; i < 100; ++i) {
+    AttrMap change;
+    change.set_bool(CKA_ENCRYPT, i % 2 == 1);
+    REQUIRE(f.token->set_attributes(*owner, *k, change));
+    std::this_thread::yield();
+  }
+  REQUIRE(f.token->destroy_object(*owner, *k));
+  destroyed = true;
+  for (auto& t : threads) t.join();
+  CHECK(wrong.load() == 0);
+  CHECK(began.load() > 0);
+  CHECK(gone_after.load() >= 20);
 }
 
 TEST_CASE("fake core: C_FindObjects follows what refresh() reports: upserted, removed, full reload") {

@@ -1,6 +1,10 @@
 // OpenSSL backend: an AES-GCM context with the key's schedule set is kept with the key and
 // re-initialised with only the next operation's IV (issue #13, AES-GCM 16 KiB). What it keeps
 // lives and dies with the key object; outputs equal a fresh context's whatever came before.
+#include <atomic>
+#include <thread>
+#include <vector>
+
 #include "helpers.h"
 #include "softtoken/crypto/openssl/ossl.h"
 
@@ -78,12 +82,37 @@ TEST_CASE("OpenSSL AES-GCM: the key keeps its context for the next operation; ou
   }
   CHECK(pooled(k) == 2);
 
-  // An operation that outlives its key object frees its context with it, not into the pool.
+  // An operation that outlives its key object: the pool, and every context with the key's
+  // schedule, go when that operation ends.
   auto late = ok(b->encryptor(k, gcm(H("cafebabefacedbaddecaf888"))));
   std::weak_ptr<ossl::GcmCtxPool> pool = (*ossl::as_ossl(k))->gcm_pool;
+  std::weak_ptr<ossl::GcmCtxShelf> shelf = (*ossl::as_ossl(k))->gcm_pool->shelf();
   k.reset();
   CHECK(pool.expired());
+  CHECK_FALSE(shelf.expired());  // the operation's, to give its context back to
   (void)ok(late->finish());
+  late.reset();
+  CHECK(shelf.expired());
+}
+
+TEST_CASE("OpenSSL AES-GCM: threads on one key each keep using a context of their own") {
+  Backend* b = openssl_backend();
+  REQUIRE(b);
+  KeyPtr k = ok(b->load_secret(H("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")));
+  const Bytes pt = H("d9313225f88406e5a55909c5aff5269a");
+  const CipherParams p = gcm(H("cafebabefacedbaddecaf888"));
+  const SecureBytes want = ok(run_cipher(*b, k, p, pt, true));
+  std::vector<std::thread> ts;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&] {
+      for (int i = 0; i < 200; ++i)
+        if (auto r = run_cipher(*b, k, p, pt, true); !r || *r != want) ++wrong;
+    });
+  for (auto& t : ts) t.join();
+  CHECK(wrong.load() == 0);
+  CHECK(pooled(k) >= 1);
+  CHECK(pooled(k) <= 8);
 }
 
 }  // namespace cdcp11::crypto::test
