@@ -243,6 +243,9 @@ TEST_CASE("fake core: threads beginning operations on one session key while it c
     REQUIRE(f.token->set_attributes(*owner, *k, change));
     std::this_thread::yield();
   }
+  // The last change left CKA_ENCRYPT true: before the key goes, the threads begin with it (a slow
+  // start, e.g. under ASan, could otherwise miss every window).
+  for (int i = 0; i < 10000 && began.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   REQUIRE(f.token->destroy_object(*owner, *k));
   destroyed = true;
   for (auto& t : threads) t.join();
