@@ -13,6 +13,7 @@ PKGS=(
   clang libclang-rt-14-dev
   softhsm2 gnutls-bin libengine-pkcs11-openssl python3-pykcs11 python3-cryptography python3-azure
   systemd   # systemd-analyze and systemd-socket-activate, for the p11-kit service units' test
+  gdb       # the stacks of a forked child that hangs, in test_abi's failure report
 )
 
 missing=()

@@ -8,6 +8,7 @@ is seen from outside and the module starts uninitialised."""
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,35 @@ def child(mode, *args):
     sys.stdout.flush()
 
 
+def hung_child_report(pid):
+    """What a hung child is doing, for the failure report: the kernel's word for what each thread
+    waits on, then (where gdb is installed) their stacks. gdb gets 30 s; the caller kills the
+    child whether or not it answered."""
+    out = ["child %d hung:" % pid]
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError as e:
+        tids = []
+        out.append("no /proc entry: %s" % e)
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/wchan" % (pid, tid)) as f:
+                wchan = f.read()
+            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
+                call = f.read().split()[0]
+        except OSError as e:
+            wchan, call = str(e), "?"
+        out.append("thread %s waits in %s (system call %s)" % (tid, wchan, call))
+    if shutil.which("gdb"):
+        try:
+            r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-iex", "set debuginfod enabled off",
+                                "-ex", "thread apply all bt"], capture_output=True, timeout=30)
+            out.append(r.stdout.decode(errors="replace")[-12000:])
+        except subprocess.TimeoutExpired:
+            out.append("gdb gave no stacks within 30 s")
+    return "\n".join(out) + "\n"
+
+
 def fork_while_busy(lib, forks, busy):
     """A thread keeps calling into the module while the main thread forks; each child must
     C_Initialize, list its slots and C_Finalize on its own within 15 s (forking stops at the first
@@ -148,8 +178,11 @@ def fork_while_busy(lib, forks, busy):
                     break
                 time.sleep(0.02)
             if status == "hung":
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+                try:
+                    sys.stderr.write(hung_child_report(pid))
+                finally:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
             results.append(status)
             if status != 0:
                 break
@@ -237,7 +270,8 @@ class ForkTest(unittest.TestCase):
             r = run_child("fork", str(forks), busy, env=t.env(CDCP11_LOG_LEVEL="info"), timeout=240)
             self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
             rep = json.loads(r.stdout)
-            self.assertEqual(rep["children"], [0] * forks, "children's exit status (or hung), up to the first failure")
+            self.assertEqual(rep["children"], [0] * forks, "children's exit status (or hung), up to the first "
+                             "failure\n" + r.stderr.decode(errors="replace")[-16000:])
             self.assertGreater(rep["calls"], 0)
         finally:
             t.cleanup()
@@ -249,6 +283,23 @@ class ForkTest(unittest.TestCase):
 
     def test_child_forked_while_another_thread_logs_can_initialize(self):
         self.run_forks("logging", 40)
+
+    def test_a_hung_child_is_reported_with_what_its_threads_wait_on(self):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                time.sleep(60)
+            finally:
+                os._exit(0)
+        try:
+            report = hung_child_report(pid)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.assertIn("child %d hung:" % pid, report)
+        self.assertIn("thread %d waits in " % pid, report)
+        if shutil.which("gdb"):
+            self.assertIn("sleep", report)  # the child's stack (clock_nanosleep)
 
 
 if __name__ == "__main__":
