@@ -292,6 +292,7 @@ core::R<std::unique_ptr<core::Operation>> SoftToken::begin(core::OpKind kind, co
   if (key_cache_.visit(key.uid, [&](const crypto::KeyPtr& k) { op = start(kind, m, k); })) return op;
   crypto::KeyPtr k;
   {
+    // load_key looks in the cache again, under mu_: another thread may have loaded the key since.
     std::lock_guard lk(mu_);
     CDC_ASSIGN(k, load_key(key));
   }

@@ -127,22 +127,13 @@ bool Token::always_authenticate(const Object& key) {
 }
 
 R<OpenKey> Token::open_key(const Session&, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) {
-  const Object* key = nullptr;
-  {
-    // Only token objects change elsewhere: a session object needs no refresh, and once
-    // opens_shared it needs nothing written, so threads using one key do not queue here.
-    std::shared_lock lk(mu_);
-    if (opens_shared(h)) {
-      CDC_ASSIGN(key, checked_key(h, use, m));
-      return OpenKey{key->for_ops, key->home, always_authenticate(*key)};
-    }
-  }
   std::lock_guard lk(mu_);
+  // Only token objects change elsewhere: a session object needs no refresh.
   if (const Object* o = cache_.get(h); (!o || o->token) && backend_->refresh_before_operations())
     CDC_TRY(refresh());
   if (slot_list_.empty()) slot_list_ = slot_mechanisms(backend_.get());  // empty: the HSM did not answer
   if (Object* o = cache_.get(h)) (void)cache_.for_ops(*o);
-  CDC_ASSIGN(key, checked_key(h, use, m));
+  CDC_ASSIGN(const Object* key, checked_key(h, use, m));
   return OpenKey{key->for_ops, key->home, always_authenticate(*key)};
 }
 

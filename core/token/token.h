@@ -2,12 +2,13 @@
 // keeps the key material (the soft token or an HSM), where each key is used (its KeyHome), and
 // the group's Azure side. The functions PKCS#11 runs on objects and keys live here
 // (token/objects.cpp, token/keys.cpp); the cryptographic operations run in the session, which
-// opens its key through open_key().
+// starts them on their key through with_key().
 //
 // Locking: mu_ guards the login state, the cache and calls into the backend that change objects;
-// crypto operations run without it. It is taken shared only where nothing is written: open_key of
-// a session object, the one call threads of a busy application make at once. Order: session, then token. Observers (the mirror) are told
-// of new and destroyed keys with no lock held.
+// crypto operations run without it. It is taken shared only where nothing is written: starting an
+// operation on a session object (with_key, which also starts the backend's operation under it),
+// the call threads of a busy application make at once. Order: session, then token. Observers (the
+// mirror) are told of new and destroyed keys with no lock held.
 #pragma once
 
 #include <atomic>
@@ -121,10 +122,11 @@ class Token {
   R<CK_OBJECT_HANDLE> derive_key(Session& s, const CK_MECHANISM* m, CK_OBJECT_HANDLE base, const AttrMap& tmpl);
   // The one way an operation gets its key: visible to the session, of the class the use needs,
   // allowing the use and the mechanism (type, usage attribute, CKA_ALLOWED_MECHANISMS, size).
+  // Under the exclusive lock: a token object is refreshed first. The key is held by a count.
   R<OpenKey> open_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m);
   // f(const KeyRef&) with the key open_key would give. A session object's runs under the shared
   // lock, which keeps the object: no count of its copy is taken, a write to a line every thread
-  // using the key would share (#13). Any other's runs after the lock, on a copy held for it.
+  // using the key would share (#13). Any other's runs after open_key, on the copy it holds.
   template <class F>
   R<void> with_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m, F&& f) {
     {
