@@ -54,7 +54,9 @@ class ReadMostlyMutex {
   void unlock() noexcept;
 
  private:
-  struct alignas(64) Slot {
+  // 128 bytes: the CPU may fetch lines in pairs, and a pair shared by two threads' counters
+  // would pass between cores like one line.
+  struct alignas(128) Slot {
     std::atomic<long> readers{0};
   };
   // This thread's slot: threads take them in turn, so a few threads rarely share one.
@@ -63,7 +65,7 @@ class ReadMostlyMutex {
   bool readers_gone() const noexcept;
 
   std::array<Slot, kSlots> slots_{};
-  alignas(64) std::atomic<bool> writer_{false};
+  alignas(128) std::atomic<bool> writer_{false};
   std::mutex writers_;  // held by the writer for as long as it writes
 };
 

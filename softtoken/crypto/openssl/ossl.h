@@ -89,7 +89,10 @@ class GcmCtxShelf {
   std::size_t size() const;
 
  private:
-  alignas(64) std::array<std::atomic<EVP_CIPHER_CTX*>, 2> ctx_{};
+  // Alone in its pair of 128-byte lines (the CPU may fetch lines in pairs): the shelf is allocated
+  // with its count just before it, and whatever comes next starts past the padding.
+  alignas(128) std::array<std::atomic<EVP_CIPHER_CTX*>, 2> ctx_{};
+  char pad_[256 - sizeof(ctx_)]{};
 };
 
 class GcmCtxPool {
