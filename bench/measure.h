@@ -24,8 +24,11 @@ struct Timing {
 };
 
 // One thread's work. call() does one measured unit (e.g. C_EncryptInit + C_Encrypt) and returns
-// false with error() set when it failed; workers of one measurement run on separate threads.
-class Worker {
+// false with error() set when it failed; workers of one measurement run on separate threads. Each
+// is 128-byte aligned (and so sized): two threads' workers, made one after the other, would
+// otherwise share the cache lines their calls write, and every column's 2-thread row would pay
+// for the driver's false sharing.
+class alignas(128) Worker {
  public:
   virtual ~Worker() = default;
   virtual bool call() noexcept = 0;

@@ -36,7 +36,10 @@ struct FindState {
 // a length (which, like every error but buffer_too_small, ends the operation).
 using Input = R<ByteView>;
 
-class Session {
+// 128-byte aligned (and so sized): the threads of an application each use their own session, and
+// sessions opened one after the other would otherwise share cache lines (or the pairs of lines a
+// CPU may fetch together) that each thread writes on every call (#13).
+class alignas(128) Session {
  public:
   Session(CK_SESSION_HANDLE handle, Token& token, CK_FLAGS flags) : handle_(handle), token_(token), flags_(flags) {}
 
