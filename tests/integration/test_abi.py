@@ -122,8 +122,10 @@ def hung_child_report(pid):
         out.append("thread %s waits in %s (system call %s)" % (tid, wchan, call))
     if shutil.which("gdb"):
         try:
+            # Not under the sanitizer runtime the tests preload: gdb hangs with it.
+            env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
             r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx", "-iex", "set debuginfod enabled off",
-                                "-ex", "thread apply all bt"], capture_output=True, timeout=30)
+                                "-ex", "thread apply all bt"], capture_output=True, timeout=30, env=env)
             out.append(r.stdout.decode(errors="replace")[-12000:])
         except subprocess.TimeoutExpired:
             out.append("gdb gave no stacks within 30 s")
