@@ -8,6 +8,7 @@ is seen from outside and the module starts uninitialised."""
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -132,6 +133,33 @@ def hung_child_report(pid):
     return "\n".join(out) + "\n"
 
 
+RUNTIME_FRAME = re.compile(r"/libsanitizer/|libasan\.so|\b__sanitizer::|\b__asan(::|_)")
+RUNTIME_LOCK = re.compile(r"Mutex::Lock|SpinMutex|LockSlow")
+
+
+def hung_in_sanitizer_allocator(report):
+    """Whether every thread of a hung child (a report of hung_child_report) waits on a lock of the
+    sanitizer runtime, entered from the program: the frames above the program's own are the
+    runtime's, and one takes a lock. GCC 12's libasan takes none of its locks around fork (later
+    LLVM releases lock the allocator in a pthread_atfork handler), so a child can inherit an
+    allocator lock another thread of the parent held, and wait on it forever at its first
+    malloc. The program cannot reach that lock; with glibc's malloc, which is locked across
+    fork, the child runs."""
+    threads = re.split(r"^Thread \d+ ", report, flags=re.M)[1:]
+    if not threads:
+        return False
+    for t in threads:
+        frames = [line for line in t.splitlines() if line.startswith("#")]
+        top = []
+        for f in frames:
+            if not RUNTIME_FRAME.search(f):
+                break
+            top.append(f)
+        if len(top) == len(frames) or not any(RUNTIME_LOCK.search(f) for f in top):
+            return False
+    return True
+
+
 def fork_while_busy(lib, forks, busy):
     """A thread keeps calling into the module while the main thread forks; each child must
     C_Initialize, list its slots and C_Finalize on its own within 15 s (forking stops at the first
@@ -181,10 +209,15 @@ def fork_while_busy(lib, forks, busy):
                 time.sleep(0.02)
             if status == "hung":
                 try:
-                    sys.stderr.write(hung_child_report(pid))
+                    report = hung_child_report(pid)
                 finally:
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
+                sys.stderr.write(report)
+                if hung_in_sanitizer_allocator(report):
+                    status = "hung in the sanitizer's allocator"
+                    results.append(status)
+                    continue
             results.append(status)
             if status != 0:
                 break
@@ -264,6 +297,45 @@ class InitializeNeverThrowsTest(unittest.TestCase):
                 self.assertIn("token unavailable", self.tok.read_log())
 
 
+# Thread 1 of a child that hung in the ASan phase of a CI run, trimmed.
+ALLOCATOR_HANG = """child 7728 hung:
+thread 7728 waits in futex_do_wait (system call 202)
+Thread 1 (Thread 0x7f2e8a2a8e80 (LWP 7728) "python3"):
+#0  0x00007f2e89cd251e in __sanitizer::FutexWait (p=0x640000000208, cmp=0) at \
+../../../../src/libsanitizer/sanitizer_common/sanitizer_linux.cpp:672
+#1  0x00007f2e89cd4e0b in __sanitizer::Semaphore::Wait (this=0x640000000208) at \
+../../../../src/libsanitizer/sanitizer_common/sanitizer_mutex.cpp:35
+#2  0x00007f2e89c2ab6d in __sanitizer::Mutex::Lock (this=0x640000000200) at \
+../../../../src/libsanitizer/sanitizer_common/sanitizer_mutex.h:194
+#4  __sanitizer::SizeClassAllocator64<__asan::AP64<__sanitizer::LocalAddressSpaceView> >::GetFromAllocator (...)
+#8  0x00007f2e89c2b26e in __asan::Allocator::Allocate (this=0x7f2e89d3bdc0 <__asan::instance>, size=37, ...)
+#10 0x00007f2e89cb9495 in operator new (size=37) at ../../../../src/libsanitizer/asan/asan_new_delete.cpp:95
+#11 0x00007f2e843769ef in std::__new_allocator<char>::allocate (this=0x7ffdbbe82fd0, __n=37) at \
+/usr/include/c++/12/bits/new_allocator.h:137
+#18 0x00007f2e844bab32 in cdcp11::core::MetadataStore::open (dir="/tmp/t/tokens/demo") at \
+../core/token/metadata_store.cpp:119
+#26 0x00007f2e842eabdd in C_Initialize (pInitArgs=0x0) at ../p11module/entry.cpp:78
+"""
+
+
+class HangReportTest(unittest.TestCase):
+    def test_a_child_waiting_on_the_sanitizer_allocators_lock_is_told_apart(self):
+        self.assertTrue(hung_in_sanitizer_allocator(ALLOCATOR_HANG))
+
+    def test_a_child_waiting_on_a_lock_of_the_program_is_not(self):
+        ours = ALLOCATOR_HANG.replace("#0  0x00007f2e89cd251e in __sanitizer::FutexWait",
+                                      "#0  0x00007f2e89cd251e in __lll_lock_wait (futex=0x7f2e, private=0) at \
+lowlevellock.c:49\n#1  0x1 in cdcp11::log::write")
+        self.assertFalse(hung_in_sanitizer_allocator(ours))
+        # Only the runtime's frames, no lock among them: not a lock the parent's thread held.
+        self.assertFalse(hung_in_sanitizer_allocator(re.sub(r"Mutex::Lock", "Mutex::CheckLocked", ALLOCATOR_HANG)))
+        # No stacks (gdb absent or silent): a hang, never excused.
+        self.assertFalse(hung_in_sanitizer_allocator(ALLOCATOR_HANG.split("Thread 1")[0]))
+        # A second thread that is somewhere else.
+        self.assertFalse(hung_in_sanitizer_allocator(
+            ALLOCATOR_HANG + "Thread 2 (LWP 7729):\n#0  0x1 in __lll_lock_wait ()\n#1  0x2 in cdcp11::x ()\n"))
+
+
 class ForkTest(unittest.TestCase):
     def run_forks(self, busy, forks, **tok):
         t = h.TempToken(retries=0, **tok)
@@ -272,8 +344,14 @@ class ForkTest(unittest.TestCase):
             r = run_child("fork", str(forks), busy, env=t.env(CDCP11_LOG_LEVEL="info"), timeout=240)
             self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace"))
             rep = json.loads(r.stdout)
-            self.assertEqual(rep["children"], [0] * forks, "children's exit status (or hung), up to the first "
-                             "failure\n" + r.stderr.decode(errors="replace")[-16000:])
+            # A child may hang in the ASan build's allocator (hung_in_sanitizer_allocator): that
+            # one says nothing of the module, and the forks go on. Any other hang or failure fails.
+            runtime = "hung in the sanitizer's allocator"
+            ours = [c for c in rep["children"] if c != runtime]
+            self.assertEqual(ours, [0] * (forks - (len(rep["children"]) - len(ours))),
+                             "children's exit status (or hung), up to the first failure\n" +
+                             r.stderr.decode(errors="replace")[-16000:])
+            self.assertLessEqual(len(rep["children"]) - len(ours), forks // 4, "too few children ran")
             self.assertGreater(rep["calls"], 0)
         finally:
             t.cleanup()
