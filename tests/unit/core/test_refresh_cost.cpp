@@ -95,6 +95,8 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither sta
   if (watched) {
     CHECK(g_metadata_stats.load() == 0);
     CHECK(g_generation_reads.load() == 0);
+    // One look for the store's and metadata.json's watches together (they share an instance).
+    CHECK(g_watch_polls.load() == 10);
   }
 
   core::AttrMap a = made->attrs;
@@ -224,4 +226,78 @@ TEST_CASE("refresh cost: watches share one instance; in a scope it is looked at 
   CHECK_FALSE(entry.unchanged());
   entry.settled();
   CHECK(entry.unchanged());
+}
+
+TEST_CASE("refresh cost: after refreshes that skipped their checks, another process's change is seen at the next one") {
+  TempDir d;
+  const auto g = group(d.path);
+  {
+    auto t = open(g);
+    init(*t);
+  }
+  auto v = open_vendor(g);
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  REQUIRE(v->refresh());
+  // The other writer is another process, so that nothing of it shares this process's watches.
+  const auto in_child = [&](const std::function<bool(core::VendorState&)>& f) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      auto o = core::MetadataStore::open(g.token.dir);
+      auto t = softtoken::SoftToken::open(g, crypto::default_backend());
+      if (!o || !t) ::_exit(2);
+      core::VendorState other(std::move(*t), std::move(*o));
+      ::_exit(other.login(CKU_USER, pin("user-1")) && f(other) ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  };
+  std::string uid;
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    for (int i = 0; i < 3; ++i) REQUIRE(v->refresh());
+    // A new object: the store only.
+    in_child([&](core::VendorState& o) {
+      auto made = o.create_object(aes_key(true));
+      if (!made) return false;
+      std::FILE* f = std::fopen((d.path / "uid").c_str(), "w");
+      std::fputs(made->uid.c_str(), f);
+      std::fclose(f);
+      return true;
+    });
+    {
+      std::FILE* f = std::fopen((d.path / "uid").c_str(), "r");
+      REQUIRE(f);
+      char buf[64] = {};
+      REQUIRE(std::fgets(buf, sizeof buf, f));
+      std::fclose(f);
+      uid = buf;
+    }
+    auto seen = v->refresh();
+    REQUIRE(seen);
+    bool found = false;
+    for (auto& o : seen->upserted) found |= o.uid == uid;
+    CHECK(found);
+    for (int i = 0; i < 3; ++i) REQUIRE(v->refresh());
+    // Its vendor state: metadata.json (and the record, if the backend rewrites it).
+    const auto state = round % 2 ? CDC_MIRROR_STATE_MIRRORED : CDC_MIRROR_STATE_FAILED;
+    in_child([&](core::VendorState& o) {
+      auto ch = o.refresh();
+      if (!ch) return false;
+      for (auto& obj : ch->upserted) {
+        if (obj.uid != uid) continue;
+        core::AttrMap a = obj.attrs;
+        a.set_ulong(CKA_CDC_MIRROR_STATE, state);
+        return static_cast<bool>(o.update_object(uid, a));
+      }
+      return false;
+    });
+    auto seen2 = v->refresh();
+    REQUIRE(seen2);
+    auto got = seen2->vendor.count(uid) ? seen2->vendor.at(uid).ulong(CKA_CDC_MIRROR_STATE) : std::nullopt;
+    for (auto& o : seen2->upserted)
+      if (o.uid == uid) got = o.attrs.ulong(CKA_CDC_MIRROR_STATE);
+    CHECK(got == state);
+  }
 }
