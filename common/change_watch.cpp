@@ -94,7 +94,10 @@ struct WatchHub {
         ++it;
       }
     }
-    if (!shared) ::inotify_rm_watch(fd.load(), wd);
+    if (shared) return;
+    ::inotify_rm_watch(fd.load(), wd);
+    // The last watch gone (the module finalized, or unloaded): the instance goes too.
+    if (by_wd.empty()) ::close(fd.exchange(-1));
   }
 
   // Takes what is queued and counts it for the watches it concerns.

@@ -301,3 +301,39 @@ TEST_CASE("refresh cost: after refreshes that skipped their checks, another proc
     CHECK(got == state);
   }
 }
+
+TEST_CASE("refresh cost: after the watches' queue overflowed, every watch reports a change once, then is trusted again") {
+  TempDir d;
+  const std::string dir = d.path.string();
+  ChangeWatch w(dir + "/metadata.json", ChangeWatch::Kind::entry);
+  if (!w.armed()) {
+    MESSAGE("the test directory is not on a local file system: the watch is off");
+    return;
+  }
+  CHECK_FALSE(w.unchanged());
+  w.settled();
+  CHECK(w.unchanged());
+  // Events for other names, distinct so that the kernel cannot merge them, past the queue's size.
+  int limit = 16384;
+  if (FILE* f = std::fopen("/proc/sys/fs/inotify/max_queued_events", "r")) {
+    if (std::fscanf(f, "%d", &limit) != 1) limit = 16384;
+    std::fclose(f);
+  }
+  if (limit > 100000) {
+    MESSAGE("the inotify queue is too large to overflow here");
+    return;
+  }
+  int made = 0;
+  for (int i = 0; i <= limit / 2 + 10; ++i) {
+    const std::string p = dir + "/f" + std::to_string(i);
+    if (FILE* f = std::fopen(p.c_str(), "w")) {  // IN_CREATE, IN_CLOSE_WRITE
+      std::fclose(f);
+      ++made;
+    }
+  }
+  REQUIRE(made == limit / 2 + 11);
+  CHECK_FALSE(w.unchanged());
+  CHECK(w.armed());
+  w.settled();
+  CHECK(w.unchanged());
+}
