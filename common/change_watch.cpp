@@ -49,18 +49,7 @@ struct WatchHub {
   bool registered = false;  // the fork handlers are in place
   std::unordered_multimap<int, ChangeWatch*> by_wd;
 
-  static WatchHub& get() {
-    static WatchHub* hub = [] {
-      auto* h = new WatchHub;
-      h->registered = ::pthread_atfork([] { get().mu.lock(); }, [] { get().mu.unlock(); },
-                                       [] {
-                                         g_fork_epoch.fetch_add(1, std::memory_order_relaxed);
-                                         get().mu.unlock();
-                                       }) == 0;
-      return h;
-    }();
-    return *hub;
-  }
+  static WatchHub& get();
 
   // Under mu. A forked child never reads its parent's queue: it leaves the instance to the
   // parent (whose watches it copied are dead in the child) and makes its own.
@@ -134,6 +123,24 @@ struct WatchHub {
     }
   }
 };
+
+namespace {
+WatchHub* g_hub = nullptr;  // set before the fork handlers that use it are registered
+}  // namespace
+
+WatchHub& WatchHub::get() {
+  static WatchHub* hub = [] {
+    g_hub = new WatchHub;
+    // The child gets the mutex unheld (another thread may have held it at the fork).
+    g_hub->registered = ::pthread_atfork([] { g_hub->mu.lock(); }, [] { g_hub->mu.unlock(); },
+                                         [] {
+                                           g_fork_epoch.fetch_add(1, std::memory_order_relaxed);
+                                           g_hub->mu.unlock();
+                                         }) == 0;
+    return g_hub;
+  }();
+  return *hub;
+}
 
 ChangeWatch::Scope::Scope() {
   if (t_scope.depth++ == 0) t_scope.looked = false;
