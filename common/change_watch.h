@@ -1,25 +1,35 @@
 // A cheap "nothing changed" test for a file that other processes change: an inotify watch
-// polled without blocking. Asking it for queued events (FIONREAD) costs about 265 ns on the 2-core
+// polled without blocking. Asking for queued events (FIONREAD) costs about 265 ns on the 2-core
 // test machine, a read(2) that finds none about 330 ns, against about 500-620 ns for an 8-byte
 // pread(2) and 900-1300 ns for a stat(2) by path; it lets a per-operation refresh skip its own
 // check while nothing happened.
 //
+// Every watch of the process shares one inotify instance: one look at its queue answers for all
+// of them, and a Scope lets the watches asked during one refresh (the soft token's store and its
+// metadata.json) share that look instead of each making its own system call. Events taken off
+// the queue are counted for the watches they concern, whoever's look took them.
+//
 // Events are queued by the kernel before the changing call (write, truncate, rename, unlink)
-// returns to its caller, so a change made before our poll is either drained by the poll (and
-// then seen by the caller's own check that follows) or still queued for the next poll.
+// returns to its caller, so a change made before a look is either taken by it (and then seen by
+// the caller's own check that follows) or still queued for the next look.
 // Where a watch cannot be trusted or had, unchanged() is always false and the caller does its
 // own check as before:
 // - a file system that is not local (ext2/3/4, xfs, btrfs, tmpfs): inotify does not see
 //   another host's changes on a network file system;
-// - no inotify instance to be had, or cdcp11 holding kMaxInstances of them already in this
-//   process (instances are a per-user resource other programs need too);
-// - a forked child of the process that made the watch (parent and child would drain one queue);
-// - after the queue overflowed or the watched file or directory went away (for good).
-// Not seen: a change written through a shared memory mapping, and (for a directory entry)
-// writes through a hard link in another directory. cdcp11 writes with write(2) and rename(2).
-// Not thread-safe: the owner's lock guards it.
+// - no inotify instance or watch to be had;
+// - a forked child of the process that made the watch (parent and child would drain one queue;
+//   a child's new watches get an instance of its own);
+// - after the watched file or directory went away (for good).
+// A queue overflow counts as a change for every watch (each owner checks once, then trusts it
+// again). Not seen: a change written through a shared memory mapping, and (for a directory
+// entry) writes through a hard link in another directory. cdcp11 writes with write(2) and
+// rename(2).
+// One watch is not thread-safe (its owner's lock guards it); different watches may be used from
+// different threads.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 namespace cdcp11 {
@@ -30,7 +40,17 @@ class ChangeWatch {
     file,   // the file's inode: its writes, truncation, attributes, removal
     entry,  // the name in its directory: writes to it, a file renamed over it, its removal
   };
-  static constexpr int kMaxInstances = 8;
+
+  // While one is alive on a thread, the shared queue is looked at only by the first unchanged()
+  // of that thread: the others answer from what that look (and any other since) found. For the
+  // checks of one operation, which may all be ordered at that first look. Nests.
+  class Scope {
+   public:
+    Scope();
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+  };
 
   ChangeWatch(const std::string& path, Kind kind);
   ~ChangeWatch();
@@ -39,17 +59,25 @@ class ChangeWatch {
 
   // True only when no change came since the last settled(): the caller's last check still holds.
   bool unchanged();
-  // The caller's own check succeeded (after an unchanged() that said false): later changes count.
-  void settled() { pending_ = false; }
+  // The caller's own check, made after its last unchanged(), succeeded: changes counted after
+  // that unchanged() still count.
+  void settled() {
+    mark_ = observed_;
+    checked_ = true;
+  }
   // Whether unchanged() can ever be true (for tests and figures).
-  bool armed() const { return fd_ >= 0 && !dead_; }
+  bool armed() const;
 
  private:
-  int fd_ = -1;
+  friend struct WatchHub;
+  int wd_ = -1;
   unsigned epoch_ = 0;  // the fork epoch the watch was made in
-  bool pending_ = true;
-  bool dead_ = false;
-  std::string name_;  // Kind::entry: the name watched in its directory
+  std::string name_;         // Kind::entry: the name watched in its directory
+  std::atomic<std::uint64_t> events_{0};  // events counted for this watch
+  std::atomic<bool> dead_{false};
+  std::uint64_t observed_ = 0;  // events_ at the last unchanged()
+  std::uint64_t mark_ = 0;      // events_ the caller's last check covers
+  bool checked_ = false;        // settled() was called
 };
 
 }  // namespace cdcp11

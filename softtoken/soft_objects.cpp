@@ -110,9 +110,10 @@ core::R<core::ObjectChanges> SoftToken::refresh() {
   if (meta_state_ == MetaState::legacy) return err(Errc::token_not_recognized, meta_problem_);
 
   // A corrupt (or unknown) meta record says nothing about the token's identity: keep it.
-  std::string current = reported_token_id_;
-  if (meta_state_ == MetaState::valid) current = meta_->token_id;
-  else if (meta_state_ == MetaState::absent) current.clear();
+  static const std::string kNoToken;
+  const std::string& current = meta_state_ == MetaState::valid    ? meta_->token_id
+                               : meta_state_ == MetaState::absent ? kNoToken
+                                                                  : reported_token_id_;
   bool full = ch->full_reload;
   if (current != reported_token_id_) {
     if (!reported_token_id_.empty())

@@ -306,17 +306,28 @@ R<ObjectChanges> VendorState::refresh_object(const std::string& uid) {
 }
 
 R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>()>& inner_refresh) {
+  R<ObjectChanges> got = ObjectChanges{};
   {
-    // First: the backend's changes, once taken, are not reported again.
-    std::lock_guard lk(mu_);
-    CDC_ASSIGN(bool changed, reload_store());
-    store_changed_ |= changed;
+    // One look at the change watches' queue serves metadata.json's watch and the backend's own
+    // (the soft token's store): what changed before this refresh began is seen by both.
+    ChangeWatch::Scope scope;
+    {
+      // First: the backend's changes, once taken, are not reported again.
+      std::lock_guard lk(mu_);
+      CDC_ASSIGN(bool changed, reload_store());
+      store_changed_ |= changed;
+    }
+    got = inner_refresh();
   }
-  CDC_ASSIGN(auto ch, inner_refresh());
+  CDC_TRY(got);
+  ObjectChanges& ch = *got;
   std::lock_guard lk(mu_);
-  // Again: the backend may have written it (the soft token's move of older records). Unreadable
-  // now, the next refresh reports what changed.
-  auto again = reload_store();
+  // Again, with a look of its own, when the backend changed anything: it may have written the
+  // store (the soft token's move of older records rewrites each record it moves). A write of the
+  // backend's that changes no object (an HSM's pruning of entries whose object is gone) is seen
+  // by the next refresh, as any other. Unreadable now, the next refresh reports what changed.
+  R<bool> again = false;
+  if (ch.full_reload || !ch.upserted.empty() || !ch.removed.empty()) again = reload_store();
   bool store_changed = std::exchange(store_changed_, !again) || (again && *again);
   // Checked again only when there is something new to check: the entries, or the keys (a login
   // or logout elsewhere than through this object, such as a re-initialisation by another process).
@@ -338,7 +349,7 @@ R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>(
       ch.vendor[uid] = std::move(now);
     }
   }
-  return ch;
+  return std::move(ch);
 }
 
 }  // namespace cdcp11::core

@@ -1,15 +1,17 @@
 // What a refresh that finds nothing changed costs in system calls (issue #13: a soft-token
-// operation refreshes first). Counted by interposing stat(2) and pread(2) in this test program;
-// the module's code calls them through the same symbols. Changes made by another instance are
-// still seen.
+// operation refreshes first). Counted by interposing stat(2), pread(2) and ioctl(2) in this test
+// program; the module's code calls them through the same symbols. Changes made by another
+// instance are still seen.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdarg>
 #include <cstdio>
 #include <string_view>
 
@@ -22,6 +24,7 @@
 namespace {
 std::atomic<int> g_metadata_stats{0};
 std::atomic<int> g_generation_reads{0};  // 8 bytes at offset 0: the store's DIR/lock generation
+std::atomic<int> g_watch_polls{0};       // FIONREAD: a change watch asking for queued events
 
 ssize_t counted_pread(int fd, void* buf, size_t n, off_t off) {
   if (n == 8 && off == 0) ++g_generation_reads;
@@ -31,6 +34,15 @@ ssize_t counted_pread(int fd, void* buf, size_t n, off_t off) {
 
 // With _FILE_OFFSET_BITS=64 (meson's default) this defines the symbol pread64, which the store calls.
 extern "C" ssize_t pread(int fd, void* buf, size_t n, off_t off) { return counted_pread(fd, buf, n, off); }
+
+extern "C" int ioctl(int fd, unsigned long request, ...) noexcept {
+  std::va_list ap;
+  va_start(ap, request);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  if (request == FIONREAD) ++g_watch_polls;
+  return static_cast<int>(::syscall(SYS_ioctl, fd, request, arg));
+}
 
 extern "C" int stat(const char* path, struct stat* st) {
   if (std::string_view(path).ends_with("/metadata.json")) ++g_metadata_stats;
@@ -73,6 +85,7 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither sta
 
   g_metadata_stats = 0;
   g_generation_reads = 0;
+  g_watch_polls = 0;
   for (int i = 0; i < 10; ++i) {
     auto ch = v->refresh();
     REQUIRE(ch);
@@ -82,6 +95,8 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither sta
   if (watched) {
     CHECK(g_metadata_stats.load() == 0);
     CHECK(g_generation_reads.load() == 0);
+    // One look for the store's and metadata.json's watches together (they share an instance).
+    CHECK(g_watch_polls.load() == 10);
   }
 
   core::AttrMap a = made->attrs;
@@ -136,5 +151,189 @@ TEST_CASE("refresh cost: a change watch reports writes, a file renamed over its 
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(w.unchanged());
+}
+
+TEST_CASE("refresh cost: watches share one instance; in a scope it is looked at once, and no change is lost to "
+          "another watch's look") {
+  TempDir d;
+  const std::string dir = d.path.string();
+  const auto put = [](const std::string& p, const char* s) {
+    FILE* f = std::fopen(p.c_str(), "w");
+    REQUIRE(f);
+    std::fputs(s, f);
+    std::fclose(f);
+  };
+  put(dir + "/lock", "0");
+  ChangeWatch file(dir + "/lock", ChangeWatch::Kind::file);
+  ChangeWatch entry(dir + "/metadata.json", ChangeWatch::Kind::entry);
+  if (!file.armed() || !entry.armed()) {
+    MESSAGE("the test directory is not on a local file system: the watches are off");
+    CHECK_FALSE(file.unchanged());
+    CHECK_FALSE(entry.unchanged());
+    return;
+  }
+  CHECK_FALSE(file.unchanged());
+  CHECK_FALSE(entry.unchanged());
+  file.settled();
+  entry.settled();
+
+  // Changes made before a scope are seen by every watch in it, with one look.
+  put(dir + "/lock", "1");
+  put(dir + "/metadata.json", "{}");
+  g_watch_polls = 0;
+  {
+    ChangeWatch::Scope scope;
+    CHECK_FALSE(entry.unchanged());
+    CHECK_FALSE(file.unchanged());
+    CHECK_FALSE(entry.unchanged());
+    CHECK(g_watch_polls.load() == 1);
+    file.settled();
+    entry.settled();
+  }
+  {
+    ChangeWatch::Scope scope;
+    CHECK(entry.unchanged());
+    // Made after the scope's look: seen by the next scope (the operation may be ordered before it).
+    put(dir + "/lock", "2");
+    (void)file.unchanged();
+  }
+  {
+    ChangeWatch::Scope scope;
+    CHECK_FALSE(file.unchanged());
+    CHECK(entry.unchanged());
+    file.settled();
+  }
+  CHECK(g_watch_polls.load() == 3);
+
+  // A change made while the owner checks (between its unchanged() and settled()) and taken off
+  // the queue by another watch's look still counts for it afterwards.
+  put(dir + "/lock", "3");
+  CHECK_FALSE(file.unchanged());
+  put(dir + "/lock", "4");          // during file's owner's check
+  CHECK(entry.unchanged());          // drains the event for file
+  file.settled();                    // the check saw "3", not necessarily "4"
+  CHECK_FALSE(file.unchanged());
+  file.settled();
+  CHECK(file.unchanged());
+
+  // Two watches on one name: removing one leaves the other watching.
+  {
+    ChangeWatch again(dir + "/metadata.json", ChangeWatch::Kind::entry);
+    CHECK(again.armed());
+  }
+  put(dir + "/metadata.json", "{\"a\": 1}");
+  CHECK_FALSE(entry.unchanged());
+  entry.settled();
+  CHECK(entry.unchanged());
+}
+
+TEST_CASE("refresh cost: after refreshes that skipped their checks, another process's change is seen at the next one") {
+  TempDir d;
+  const auto g = group(d.path);
+  {
+    auto t = open(g);
+    init(*t);
+  }
+  auto v = open_vendor(g);
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  REQUIRE(v->refresh());
+  // The other writer is another process, so that nothing of it shares this process's watches.
+  const auto in_child = [&](const std::function<bool(core::VendorState&)>& f) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      auto o = core::MetadataStore::open(g.token.dir);
+      auto t = softtoken::SoftToken::open(g, crypto::default_backend());
+      if (!o || !t) ::_exit(2);
+      core::VendorState other(std::move(*t), std::move(*o));
+      ::_exit(other.login(CKU_USER, pin("user-1")) && f(other) ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  };
+  std::string uid;
+  for (int round = 0; round < 3; ++round) {
+    CAPTURE(round);
+    for (int i = 0; i < 3; ++i) REQUIRE(v->refresh());
+    // A new object: the store only.
+    in_child([&](core::VendorState& o) {
+      auto made = o.create_object(aes_key(true));
+      if (!made) return false;
+      std::FILE* f = std::fopen((d.path / "uid").c_str(), "w");
+      std::fputs(made->uid.c_str(), f);
+      std::fclose(f);
+      return true;
+    });
+    {
+      std::FILE* f = std::fopen((d.path / "uid").c_str(), "r");
+      REQUIRE(f);
+      char buf[64] = {};
+      REQUIRE(std::fgets(buf, sizeof buf, f));
+      std::fclose(f);
+      uid = buf;
+    }
+    auto seen = v->refresh();
+    REQUIRE(seen);
+    bool found = false;
+    for (auto& o : seen->upserted) found |= o.uid == uid;
+    CHECK(found);
+    for (int i = 0; i < 3; ++i) REQUIRE(v->refresh());
+    // Its vendor state: metadata.json (and the record, if the backend rewrites it).
+    const auto state = round % 2 ? CDC_MIRROR_STATE_MIRRORED : CDC_MIRROR_STATE_FAILED;
+    in_child([&](core::VendorState& o) {
+      auto ch = o.refresh();
+      if (!ch) return false;
+      for (auto& obj : ch->upserted) {
+        if (obj.uid != uid) continue;
+        core::AttrMap a = obj.attrs;
+        a.set_ulong(CKA_CDC_MIRROR_STATE, state);
+        return static_cast<bool>(o.update_object(uid, a));
+      }
+      return false;
+    });
+    auto seen2 = v->refresh();
+    REQUIRE(seen2);
+    auto got = seen2->vendor.count(uid) ? seen2->vendor.at(uid).ulong(CKA_CDC_MIRROR_STATE) : std::nullopt;
+    for (auto& o : seen2->upserted)
+      if (o.uid == uid) got = o.attrs.ulong(CKA_CDC_MIRROR_STATE);
+    CHECK(got == state);
+  }
+}
+
+TEST_CASE("refresh cost: after the watches' queue overflowed, every watch reports a change once, then is trusted again") {
+  TempDir d;
+  const std::string dir = d.path.string();
+  ChangeWatch w(dir + "/metadata.json", ChangeWatch::Kind::entry);
+  if (!w.armed()) {
+    MESSAGE("the test directory is not on a local file system: the watch is off");
+    return;
+  }
+  CHECK_FALSE(w.unchanged());
+  w.settled();
+  CHECK(w.unchanged());
+  // Events for other names, distinct so that the kernel cannot merge them, past the queue's size.
+  int limit = 16384;
+  if (FILE* f = std::fopen("/proc/sys/fs/inotify/max_queued_events", "r")) {
+    if (std::fscanf(f, "%d", &limit) != 1) limit = 16384;
+    std::fclose(f);
+  }
+  if (limit > 100000) {
+    MESSAGE("the inotify queue is too large to overflow here");
+    return;
+  }
+  int made = 0;
+  for (int i = 0; i <= limit / 2 + 10; ++i) {
+    const std::string p = dir + "/f" + std::to_string(i);
+    if (FILE* f = std::fopen(p.c_str(), "w")) {  // IN_CREATE, IN_CLOSE_WRITE
+      std::fclose(f);
+      ++made;
+    }
+  }
+  REQUIRE(made == limit / 2 + 11);
+  CHECK_FALSE(w.unchanged());
+  CHECK(w.armed());
+  w.settled();
   CHECK(w.unchanged());
 }
