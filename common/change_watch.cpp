@@ -173,18 +173,34 @@ ChangeWatch::~ChangeWatch() {
 
 bool ChangeWatch::armed() const { return wd_ >= 0 && !dead_.load(); }
 
+namespace {
+// One look per Scope (or per call outside one).
+void look_in_scope() {
+  if (t_scope.depth == 0 || !t_scope.looked) {
+    WatchHub::get().look();
+    if (t_scope.depth > 0) t_scope.looked = true;
+  }
+}
+}  // namespace
+
 bool ChangeWatch::unchanged() {
   if (wd_ < 0 || dead_.load()) return false;
   if (g_fork_epoch.load(std::memory_order_relaxed) != epoch_) {
     dead_ = true;
     return false;
   }
-  if (t_scope.depth == 0 || !t_scope.looked) {
-    WatchHub::get().look();
-    if (t_scope.depth > 0) t_scope.looked = true;
-  }
+  look_in_scope();
   observed_ = events_.load(std::memory_order_acquire);
-  return checked_ && observed_ == mark_ && !dead_.load();
+  return checked_.load(std::memory_order_relaxed) && observed_ == mark_.load(std::memory_order_relaxed) &&
+         !dead_.load();
+}
+
+bool ChangeWatch::quiet() const {
+  if (wd_ < 0 || dead_.load() || !checked_.load(std::memory_order_acquire) ||
+      g_fork_epoch.load(std::memory_order_relaxed) != epoch_)
+    return false;
+  look_in_scope();
+  return events_.load(std::memory_order_acquire) == mark_.load(std::memory_order_relaxed) && !dead_.load();
 }
 
 }  // namespace cdcp11

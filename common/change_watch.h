@@ -24,8 +24,8 @@
 // again). Not seen: a change written through a shared memory mapping, and (for a directory
 // entry) writes through a hard link in another directory. cdcp11 writes with write(2) and
 // rename(2).
-// One watch is not thread-safe (its owner's lock guards it); different watches may be used from
-// different threads.
+// One watch is not thread-safe (its owner's lock guards it), but for quiet(); different watches
+// may be used from different threads.
 #pragma once
 
 #include <atomic>
@@ -62,9 +62,14 @@ class ChangeWatch {
   // The caller's own check, made after its last unchanged(), succeeded: changes counted after
   // that unchanged() still count.
   void settled() {
-    mark_ = observed_;
-    checked_ = true;
+    mark_.store(observed_, std::memory_order_relaxed);
+    checked_.store(true, std::memory_order_release);
   }
+  // True only when no change came since the last settled(), as unchanged() would say, but
+  // writing nothing of the watch's: for callers that may ask at once, while its owner's
+  // unchanged() and settled() are not running (they hold the owner's lock shared, those
+  // exclusively). Looks at the queue as unchanged() does (once per Scope).
+  bool quiet() const;
   // Whether unchanged() can ever be true (for tests and figures).
   bool armed() const;
 
@@ -76,8 +81,8 @@ class ChangeWatch {
   std::atomic<std::uint64_t> events_{0};  // events counted for this watch
   std::atomic<bool> dead_{false};
   std::uint64_t observed_ = 0;  // events_ at the last unchanged()
-  std::uint64_t mark_ = 0;      // events_ the caller's last check covers
-  bool checked_ = false;        // settled() was called
+  std::atomic<std::uint64_t> mark_{0};  // events_ the caller's last check covers
+  std::atomic<bool> checked_{false};     // settled() was called
 };
 
 }  // namespace cdcp11
