@@ -185,6 +185,11 @@ class Backend {
   // operation starts (a key destroyed elsewhere is its CKR_KEY_HANDLE_INVALID), and listing its
   // objects costs more than most operations.
   virtual bool refresh_before_operations() const { return true; }
+  // True only when a refresh() now would report nothing (no change here or elsewhere since the
+  // last one); false when that cannot be told cheaply. Threads may ask at once, under the token's
+  // shared lock (refresh() runs under its exclusive one): an operation on a token key whose
+  // backend says so starts without the exclusive lock and the refresh.
+  virtual bool unchanged_since_refresh() { return false; }
 
   // Creates an object from full attributes; secret attributes among them are taken into the
   // backend and are not in the returned StoredObject. Session objects (CKA_TOKEN false) live in

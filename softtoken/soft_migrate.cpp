@@ -117,6 +117,7 @@ core::R<void> SoftToken::move_vendor_state() {
         key_cache_.erase(m.uid);
         token_objs_[m.uid] = TokenRecord{std::move(*rec), Trust::verified, true};
         dirty_.insert(m.uid);
+        settled_.store(false, std::memory_order_release);
         ++moved;
         crash_point(2);
       }

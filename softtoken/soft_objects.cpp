@@ -57,6 +57,7 @@ void SoftToken::drop_record(const std::string& uid) {
   token_objs_.erase(uid);
   key_cache_.erase(uid);
   dirty_.insert(uid);
+  settled_.store(false, std::memory_order_release);
 }
 
 core::R<Secrets> SoftToken::secrets_of(const std::string& uid) {
@@ -100,6 +101,7 @@ core::R<core::StoredObject> SoftToken::store_new(core::AttrMap attrs, Secrets se
 
 core::R<core::ObjectChanges> SoftToken::refresh() {
   std::lock_guard lk(mu_);
+  settled_.store(false, std::memory_order_release);
   auto ch = store_->refresh();
   if (!ch) {
     // Nothing was taken from the store: the next refresh sees the same changes.
@@ -187,6 +189,7 @@ core::R<core::ObjectChanges> SoftToken::refresh() {
   }
   dirty_.clear();
   rescan_ = false;
+  settled_.store(true, std::memory_order_release);
   return out;
 }
 

@@ -368,6 +368,7 @@ core::R<void> SoftToken::take_token_key(ByteView token_key) {
   vendor_move_tried_ = false;
   for (auto& [uid, r] : token_objs_) admit(uid, r);
   rescan_ = true;
+  settled_.store(false, std::memory_order_release);
   return {};
 }
 
@@ -381,6 +382,7 @@ void SoftToken::forget_keys() {
     r.opened = false;
   }
   rescan_ = true;
+  settled_.store(false, std::memory_order_release);
 }
 
 bool SoftToken::LockedVendorSeal::ready() {

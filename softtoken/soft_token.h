@@ -30,6 +30,7 @@
 // C_InitToken (with their SO PIN) re-initialises them.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,6 +64,9 @@ class SoftToken final : public core::Backend {
   void logout() override;
 
   core::R<core::ObjectChanges> refresh() override;
+  bool unchanged_since_refresh() override {
+    return settled_.load(std::memory_order_acquire) && store_->unchanged_since_refresh();
+  }
   core::R<core::StoredObject> create_object(const core::AttrMap& attrs) override;
   core::R<core::StoredObject> create_key_reference(const core::AttrMap& attrs) override;
   core::R<core::StoredObject> copy_object(const std::string& src_uid, const core::AttrMap& attrs) override;
@@ -191,6 +195,9 @@ class SoftToken final : public core::Backend {
   std::set<std::string> reported_;
   std::set<std::string> dirty_;     // records changed since the last report
   bool rescan_ = false;             // login/logout: which records are servable may have changed
+  // The last refresh() succeeded and left nothing for the next (dirty_ empty, no rescan_): for
+  // unchanged_since_refresh(), which other threads call without mu_.
+  std::atomic<bool> settled_{false};
   bool vendor_move_tried_ = false;  // this login: move_vendor_state failed (tried again at the next)
   LockedVendorSeal vendor_seal_{*this};
 };

@@ -119,7 +119,10 @@ R<SlotMechanism> Token::slot_mechanism(const Mechanism& m, CK_FLAGS flag) const 
 
 bool Token::opens_shared(CK_OBJECT_HANDLE h) const {
   const Object* o = cache_.get(h);
-  return o && !o->token && o->for_ops && !slot_list_.empty();
+  if (!o || !o->for_ops || slot_list_.empty()) return false;
+  // A token object may have changed elsewhere: unless the backend can tell that nothing did, the
+  // exclusive path refreshes first.
+  return !o->token || !backend_->refresh_before_operations() || backend_->unchanged_since_refresh();
 }
 
 bool Token::always_authenticate(const Object& key) {

@@ -6,9 +6,10 @@
 //
 // Locking: mu_ guards the login state, the cache and calls into the backend that change objects;
 // crypto operations run without it. It is taken shared only where nothing is written: starting an
-// operation on a session object (with_key, which also starts the backend's operation under it),
-// the call threads of a busy application make at once. Order: session, then token. Observers (the
-// mirror) are told of new and destroyed keys with no lock held.
+// operation on a key already opened once (with_key, which also starts the backend's operation
+// under it), the call threads of a busy application make at once. For a token key that holds only
+// while the backend can tell nothing changed since its last refresh. Order: session, then token.
+// Observers (the mirror) are told of new and destroyed keys with no lock held.
 #pragma once
 
 #include <atomic>
@@ -124,9 +125,9 @@ class Token {
   // allowing the use and the mechanism (type, usage attribute, CKA_ALLOWED_MECHANISMS, size).
   // Under the exclusive lock: a token object is refreshed first. The key is held by a count.
   R<OpenKey> open_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m);
-  // f(const KeyRef&) with the key open_key would give. A session object's runs under the shared
-  // lock, which keeps the object: no count of its copy is taken, a write to a line every thread
-  // using the key would share (#13). Any other's runs after open_key, on the copy it holds.
+  // f(const KeyRef&) with the key open_key would give. Where opens_shared, it runs under the
+  // shared lock, which keeps the object: no count of its copy is taken, a write to a line every
+  // thread using the key would share (#13). Otherwise it runs after open_key, on the copy it holds.
   template <class F>
   R<void> with_key(const Session& s, CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m, F&& f) {
     {
@@ -184,8 +185,9 @@ class Token {
   R<SlotMechanism> slot_mechanism(const Mechanism& m, CK_FLAGS flag) const;
   // open_key's checks, under mu_ (shared or not), of an object whose for_ops exists.
   R<const Object*> checked_key(CK_OBJECT_HANDLE h, KeyUse use, const Mechanism& m) const;
-  // Under mu_: whether h is opened under the shared lock (a session object whose for_ops exists,
-  // on a slot whose mechanisms are known: nothing to write).
+  // Under mu_: whether h is opened under the shared lock: its for_ops exists, the slot's
+  // mechanisms are known, and a token object needs no refresh (the backend saw no change since
+  // the last). Nothing to write.
   bool opens_shared(CK_OBJECT_HANDLE h) const;
   static bool always_authenticate(const Object& key);
   R<CK_OBJECT_HANDLE> added(const Session& s, R<StoredObject> made);

@@ -120,6 +120,7 @@ R<void> VendorState::login(CK_USER_TYPE who, ByteView pin) {
   CDC_TRY(inner_->login(who, pin));
   std::lock_guard lk(mu_);
   store_changed_ |= check_entries();
+  settled_.store(false, std::memory_order_release);
   return {};
 }
 
@@ -127,6 +128,7 @@ void VendorState::logout() {
   inner_->logout();
   std::lock_guard lk(mu_);
   store_changed_ |= check_entries();
+  settled_.store(false, std::memory_order_release);
 }
 
 AttrMap VendorState::current(const std::string& uid, const AttrMap& from_backend) const {
@@ -168,6 +170,7 @@ R<void> VendorState::put(const std::string& uid, const AttrMap& attrs, const Att
   }));
   // The update re-read the store: other processes' changes are in it too.
   store_changed_ |= check_entries();
+  settled_.store(false, std::memory_order_release);
   return {};
 }
 
@@ -267,6 +270,7 @@ R<void> VendorState::destroy_object(const std::string& uid) {
   if (!store_->data().objects.count(uid)) return {};
   CDC_TRY(store_->update([&](MetaData& d) -> R<bool> { return d.objects.erase(uid) > 0; }));
   store_changed_ |= check_entries();
+  settled_.store(false, std::memory_order_release);
   return {};
 }
 
@@ -274,6 +278,7 @@ R<void> VendorState::init_token(ByteView so_pin, const std::string& label) {
   CDC_TRY(inner_->init_token(so_pin, label));
   std::lock_guard lk(mu_);
   shown_.clear();
+  settled_.store(false, std::memory_order_release);
   // The objects are gone: so is their vendor state (an HSM entry keeps its locator).
   CDC_TRY(store_->update([&](MetaData& d) -> R<bool> {
     bool changed = false;
@@ -306,6 +311,7 @@ R<ObjectChanges> VendorState::refresh_object(const std::string& uid) {
 }
 
 R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>()>& inner_refresh) {
+  settled_.store(false, std::memory_order_release);
   R<ObjectChanges> got = ObjectChanges{};
   {
     // One look at the change watches' queue serves metadata.json's watch and the backend's own
@@ -349,7 +355,14 @@ R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>(
       ch.vendor[uid] = std::move(now);
     }
   }
+  settled_.store(!store_changed_ && (!seal_ || seal_->ready() == checked_with_keys_), std::memory_order_release);
   return std::move(ch);
+}
+
+bool VendorState::unchanged_since_refresh() {
+  // One look at the change queue answers for metadata.json's watch and the backend's.
+  ChangeWatch::Scope scope;
+  return settled_.load(std::memory_order_acquire) && store_watch_.quiet() && inner_->unchanged_since_refresh();
 }
 
 }  // namespace cdcp11::core

@@ -27,6 +27,7 @@
 // removed from the file is not detected: its object has the defaults too.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -55,6 +56,7 @@ class VendorState final : public Backend {
   R<ObjectChanges> refresh() override;
   R<ObjectChanges> refresh_object(const std::string& uid) override;
   bool refresh_before_operations() const override { return inner_->refresh_before_operations(); }
+  bool unchanged_since_refresh() override;
   R<StoredObject> create_object(const AttrMap& attrs) override;
   R<StoredObject> create_key_reference(const AttrMap& attrs) override;
   R<StoredObject> copy_object(const std::string& src_uid, const AttrMap& attrs) override;
@@ -126,6 +128,9 @@ class VendorState final : public Backend {
   bool checked_with_keys_ = false;
   std::map<std::string, Shown> shown_;  // token objects reported, by uid
   bool store_changed_ = false;          // read since the last refresh() that reported it
+  // The last refresh() succeeded and left nothing for the next (no store change unreported, the
+  // entries checked with the keys as they are): for unchanged_since_refresh(), asked without mu_.
+  std::atomic<bool> settled_{false};
 };
 
 // Splits the vendor attributes (CKA_CDC_*) off attrs: returns them, leaves the rest in rest.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <ctime>
 #include <set>
@@ -97,6 +98,8 @@ struct ObjectStore::Impl {
   // Lets refresh() skip reading the generation while nothing wrote DIR/lock (writers bump it
   // with pwrite before every change).
   std::optional<ChangeWatch> gen_watch;
+  // refreshed && unreadable.empty(), for unchanged_since_refresh() (which other threads call).
+  std::atomic<bool> trusted{false};
 
   class Held {
    public:
@@ -380,6 +383,10 @@ R<void> ObjectStore::wipe() {
 
 R<std::uint64_t> ObjectStore::generation() { return impl_->read_gen(); }
 
+bool ObjectStore::unchanged_since_refresh() const {
+  return impl_->trusted.load(std::memory_order_acquire) && impl_->gen_watch->quiet();
+}
+
 namespace {
 
 // What load_one found for objects/<name>.
@@ -550,6 +557,7 @@ R<Changes> ObjectStore::refresh() {
   s.seen_gen = gen;
   s.refreshed = true;
   s.gen_watch->settled();
+  s.trusted.store(s.unreadable.empty(), std::memory_order_release);
   return ch;
 }
 

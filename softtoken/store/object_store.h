@@ -130,6 +130,10 @@ class ObjectStore {
 
   // What changed on disk since the previous refresh() of this instance (by any process).
   R<Changes> refresh();
+  // True only when a refresh() now would find nothing changed and nothing left unreadable; false
+  // when it cannot tell. Reads no file and writes nothing: threads may ask at once, while no
+  // refresh() runs.
+  bool unchanged_since_refresh() const;
   // Current generation counter (reads DIR/lock).
   R<std::uint64_t> generation();
 

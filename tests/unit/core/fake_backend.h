@@ -4,6 +4,7 @@
 // would change the token) and read back which backend calls the core made.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,8 @@ class FakeBackend final : public Backend {
   std::optional<Error> fail_create;
   // What refresh_before_operations() answers (false: like an HSM, whose listing is costly).
   bool refresh_first = true;
+  // What unchanged_since_refresh() answers (true: an operation on a token key skips the refresh).
+  std::atomic<bool> quiet{false};
   int refreshes = 0;  // refresh() calls so far
   std::vector<std::string> object_refreshes;  // refresh_object() calls so far, by uid
 
@@ -55,6 +58,7 @@ class FakeBackend final : public Backend {
   // Like an HSM's: what is pending, without counting as a refresh() (a listing).
   R<ObjectChanges> refresh_object(const std::string& uid) override;
   bool refresh_before_operations() const override { return refresh_first; }
+  bool unchanged_since_refresh() override { return quiet.load(); }
   R<StoredObject> create_object(const AttrMap& attrs) override;
   R<StoredObject> create_key_reference(const AttrMap& attrs) override;
   R<StoredObject> copy_object(const std::string& src_uid, const AttrMap& attrs) override;

@@ -205,6 +205,43 @@ TEST_CASE("fake core: open_key refuses the wrong class, a false usage attribute,
   CHECK(std::count(f.fake->calls.begin(), f.fake->calls.end(), "begin CKM_AES_CBC_PAD") == 1);
 }
 
+TEST_CASE("fake core: an operation on a token key refreshes first, unless the backend saw no change since its last "
+          "refresh") {
+  Fixture f([](FakeBackend& b) { b.slot_list = std::vector<SlotMechanism>{{CKM_AES_CBC_PAD, 32, 32, CKF_ENCRYPT}}; });
+  auto s = f.open();
+  REQUIRE(f.lib.login(*s, CKU_USER, pin("1234")));
+  auto k = f.token->create_object(*s, aes_key(32));  // a token object
+  REQUIRE(k);
+  // A session for each operation (one stays active in its session); opening one may refresh.
+  std::vector<std::shared_ptr<Session>> ss;
+  for (int i = 0; i < 6; ++i) ss.push_back(f.open());
+  int next = 0;
+  const auto begin_next = [&] { return begin_error(*ss.at(next++), OpKind::encrypt, CKM_AES_CBC_PAD, *k); };
+  const auto begins = [&] { return std::count(f.fake->calls.begin(), f.fake->calls.end(), "begin CKM_AES_CBC_PAD"); };
+
+  int before = f.fake->refreshes;
+  CHECK_FALSE(begin_next());
+  CHECK_FALSE(begin_next());
+  CHECK(f.fake->refreshes == before + 2);  // the backend cannot tell: each refreshes
+
+  f.fake->quiet = true;
+  before = f.fake->refreshes;
+  CHECK_FALSE(begin_next());
+  CHECK_FALSE(begin_next());
+  CHECK(f.fake->refreshes == before);
+  CHECK(begins() == 4);
+
+  // Gone elsewhere (the token's objects reloaded without it): while the backend says nothing
+  // changed (wrongly, here) the key is used as last seen; once it says otherwise, the refresh
+  // takes the key away.
+  f.fake->push_full_reload({});
+  CHECK_FALSE(begin_next());
+  f.fake->quiet = false;
+  CHECK(begin_next() == Errc::key_handle_invalid);
+  CHECK(f.fake->refreshes == before + 1);
+  CHECK(begins() == 5);
+}
+
 TEST_CASE("fake core: threads beginning operations on one session key while it changes and goes get the key as it "
           "is or a precise error") {
   Fixture f([](FakeBackend& b) { b.slot_list = std::vector<SlotMechanism>{{CKM_AES_CBC_PAD, 32, 32, CKF_ENCRYPT}}; });

@@ -60,6 +60,22 @@ std::unique_ptr<core::VendorState> open_vendor(const GroupConfig& g) {
   return std::make_unique<core::VendorState>(open(g), std::move(*meta));
 }
 
+// f on the token, logged in, in another process: nothing of it shares this process's watches.
+void in_child(const GroupConfig& g, const std::function<bool(core::VendorState&)>& f) {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    auto o = core::MetadataStore::open(g.token.dir);
+    auto t = softtoken::SoftToken::open(g, crypto::default_backend());
+    if (!o || !t) ::_exit(2);
+    core::VendorState other(std::move(*t), std::move(*o));
+    ::_exit(other.login(CKU_USER, pin("user-1")) && f(other) ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+}
+
 }  // namespace
 
 TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither stats metadata.json nor reads the store's "
@@ -129,17 +145,23 @@ TEST_CASE("refresh cost: a change watch reports writes, a file renamed over its 
     CHECK_FALSE(w.unchanged());
     w.settled();
     CHECK_FALSE(w.unchanged());
+    CHECK_FALSE(w.quiet());
     return;
   }
   CHECK_FALSE(w.unchanged());  // nothing checked yet
+  CHECK_FALSE(w.quiet());
   w.settled();
   CHECK(w.unchanged());
+  CHECK(w.quiet());
   put(dir + "/other", "x");  // another name in the directory
   CHECK(w.unchanged());
   put(path, "2");
+  CHECK_FALSE(w.quiet());  // the look it makes counts the change for unchanged() too
   CHECK_FALSE(w.unchanged());
   CHECK_FALSE(w.unchanged());  // until the caller's check
+  CHECK_FALSE(w.quiet());
   w.settled();
+  CHECK(w.quiet());
   put(dir + "/tmp", "3");
   REQUIRE(std::rename((dir + "/tmp").c_str(), path.c_str()) == 0);
   CHECK_FALSE(w.unchanged());
@@ -147,7 +169,7 @@ TEST_CASE("refresh cost: a change watch reports writes, a file renamed over its 
   CHECK(w.unchanged());
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
-  if (child == 0) ::_exit(w.unchanged() ? 1 : 0);
+  if (child == 0) ::_exit(w.quiet() || w.unchanged() ? 1 : 0);
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
@@ -238,27 +260,12 @@ TEST_CASE("refresh cost: after refreshes that skipped their checks, another proc
   auto v = open_vendor(g);
   REQUIRE(v->login(CKU_USER, pin("user-1")));
   REQUIRE(v->refresh());
-  // The other writer is another process, so that nothing of it shares this process's watches.
-  const auto in_child = [&](const std::function<bool(core::VendorState&)>& f) {
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-      auto o = core::MetadataStore::open(g.token.dir);
-      auto t = softtoken::SoftToken::open(g, crypto::default_backend());
-      if (!o || !t) ::_exit(2);
-      core::VendorState other(std::move(*t), std::move(*o));
-      ::_exit(other.login(CKU_USER, pin("user-1")) && f(other) ? 0 : 1);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
-  };
   std::string uid;
   for (int round = 0; round < 3; ++round) {
     CAPTURE(round);
     for (int i = 0; i < 3; ++i) REQUIRE(v->refresh());
     // A new object: the store only.
-    in_child([&](core::VendorState& o) {
+    in_child(g, [&](core::VendorState& o) {
       auto made = o.create_object(aes_key(true));
       if (!made) return false;
       std::FILE* f = std::fopen((d.path / "uid").c_str(), "w");
@@ -282,7 +289,7 @@ TEST_CASE("refresh cost: after refreshes that skipped their checks, another proc
     for (int i = 0; i < 3; ++i) REQUIRE(v->refresh());
     // Its vendor state: metadata.json (and the record, if the backend rewrites it).
     const auto state = round % 2 ? CDC_MIRROR_STATE_MIRRORED : CDC_MIRROR_STATE_FAILED;
-    in_child([&](core::VendorState& o) {
+    in_child(g, [&](core::VendorState& o) {
       auto ch = o.refresh();
       if (!ch) return false;
       for (auto& obj : ch->upserted) {
@@ -300,6 +307,67 @@ TEST_CASE("refresh cost: after refreshes that skipped their checks, another proc
       if (o.uid == uid) got = o.attrs.ulong(CKA_CDC_MIRROR_STATE);
     CHECK(got == state);
   }
+}
+
+TEST_CASE("refresh cost: the soft token says nothing changed since its refresh, with one look and no read, only "
+          "until another process changes an object or its vendor state, or a login changes what is served") {
+  TempDir d;
+  const auto g = group(d.path);
+  {
+    auto t = open(g);
+    init(*t);
+  }
+  auto v = open_vendor(g);
+  const bool watched = ChangeWatch(d.path.string() + "/probe", ChangeWatch::Kind::entry).armed();
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  CHECK_FALSE(v->unchanged_since_refresh());  // no refresh yet
+  REQUIRE(v->refresh());
+  REQUIRE(v->refresh());  // the first after a login may leave work for the next
+  if (!watched) {
+    MESSAGE("the test directory is not on a local file system: never unchanged");
+    CHECK_FALSE(v->unchanged_since_refresh());
+    return;
+  }
+  g_metadata_stats = 0;
+  g_generation_reads = 0;
+  g_watch_polls = 0;
+  for (int i = 0; i < 10; ++i) CHECK(v->unchanged_since_refresh());
+  CHECK(g_watch_polls.load() == 10);
+  CHECK(g_generation_reads.load() == 0);
+  CHECK(g_metadata_stats.load() == 0);
+
+  in_child(g, [](core::VendorState& o) { return static_cast<bool>(o.create_object(aes_key(true))); });
+  CHECK_FALSE(v->unchanged_since_refresh());
+  CHECK_FALSE(v->unchanged_since_refresh());  // until the refresh that reports it
+  auto seen = v->refresh();
+  REQUIRE(seen);
+  CHECK(seen->upserted.size() == 1);
+  CHECK(v->unchanged_since_refresh());
+
+  REQUIRE(seen->upserted.size() == 1);
+  const std::string uid = seen->upserted.front().uid;
+  in_child(g, [&](core::VendorState& o) {
+    auto ch = o.refresh();
+    if (!ch) return false;
+    for (auto& obj : ch->upserted) {
+      if (obj.uid != uid) continue;
+      core::AttrMap a = obj.attrs;
+      a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
+      return static_cast<bool>(o.update_object(uid, a));
+    }
+    return false;
+  });
+  CHECK_FALSE(v->unchanged_since_refresh());
+  REQUIRE(v->refresh());
+  CHECK(v->unchanged_since_refresh());
+
+  // A logout changes which objects are served (the private key goes): the next refresh says so.
+  v->logout();
+  CHECK_FALSE(v->unchanged_since_refresh());
+  auto after = v->refresh();
+  REQUIRE(after);
+  CHECK(after->removed.size() == 1);
+  CHECK(v->unchanged_since_refresh());
 }
 
 TEST_CASE("refresh cost: after the watches' queue overflowed, every watch reports a change once, then is trusted again") {
