@@ -76,6 +76,21 @@ void in_child(const GroupConfig& g, const std::function<bool(core::VendorState&)
   REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
 }
 
+// A vendor-state change (metadata.json, and the record if the backend rewrites it), in another process.
+void set_mirror_state_in_child(const GroupConfig& g, const std::string& uid, CK_ULONG state) {
+  in_child(g, [&](core::VendorState& o) {
+    auto ch = o.refresh();
+    if (!ch) return false;
+    for (auto& obj : ch->upserted) {
+      if (obj.uid != uid) continue;
+      core::AttrMap a = obj.attrs;
+      a.set_ulong(CKA_CDC_MIRROR_STATE, state);
+      return static_cast<bool>(o.update_object(uid, a));
+    }
+    return false;
+  });
+}
+
 }  // namespace
 
 TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither stats metadata.json nor reads the store's "
@@ -287,19 +302,9 @@ TEST_CASE("refresh cost: after refreshes that skipped their checks, another proc
     for (auto& o : seen->upserted) found |= o.uid == uid;
     CHECK(found);
     for (int i = 0; i < 3; ++i) REQUIRE(v->refresh());
-    // Its vendor state: metadata.json (and the record, if the backend rewrites it).
+    // Its vendor state.
     const auto state = round % 2 ? CDC_MIRROR_STATE_MIRRORED : CDC_MIRROR_STATE_FAILED;
-    in_child(g, [&](core::VendorState& o) {
-      auto ch = o.refresh();
-      if (!ch) return false;
-      for (auto& obj : ch->upserted) {
-        if (obj.uid != uid) continue;
-        core::AttrMap a = obj.attrs;
-        a.set_ulong(CKA_CDC_MIRROR_STATE, state);
-        return static_cast<bool>(o.update_object(uid, a));
-      }
-      return false;
-    });
+    set_mirror_state_in_child(g, uid, state);
     auto seen2 = v->refresh();
     REQUIRE(seen2);
     auto got = seen2->vendor.count(uid) ? seen2->vendor.at(uid).ulong(CKA_CDC_MIRROR_STATE) : std::nullopt;
@@ -346,17 +351,7 @@ TEST_CASE("refresh cost: the soft token says nothing changed since its refresh, 
 
   REQUIRE(seen->upserted.size() == 1);
   const std::string uid = seen->upserted.front().uid;
-  in_child(g, [&](core::VendorState& o) {
-    auto ch = o.refresh();
-    if (!ch) return false;
-    for (auto& obj : ch->upserted) {
-      if (obj.uid != uid) continue;
-      core::AttrMap a = obj.attrs;
-      a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
-      return static_cast<bool>(o.update_object(uid, a));
-    }
-    return false;
-  });
+  set_mirror_state_in_child(g, uid, CDC_MIRROR_STATE_MIRRORED);
   CHECK_FALSE(v->unchanged_since_refresh());
   REQUIRE(v->refresh());
   CHECK(v->unchanged_since_refresh());
