@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "cdcp11/cdcp11.h"
@@ -109,6 +111,31 @@ R<MetaData> decode(const std::string& json, const std::string& path) {
   return out;
 }
 
+// metadata.lock's change counter (8 bytes, little-endian); nullopt while it has none (a new
+// store), or a torn one: then no instance's data_ counts as current.
+R<std::optional<std::uint64_t>> read_counter(int fd, const std::string& path) {
+  std::uint8_t b[8] = {};
+  ssize_t n;
+  do n = ::pread(fd, b, sizeof b, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return core::err(Errc::device_error, path + ": read: " + std::strerror(errno));
+  if (n != sizeof b) return std::optional<std::uint64_t>{};
+  std::uint64_t g = 0;
+  for (int i = 0; i < 8; ++i) g |= std::uint64_t(b[i]) << (8 * i);
+  return std::optional<std::uint64_t>{g};
+}
+
+R<void> write_counter(int fd, const std::string& path, std::uint64_t g) {
+  std::uint8_t b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<std::uint8_t>(g >> (8 * i));
+  ssize_t n;
+  do n = ::pwrite(fd, b, sizeof b, 0);
+  while (n < 0 && errno == EINTR);
+  if (n != sizeof b)
+    return core::err(Errc::device_error, path + ": write: " + (n < 0 ? std::strerror(errno) : "short write"));
+  return {};
+}
+
 }  // namespace
 
 R<std::unique_ptr<MetadataStore>> MetadataStore::open(const std::string& dir) {
@@ -122,6 +149,7 @@ R<std::unique_ptr<MetadataStore>> MetadataStore::open(const std::string& dir) {
 }
 
 R<void> MetadataStore::read_file() {
+  current_ = false;
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) {
     if (errno != ENOENT) return core::err(Errc::device_error, path_ + ": " + std::strerror(errno));
@@ -137,6 +165,14 @@ R<void> MetadataStore::read_file() {
   ss << in.rdbuf();
   CDC_ASSIGN(data_, decode(ss.str(), path_));
   stamp_ = now;
+  return {};
+}
+
+R<void> MetadataStore::take_stamp() {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) return core::err(Errc::device_error, path_ + ": " + std::strerror(errno));
+  stamp_ = {static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
+            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
   return {};
 }
 
@@ -162,12 +198,22 @@ R<void> MetadataStore::update(const std::function<R<bool>(MetaData&)>& f) {
     int fd;
     ~Unlock() { ::flock(fd, LOCK_UN); }
   } unlock{fd.get()};
-  CDC_TRY(read_file());
+  CDC_ASSIGN(const std::optional<std::uint64_t> gen, read_counter(fd.get(), lock_path));
+  if (!current_ || !gen || *gen != gen_) CDC_TRY(read_file());
+  current_ = false;  // until the file matches data_ again
   CDC_ASSIGN(bool changed, f(data_));
-  if (!changed) return {};
+  if (!changed) return {};  // f may have touched data_ all the same: the next update reads the file
+  const std::uint64_t next = gen.value_or(0) + 1;
+  // The counter first: a process killed between the two leaves a counter that says "changed",
+  // so no instance keeps a data_ older than the file.
+  CDC_TRY(write_counter(fd.get(), lock_path, next));
   if (auto w = write_file_atomically(path_, encode(data_), 0600); !w)
     return core::err(Errc::device_error, "the metadata store cannot be written: " + w.error());
-  return read_file();  // the new stamp, so our own write is not taken for another's
+  // data_ is what was written: its stamp, so that our own write is not taken for another's.
+  CDC_TRY(take_stamp());
+  current_ = true;
+  gen_ = next;
+  return {};
 }
 
 }  // namespace cdcp11::core

@@ -11,7 +11,10 @@
 // - refs: an HSM group's attribute-only key references (Azure-resident keys), by uid.
 // The file is replaced atomically (write_file_atomically) and every change is made under an
 // flock of <dir>/metadata.lock, re-reading the file first, so several processes share it.
-// Readers need no lock. Not thread-safe: the backend's lock guards it.
+// metadata.lock holds an 8-byte counter every change bumps before the file is replaced: a change
+// re-reads the file only when another instance changed it since this one last read or wrote it
+// (a vault sync adds thousands of entries, and each re-read parses them all). Readers need no
+// lock. Not thread-safe: the backend's lock guards it.
 #pragma once
 
 #include <cstdint>
@@ -48,12 +51,15 @@ class MetadataStore {
   // The data as last read; reload() re-reads it when the file changed and says whether it did.
   const MetaData& data() const { return data_; }
   core::R<bool> reload();
-  // Locks, re-reads, applies f, writes the file if f returns true, unlocks.
+  // Locks, re-reads the file if another instance changed it since this one read or wrote it,
+  // applies f, writes the file if f returns true, unlocks.
   core::R<void> update(const std::function<core::R<bool>(MetaData&)>& f);
 
  private:
   MetadataStore(std::string dir, std::string path) : dir_(std::move(dir)), path_(std::move(path)) {}
+  // Reads the file into data_ and its stamp; data_ is then not known to match a generation.
   core::R<void> read_file();
+  core::R<void> take_stamp();
 
   std::string dir_, path_;
   MetaData data_;
@@ -62,6 +68,11 @@ class MetadataStore {
     std::int64_t mtime_ns = 0;
     bool operator==(const Stamp&) const = default;
   } stamp_{};
+  // data_ is the file of generation gen_ (of metadata.lock's counter): true after an update,
+  // false after any other read and after an update that failed (f or the write may have changed
+  // data_ but not the file).
+  bool current_ = false;
+  std::uint64_t gen_ = 0;
 };
 
 // The vendor attributes (CKA_CDC_*), which live in the store, not in a backend.

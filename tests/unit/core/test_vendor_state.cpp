@@ -321,6 +321,50 @@ TEST_CASE("vendor state: written to the store, never to the record; destroy remo
   CHECK_FALSE((*meta)->data().objects.count(uid));
 }
 
+TEST_CASE("metadata store: an update builds on every other instance's update, never on what a failed or empty one "
+          "left in memory") {
+  TempDir d;
+  const std::string dir = d.path.string();
+  auto a = MetadataStore::open(dir);
+  auto b = MetadataStore::open(dir);
+  REQUIRE(a);
+  REQUIRE(b);
+  const auto add = [](const std::string& uid) {
+    return [uid](core::MetaData& m) -> core::R<bool> {
+      m.objects[uid].locator = "at " + uid;
+      return true;
+    };
+  };
+  const auto uids = [](const core::MetaData& m) {
+    std::string out;
+    for (auto& [uid, e] : m.objects) out += uid;
+    return out;
+  };
+  REQUIRE((*a)->update(add("x")));
+  REQUIRE((*b)->update(add("y")));
+  CHECK(uids((*b)->data()) == "xy");
+  // a last wrote the file itself, but b has changed it since: a builds on b's.
+  REQUIRE((*a)->update(add("z")));
+  CHECK(uids((*a)->data()) == "xyz");
+  REQUIRE((*a)->update(add("v")));  // nothing changed since a's own write: no read needed, same result
+  // An update whose f fails, or changes nothing it reports, writes nothing and leaves nothing behind.
+  CHECK_FALSE((*a)->update([](core::MetaData& m) -> core::R<bool> {
+    m.objects["w"].locator = "half done";
+    return core::err(core::Errc::device_error, "failed midway");
+  }));
+  REQUIRE((*a)->update([](core::MetaData& m) -> core::R<bool> {
+    m.objects["q"].locator = "not reported";
+    return false;
+  }));
+  REQUIRE((*a)->update(add("u")));
+  CHECK(uids((*a)->data()) == "uvxyz");
+  auto fresh = MetadataStore::open(dir);
+  REQUIRE(fresh);
+  CHECK(uids((*fresh)->data()) == "uvxyz");
+  REQUIRE((*b)->update(add("t")));
+  CHECK(uids((*b)->data()) == "tuvxyz");
+}
+
 TEST_CASE("vendor state: a metadata store that cannot be read fails the refresh without losing the backend's changes") {
   TwoInstances two;
   const auto& g = two.g;
