@@ -148,6 +148,11 @@ R<std::unique_ptr<MetadataStore>> MetadataStore::open(const std::string& dir) {
   return s;
 }
 
+MetadataStore::Stamp MetadataStore::Stamp::of(const struct ::stat& st) {
+  return {static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
+          static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
 R<void> MetadataStore::read_file() {
   current_ = false;
   struct stat st {};
@@ -157,8 +162,7 @@ R<void> MetadataStore::read_file() {
     stamp_ = {};
     return {};
   }
-  Stamp now{static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
-            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+  const Stamp now = Stamp::of(st);
   std::ifstream in(path_, std::ios::binary);
   if (!in) return core::err(Errc::device_error, path_ + ": cannot be read");
   std::stringstream ss;
@@ -171,17 +175,14 @@ R<void> MetadataStore::read_file() {
 R<void> MetadataStore::take_stamp() {
   struct stat st {};
   if (::stat(path_.c_str(), &st) != 0) return core::err(Errc::device_error, path_ + ": " + std::strerror(errno));
-  stamp_ = {static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
-            static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+  stamp_ = Stamp::of(st);
   return {};
 }
 
 R<bool> MetadataStore::reload() {
   struct stat st {};
   Stamp now{};
-  if (::stat(path_.c_str(), &st) == 0)
-    now = {static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
-           static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+  if (::stat(path_.c_str(), &st) == 0) now = Stamp::of(st);
   if (now == stamp_) return false;
   CDC_TRY(read_file());
   return true;

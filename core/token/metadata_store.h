@@ -17,6 +17,8 @@
 // lock. Not thread-safe: the backend's lock guards it.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -67,6 +69,7 @@ class MetadataStore {
     std::uint64_t ino = 0, size = 0;
     std::int64_t mtime_ns = 0;
     bool operator==(const Stamp&) const = default;
+    static Stamp of(const struct ::stat& st);
   } stamp_{};
   // data_ is the file of generation gen_ (of metadata.lock's counter): true after an update,
   // false after any other read and after an update that failed (f or the write may have changed
