@@ -200,7 +200,11 @@ R<void> MetadataStore::update(const std::function<R<bool>(MetaData&)>& f) {
     ~Unlock() { ::flock(fd, LOCK_UN); }
   } unlock{fd.get()};
   CDC_ASSIGN(const std::optional<std::uint64_t> gen, read_counter(fd.get(), lock_path));
-  if (!current_ || !gen || *gen != gen_) CDC_TRY(read_file());
+  // The stamp too: a writer of an older build replaces the file without bumping the counter.
+  struct stat st {};
+  const bool same_file =
+      ::stat(path_.c_str(), &st) == 0 ? Stamp::of(st) == stamp_ : errno == ENOENT && stamp_ == Stamp{};
+  if (!current_ || !gen || *gen != gen_ || !same_file) CDC_TRY(read_file());
   current_ = false;  // until the file matches data_ again
   CDC_ASSIGN(bool changed, f(data_));
   if (!changed) return {};  // f may have touched data_ all the same: the next update reads the file

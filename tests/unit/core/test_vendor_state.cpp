@@ -363,6 +363,13 @@ TEST_CASE("metadata store: an update builds on every other instance's update, ne
   CHECK(uids((*fresh)->data()) == "uvxyz");
   REQUIRE((*b)->update(add("t")));
   CHECK(uids((*b)->data()) == "tuvxyz");
+  // A writer of an older build replaces the file without bumping the counter: seen all the same.
+  REQUIRE((*a)->update(add("p")));  // a holds the file of the current counter
+  const std::string counter = slurp(dir + "/metadata.lock");
+  REQUIRE((*b)->update(add("s")));
+  write_file(dir + "/metadata.lock", counter);
+  REQUIRE((*a)->update(add("r")));
+  CHECK(uids((*a)->data()) == "prstuvxyz");
 }
 
 TEST_CASE("vendor state: a metadata store that cannot be read fails the refresh without losing the backend's changes") {
