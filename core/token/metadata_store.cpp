@@ -148,21 +148,24 @@ R<std::unique_ptr<MetadataStore>> MetadataStore::open(const std::string& dir) {
   return s;
 }
 
-MetadataStore::Stamp MetadataStore::Stamp::of(const struct ::stat& st) {
-  return {static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
-          static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+R<MetadataStore::Stamp> MetadataStore::file_stamp() const {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Stamp{};
+    return core::err(Errc::device_error, path_ + ": " + std::strerror(errno));
+  }
+  return Stamp{static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
+               static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
 }
 
 R<void> MetadataStore::read_file() {
   current_ = false;
-  struct stat st {};
-  if (::stat(path_.c_str(), &st) != 0) {
-    if (errno != ENOENT) return core::err(Errc::device_error, path_ + ": " + std::strerror(errno));
+  CDC_ASSIGN(const Stamp now, file_stamp());
+  if (now == Stamp{}) {
     data_ = {};
     stamp_ = {};
     return {};
   }
-  const Stamp now = Stamp::of(st);
   std::ifstream in(path_, std::ios::binary);
   if (!in) return core::err(Errc::device_error, path_ + ": cannot be read");
   std::stringstream ss;
@@ -172,17 +175,8 @@ R<void> MetadataStore::read_file() {
   return {};
 }
 
-R<void> MetadataStore::take_stamp() {
-  struct stat st {};
-  if (::stat(path_.c_str(), &st) != 0) return core::err(Errc::device_error, path_ + ": " + std::strerror(errno));
-  stamp_ = Stamp::of(st);
-  return {};
-}
-
 R<bool> MetadataStore::reload() {
-  struct stat st {};
-  Stamp now{};
-  if (::stat(path_.c_str(), &st) == 0) now = Stamp::of(st);
+  CDC_ASSIGN(const Stamp now, file_stamp());
   if (now == stamp_) return false;
   CDC_TRY(read_file());
   return true;
@@ -201,10 +195,8 @@ R<void> MetadataStore::update(const std::function<R<bool>(MetaData&)>& f) {
   } unlock{fd.get()};
   CDC_ASSIGN(const std::optional<std::uint64_t> gen, read_counter(fd.get(), lock_path));
   // The stamp too: a writer of an older build replaces the file without bumping the counter.
-  struct stat st {};
-  const bool same_file =
-      ::stat(path_.c_str(), &st) == 0 ? Stamp::of(st) == stamp_ : errno == ENOENT && stamp_ == Stamp{};
-  if (!current_ || !gen || *gen != gen_ || !same_file) CDC_TRY(read_file());
+  CDC_ASSIGN(const Stamp now, file_stamp());
+  if (!current_ || !gen || *gen != gen_ || now != stamp_) CDC_TRY(read_file());
   current_ = false;  // until the file matches data_ again
   CDC_ASSIGN(bool changed, f(data_));
   if (!changed) return {};  // f may have touched data_ all the same: the next update reads the file
@@ -215,7 +207,7 @@ R<void> MetadataStore::update(const std::function<R<bool>(MetaData&)>& f) {
   if (auto w = write_file_atomically(path_, encode(data_), 0600); !w)
     return core::err(Errc::device_error, "the metadata store cannot be written: " + w.error());
   // data_ is what was written: its stamp, so that our own write is not taken for another's.
-  CDC_TRY(take_stamp());
+  CDC_ASSIGN(stamp_, file_stamp());
   current_ = true;
   gen_ = next;
   return {};

@@ -17,8 +17,6 @@
 // lock. Not thread-safe: the backend's lock guards it.
 #pragma once
 
-#include <sys/stat.h>
-
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -61,7 +59,6 @@ class MetadataStore {
   MetadataStore(std::string dir, std::string path) : dir_(std::move(dir)), path_(std::move(path)) {}
   // Reads the file into data_ and its stamp; data_ is then not known to match a generation.
   core::R<void> read_file();
-  core::R<void> take_stamp();
 
   std::string dir_, path_;
   MetaData data_;
@@ -69,8 +66,9 @@ class MetadataStore {
     std::uint64_t ino = 0, size = 0;
     std::int64_t mtime_ns = 0;
     bool operator==(const Stamp&) const = default;
-    static Stamp of(const struct ::stat& st);
-  } stamp_{};
+  } stamp_{};  // {} while the file does not exist
+  // The file's stamp now: {} when it does not exist.
+  core::R<Stamp> file_stamp() const;
   // data_ is the file of generation gen_ (of metadata.lock's counter): true after an update,
   // false after any other read and after an update that failed (f or the write may have changed
   // data_ but not the file).

@@ -84,6 +84,11 @@ VendorState::VendorState(std::unique_ptr<Backend> inner, std::unique_ptr<Metadat
   check_entries();
 }
 
+void VendorState::recheck_entries() {
+  store_changed_ |= check_entries();
+  settled_.store(false, std::memory_order_release);
+}
+
 bool VendorState::check_entries() {
   const bool keys = seal_ && seal_->ready();
   if (keys != checked_with_keys_) checked_.clear();
@@ -119,16 +124,14 @@ bool VendorState::check_entries() {
 R<void> VendorState::login(CK_USER_TYPE who, ByteView pin) {
   CDC_TRY(inner_->login(who, pin));
   std::lock_guard lk(mu_);
-  store_changed_ |= check_entries();
-  settled_.store(false, std::memory_order_release);
+  recheck_entries();
   return {};
 }
 
 void VendorState::logout() {
   inner_->logout();
   std::lock_guard lk(mu_);
-  store_changed_ |= check_entries();
-  settled_.store(false, std::memory_order_release);
+  recheck_entries();
 }
 
 AttrMap VendorState::current(const std::string& uid, const AttrMap& from_backend) const {
@@ -169,8 +172,7 @@ R<void> VendorState::put(const std::string& uid, const AttrMap& attrs, const Att
     return true;
   }));
   // The update re-read the store: other processes' changes are in it too.
-  store_changed_ |= check_entries();
-  settled_.store(false, std::memory_order_release);
+  recheck_entries();
   return {};
 }
 
@@ -269,8 +271,7 @@ R<void> VendorState::destroy_object(const std::string& uid) {
   shown_.erase(uid);
   if (!store_->data().objects.count(uid)) return {};
   CDC_TRY(store_->update([&](MetaData& d) -> R<bool> { return d.objects.erase(uid) > 0; }));
-  store_changed_ |= check_entries();
-  settled_.store(false, std::memory_order_release);
+  recheck_entries();
   return {};
 }
 

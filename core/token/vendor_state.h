@@ -109,6 +109,9 @@ class VendorState final : public Backend {
   // Under mu_. Takes the store's entries as they are now into valid_ (see "Protected entries"),
   // checking those not checked yet; whether any object's vendor attributes changed.
   bool check_entries();
+  // Under mu_, after a change outside refresh(): check_entries(), its changes kept for the next
+  // refresh() to report (which unchanged_since_refresh() then waits for).
+  void recheck_entries();
   // Under mu_. store_->reload(), skipped while the watch says nothing changed.
   R<bool> reload_store();
 

@@ -67,6 +67,13 @@ inline void init(SoftToken& t) {
   t.logout();
 }
 
+// group(dir), its token initialised by init() and closed again.
+inline GroupConfig initialised_group(const fs::path& dir) {
+  const GroupConfig g = group(dir);
+  init(*open(g));
+  return g;
+}
+
 inline AttrMap aes_key(bool token) {
   AttrMap a;
   a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);

@@ -96,11 +96,7 @@ void set_mirror_state_in_child(const GroupConfig& g, const std::string& uid, CK_
 TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither stats metadata.json nor reads the store's "
           "generation; changes are seen") {
   TempDir d;
-  const auto g = group(d.path);
-  {
-    auto t = open(g);
-    init(*t);
-  }
+  const auto g = initialised_group(d.path);
   auto v = open_vendor(g);
   auto other = open_vendor(g);
   // On a file system inotify cannot be trusted on (NFS, overlayfs) the watch is off by design
@@ -267,11 +263,7 @@ TEST_CASE("refresh cost: watches share one instance; in a scope it is looked at 
 
 TEST_CASE("refresh cost: after refreshes that skipped their checks, another process's change is seen at the next one") {
   TempDir d;
-  const auto g = group(d.path);
-  {
-    auto t = open(g);
-    init(*t);
-  }
+  const auto g = initialised_group(d.path);
   auto v = open_vendor(g);
   REQUIRE(v->login(CKU_USER, pin("user-1")));
   REQUIRE(v->refresh());
@@ -317,11 +309,7 @@ TEST_CASE("refresh cost: after refreshes that skipped their checks, another proc
 TEST_CASE("refresh cost: the soft token says nothing changed since its refresh, with one look and no read, only "
           "until another process changes an object or its vendor state, or a login changes what is served") {
   TempDir d;
-  const auto g = group(d.path);
-  {
-    auto t = open(g);
-    init(*t);
-  }
+  const auto g = initialised_group(d.path);
   auto v = open_vendor(g);
   const bool watched = ChangeWatch(d.path.string() + "/probe", ChangeWatch::Kind::entry).armed();
   REQUIRE(v->login(CKU_USER, pin("user-1")));

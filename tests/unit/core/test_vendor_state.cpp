@@ -576,11 +576,7 @@ TEST_CASE("vendor state: writing a token object's vendor state needs a login; no
 
 TEST_CASE("vendor state: a key whose state the mirror writes while its engine uses the backend is never reported removed") {
   TempDir d;
-  const auto g = group(d.path);
-  {
-    auto t = open(g);
-    init(*t);
-  }
+  const auto g = initialised_group(d.path);
   auto v = open_vendor(g);
   REQUIRE(v->login(CKU_USER, pin("user-1")));
   REQUIRE(v->refresh());
