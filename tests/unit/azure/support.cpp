@@ -320,6 +320,13 @@ double log_time(const std::string& line) {
   return h * 3600 + m * 60 + s;
 }
 
+double log_arrival(const std::string& line) {
+  const auto end = line.rfind("ms");
+  const auto sp = line.rfind(' ', end);
+  if (end == std::string::npos || sp == std::string::npos) return log_time(line);
+  return log_time(line) - std::stod(line.substr(sp + 1, end - sp - 1)) / 1000.0;
+}
+
 std::string log_request(const std::string& line) {
   auto sp = line.find(' ');
   auto client = line.find(" client=");

@@ -95,8 +95,12 @@ TestCert make_test_cert(const std::string& cn);
 // key_pem encrypted (PKCS#8, AES-256-CBC) under passphrase.
 std::string encrypt_key_pem(const std::string& key_pem, const std::string& passphrase);
 
-// Parses the emulator log's timestamp (seconds of the day, 10 ms resolution).
+// Parses the emulator log's timestamp (seconds of the day, 10 ms resolution): when the request
+// was answered.
 double log_time(const std::string& line);
+// When the request arrived: log_time less the time it took (the line's "<n>ms"). A limiter
+// spaces requests' sends, and a loaded machine may be slow to answer the first of two.
+double log_arrival(const std::string& line);
 // "GET demo-premium.vault.azure.net/keys/x 200" part of a log line.
 std::string log_request(const std::string& line);
 

@@ -91,8 +91,8 @@ TEST_CASE("429 burst with Retry-After: retried after the server's wait") {
   const std::string req = "GET demo-premium.vault.azure.net/keys/" + name;
   REQUIRE(shapes(lines) == seq({req + " 429", req + " 429", req + " 200"}));
   // The client's own backoff is 50 ms here; the gaps show it waited the 1 s the server asked.
-  CHECK(log_time(lines[1]) - log_time(lines[0]) >= 0.95);
-  CHECK(log_time(lines[2]) - log_time(lines[1]) >= 0.95);
+  CHECK(log_arrival(lines[1]) - log_time(lines[0]) >= 0.95);
+  CHECK(log_arrival(lines[2]) - log_time(lines[1]) >= 0.95);
   // All three attempts carried the same x-ms-client-request-id, and each answer's
   // x-ms-request-id was logged.
   std::set<std::string> ids;
@@ -122,7 +122,7 @@ TEST_CASE("429 without Retry-After and 503: exponential backoff, then success") 
   REQUIRE(kv.get_key(name));
   auto lines = requests(emu, mark, "/keys/" + name);
   REQUIRE(lines.size() == 3);
-  double g1 = log_time(lines[1]) - log_time(lines[0]), g2 = log_time(lines[2]) - log_time(lines[1]);
+  double g1 = log_arrival(lines[1]) - log_time(lines[0]), g2 = log_arrival(lines[2]) - log_time(lines[1]);
   CHECK(g1 >= 0.03);  // 50 ms +-20 % (log resolution 10 ms)
   CHECK(g1 < 0.5);
   CHECK(g2 >= 0.07);  // 100 ms +-20 %
@@ -352,7 +352,7 @@ TEST_CASE("limiter: a Managed HSM is limited per second (its published capacity)
   auto lb = requests(emu, 0, "/keys/" + b + "/create 200");
   REQUIRE(la.size() == 1);
   REQUIRE(lb.size() == 1);
-  const double gap = log_time(lb[0]) - log_time(la[0]);
+  const double gap = log_arrival(lb[0]) - log_arrival(la[0]);
   CHECK(gap >= 0.9);  // one create per second
   CHECK(gap < 3.0);   // not one per 10 s
 }
