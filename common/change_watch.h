@@ -6,7 +6,7 @@
 //
 // Every watch of the process shares one inotify instance: one look at its queue answers for all
 // of them, and a Scope lets the watches asked during one refresh (the soft token's store and its
-// metadata.json) share that look instead of each making its own system call. Events taken off
+// metadata store's files) share that look instead of each making its own system call. Events taken off
 // the queue are counted for the watches they concern, whoever's look took them.
 //
 // Events are queued by the kernel before the changing call (write, truncate, rename, unlink)

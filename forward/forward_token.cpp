@@ -363,10 +363,9 @@ R<std::vector<std::string>> ForwardToken::identify(const std::vector<Found>& obj
   };
   if (decide(meta_->data().objects).empty()) return uids;
   // Records to write: decided again under the store's lock, on what it holds now.
-  CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
-    auto add = decide(d.objects);
-    for (auto& [uid, loc] : add) d.objects[uid] = MetaEntry{loc, {}, now};
-    return !add.empty();
+  CDC_TRY(meta_->update([&](MetaChange& c) -> R<void> {
+    for (auto& [uid, loc] : decide(c.before().objects)) c.put(uid, MetaEntry{loc, {}, now});
+    return {};
   }));
   return uids;
 }
@@ -589,19 +588,13 @@ R<core::ObjectChanges> ForwardToken::refresh_locked(bool meta_changed) {
     bool any_stale = false;
     for (auto& [uid, e] : meta_->data().objects) any_stale |= stale(uid, e);
     if (any_stale) {
-      CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
-        bool any = false;
-        for (auto it = d.objects.begin(); it != d.objects.end();) {
-          if (stale(it->first, it->second)) {
-            log::info(kLog, "group '" + group_ + "': object " + it->first +
-                                " is no longer in the HSM; its metadata is removed");
-            it = d.objects.erase(it);
-            any = true;
-          } else {
-            ++it;
-          }
+      CDC_TRY(meta_->update([&](MetaChange& c) -> R<void> {
+        for (auto& [uid, e] : c.before().objects) {
+          if (!stale(uid, e)) continue;
+          log::info(kLog, "group '" + group_ + "': object " + uid + " is no longer in the HSM; its metadata is removed");
+          c.erase(uid);
         }
-        return any;
+        return {};
       }));
     }
   }
@@ -622,9 +615,9 @@ R<StoredObject> ForwardToken::create_key_reference(const AttrMap& attrs) {
   const std::string uid = random_hex(16);
   AttrMap a = attrs;
   a.set_string(CKA_UNIQUE_ID, uid);
-  CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
-    d.refs[uid] = a;
-    return true;
+  CDC_TRY(meta_->update([&](MetaChange& c) -> R<void> {
+    c.put_ref(uid, a);
+    return {};
   }));
   refs_[uid] = StoredObject{uid, a};
   return refs_[uid];
@@ -649,9 +642,9 @@ R<StoredObject> ForwardToken::copy_object(const std::string& src_uid, const Attr
 R<void> ForwardToken::update_object(const std::string& uid, const AttrMap& attrs) {
   std::lock_guard lk(mu_);
   if (auto r = refs_.find(uid); r != refs_.end()) {
-    CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> {
-      d.refs[uid] = attrs;
-      return true;
+    CDC_TRY(meta_->update([&](MetaChange& c) -> R<void> {
+      c.put_ref(uid, attrs);
+      return {};
     }));
     r->second.attrs = attrs;
     return {};
@@ -678,21 +671,25 @@ R<void> ForwardToken::update_object(const std::string& uid, const AttrMap& attrs
   // Its vendor attributes are core's (core/token/vendor_state.h): only the locator is recorded
   // here, when the object's id is not the one its locator derives.
   const bool derived = loc.substr(0, 32) == uid;
-  return meta_->update([&](MetaData& d) -> R<bool> {
-    auto it = d.objects.find(uid);
-    const std::string have = it == d.objects.end() ? std::string() : it->second.locator;
-    if (have == loc || (have.empty() && derived)) return false;
-    MetaEntry& e = d.objects[uid];
+  return meta_->update([&](MetaChange& c) -> R<void> {
+    auto it = c.before().objects.find(uid);
+    const std::string have = it == c.before().objects.end() ? std::string() : it->second.locator;
+    if (have == loc || (have.empty() && derived)) return {};
+    MetaEntry e = it == c.before().objects.end() ? MetaEntry{} : it->second;
     if (!e.created) e.created = static_cast<std::int64_t>(std::time(nullptr));
     e.locator = loc;
-    return true;
+    c.put(uid, std::move(e));
+    return {};
   });
 }
 
 R<void> ForwardToken::destroy_object(const std::string& uid) {
   std::lock_guard lk(mu_);
   if (refs_.count(uid)) {
-    CDC_TRY(meta_->update([&](MetaData& d) -> R<bool> { return d.refs.erase(uid) > 0; }));
+    CDC_TRY(meta_->update([&](MetaChange& c) -> R<void> {
+      c.erase_ref(uid);
+      return {};
+    }));
     refs_.erase(uid);
     reported_.erase(uid);
     return {};
@@ -706,7 +703,10 @@ R<void> ForwardToken::destroy_object(const std::string& uid) {
   reported_.erase(uid);
   session_vendor_.erase(uid);
   if (!token) return {};
-  return meta_->update([&](MetaData& d) -> R<bool> { return d.objects.erase(uid) > 0; });
+  return meta_->update([&](MetaChange& c) -> R<void> {
+    c.erase(uid);
+    return {};
+  });
 }
 
 R<SecureBytes> ForwardToken::secret_attribute(const std::string& uid, CK_ATTRIBUTE_TYPE t) {

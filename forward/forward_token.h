@@ -39,6 +39,7 @@
 namespace cdcp11::forward {
 
 using core::is_vendor_attribute;
+using core::MetaChange;
 using core::MetaData;
 using core::MetaEntry;
 using core::MetadataStore;

@@ -91,16 +91,14 @@ core::R<void> SoftToken::move_vendor_state() {
         failure = ms.error();
         return {};
       }
-      auto u = (*ms)->update([&](core::MetaData& d) -> core::R<bool> {
-        bool changed = false;
+      auto u = (*ms)->update([&](core::MetaChange& c) -> core::R<void> {
         for (auto& m : moves) {
-          if ((m.entry.vendor.empty() && m.entry.sealed.empty()) || d.objects.count(m.uid)) continue;
-          core::MetaEntry& e = d.objects[m.uid];
-          e = m.entry;
+          if ((m.entry.vendor.empty() && m.entry.sealed.empty()) || c.before().objects.count(m.uid)) continue;
+          core::MetaEntry e = m.entry;
           e.created = static_cast<std::int64_t>(std::time(nullptr));
-          changed = true;
+          c.put(m.uid, std::move(e));
         }
-        return changed;
+        return {};
       });
       if (!u) {
         failure = u.error();
@@ -132,8 +130,7 @@ core::R<void> SoftToken::move_vendor_state() {
     return err(failure->code, "the vendor attributes cannot be moved into the metadata store now (" +
                                   failure->message + "): the records keep them and the next login tries again");
   log::info(kLog, "token '" + cfg_.dir + "': store format " + std::to_string(kVendorInStoreFormat) + ": " +
-                      std::to_string(moved) + " object record(s) had vendor attributes, now in " + cfg_.dir +
-                      "/metadata.json");
+                      std::to_string(moved) + " object record(s) had vendor attributes, now in the metadata store of " + cfg_.dir);
   return {};
 }
 

@@ -79,7 +79,8 @@ VendorState::VendorState(std::unique_ptr<Backend> inner, std::unique_ptr<Metadat
     : inner_(std::move(inner)),
       seal_(inner_->vendor_seal()),
       store_(std::move(store)),
-      store_watch_(store_->path(), ChangeWatch::Kind::entry) {
+      snapshot_watch_(store_->path(), ChangeWatch::Kind::entry),
+      changes_watch_(store_->changes_path(), ChangeWatch::Kind::entry) {
   std::lock_guard lk(mu_);
   check_entries();
 }
@@ -89,30 +90,49 @@ void VendorState::recheck_entries() {
   settled_.store(false, std::memory_order_release);
 }
 
+std::optional<AttrMap> VendorState::entry_vendor(const std::string& uid, const MetaEntry& e, bool keys) {
+  if (!seal_) return e.vendor;
+  if (!keys) return e.sealed.empty() ? e.vendor : AttrMap{};  // a public object's, unauthenticated
+  if (auto c = checked_.find(uid); c != checked_.end() && same_entry(c->second.entry, e)) return c->second.vendor;
+  auto v = open_entry(*seal_, uid, e);
+  if (!v) {
+    // Keys there a moment ago and gone now (a logout meanwhile): checked at the next call.
+    if (v.error().code != Errc::device_error) return std::nullopt;
+    log::warn(kLog, "object " + uid + ": vendor state fails its MAC; ignored (the object has core's defaults)");
+  }
+  AttrMap got = v ? std::move(*v) : AttrMap{};
+  checked_[uid] = Checked{e, got};
+  return got;
+}
+
 bool VendorState::check_entries() {
   const bool keys = seal_ && seal_->ready();
-  if (keys != checked_with_keys_) checked_.clear();
-  checked_with_keys_ = keys;
-  std::map<std::string, AttrMap> valid;
-  for (auto& [uid, e] : store_->data().objects) {
-    if (!seal_) {
-      valid[uid] = e.vendor;
-    } else if (!keys) {
-      valid[uid] = e.sealed.empty() ? e.vendor : AttrMap{};  // a public object's, unauthenticated
-    } else if (auto c = checked_.find(uid); c != checked_.end() && same_entry(c->second.entry, e)) {
-      valid[uid] = c->second.vendor;
-    } else {
-      auto v = open_entry(*seal_, uid, e);
-      if (!v) {
-        // Keys there a moment ago and gone now (a logout meanwhile): checked at the next call.
-        if (v.error().code != Errc::device_error) continue;
-        log::warn(kLog, "object " + uid + ": vendor state fails its MAC; ignored (the object has core's defaults)");
-      }
-      AttrMap got = v ? std::move(*v) : AttrMap{};
-      valid[uid] = got;
-      checked_[uid] = Checked{e, std::move(got)};
-    }
+  MetadataStore::Changed ch = store_->take_changed();
+  if (keys != checked_with_keys_) {
+    checked_.clear();
+    ch.all = true;
   }
+  checked_with_keys_ = keys;
+  const auto& objects = store_->data().objects;
+  if (!ch.all) {
+    // Only the entries the store says changed: a vault sync writes thousands, one at a time.
+    bool changed = false;
+    for (auto& uid : ch.uids) {
+      const auto e = objects.find(uid);
+      std::optional<AttrMap> now = e == objects.end() ? std::nullopt : entry_vendor(uid, e->second, keys);
+      if (!now) checked_.erase(uid);
+      const auto was = valid_.find(uid);
+      if (!now && was == valid_.end()) continue;
+      if (now && was != valid_.end() && was->second.map() == now->map()) continue;
+      changed = true;
+      if (now) valid_[uid] = std::move(*now);
+      else valid_.erase(was);
+    }
+    return changed;
+  }
+  std::map<std::string, AttrMap> valid;
+  for (auto& [uid, e] : objects)
+    if (auto v = entry_vendor(uid, e, keys)) valid[uid] = std::move(*v);
   std::erase_if(checked_, [&](auto& c) { return !valid.count(c.first); });
   const bool changed = !std::ranges::equal(valid, valid_, [](auto& a, auto& b) {
     return a.first == b.first && a.second.map() == b.second.map();
@@ -163,13 +183,15 @@ R<void> VendorState::put(const std::string& uid, const AttrMap& attrs, const Att
                                 non_default_vendor(cls, current(uid, {})).map() == own.map())
     return {};
   CDC_ASSIGN(MetaEntry sealed, seal_entry(seal_, uid, is_private, own));
-  CDC_TRY(store_->update([&](MetaData& d) -> R<bool> {
-    MetaEntry& e = d.objects[uid];
+  CDC_TRY(store_->update([&](MetaChange& c) -> R<void> {
+    const auto was = c.before().objects.find(uid);
+    MetaEntry e = was == c.before().objects.end() ? MetaEntry{} : was->second;
     if (!e.created) e.created = static_cast<std::int64_t>(std::time(nullptr));
     e.vendor = sealed.vendor;
     e.mac = sealed.mac;
     e.sealed = sealed.sealed;
-    return true;
+    c.put(uid, std::move(e));
+    return {};
   }));
   // The update re-read the store: other processes' changes are in it too.
   recheck_entries();
@@ -270,7 +292,10 @@ R<void> VendorState::destroy_object(const std::string& uid) {
   std::lock_guard lk(mu_);
   shown_.erase(uid);
   if (!store_->data().objects.count(uid)) return {};
-  CDC_TRY(store_->update([&](MetaData& d) -> R<bool> { return d.objects.erase(uid) > 0; }));
+  CDC_TRY(store_->update([&](MetaChange& c) -> R<void> {
+    c.erase(uid);
+    return {};
+  }));
   recheck_entries();
   return {};
 }
@@ -281,25 +306,25 @@ R<void> VendorState::init_token(ByteView so_pin, const std::string& label) {
   shown_.clear();
   settled_.store(false, std::memory_order_release);
   // The objects are gone: so is their vendor state (an HSM entry keeps its locator).
-  CDC_TRY(store_->update([&](MetaData& d) -> R<bool> {
-    bool changed = false;
-    for (auto it = d.objects.begin(); it != d.objects.end();) {
-      changed |= !it->second.vendor.empty() || it->second.locator.empty();
-      it->second.vendor = AttrMap{};
-      it->second.mac.clear();
-      it->second.sealed.clear();
-      it = it->second.locator.empty() ? d.objects.erase(it) : std::next(it);
+  CDC_TRY(store_->update([&](MetaChange& c) -> R<void> {
+    for (auto& [uid, e] : c.before().objects) {
+      if (e.locator.empty()) c.erase(uid);
+      else c.put(uid, MetaEntry{e.locator, {}, e.created, {}, {}});
     }
-    return changed;
+    return {};
   }));
   check_entries();
   return {};
 }
 
 R<bool> VendorState::reload_store() {
-  if (store_watch_.unchanged()) return false;
+  // Both asked, so that settling both below counts what each saw.
+  const bool snapshot_unchanged = snapshot_watch_.unchanged();
+  const bool changes_unchanged = changes_watch_.unchanged();
+  if (snapshot_unchanged && changes_unchanged) return false;
   CDC_ASSIGN(bool changed, store_->reload());
-  store_watch_.settled();
+  snapshot_watch_.settled();
+  changes_watch_.settled();
   return changed;
 }
 
@@ -315,7 +340,7 @@ R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>(
   settled_.store(false, std::memory_order_release);
   R<ObjectChanges> got = ObjectChanges{};
   {
-    // One look at the change watches' queue serves metadata.json's watch and the backend's own
+    // One look at the change watches' queue serves the store's watches and the backend's own
     // (the soft token's store): what changed before this refresh began is seen by both.
     ChangeWatch::Scope scope;
     {
@@ -361,9 +386,9 @@ R<ObjectChanges> VendorState::refresh_with(const std::function<R<ObjectChanges>(
 }
 
 bool VendorState::unchanged_since_refresh() {
-  // One look at the change queue answers for metadata.json's watch and the backend's.
+  // One look at the change queue answers for the store's watches and the backend's.
   ChangeWatch::Scope scope;
-  return settled_.load(std::memory_order_acquire) && store_watch_.quiet() && inner_->unchanged_since_refresh();
+  return settled_.load(std::memory_order_acquire) && snapshot_watch_.quiet() && changes_watch_.quiet() && inner_->unchanged_since_refresh();
 }
 
 }  // namespace cdcp11::core

@@ -107,8 +107,12 @@ class VendorState final : public Backend {
   // (or its entry's form does not match is_private).
   R<void> put(const std::string& uid, const AttrMap& attrs, const AttrMap& vendor, const AttrMap& from_backend);
   // Under mu_. Takes the store's entries as they are now into valid_ (see "Protected entries"),
-  // checking those not checked yet; whether any object's vendor attributes changed.
+  // checking those not checked yet (the entries the store reports changed, or all of them when
+  // it cannot tell or the keys came or went); whether any object's vendor attributes changed.
   bool check_entries();
+  // Under mu_. What uid's entry e gives its object, checked when it needs to be and was not;
+  // nullopt when it cannot be told now (the keys went meanwhile).
+  std::optional<AttrMap> entry_vendor(const std::string& uid, const MetaEntry& e, bool keys);
   // Under mu_, after a change outside refresh(): check_entries(), its changes kept for the next
   // refresh() to report (which unchanged_since_refresh() then waits for).
   void recheck_entries();
@@ -119,9 +123,9 @@ class VendorState final : public Backend {
   VendorSeal* seal_;  // the backend's, or nullptr
   std::mutex mu_;  // store_, shown_, valid_, checked_: some callers hold no token lock (a vault unwrap)
   std::unique_ptr<MetadataStore> store_;
-  // Lets refresh() skip the store's stat while nothing touched metadata.json (an operation on a
+  // Let refresh() skip the store's stats while nothing touched its files (an operation on a
   // token key refreshes first).
-  ChangeWatch store_watch_;
+  ChangeWatch snapshot_watch_, changes_watch_;
   std::map<std::string, AttrMap> valid_;  // the vendor attributes each entry gives its object
   struct Checked {
     MetaEntry entry;  // as it was checked

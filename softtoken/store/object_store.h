@@ -14,8 +14,8 @@
 //
 // Layout (format version 2; a new store is made with it):
 //   DIR/format           "cdcp11-token-store <version>\n". 1: the records may hold their objects'
-//                        vendor attributes; 2: they do not, those live in DIR/metadata.json (the
-//                        token's metadata store, core/token/metadata_store.h). The soft token
+//                        vendor attributes; 2: they do not, those live in the token's
+//                        metadata store (core/token/metadata_store.h). The soft token
 //                        sets 2 when it has moved them (softtoken/soft_migrate.cpp), so a build
 //                        that reads only 1 refuses the token rather than writing vendor state
 //                        there that this one ignores.

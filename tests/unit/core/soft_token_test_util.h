@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <optional>
 #include <string>
@@ -101,6 +103,18 @@ inline std::unique_ptr<store::ObjectStore> raw_store(const GroupConfig& g) {
   auto st = store::ObjectStore::open(g.token.dir, false);
   REQUIRE(st);
   return std::move(*st);
+}
+
+// A file's content ("" when it cannot be read); a file written whole.
+inline std::string slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+inline void write_file(const std::string& p, const std::string& s) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << s;
 }
 
 inline bool contains(const std::vector<std::string>& v, const std::string& x) {

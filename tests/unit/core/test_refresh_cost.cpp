@@ -122,7 +122,7 @@ TEST_CASE("refresh cost: a soft token's refresh with nothing changed neither sta
   if (watched) {
     CHECK(g_metadata_stats.load() == 0);
     CHECK(g_generation_reads.load() == 0);
-    // One look for the store's and metadata.json's watches together (they share an instance).
+    // One look for the object store's and the metadata store's watches together (they share an instance).
     CHECK(g_watch_polls.load() == 10);
   }
 

@@ -28,17 +28,8 @@ namespace {
 
 const char* const kKid = "https://v.vault.azure.net/keys/mirrored/0123456789abcdef";
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void write_file(const std::string& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << s;
-}
+// What the metadata store's files hold: the snapshot, then the changes appended since.
+std::string store_files(const std::string& dir) { return slurp(dir + "/metadata.json") + slurp(dir + "/metadata.changes"); }
 
 core::AttrMap vendor_of(const core::AttrMap& a) {
   core::AttrMap rest;
@@ -48,6 +39,21 @@ core::AttrMap vendor_of(const core::AttrMap& a) {
 // What the store keeps and core reports of a key's vendor attributes: the values other than
 // core's defaults (core fills those in).
 core::AttrMap kept(const core::AttrMap& vendor, CK_OBJECT_CLASS cls) { return core::non_default_vendor(cls, vendor); }
+
+// Edits the store as a hand on the file would: f changes a copy of the entries, the differences
+// are the change.
+void edit_store(const std::string& dir, const std::function<void(core::MetaData&)>& f) {
+  auto meta = MetadataStore::open(dir);
+  REQUIRE(meta);
+  REQUIRE((*meta)->update([&](core::MetaChange& c) -> core::R<void> {
+    core::MetaData d = c.before();
+    f(d);
+    for (auto& [uid, e] : d.objects) c.put(uid, e);  // the same entry again is no change
+    for (auto& [uid, e] : c.before().objects)
+      if (!d.objects.count(uid)) c.erase(uid);
+    return {};
+  }));
+}
 
 std::unique_ptr<VendorState> open_vendor(const GroupConfig& g) {
   auto meta = MetadataStore::open(g.token.dir);
@@ -185,9 +191,9 @@ TEST_CASE("vendor state: an old-format soft token's vendor attributes move into 
   }
   check_moved(g, vendor);
   // Once: a second login changes nothing.
-  const std::string before = slurp(g.token.dir + "/metadata.json");
+  const std::string before = store_files(g.token.dir);
   check_moved(g, vendor);
-  CHECK(slurp(g.token.dir + "/metadata.json") == before);
+  CHECK(store_files(g.token.dir) == before);
 }
 
 TEST_CASE("vendor state: a crash at any step of the move loses nothing and the next login completes it") {
@@ -225,12 +231,7 @@ TEST_CASE("vendor state: the store wins over a record's vendor attributes left b
     a.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_FAILED);
     auto entry = core::seal_entry(t->vendor_seal(), uid, true, a);
     REQUIRE(entry);
-    auto meta = MetadataStore::open(g.token.dir);
-    REQUIRE(meta);
-    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
-      m.objects[uid] = *entry;
-      return true;
-    }));
+    edit_store(g.token.dir, [&](core::MetaData& m) { m.objects[uid] = *entry; });
   }
   vendor[uid].set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_FAILED);
   check_moved(g, vendor);
@@ -305,12 +306,9 @@ TEST_CASE("vendor state: written to the store, never to the record; destroy remo
 
   // Metadata of an identity no object has is never read and breaks nothing.
   {
-    auto meta = MetadataStore::open(g.token.dir);
-    REQUIRE(meta);
-    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
+    edit_store(g.token.dir, [](core::MetaData& m) {
       m.objects["00000000000000000000000000000000"].vendor.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
-      return true;
-    }));
+    });
   }
   auto all = objects_of(*open_vendor(g));
   CHECK_FALSE(all.count("00000000000000000000000000000000"));
@@ -319,57 +317,6 @@ TEST_CASE("vendor state: written to the store, never to the record; destroy remo
   auto meta = MetadataStore::open(g.token.dir);
   REQUIRE(meta);
   CHECK_FALSE((*meta)->data().objects.count(uid));
-}
-
-TEST_CASE("metadata store: an update builds on every other instance's update, never on what a failed or empty one "
-          "left in memory") {
-  TempDir d;
-  const std::string dir = d.path.string();
-  auto a = MetadataStore::open(dir);
-  auto b = MetadataStore::open(dir);
-  REQUIRE(a);
-  REQUIRE(b);
-  const auto add = [](const std::string& uid) {
-    return [uid](core::MetaData& m) -> core::R<bool> {
-      m.objects[uid].locator = "at " + uid;
-      return true;
-    };
-  };
-  const auto uids = [](const core::MetaData& m) {
-    std::string out;
-    for (auto& [uid, e] : m.objects) out += uid;
-    return out;
-  };
-  REQUIRE((*a)->update(add("x")));
-  REQUIRE((*b)->update(add("y")));
-  CHECK(uids((*b)->data()) == "xy");
-  // a last wrote the file itself, but b has changed it since: a builds on b's.
-  REQUIRE((*a)->update(add("z")));
-  CHECK(uids((*a)->data()) == "xyz");
-  REQUIRE((*a)->update(add("v")));  // nothing changed since a's own write: no read needed, same result
-  // An update whose f fails, or changes nothing it reports, writes nothing and leaves nothing behind.
-  CHECK_FALSE((*a)->update([](core::MetaData& m) -> core::R<bool> {
-    m.objects["w"].locator = "half done";
-    return core::err(core::Errc::device_error, "failed midway");
-  }));
-  REQUIRE((*a)->update([](core::MetaData& m) -> core::R<bool> {
-    m.objects["q"].locator = "not reported";
-    return false;
-  }));
-  REQUIRE((*a)->update(add("u")));
-  CHECK(uids((*a)->data()) == "uvxyz");
-  auto fresh = MetadataStore::open(dir);
-  REQUIRE(fresh);
-  CHECK(uids((*fresh)->data()) == "uvxyz");
-  REQUIRE((*b)->update(add("t")));
-  CHECK(uids((*b)->data()) == "tuvxyz");
-  // A writer of an older build replaces the file without bumping the counter: seen all the same.
-  REQUIRE((*a)->update(add("p")));  // a holds the file of the current counter
-  const std::string counter = slurp(dir + "/metadata.lock");
-  REQUIRE((*b)->update(add("s")));
-  write_file(dir + "/metadata.lock", counter);
-  REQUIRE((*a)->update(add("r")));
-  CHECK(uids((*a)->data()) == "prstuvxyz");
 }
 
 TEST_CASE("vendor state: a metadata store that cannot be read fails the refresh without losing the backend's changes") {
@@ -381,11 +328,17 @@ TEST_CASE("vendor state: a metadata store that cannot be read fails the refresh 
   k.set_ulong(CKA_CDC_MIRROR_STATE, CDC_MIRROR_STATE_MIRRORED);
   auto made = writer->create_object(k);
   REQUIRE(made);
-  const std::string path = g.token.dir + "/metadata.json";
-  const std::string good = slurp(path);
-  write_file(path, "{ not json");
-  CHECK_FALSE(reader->refresh());
-  write_file(path, good);
+  // The snapshot (absent yet) or the changes file.
+  for (const std::string name : {"metadata.json", "metadata.changes"}) {
+    CAPTURE(name);
+    const std::string path = g.token.dir + "/" + name;
+    const bool existed = std::filesystem::exists(path);
+    const std::string good = slurp(path);
+    write_file(path, "{ not json\n");
+    CHECK_FALSE(reader->refresh());
+    if (existed) write_file(path, good);
+    else std::filesystem::remove(path);
+  }
   auto ch = reader->refresh();
   REQUIRE(ch);
   bool seen = false;
@@ -439,14 +392,7 @@ struct Mirrored {
     REQUIRE(v->login(CKU_USER, pin("user-1")));
     return objects_of(*v);
   }
-  void edit(const std::function<void(core::MetaData&)>& f) {
-    auto meta = MetadataStore::open(g.token.dir);
-    REQUIRE(meta);
-    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
-      f(m);
-      return true;
-    }));
-  }
+  void edit(const std::function<void(core::MetaData&)>& f) { edit_store(g.token.dir, f); }
 };
 
 bool mirrored_as(const core::AttrMap& a, const std::string& kid) {
@@ -495,6 +441,39 @@ TEST_CASE("vendor state: an edited or forged entry of a private token object is 
   CHECK(lines[0].find("vendor state fails its MAC") != std::string::npos);
 }
 
+TEST_CASE("vendor state: an entry another process edits is checked when a logged-in instance reads that change alone") {
+  Mirrored m;
+  const std::string a = m.made(true, kKid), b = m.made(true, kOtherKid), pa = m.made(false, kKid);
+  auto v = open_vendor(m.g);
+  REQUIRE(v->login(CKU_USER, pin("user-1")));
+  auto objs = objects_of(*v);
+  REQUIRE(mirrored_as(objs.at(pa), kKid));
+  // Appended changes, read on their own (not the whole store) by v's refresh: each entry they
+  // touch is checked, the others keep what they gave.
+  m.edit([&](core::MetaData& d) {
+    d.objects.at(pa).vendor.set_string(CKA_CDC_AZURE_KEY_ID, kOtherKid);
+    d.objects[b] = d.objects.at(a);
+  });
+  core::R<core::ObjectChanges> ch = core::ObjectChanges{};
+  const auto lines = log_lines_of(m.d.path, pa, [&] { ch = v->refresh(); });
+  REQUIRE(ch);
+  REQUIRE(ch->vendor.count(pa));
+  CHECK(has_defaults(ch->vendor.at(pa)));
+  REQUIRE(ch->vendor.count(b));
+  CHECK(has_defaults(ch->vendor.at(b)));
+  CHECK_FALSE(ch->vendor.count(a));
+  CHECK(lines.size() == 1);
+  // A change made through v is checked alone too, and holds.
+  core::AttrMap k = objs.at(a);
+  k.set_string(CKA_CDC_MIRROR_ERROR, "throttled");
+  REQUIRE(v->update_object(a, k));
+  REQUIRE(v->refresh());
+  auto fresh = m.logged_in();
+  CHECK(fresh.at(a).string_or(CKA_CDC_MIRROR_ERROR, "") == "throttled");
+  CHECK(has_defaults(fresh.at(pa)));
+  CHECK(has_defaults(fresh.at(b)));
+}
+
 TEST_CASE("vendor state: an entry copied under another object's uid is refused") {
   Mirrored m;
   const std::string a = m.made(true, kKid), b = m.made(true, kOtherKid);
@@ -510,10 +489,10 @@ TEST_CASE("vendor state: an entry copied under another object's uid is refused")
   CHECK(has_defaults(objs.at(pb)));
 }
 
-TEST_CASE("vendor state: a private object's Azure key id is not in metadata.json; a public object's is, authenticated") {
+TEST_CASE("vendor state: a private object's Azure key id is not in the metadata store; a public object's is, authenticated") {
   Mirrored m;
   const std::string priv = m.made(true, kKid), pub = m.made(false, kOtherKid);
-  const std::string json = slurp(m.g.token.dir + "/metadata.json");
+  const std::string json = store_files(m.g.token.dir);
   CHECK(json.find(priv) != std::string::npos);
   CHECK(json.find(kKid) == std::string::npos);
   CHECK(json.find(to_hex(view(std::string(kKid)))) == std::string::npos);
@@ -528,16 +507,13 @@ TEST_CASE("vendor state: the move of an old-format token writes authenticated en
   const auto g = group(d.path);
   const auto vendor = old_format_token(g);
   check_moved(g, vendor);
-  const std::string json = slurp(g.token.dir + "/metadata.json");
+  const std::string json = store_files(g.token.dir);
   CHECK(json.find(to_hex(view(std::string(kKid)))) == std::string::npos);  // a private key's
   // Every moved entry, edited, is refused.
   {
-    auto meta = MetadataStore::open(g.token.dir);
-    REQUIRE(meta);
-    REQUIRE((*meta)->update([&](core::MetaData& m) -> core::R<bool> {
+    edit_store(g.token.dir, [](core::MetaData& m) {
       for (auto& [uid, e] : m.objects) e.vendor.set_string(CKA_CDC_MIRROR_ERROR, "edited");
-      return true;
-    }));
+    });
   }
   auto v = open_vendor(g);
   REQUIRE(v->login(CKU_USER, pin("user-1")));
@@ -550,8 +526,7 @@ TEST_CASE("vendor state: the move of an old-format token writes authenticated en
 TEST_CASE("vendor state: writing a token object's vendor state needs a login; nothing is written without one") {
   Mirrored m;
   const std::string uid = m.made(false, kKid);
-  const std::string path = m.g.token.dir + "/metadata.json";
-  const std::string before = slurp(path);
+  const std::string before = store_files(m.g.token.dir);
   auto v = open_vendor(m.g);  // a public session: nobody logged in
   auto objs = objects_of(*v);
   REQUIRE(mirrored_as(objs.at(uid), kKid));
@@ -560,18 +535,18 @@ TEST_CASE("vendor state: writing a token object's vendor state needs a login; no
   auto r = v->update_object(uid, a);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == core::Errc::user_not_logged_in);
-  CHECK(slurp(path) == before);
+  CHECK(store_files(m.g.token.dir) == before);
   // After a logout as well.
   REQUIRE(v->login(CKU_USER, pin("user-1")));
   (void)objects_of(*v);
   v->logout();
   CHECK_FALSE(v->update_object(uid, a));
-  CHECK(slurp(path) == before);
+  CHECK(store_files(m.g.token.dir) == before);
   // Unchanged vendor state needs nothing written: the other attributes change as before.
   core::AttrMap same = objs.at(uid);
   same.set_string(CKA_LABEL, "renamed in a public session");
   CHECK(v->update_object(uid, same));
-  CHECK(slurp(path) == before);
+  CHECK(store_files(m.g.token.dir) == before);
 }
 
 TEST_CASE("vendor state: a key whose state the mirror writes while its engine uses the backend is never reported removed") {

@@ -556,6 +556,7 @@ TEST_CASE("forward: objects and keys made through the slot write no metadata rec
     // store under its lock, which is what made creating slow).
     CHECK(got(core::MetadataStore::open(f.g.token.dir))->data().objects.empty());
     CHECK_FALSE(std::filesystem::exists(f.g.token.dir + "/metadata.json"));
+    CHECK_FALSE(std::filesystem::exists(f.g.token.dir + "/metadata.changes"));
   }
   auto b2 = f.open_user();  // another process: the same identities
   std::set<std::string> again;
@@ -605,17 +606,17 @@ TEST_CASE("forward: a child forked during a metadata update does not keep the st
   hsm::test::TempDir d;
   auto meta = got(core::MetadataStore::open(d.path));
   pid_t child = -1;
-  got(meta->update([&](core::MetaData&) -> core::R<bool> {
+  got(meta->update([&](core::MetaChange&) -> core::R<void> {
     child = fork();
     if (child == 0) {
       sleep(3);
       _exit(0);
     }
-    return false;
+    return {};
   }));
   REQUIRE(child > 0);
   const auto t0 = std::chrono::steady_clock::now();
-  got(meta->update([](core::MetaData&) -> core::R<bool> { return false; }));
+  got(meta->update([](core::MetaChange&) -> core::R<void> { return {}; }));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
   int status = 0;
   waitpid(child, &status, 0);
