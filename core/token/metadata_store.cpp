@@ -380,7 +380,14 @@ R<void> MetadataStore::update(const std::function<R<void>(MetaChange&)>& f) {
       log::warn(kLog, "the metadata store's changes are not folded into " + path_ + ": " + w.error());
       return {};
     }
-    CDC_ASSIGN(snapshot_, stamp_of(path_));
+    auto folded = stamp_of(path_);
+    if (!folded) {
+      // Unknown: the next read takes the snapshot as another's and reads it all.
+      snapshot_ = Stamp{};
+      log::warn(kLog, folded.error().message);
+      return {};
+    }
+    snapshot_ = *folded;
     // Emptied after the new snapshot is in place: a change read again over it changes nothing.
     if (::ftruncate(cfd.get(), 0) != 0 || ::fdatasync(cfd.get()) != 0) {
       log::warn(kLog, changes_path_ + ": not emptied after its changes were folded into the snapshot: " +
