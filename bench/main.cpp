@@ -119,15 +119,17 @@ void measure_op(std::vector<std::unique_ptr<Column>>& cols, const OpInfo& op, in
       if (!w) drop(c, w.error());
       else ws[c].push_back(std::move(w).value());
     }
+  std::vector<std::unique_ptr<Team>> teams;
+  for (std::size_t c = 0; c < cols.size(); ++c) teams.push_back(std::make_unique<Team>(ws[c].size()));
   if (t.iterations == 0)
     for (std::size_t c = 0; c < cols.size(); ++c)
       if (ok[c])
-        if (auto r = run_rep(ws[c], t.warmup); !r) drop(c, r.error());
+        if (auto r = run_rep(ws[c], *teams[c], t.warmup); !r) drop(c, r.error());
   const int n = t.iterations > 0 ? 1 : t.reps;
   for (int r = 0; r < n; ++r)
     for (std::size_t c = 0; c < cols.size(); ++c) {
       if (!ok[c]) continue;
-      auto rate = run_rep(ws[c], t.seconds * op.time_factor, t.iterations, op.min_calls);
+      auto rate = run_rep(ws[c], *teams[c], t.seconds * op.time_factor, t.iterations, op.min_calls);
       if (!rate) {
         drop(c, rate.error());
         continue;

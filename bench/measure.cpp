@@ -94,19 +94,54 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
-BR<Rate> run_rep(Workers& workers, double seconds, long iterations, long min_calls) {
-  std::vector<ThreadResult> res(workers.size());
-  if (workers.size() == 1) {
-    res[0] = drive(*workers[0], seconds, iterations, min_calls);
-  } else {
-    std::latch start(static_cast<std::ptrdiff_t>(workers.size()));
-    std::vector<std::jthread> threads;
-    for (std::size_t i = 0; i < workers.size(); ++i)
-      threads.emplace_back([&, i] {
-        start.arrive_and_wait();
-        res[i] = drive(*workers[i], seconds, iterations, min_calls);
-      });
+Team::Team(std::size_t threads) : size_(threads) {
+  if (threads > 1)
+    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this, i] { loop(i); });
+}
+
+Team::~Team() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
   }
+  go_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void Team::loop(std::size_t i) {
+  std::uint64_t seen = 0;
+  for (;;) {
+    std::unique_lock lk(mu_);
+    go_.wait(lk, [&] { return stop_ || round_ != seen; });
+    if (stop_) return;
+    seen = round_;
+    const auto* job = job_;
+    std::latch* start = start_.get();
+    lk.unlock();
+    start->arrive_and_wait();
+    (*job)(i);
+    lk.lock();
+    if (--running_ == 0) done_.notify_one();
+  }
+}
+
+void Team::run(const std::function<void(std::size_t)>& job) {
+  if (threads_.empty()) {
+    for (std::size_t i = 0; i < size_; ++i) job(i);
+    return;
+  }
+  std::unique_lock lk(mu_);
+  job_ = &job;
+  running_ = threads_.size();
+  start_ = std::make_unique<std::latch>(static_cast<std::ptrdiff_t>(threads_.size()));
+  ++round_;
+  go_.notify_all();
+  done_.wait(lk, [&] { return running_ == 0; });
+}
+
+BR<Rate> run_rep(Workers& workers, Team& team, double seconds, long iterations, long min_calls) {
+  std::vector<ThreadResult> res(workers.size());
+  team.run([&](std::size_t i) { res[i] = drive(*workers[i], seconds, iterations, min_calls); });
   Rate rate;
   for (std::size_t i = 0; i < workers.size(); ++i) {
     if (!res[i].ok) return fail(workers[i]->error());

@@ -184,10 +184,11 @@ BR<void> run_objects(const ModuleSpec& spec, const ObjectsOptions& o) {
     Workers ws;
     CDC_ASSIGN(hsm::Session fs, tok.new_session());
     ws.push_back(std::make_unique<FindWorker>(std::move(fs), have));
-    if (o.timing.iterations == 0) CDC_TRY(run_rep(ws, o.timing.warmup));
+    Team team(ws.size());
+    if (o.timing.iterations == 0) CDC_TRY(run_rep(ws, team, o.timing.warmup));
     std::vector<double> us, cpu_us;
     for (int r = 0; r < (o.timing.iterations > 0 ? 1 : o.timing.reps); ++r) {
-      CDC_ASSIGN(Rate rate, run_rep(ws, o.timing.seconds, o.timing.iterations));
+      CDC_ASSIGN(Rate rate, run_rep(ws, team, o.timing.seconds, o.timing.iterations));
       us.push_back(1e6 / rate.wall);
       cpu_us.push_back(rate.cpu > 0 ? 1e6 / rate.cpu : 0);
     }
