@@ -326,12 +326,7 @@ GcmCtxPool::GcmCtxPool() {
 
 const std::shared_ptr<GcmCtxShelf>& GcmCtxPool::shelf() const { return shelves_[this_thread_slot() % shelves_.size()]; }
 
-CipherCtxPtr GcmCtxPool::take() const {
-  const std::size_t first = this_thread_slot();
-  for (std::size_t i = 0; i < shelves_.size(); ++i)
-    if (auto c = shelves_[(first + i) % shelves_.size()]->take()) return c;
-  return nullptr;
-}
+CipherCtxPtr GcmCtxPool::take() const { return shelf()->take(); }
 
 std::size_t GcmCtxPool::size() const {
   std::size_t n = 0;

@@ -115,4 +115,27 @@ TEST_CASE("OpenSSL AES-GCM: threads on one key each keep using a context of thei
   CHECK(pooled(k) <= 8);
 }
 
+TEST_CASE("OpenSSL AES-GCM: a thread makes contexts of its own rather than take one another thread's shelf holds") {
+  Backend* b = openssl_backend();
+  REQUIRE(b);
+  KeyPtr k = ok(b->load_secret(H("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")));
+  const Bytes pt = H("d9313225f88406e5a55909c5aff5269a");
+  const CipherParams p = gcm(H("cafebabefacedbaddecaf888"));
+  const auto pool = (*ossl::as_ossl(k))->gcm_pool;
+  REQUIRE(pool);
+  auto one_call_on_a_new_thread = [&] {
+    const ossl::GcmCtxShelf* shelf = nullptr;
+    std::thread([&] {
+      REQUIRE(run_cipher(*b, k, p, pt, true));
+      shelf = pool->shelf().get();
+    }).join();
+    return shelf;
+  };
+  const ossl::GcmCtxShelf* first = one_call_on_a_new_thread();
+  const ossl::GcmCtxShelf* second = one_call_on_a_new_thread();
+  REQUIRE(first != second);  // consecutive threads have consecutive slots
+  CHECK(first->size() == 1);
+  CHECK(second->size() == 1);
+}
+
 }  // namespace cdcp11::crypto::test
