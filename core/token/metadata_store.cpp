@@ -162,8 +162,11 @@ R<void> apply_json(const char* text, std::size_t size, bool is_change, const std
   return {};
 }
 
+// errno's error: a full disk (or quota, or file size limit) as device_memory, as the soft
+// token's store reports it, anything else as device_error.
 R<void> sys_err(const std::string& what, const std::string& path) {
-  return core::err(Errc::device_error, path + ": " + what + ": " + std::strerror(errno));
+  const bool full = errno == ENOSPC || errno == EDQUOT || errno == EFBIG;
+  return core::err(full ? Errc::device_memory : Errc::device_error, path + ": " + what + ": " + std::strerror(errno));
 }
 
 // fd's content from offset on.
@@ -193,9 +196,9 @@ R<void> write_at(int fd, const std::string& s, std::uint64_t offset, const std::
   return {};
 }
 
-struct stat fstat_of(int fd) {
+R<struct stat> fstat_of(int fd, const std::string& path) {
   struct stat st {};
-  (void)::fstat(fd, &st);
+  if (::fstat(fd, &st) != 0) CDC_TRY(sys_err("stat", path));
   return st;
 }
 
@@ -217,8 +220,7 @@ R<MetadataStore::Stamp> MetadataStore::stamp_of(const std::string& path) {
     if (errno == ENOENT) return Stamp{};
     return core::err(Errc::device_error, path + ": " + std::strerror(errno));
   }
-  return Stamp{static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
-               static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+  return Stamp::of(st);
 }
 
 void MetadataStore::note_changed(const std::string& uid) {
@@ -237,9 +239,8 @@ R<void> MetadataStore::read_all() {
     Stamp snap{};
     store::UniqueFd sfd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
     if (sfd) {
-      const struct stat st = fstat_of(sfd.get());
-      snap = Stamp{static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
-                   static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+      CDC_ASSIGN(const struct stat st, fstat_of(sfd.get(), path_));
+      snap = Stamp::of(st);
       CDC_ASSIGN(const std::string text, read_from(sfd.get(), 0, path_));
       CDC_TRY(apply_json(text.data(), text.size(), false, path_, d, [](const std::string&) {}));
     } else if (errno != ENOENT) {
@@ -248,7 +249,8 @@ R<void> MetadataStore::read_all() {
     std::uint64_t ino = 0, end = 0;
     store::UniqueFd cfd(::open(changes_path_.c_str(), O_RDONLY | O_CLOEXEC));
     if (cfd) {
-      ino = static_cast<std::uint64_t>(fstat_of(cfd.get()).st_ino);
+      CDC_ASSIGN(const struct stat st, fstat_of(cfd.get(), changes_path_));
+      ino = static_cast<std::uint64_t>(st.st_ino);
       CDC_ASSIGN(const std::string text, read_from(cfd.get(), 0, changes_path_));
       for (std::size_t nl; (nl = text.find('\n', end)) != std::string::npos; end = nl + 1)
         CDC_TRY(apply_json(text.data() + end, nl - end, true, changes_path_, d, [](const std::string&) {}));
@@ -276,7 +278,7 @@ R<bool> MetadataStore::read_new_changes(bool& any) {
     if (errno != ENOENT) CDC_TRY(sys_err("cannot be read", changes_path_));
     return changes_ino_ == 0;
   }
-  const struct stat st = fstat_of(cfd.get());
+  CDC_ASSIGN(const struct stat st, fstat_of(cfd.get(), changes_path_));
   if (changes_ino_ != 0 && static_cast<std::uint64_t>(st.st_ino) != changes_ino_) return false;
   if (static_cast<std::uint64_t>(st.st_size) < changes_end_) return false;
   if (static_cast<std::uint64_t>(st.st_size) == changes_end_) {
@@ -342,7 +344,7 @@ R<void> MetadataStore::update(const std::function<R<void>(MetaChange&)>& f) {
     }
   }
   if (!cfd) return sys_err("cannot be opened", changes_path_);
-  const struct stat st = fstat_of(cfd.get());
+  CDC_ASSIGN(const struct stat st, fstat_of(cfd.get(), changes_path_));
   const auto ino = static_cast<std::uint64_t>(st.st_ino);
   // catch_up() read this file to changes_end_ (or found none: then it is new and empty).
   const std::uint64_t end = ino == changes_ino_ ? changes_end_ : 0;

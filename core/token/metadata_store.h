@@ -26,6 +26,8 @@
 // Not thread-safe: the backend's lock guards it.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -102,6 +104,10 @@ class MetadataStore {
     std::uint64_t ino = 0, size = 0;
     std::int64_t mtime_ns = 0;
     bool operator==(const Stamp&) const = default;
+    static Stamp of(const struct ::stat& st) {
+      return {static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size),
+              static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+    }
   };
   // A file's stamp now: {} when it does not exist.
   static core::R<Stamp> stamp_of(const std::string& path);

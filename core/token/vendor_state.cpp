@@ -114,30 +114,26 @@ bool VendorState::check_entries() {
   }
   checked_with_keys_ = keys;
   const auto& objects = store_->data().objects;
-  if (!ch.all) {
-    // Only the entries the store says changed: a vault sync writes thousands, one at a time.
-    bool changed = false;
-    for (auto& uid : ch.uids) {
-      const auto e = objects.find(uid);
-      std::optional<AttrMap> now = e == objects.end() ? std::nullopt : entry_vendor(uid, e->second, keys);
-      if (!now) checked_.erase(uid);
-      const auto was = valid_.find(uid);
-      if (!now && was == valid_.end()) continue;
-      if (now && was != valid_.end() && was->second.map() == now->map()) continue;
-      changed = true;
-      if (now) valid_[uid] = std::move(*now);
-      else valid_.erase(was);
-    }
-    return changed;
+  // The entries the store says changed (a vault sync writes thousands, one at a time), or when
+  // it cannot tell, every entry there is and every one there was.
+  std::set<std::string> uids = std::move(ch.uids);
+  if (ch.all) {
+    for (auto& [uid, e] : objects) uids.insert(uid);
+    for (auto& [uid, v] : valid_) uids.insert(uid);
+    for (auto& [uid, c] : checked_) uids.insert(uid);
   }
-  std::map<std::string, AttrMap> valid;
-  for (auto& [uid, e] : objects)
-    if (auto v = entry_vendor(uid, e, keys)) valid[uid] = std::move(*v);
-  std::erase_if(checked_, [&](auto& c) { return !valid.count(c.first); });
-  const bool changed = !std::ranges::equal(valid, valid_, [](auto& a, auto& b) {
-    return a.first == b.first && a.second.map() == b.second.map();
-  });
-  valid_ = std::move(valid);
+  bool changed = false;
+  for (auto& uid : uids) {
+    const auto e = objects.find(uid);
+    std::optional<AttrMap> now = e == objects.end() ? std::nullopt : entry_vendor(uid, e->second, keys);
+    if (!now) checked_.erase(uid);
+    const auto was = valid_.find(uid);
+    if (!now && was == valid_.end()) continue;
+    if (now && was != valid_.end() && was->second.map() == now->map()) continue;
+    changed = true;
+    if (now) valid_[uid] = std::move(*now);
+    else valid_.erase(was);
+  }
   return changed;
 }
 

@@ -2,12 +2,10 @@
 // since, shared by instances and processes.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fstream>
-#include <sstream>
 
 #include "core/token/metadata_store.h"
 #include "tests/unit/core/soft_token_test_util.h"
@@ -328,4 +326,38 @@ TEST_CASE("metadata store: a writer killed at any moment, folds included, loses 
     put(*m, "after");  // and the next writer goes on from there
     CHECK(opened(dir)->data().objects.count("after"));
   }
+}
+
+TEST_CASE("metadata store: a change the disk has no room for fails as device memory and leaves nothing behind") {
+  TempDir d;
+  const std::string dir = d.path.string();
+  auto a = opened(dir);
+  put(*a, "x");
+  const std::string before = slurp(a->changes_path());
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // A file size limit a few bytes past the changes file: the change is written in part, then
+    // refused with EFBIG, as a full disk refuses with ENOSPC.
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit lim{before.size() + 10, before.size() + 10};
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(2);
+    auto u = a->update([](MetaChange& c) -> core::R<void> {
+      c.put("y", entry(std::string(500, 'y')));
+      return {};
+    });
+    if (u) _exit(3);
+    if (u.error().code != core::Errc::device_memory) _exit(4);
+    if (u.error().message.find("metadata.changes") == std::string::npos) _exit(5);
+    if (a->data().objects.count("y")) _exit(6);
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(slurp(a->changes_path()) == before);
+  CHECK(uids(opened(dir)->data()) == "x ");
+  put(*a, "z");
+  CHECK(uids(opened(dir)->data()) == "x z ");
 }
